@@ -1,0 +1,74 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Condition;
+
+/// A `name: value` pair (headers of mock responses and similar).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct NameValue {
+    /// Header name.
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    /// Header value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// A key in a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key inside the Secret's data.
+    pub key: String,
+}
+
+/// A Kubernetes Service and port.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ServiceRef {
+    /// Service name.
+    pub name: String,
+    /// Service namespace; defaults to the resource's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Service port number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
+/// Which failures a retry is attempted on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// The TCP connection to the endpoint could not be made.
+    ConnectFailure,
+    /// The endpoint answered 502, 503 or 504.
+    GatewayError,
+    /// The connection was reset before a response arrived.
+    Reset,
+}
+
+/// Retry policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Retries {
+    /// Extra attempts after the first one (0-10).
+    #[schemars(range(min = 0, max = 10))]
+    pub attempts: u32,
+    /// Failures worth a retry; default `[connect-failure]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<RetryOn>,
+}
+
+/// Status shared by every Switchyard resource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommonStatus {
+    /// The metadata.generation the controller last processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Current conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}

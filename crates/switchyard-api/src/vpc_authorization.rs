@@ -1,0 +1,79 @@
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::CommonStatus;
+
+/// Authorizes the gateway to reach one private resource on given ports.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "switchyard.dev",
+    version = "v1alpha1",
+    kind = "VpcAuthorization",
+    namespaced,
+    status = "CommonStatus",
+    shortname = "vpca",
+    category = "switchyard",
+    printcolumn = r#"{"name":"Ports","type":"string","jsonPath":".spec.ports"}"#,
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Connected","type":"string","jsonPath":".status.conditions[?(@.type==\"Connected\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcAuthorizationSpec {
+    /// The private resource.
+    pub target: VpcTarget,
+    /// Ports the gateway may dial.
+    #[schemars(length(min = 1, max = 64))]
+    pub ports: Vec<u16>,
+    /// Host header (priority 3) and TLS SNI used towards the resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+    /// Free text for operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Periodic connectivity test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_test: Option<ConnectivityTest>,
+}
+
+/// Exactly one of address, service or host.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "[has(self.address), has(self.service), has(self.host)].filter(x, x).size() == 1", "message": "set exactly one of address, service or host"}]))]
+pub struct VpcTarget {
+    /// A private IP address (an instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// A Kubernetes Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<VpcServiceTarget>,
+    /// A host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// A Kubernetes Service target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct VpcServiceTarget {
+    /// Service name in the authorization's namespace.
+    pub name: String,
+}
+
+/// Connectivity test settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ConnectivityTest {
+    /// Time between tests (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
+    pub interval: Option<String>,
+    /// Optional HTTP probe after the TCP connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+}
+
+/// HTTP probe.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct HttpProbe {
+    /// Path to GET.
+    pub path: String,
+}

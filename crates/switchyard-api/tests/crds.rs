@@ -1,0 +1,115 @@
+//! The committed `crds/` must equal what the Rust types generate, and every schema
+//! must be structural (what a real API server accepts).
+
+use serde_json::Value;
+use switchyard_api::{all_crds, crd_file_name, render_crd};
+
+fn crds_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds")
+}
+
+#[test]
+fn committed_crds_match_the_rust_types() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    for crd in all_crds() {
+        let path = crds_dir().join(crd_file_name(&crd));
+        let want = render_crd(&crd);
+        if update {
+            std::fs::write(&path, &want).unwrap();
+            continue;
+        }
+        let have = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", path.display()));
+        assert!(have == want, "{} drifted from the Rust types; run `make crds`", path.display());
+    }
+}
+
+/// Walks a schema and returns every rule of structural schemas it breaks.
+fn structural_violations(schema: &Value, at: &str, out: &mut Vec<String>) {
+    let Some(obj) = schema.as_object() else {
+        out.push(format!("{at}: schema is not an object"));
+        return;
+    };
+    let preserves = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    let int_or_string = obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if !obj.contains_key("type") && !preserves && !int_or_string {
+        out.push(format!("{at}: no type"));
+    }
+    if let Some(t) = obj.get("type") {
+        if !t.is_string() {
+            out.push(format!("{at}: type must be one string, found {t}"));
+        }
+    }
+    for banned in ["$ref", "oneOf", "anyOf", "allOf", "not", "additionalItems", "definitions", "$defs"] {
+        if obj.contains_key(banned) {
+            out.push(format!("{at}: {banned} is not allowed in a structural schema"));
+        }
+    }
+    if let Some(Value::Object(props)) = obj.get("properties") {
+        for (name, sub) in props {
+            structural_violations(sub, &format!("{at}.{name}"), out);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        structural_violations(items, &format!("{at}[]"), out);
+    }
+    if let Some(extra @ Value::Object(_)) = obj.get("additionalProperties") {
+        structural_violations(extra, &format!("{at}{{}}"), out);
+    }
+}
+
+#[test]
+fn every_crd_schema_is_structural() {
+    for crd in all_crds() {
+        let json = serde_json::to_value(&crd).unwrap();
+        let schema = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut violations = Vec::new();
+        structural_violations(schema, crd.metadata.name.as_deref().unwrap(), &mut violations);
+        assert!(violations.is_empty(), "{violations:#?}");
+    }
+}
+
+fn descriptions_missing(schema: &Value, at: &str, out: &mut Vec<String>) {
+    if let Some(Value::Object(props)) = schema.get("properties") {
+        for (name, sub) in props {
+            let path = format!("{at}.{name}");
+            if sub.get("description").is_none() && !["metadata", "apiVersion", "kind"].contains(&name.as_str()) {
+                out.push(path.clone());
+            }
+            descriptions_missing(sub, &path, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        descriptions_missing(items, &format!("{at}[]"), out);
+    }
+}
+
+#[test]
+fn every_spec_and_status_field_has_a_description_for_kubectl_explain() {
+    for crd in all_crds() {
+        let json = serde_json::to_value(&crd).unwrap();
+        let schema = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut missing = Vec::new();
+        descriptions_missing(schema, crd.metadata.name.as_deref().unwrap(), &mut missing);
+        assert!(missing.is_empty(), "fields without a description: {missing:#?}");
+    }
+}
+
+#[test]
+fn backend_service_schema_requires_exactly_one_kind_by_cel() {
+    let crd = all_crds().into_iter().find(|c| c.spec.names.kind == "BackendService").unwrap();
+    let json = serde_json::to_value(&crd).unwrap();
+    let spec = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = spec["x-kubernetes-validations"].as_array().expect("CEL rules on spec");
+    assert!(rules.iter().any(|r| r["rule"].as_str().unwrap().contains("size() == 1")));
+}
+
+#[test]
+fn every_crd_has_a_status_subresource_and_printer_columns() {
+    for crd in all_crds() {
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let columns = version.additional_printer_columns.as_ref().unwrap();
+        assert!(columns.iter().any(|c| c.name == "Accepted"), "{}", crd.spec.names.kind);
+    }
+}

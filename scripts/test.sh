@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what the test suite needs (idempotent; a fresh Debian bookworm machine
+# as root), then run the workspace tests. Extra args go to the test runner, e.g.
+#   bash scripts/test.sh -p switchyard-compile
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'test.sh: error: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=0
+apt_install() {
+  ((EUID == 0)) || die "need root to apt-get install $*"
+  if ((APT_UPDATED == 0)); then apt-get update -qq; APT_UPDATED=1; fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# One function per dependency: check, and install only if missing.
+need_rust() {
+  command -v cargo >/dev/null || die "cargo not found (the Rust toolchain comes with the machine; it cannot be fetched here)"
+}
+# Examples for later (see shared/TEST-INFRA.md for how to start each one):
+# need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
+# need_zookeeper() { [[ -f /usr/share/java/zookeeper.jar ]] || apt_install zookeeper; }
+# need_nats()      { command -v nats-server >/dev/null || apt_install nats-server; }
+
+DEPS=(rust)
+for dep in "${DEPS[@]}"; do "need_$dep"; done
+
+[[ -f Cargo.lock ]] || die "Cargo.lock is missing: tests run with --locked, so commit Cargo.lock"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  log "cargo nextest run --workspace --locked $*"
+  cargo nextest run --workspace --locked "$@"
+  # nextest does not run doctests; run them too unless a filter/args were given.
+  if (($# == 0)) && [[ ${DOCTESTS:-1} == 1 ]]; then
+    log "cargo test --workspace --locked --doc"
+    cargo test --workspace --locked --doc
+  fi
+else
+  log "cargo test --workspace --locked $*"
+  cargo test --workspace --locked "$@"
+fi

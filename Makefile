@@ -16,7 +16,7 @@ bench:
 	bash bench/run.sh
 
 crds:
-	$(CARGO) run -q -p switchyard -- crds-write crds/
+	UPDATE_GOLDEN=1 $(CARGO) test -q -p switchyard-api --test crds
 
 fmt:
 	$(CARGO) fmt --all

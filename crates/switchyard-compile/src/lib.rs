@@ -1,1 +1,18 @@
+//! The pure compile step: the full set of resources in, one routing [`Snapshot`] and one
+//! [`ResourceStatus`] per resource out. No I/O, no clock, no randomness: the same input
+//! always gives the same output, so Kubernetes and standalone share it and it is tested
+//! exhaustively (see `tests/golden`).
 #![forbid(unsafe_code)]
+
+mod compile;
+pub mod manifest;
+pub mod path_template;
+mod resources;
+pub mod snapshot;
+mod status;
+pub mod units;
+pub mod validate;
+
+pub use compile::{Compiled, compile};
+pub use resources::{AppSecret, InvalidObject, Resources, ServiceEndpoint};
+pub use status::{ConditionSpec, ObjectRef, ResourceKind, ResourceStatus, reason};

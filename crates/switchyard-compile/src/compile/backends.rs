@@ -1,0 +1,353 @@
+use std::net::IpAddr;
+
+use switchyard_api::condition_type::{READY, RESOLVED_REFS};
+use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, MockBackend, RetryOn, Retries};
+
+use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
+use crate::snapshot::{Backend, BackendKind, Endpoint, RetryPolicy, VpcGrant};
+use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
+
+/// Mock bodies are served from memory on every request: keep them small.
+const MAX_MOCK_BODY: usize = 50 * 1024;
+
+/// What routes need to know about each BackendService, accepted or not.
+pub(super) struct BackendTable {
+    entries: ByName<BackendEntry>,
+    list: Vec<Backend>,
+}
+
+pub(super) struct BackendEntry {
+    /// Index into the snapshot's backends; None when the backend is not usable.
+    pub index: Option<usize>,
+    /// Why it is not usable.
+    pub unusable: Option<String>,
+    pub allowed_route_namespaces: Vec<String>,
+    /// Host priority 2: the backend's `hostHeader` (http and vpc kinds).
+    pub host_header: Option<String>,
+    /// Host priority 3: the VpcAuthorization's `hostName` (vpc kind).
+    pub authorization_host: Option<String>,
+}
+
+impl BackendTable {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&BackendEntry> {
+        self.entries.get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    pub fn into_snapshot_backends(self) -> Vec<Backend> {
+        self.list
+    }
+}
+
+/// The kinds a BackendService can set, with whether this one sets them.
+fn kinds_set(spec: &BackendServiceSpec) -> Vec<&'static str> {
+    let all = [
+        ("http", spec.http.is_some()),
+        ("vpc", spec.vpc.is_some()),
+        ("function", spec.function.is_some()),
+        ("mock", spec.mock.is_some()),
+        ("dataService", spec.data_service.is_some()),
+        ("model", spec.model.is_some()),
+        ("eventBus", spec.event_bus.is_some()),
+        ("registry", spec.registry.is_some()),
+        ("gateway", spec.gateway.is_some()),
+    ];
+    all.iter().filter(|(_, set)| *set).map(|(kind, _)| *kind).collect()
+}
+
+pub(super) fn compile_all(resources: &Resources, grants: &ByName<VpcGrant>, statuses: &mut Vec<ResourceStatus>) -> BackendTable {
+    let mut sorted: Vec<&BackendService> = resources.backend_services.iter().collect();
+    sorted.sort_by_key(|b| (namespace(&b.metadata), name(&b.metadata)));
+    let mut table = BackendTable { entries: ByName::new(), list: Vec::new() };
+    for backend in sorted {
+        let mut status = status_for(ResourceKind::BackendService, &backend.metadata, true);
+        let entry = compile_one(backend, resources, grants, &mut status, &mut table.list);
+        let key = (namespace(&backend.metadata).to_owned(), name(&backend.metadata).to_owned());
+        table.entries.insert(key, entry);
+        statuses.push(status);
+    }
+    table
+}
+
+fn compile_one(
+    backend: &BackendService,
+    resources: &Resources,
+    grants: &ByName<VpcGrant>,
+    status: &mut ResourceStatus,
+    list: &mut Vec<Backend>,
+) -> BackendEntry {
+    let spec = &backend.spec;
+    let ns = namespace(&backend.metadata);
+    let mut entry = BackendEntry {
+        index: None,
+        unusable: None,
+        allowed_route_namespaces: spec.allowed_route_namespaces.clone(),
+        host_header: None,
+        authorization_host: None,
+    };
+    let compiled = kind_of(spec)
+        .inspect(|kind| status.backend_kind = Some((*kind).to_owned()))
+        .and_then(|kind| common_policy(spec).map(|policy| (kind, policy)))
+        .and_then(|(kind, policy)| compile_kind(kind, spec, ns, resources, grants, &mut entry).map(|k| (k, policy)));
+    match compiled {
+        Ok((Resolved::Ready(kind, endpoints), (timeout_ms, retries))) => {
+            accept(status);
+            status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
+            set_ready(status, &kind, endpoints);
+            entry.index = Some(list.len());
+            list.push(Backend { id: format!("{ns}/{}", name(&backend.metadata)), kind, timeout_ms, retries });
+        }
+        Ok((Resolved::Unresolved(why), _)) => {
+            accept(status);
+            status.set(ConditionSpec::new(RESOLVED_REFS, false, why.reason, why.message.clone()));
+            status.set(ConditionSpec::new(READY, false, reason::REFS_NOT_RESOLVED, "references are not resolved"));
+            entry.unusable = Some(why.message);
+        }
+        Err(why) => {
+            entry.unusable = Some(format!("it is not accepted: {}", why.message));
+            reject(status, why);
+        }
+    }
+    entry
+}
+
+fn set_ready(status: &mut ResourceStatus, kind: &BackendKind, endpoints: u32) {
+    status.endpoints = Some(endpoints);
+    let ready = match kind {
+        BackendKind::Unimplemented { kind } => ConditionSpec::new(
+            READY,
+            false,
+            reason::NOT_IMPLEMENTED,
+            format!("the {kind} backend kind is not implemented in this build; requests answer 501"),
+        ),
+        _ if endpoints == 0 => ConditionSpec::new(READY, false, reason::NO_ENDPOINTS, "no endpoints are known"),
+        _ => ConditionSpec::new(READY, true, reason::READY, format!("{endpoints} endpoint(s)")),
+    };
+    status.set(ready);
+}
+
+fn kind_of(spec: &BackendServiceSpec) -> Result<&'static str, Rejection> {
+    match kinds_set(spec).as_slice() {
+        [one] => Ok(one),
+        [] => Err(Rejection::new(
+            reason::INVALID_KIND,
+            "no backend kind is set: set exactly one of http, vpc, function, mock, dataService, model, eventBus, registry, gateway",
+        )),
+        many => Err(Rejection::new(
+            reason::INVALID_KIND,
+            format!("{} backend kinds are set ({}): set exactly one", many.len(), many.join(", ")),
+        )),
+    }
+}
+
+fn common_policy(spec: &BackendServiceSpec) -> Result<(Option<u64>, RetryPolicy), Rejection> {
+    let timeout = duration_ms("timeout", spec.timeout.as_ref())?;
+    let retries = spec.retries.as_ref().map(retry_policy).transpose()?.unwrap_or_default();
+    Ok((timeout, retries))
+}
+
+/// Retry policy from the resource; `on` defaults to connect failures only.
+pub(super) fn retry_policy(retries: &Retries) -> Result<RetryPolicy, Rejection> {
+    if retries.attempts > 10 {
+        return Err(Rejection::new(reason::INVALID_SPEC, format!("retries.attempts {} is above 10", retries.attempts)));
+    }
+    let on = |what| retries.on.contains(&what);
+    let connect = retries.on.is_empty() || on(RetryOn::ConnectFailure);
+    Ok(RetryPolicy {
+        attempts: retries.attempts,
+        on_connect_failure: connect,
+        on_gateway_error: on(RetryOn::GatewayError),
+        on_reset: on(RetryOn::Reset),
+    })
+}
+
+/// A kind that compiled: either usable (with its endpoint count) or waiting on a reference.
+enum Resolved {
+    Ready(BackendKind, u32),
+    Unresolved(Rejection),
+}
+
+fn compile_kind(
+    kind: &str,
+    spec: &BackendServiceSpec,
+    ns: &str,
+    resources: &Resources,
+    grants: &ByName<VpcGrant>,
+    entry: &mut BackendEntry,
+) -> Result<Resolved, Rejection> {
+    match kind {
+        "http" => {
+            let http = spec.http.as_ref().expect("kind_of said http");
+            entry.host_header = checked_host_header(http.host_header.as_ref())?;
+            http_kind(http, ns, resources)
+        }
+        "mock" => mock_kind(spec.mock.as_ref().expect("kind_of said mock")).map(|k| Resolved::Ready(k, 1)),
+        "vpc" => {
+            let vpc = spec.vpc.as_ref().expect("kind_of said vpc");
+            entry.host_header = checked_host_header(vpc.host_header.as_ref())?;
+            let key = (ns.to_owned(), vpc.authorization_ref.clone());
+            let Some(grant) = grants.get(&key) else {
+                return Ok(Resolved::Unresolved(Rejection::new(
+                    reason::AUTHORIZATION_NOT_FOUND,
+                    format!("VpcAuthorization {ns}/{} does not exist or is not accepted", vpc.authorization_ref),
+                )));
+            };
+            if !grant.ports.contains(&vpc.port) {
+                return Ok(Resolved::Unresolved(Rejection::new(
+                    reason::REF_NOT_PERMITTED,
+                    format!("port {} is not authorized by VpcAuthorization {} (ports {:?})", vpc.port, grant.id, grant.ports),
+                )));
+            }
+            entry.authorization_host = grant.host_name.clone();
+            Ok(Resolved::Ready(BackendKind::Unimplemented { kind: "vpc".into() }, 0))
+        }
+        other => Ok(Resolved::Ready(BackendKind::Unimplemented { kind: other.to_owned() }, 0)),
+    }
+}
+
+fn checked_host_header(value: Option<&String>) -> Result<Option<String>, Rejection> {
+    if let Some(host) = value {
+        validate::host_header(host).map_err(|e| Rejection::new(reason::INVALID_HOST, format!("hostHeader: {e}")))?;
+    }
+    Ok(value.cloned())
+}
+
+fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Resolved, Rejection> {
+    if let Some(urls) = &http.urls {
+        if http.service.is_some() {
+            return Err(Rejection::new(reason::INVALID_SPEC, "http: set either urls or service, not both"));
+        }
+        if urls.is_empty() {
+            return Err(Rejection::new(reason::INVALID_URL, "http.urls: list at least one URL"));
+        }
+        let endpoints = urls.iter().map(|u| parse_url(u)).collect::<Result<Vec<_>, _>>()?;
+        let count = endpoints.len() as u32;
+        return Ok(Resolved::Ready(BackendKind::Http { endpoints }, count));
+    }
+    let Some(service) = &http.service else {
+        return Err(Rejection::new(reason::INVALID_SPEC, "http: set urls or service"));
+    };
+    let svc_ns = service.namespace.as_deref().unwrap_or(ns);
+    let Some(port) = service.port else {
+        return Err(Rejection::new(reason::INVALID_SPEC, "http.service.port is required"));
+    };
+    let Some(ready) = resources.service_endpoints.get(&(svc_ns.to_owned(), service.name.clone())) else {
+        return Ok(Resolved::Unresolved(Rejection::new(
+            reason::SERVICE_NOT_FOUND,
+            format!("Service {svc_ns}/{} is not known (standalone mode has no Kubernetes Services)", service.name),
+        )));
+    };
+    let endpoints: Vec<Endpoint> = ready
+        .iter()
+        .filter_map(|ep| ep.ports.get(&port).map(|target| endpoint_for("http", ep.address, *target)))
+        .collect();
+    let count = endpoints.len() as u32;
+    Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
+}
+
+fn endpoint_for(scheme: &str, address: IpAddr, port: u16) -> Endpoint {
+    let host = match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    Endpoint { scheme: scheme.into(), authority: format!("{host}:{port}"), host: host_with_port(&host, port, scheme), base_path: String::new() }
+}
+
+fn host_with_port(host: &str, port: u16, scheme: &str) -> String {
+    let default = if scheme == "https" { 443 } else { 80 };
+    if port == default { host.to_owned() } else { format!("{host}:{port}") }
+}
+
+/// Parses `http://host[:port][/base]`; no user info, query or fragment.
+pub(crate) fn parse_url(url: &str) -> Result<Endpoint, Rejection> {
+    let bad = |why: &str| Rejection::new(reason::INVALID_URL, format!("url {url:?}: {why}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected scheme://host[:port][/path]"))?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => {
+            return Err(Rejection::new(reason::UNSUPPORTED_SCHEME, format!("url {url:?}: https upstreams are not supported by this build yet")));
+        }
+        _ => return Err(bad("the scheme must be http")),
+    };
+    if rest.contains(['?', '#', '@']) {
+        return Err(bad("user info, query and fragment are not allowed"));
+    }
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (host, port) = split_host_port(authority).ok_or_else(|| bad("invalid host or port"))?;
+    let port = port.unwrap_or(default_port);
+    let valid_host = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        host.parse::<std::net::Ipv4Addr>().is_ok() || validate::dns_name(host).is_ok()
+    };
+    if !valid_host {
+        return Err(bad("invalid host"));
+    }
+    let host = host.to_ascii_lowercase();
+    Ok(Endpoint {
+        scheme: scheme.to_owned(),
+        authority: format!("{host}:{port}"),
+        host: host_with_port(&host, port, scheme),
+        base_path: path.trim_end_matches('/').to_owned(),
+    })
+}
+
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')? + 1;
+        let rest = &authority[end..];
+        (&authority[..end], if rest.is_empty() { None } else { Some(rest.strip_prefix(':')?) })
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => None,
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+fn mock_kind(mock: &MockBackend) -> Result<BackendKind, Rejection> {
+    if !(100..=599).contains(&mock.status_code) {
+        return Err(Rejection::new(reason::INVALID_SPEC, format!("mock.statusCode {} is not in 100-599", mock.status_code)));
+    }
+    if mock.body.len() > MAX_MOCK_BODY {
+        return Err(Rejection::new(reason::INVALID_SPEC, format!("mock.body is {} bytes; the limit is 50 KiB", mock.body.len())));
+    }
+    let mut headers = Vec::with_capacity(mock.headers.len());
+    for (i, h) in mock.headers.iter().enumerate() {
+        validate::header_name(&h.name)
+            .and_then(|()| validate::header_value(&h.value))
+            .map_err(|e| Rejection::new(reason::INVALID_SPEC, format!("mock.headers[{i}]: {e}")))?;
+        headers.push((h.name.to_ascii_lowercase(), h.value.clone()));
+    }
+    Ok(BackendKind::Mock { status: mock.status_code, headers, body: mock.body.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_dial_authority_host_header_and_base_path() {
+        let ep = parse_url("http://Orders.Internal:8080/api/").unwrap();
+        assert_eq!(ep.authority, "orders.internal:8080");
+        assert_eq!(ep.host, "orders.internal:8080");
+        assert_eq!(ep.base_path, "/api");
+        let ep = parse_url("http://10.0.0.5").unwrap();
+        assert_eq!((ep.authority.as_str(), ep.host.as_str()), ("10.0.0.5:80", "10.0.0.5"));
+        let ep = parse_url("http://[::1]:9000").unwrap();
+        assert_eq!(ep.authority, "[::1]:9000");
+    }
+
+    #[test]
+    fn malformed_urls_are_rejected_with_a_reason() {
+        for bad in ["10.0.0.5:80", "ftp://a", "http://", "http://a:0", "http://a:99999", "http://u@a", "http://a/?q", "http://a b", "http://[zz]:80"] {
+            let err = parse_url(bad).unwrap_err();
+            assert_eq!(err.reason, reason::INVALID_URL, "{bad}");
+        }
+        assert_eq!(parse_url("https://a").unwrap_err().reason, reason::UNSUPPORTED_SCHEME);
+    }
+}

@@ -1,0 +1,206 @@
+//! The routing snapshot: what the controller publishes and every proxy serves from.
+//! Plain data (serde), versioned, self-contained: a proxy needs nothing else.
+
+use serde::{Deserialize, Serialize};
+
+/// One complete, consistent routing configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Set by the publisher; a proxy asks for anything newer than the version it has.
+    pub version: u64,
+    /// Programmed routes, oldest first.
+    pub routes: Vec<Route>,
+    /// Backends referenced by routes (by index).
+    pub backends: Vec<Backend>,
+    /// Apps for AppCode / Signature auth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<App>,
+    /// Accepted DnsRecords.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_records: Vec<DnsEntry>,
+    /// Accepted VpcAuthorizations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vpc_authorizations: Vec<VpcGrant>,
+}
+
+impl Snapshot {
+    /// Same routing content, whatever the version numbers say.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        self.routes == other.routes
+            && self.backends == other.backends
+            && self.apps == other.apps
+            && self.dns_records == other.dns_records
+            && self.vpc_authorizations == other.vpc_authorizations
+    }
+}
+
+/// A programmed ApiRoute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    /// `namespace/name`.
+    pub id: String,
+    /// Lowercase exact hosts or `*.suffix` patterns; empty matches any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    pub path: String,
+    pub path_type: PathKind,
+    /// Uppercase methods; empty matches any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<KeyMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_params: Vec<KeyMatch>,
+    /// One or more backends with weights (all weights > 0 here).
+    pub backends: Vec<RouteBackend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_path: Option<String>,
+    /// Constant header parameters (the `host` parameter is folded into each backend's host rule).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_headers: Vec<(String, String)>,
+    /// Constant query parameters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_query: Vec<(String, String)>,
+    pub auth: Auth,
+    /// Total budget until response headers, retries included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Route-level retry policy; overrides the backend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    pub body_limit: u64,
+}
+
+/// How a route's path is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PathKind {
+    Exact,
+    Prefix,
+    Template,
+}
+
+/// Header or query matcher: exact value, or presence when `value` is None.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyMatch {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// One weighted backend of a route, with the Host header rule for that pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteBackend {
+    /// Index into [`Snapshot::backends`].
+    pub backend: usize,
+    pub weight: u32,
+    pub host: HostRule,
+}
+
+/// Which Host header the backend request carries (the spec's priority list, resolved).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", content = "value")]
+pub enum HostRule {
+    /// A fixed value (route hostOverride, backend hostHeader, authorization hostName,
+    /// or the route's `host` header parameter).
+    Fixed(String),
+    /// The client's own Host header (`passHostHeader: true`).
+    Client,
+    /// The host (and port) of the endpoint dialled.
+    Endpoint,
+}
+
+/// Route authentication.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Auth {
+    #[default]
+    Anonymous,
+    /// Allowed apps by name (same namespace as the route).
+    AppCode { apps: Vec<String> },
+    Signature { apps: Vec<String> },
+}
+
+/// A retry policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub on_connect_failure: bool,
+    pub on_gateway_error: bool,
+    pub on_reset: bool,
+}
+
+/// An accepted BackendService.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backend {
+    /// `namespace/name`.
+    pub id: String,
+    pub kind: BackendKind,
+    /// Per-attempt budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub retries: RetryPolicy,
+}
+
+/// What serves the request. A closed set: each kind has one module in the proxy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum BackendKind {
+    /// HTTP upstreams.
+    Http { endpoints: Vec<Endpoint> },
+    /// A fixed response.
+    Mock { status: u16, headers: Vec<(String, String)>, body: String },
+    /// A kind this build does not serve yet; answers a clear error.
+    Unimplemented { kind: String },
+}
+
+/// One upstream address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host:port` as dialled (port always present).
+    pub authority: String,
+    /// Host header value for [`HostRule::Endpoint`] (port only when not the default).
+    pub host: String,
+    /// Path prefix from the URL (`/api`), empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_path: String,
+}
+
+/// An app's credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    pub namespace: String,
+    pub name: String,
+    pub app_key: String,
+    pub app_secret: String,
+    pub app_code: String,
+}
+
+/// A weighted internal DNS name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsEntry {
+    pub domain: String,
+    pub records: Vec<(std::net::IpAddr, u32)>,
+}
+
+/// What one VpcAuthorization lets the gateway dial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcGrant {
+    /// `namespace/name`.
+    pub id: String,
+    pub target: VpcGrantTarget,
+    pub ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_name: Option<String>,
+}
+
+/// The authorized resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value")]
+pub enum VpcGrantTarget {
+    Address(std::net::IpAddr),
+    Service(String),
+    Host(String),
+}

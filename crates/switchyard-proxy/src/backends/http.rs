@@ -1,0 +1,222 @@
+//! `http`: plain HTTP upstreams, round robin over endpoints, per-attempt timeout and
+//! retries (to the next endpoint) on the failures the policy names.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy};
+
+use super::{Backend, CallContext, ShapedRequest};
+use crate::body::{RequestBody, ResponseBody, is_body_too_large};
+use crate::error::GatewayError;
+use crate::runtime::DEFAULT_TIMEOUT;
+use crate::shape::strip_hop_by_hop;
+
+/// Bodies up to this size are buffered when a retry may need to send them again;
+/// larger ones stream and are not retried.
+const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+pub struct HttpBackend {
+    id: String,
+    endpoints: Vec<HttpEndpoint>,
+    next: AtomicUsize,
+    timeout: Duration,
+    retries: RetryPolicy,
+}
+
+struct HttpEndpoint {
+    scheme: Scheme,
+    authority: Authority,
+    host: HeaderValue,
+    base_path: String,
+}
+
+/// How one attempt ended, when it did not produce the final response.
+enum AttemptError {
+    Retryable(GatewayError),
+    Final(GatewayError),
+}
+
+impl HttpBackend {
+    pub fn build(spec: &BackendSpec, endpoints: &[Endpoint]) -> Result<Self, String> {
+        let endpoints = endpoints
+            .iter()
+            .map(|e| {
+                Ok(HttpEndpoint {
+                    scheme: Scheme::try_from(e.scheme.as_str()).map_err(|e| e.to_string())?,
+                    authority: Authority::try_from(e.authority.as_str()).map_err(|e| e.to_string())?,
+                    host: HeaderValue::from_str(&e.host).map_err(|e| e.to_string())?,
+                    base_path: e.base_path.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            id: spec.id.clone(),
+            endpoints,
+            next: AtomicUsize::new(0),
+            timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+            retries: spec.retries.clone(),
+        })
+    }
+
+    fn next_endpoint(&self) -> &HttpEndpoint {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        &self.endpoints[i]
+    }
+
+    fn build_request(
+        &self,
+        endpoint: &HttpEndpoint,
+        request: &ShapedRequest,
+        headers: HeaderMap,
+        body: RequestBody,
+    ) -> Result<Request<RequestBody>, GatewayError> {
+        let path_and_query = if endpoint.base_path.is_empty() {
+            PathAndQuery::try_from(request.path_and_query.as_str())
+        } else {
+            PathAndQuery::try_from(format!("{}{}", endpoint.base_path, request.path_and_query))
+        }
+        .map_err(|e| GatewayError::BadRequest(format!("backend path: {e}")))?;
+        let uri = Uri::builder()
+            .scheme(endpoint.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| GatewayError::BadRequest(format!("backend URI: {e}")))?;
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = request.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = headers;
+        let host = request.host.clone().unwrap_or_else(|| endpoint.host.clone());
+        upstream.headers_mut().insert(http::header::HOST, host);
+        Ok(upstream)
+    }
+
+    async fn attempt(
+        &self,
+        request: Request<RequestBody>,
+        ctx: &CallContext<'_>,
+        policy: &RetryPolicy,
+        budget: Duration,
+    ) -> Result<Response<hyper::body::Incoming>, AttemptError> {
+        let timeout_ms = budget.as_millis() as u64;
+        let outcome = tokio::time::timeout(budget, ctx.client.request(request)).await;
+        let id = || self.id.clone();
+        match outcome {
+            Err(_) => Err(AttemptError::Final(GatewayError::BackendTimeout { backend: id(), timeout_ms })),
+            Ok(Ok(response)) if policy.on_gateway_error && is_gateway_error(response.status()) => Err(
+                AttemptError::Retryable(GatewayError::BackendFailed { backend: id(), detail: format!("answered {}", response.status()) }),
+            ),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if is_body_too_large(&e) => {
+                let limit = source_limit(&e);
+                Err(AttemptError::Final(GatewayError::BodyTooLarge { limit }))
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                let error = GatewayError::BackendConnect { backend: id(), detail: error_chain(&e) };
+                Err(if policy.on_connect_failure { AttemptError::Retryable(error) } else { AttemptError::Final(error) })
+            }
+            Ok(Err(e)) => {
+                let error = GatewayError::BackendFailed { backend: id(), detail: error_chain(&e) };
+                Err(if policy.on_reset { AttemptError::Retryable(error) } else { AttemptError::Final(error) })
+            }
+        }
+    }
+}
+
+impl Backend for HttpBackend {
+    async fn serve(&self, mut request: ShapedRequest, ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+        if self.endpoints.is_empty() {
+            return Err(GatewayError::NoEndpoints { backend: self.id.clone() });
+        }
+        let policy = ctx.route_retries.unwrap_or(&self.retries);
+        let body = std::mem::replace(&mut request.body, RequestBody::full(Bytes::new()));
+        let (mut body, replay) = replayable(body, policy.attempts > 0).await?;
+        let attempts = if replay.is_some() { 1 + policy.attempts } else { 1 };
+        let mut headers = Some(std::mem::take(&mut request.headers));
+        let mut last_error = None;
+        for attempt in 1..=attempts {
+            let remaining = ctx.deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let last = attempt == attempts;
+            let attempt_headers = if last { headers.take().unwrap_or_default() } else { headers.clone().unwrap_or_default() };
+            let attempt_body = match (&replay, last) {
+                (Some(bytes), _) => RequestBody::full(bytes.clone()),
+                (None, _) => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
+            };
+            let upstream = self.build_request(self.next_endpoint(), &request, attempt_headers, attempt_body)?;
+            match self.attempt(upstream, ctx, policy, self.timeout.min(remaining)).await {
+                Ok(response) => return Ok(passthrough(response)),
+                Err(AttemptError::Final(e)) => return Err(e),
+                Err(AttemptError::Retryable(e)) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| GatewayError::BackendTimeout {
+            backend: self.id.clone(),
+            timeout_ms: ctx.deadline.elapsed().as_millis() as u64,
+        }))
+    }
+}
+
+/// When retries are possible and the body is small (or empty), buffers it so every
+/// attempt can send it; otherwise returns the stream untouched.
+async fn replayable(body: RequestBody, retries_wanted: bool) -> Result<(RequestBody, Option<Bytes>), GatewayError> {
+    let small = body.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY_BODY);
+    if !retries_wanted || !small {
+        return Ok((body, None));
+    }
+    if body.is_end_stream() {
+        return Ok((RequestBody::full(Bytes::new()), Some(Bytes::new())));
+    }
+    match body.collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok((RequestBody::full(bytes.clone()), Some(bytes)))
+        }
+        Err(e) if is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit: source_limit(&*e) }),
+        Err(e) => Err(GatewayError::BadRequest(format!("reading the request body: {e}"))),
+    }
+}
+
+fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
+}
+
+fn passthrough(response: Response<hyper::body::Incoming>) -> Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, ResponseBody::upstream(body))
+}
+
+/// The limit recorded in a [`crate::body::BodyTooLarge`] somewhere in the chain.
+fn source_limit(error: &(dyn std::error::Error + 'static)) -> u64 {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(too_large) = e.downcast_ref::<crate::body::BodyTooLarge>() {
+            return too_large.limit;
+        }
+        current = e.source();
+    }
+    0
+}
+
+/// `a: b: c` from an error and its sources: hyper's top-level messages alone
+/// ("client error (Connect)") do not tell an operator what happened.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        current = e.source();
+    }
+    out
+}

@@ -1,0 +1,81 @@
+//! Backend kinds: a closed set, one module each, all behind [`Backend`].
+//!
+//! A backend receives a request the earlier phases already matched, authenticated and
+//! shaped (path, query, headers, Host policy) and answers it, or says why it could not
+//! with a [`GatewayError`].
+
+mod http;
+mod mock;
+mod unimplemented;
+
+use std::future::Future;
+use std::time::Instant;
+
+use ::http::{HeaderMap, HeaderValue, Method, Response};
+use switchyard_compile::snapshot::{Backend as BackendSpec, BackendKind, RetryPolicy};
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::client::UpstreamClient;
+use crate::error::GatewayError;
+
+pub use self::http::HttpBackend;
+pub use self::mock::MockBackend;
+pub use self::unimplemented::Unimplemented;
+
+/// A request ready for its backend.
+pub struct ShapedRequest {
+    pub method: Method,
+    /// Client headers minus hop-by-hop ones, plus the route's constants and forwarding
+    /// headers. No Host: the backend sets it from `host`.
+    pub headers: HeaderMap,
+    /// Backend path (rewritten) and query (with constant parameters).
+    pub path_and_query: String,
+    pub body: RequestBody,
+    /// Host header to send; None means the endpoint's own host.
+    pub host: Option<HeaderValue>,
+}
+
+/// What a backend may use besides the request.
+pub struct CallContext<'a> {
+    pub client: &'a UpstreamClient,
+    /// The route's total budget ends here.
+    pub deadline: Instant,
+    /// The route's retry policy, which overrides the backend's.
+    pub route_retries: Option<&'a RetryPolicy>,
+}
+
+/// One backend kind.
+pub trait Backend {
+    /// Serves one request.
+    fn serve(
+        &self,
+        request: ShapedRequest,
+        ctx: &CallContext<'_>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, GatewayError>> + Send;
+}
+
+/// The runtime of one BackendService, per kind.
+pub enum BackendRuntime {
+    Http(HttpBackend),
+    Mock(MockBackend),
+    Unimplemented(Unimplemented),
+}
+
+impl BackendRuntime {
+    pub fn build(spec: &BackendSpec) -> Result<Self, String> {
+        Ok(match &spec.kind {
+            BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints)?),
+            BackendKind::Mock { status, headers, body } => Self::Mock(MockBackend::build(*status, headers, body)?),
+            BackendKind::Unimplemented { kind } => Self::Unimplemented(Unimplemented::new(kind, &spec.id)),
+        })
+    }
+
+    /// Dispatches to the kind; a match, not a virtual call, so nothing is boxed.
+    pub async fn serve(&self, request: ShapedRequest, ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+        match self {
+            Self::Http(b) => b.serve(request, ctx).await,
+            Self::Mock(b) => b.serve(request, ctx).await,
+            Self::Unimplemented(b) => b.serve(request, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Proxy metrics. Label values are resolved to counters once at start, so the request
+//! path only increments atomics.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+/// Counters and gauges of one proxy.
+pub struct ProxyMetrics {
+    /// Responses by status class: 1xx..5xx.
+    by_class: [Counter; 5],
+    gateway_errors: Family<CodeLabels, Counter>,
+    duration: Histogram,
+    pub snapshot_version: Gauge,
+    pub snapshot_swaps: Counter,
+    pub snapshot_rejected: Counter,
+}
+
+impl ProxyMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<ClassLabels, Counter>::default();
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| requests.get_or_create(&ClassLabels { class }).clone());
+        let metrics = Self {
+            by_class,
+            gateway_errors: Family::default(),
+            duration: Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            snapshot_version: Gauge::default(),
+            snapshot_swaps: Counter::default(),
+            snapshot_rejected: Counter::default(),
+        };
+        let proxy = registry.sub_registry_with_prefix("switchyard_proxy");
+        proxy.register("requests", "Responses sent, by status class", requests);
+        proxy.register("gateway_errors", "Responses made by the gateway, by X-Ca-Error-Code", metrics.gateway_errors.clone());
+        proxy.register("request_duration_seconds", "Time from request to response headers", metrics.duration.clone());
+        proxy.register("snapshot_version", "Version of the live routing snapshot", metrics.snapshot_version.clone());
+        proxy.register("snapshot_swaps", "Snapshots swapped in", metrics.snapshot_swaps.clone());
+        proxy.register("snapshot_rejected", "Snapshots refused as inconsistent", metrics.snapshot_rejected.clone());
+        metrics
+    }
+
+    pub fn observe(&self, status: u16, error_code: Option<&'static str>, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        if let Some(code) = error_code {
+            self.gateway_errors.get_or_create(&CodeLabels { code }).inc();
+        }
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}

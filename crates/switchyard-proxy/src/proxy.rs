@@ -1,0 +1,53 @@
+//! The proxy's live state: the current runtime (swapped atomically, read lock-free),
+//! the shared upstream client and the metrics.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use switchyard_compile::snapshot::Snapshot;
+
+use crate::client::{UpstreamClient, upstream_client};
+use crate::metrics::ProxyMetrics;
+use crate::runtime::Runtime;
+
+pub struct Proxy {
+    live: ArcSwapOption<Runtime>,
+    pub client: UpstreamClient,
+    pub metrics: ProxyMetrics,
+}
+
+impl Proxy {
+    pub fn new(registry: &mut prometheus_client::registry::Registry) -> Self {
+        Self { live: ArcSwapOption::empty(), client: upstream_client(), metrics: ProxyMetrics::register(registry) }
+    }
+
+    /// The runtime in force now; requests hold it until they finish.
+    pub fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.live.load_full()
+    }
+
+    /// Version of the live snapshot, if any.
+    pub fn version(&self) -> Option<u64> {
+        self.live.load().as_ref().map(|rt| rt.snapshot.version)
+    }
+
+    /// Builds a runtime from the snapshot and swaps it in. An inconsistent snapshot is
+    /// refused and the current one stays.
+    pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), String> {
+        let version = snapshot.version;
+        match Runtime::build(snapshot) {
+            Ok(runtime) => {
+                self.live.store(Some(Arc::new(runtime)));
+                self.metrics.snapshot_version.set(version as i64);
+                self.metrics.snapshot_swaps.inc();
+                tracing::info!(version, "routing snapshot swapped in");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.snapshot_rejected.inc();
+                tracing::error!(version, error = %e, "routing snapshot refused; keeping the current one");
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Route matching: synchronous and free of I/O, built once per snapshot off the request
+//! path and then only read.
+//!
+//! Precedence, highest first (each rule has its own test below):
+//! 1. Host: an exact host beats the longest matching `*.suffix`, which beats routes
+//!    with no hosts. A host bucket with no matching route falls through to the next.
+//! 2. Path kind: Exact, then Template, then Prefix.
+//! 3. Within templates: more literal segments first, then a literal earlier in the path.
+//!    Within prefixes: the longer prefix first.
+//! 4. More header and query matchers first.
+//! 5. A route naming methods beats one that takes any method.
+//! 6. The older route (snapshot order) first.
+//!
+//! A path that matches only with another method answers 405; anything else 404.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use switchyard_compile::path_template::{PathTemplate, Segment};
+use switchyard_compile::snapshot::{PathKind, Route};
+
+/// A matched route and the byte ranges of its template parameters in the path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub route: usize,
+    pub params: Vec<(usize, usize)>,
+}
+
+/// Why nothing matched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoMatch {
+    NotFound,
+    MethodNotAllowed,
+}
+
+/// The parts of a request matching looks at.
+pub struct RequestView<'a> {
+    /// Host without port, any case.
+    pub host: &'a str,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+#[derive(Default)]
+pub struct Router {
+    exact_hosts: HashMap<Box<str>, Table>,
+    /// `(".example.com", table)`, longest suffix first.
+    wildcard_hosts: Vec<(Box<str>, Table)>,
+    any_host: Table,
+}
+
+#[derive(Default)]
+struct Table {
+    exact: HashMap<Box<str>, Vec<Candidate>>,
+    templates: Vec<Candidate>,
+    prefixes: Vec<Candidate>,
+}
+
+struct Candidate {
+    route: usize,
+    /// Bit per [`method_bit`]; 0 means any method.
+    methods: u16,
+    /// A method outside the known set (matched by comparison).
+    other_methods: Vec<Method>,
+    headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    query: Vec<(String, Option<String>)>,
+    path: PathMatcher,
+    precedence: Precedence,
+}
+
+enum PathMatcher {
+    Exact,
+    Template(Vec<Segment>),
+    /// Without a trailing slash (empty for `/`).
+    Prefix(Box<str>),
+}
+
+/// Sort key inside one list; smaller sorts first.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Precedence {
+    specificity: Reverse<usize>,
+    /// Template segment shape: literal (0) before parameter (1), left to right.
+    shape: Vec<u8>,
+    matchers: Reverse<usize>,
+    any_method: bool,
+    age: usize,
+}
+
+impl Router {
+    /// Builds the router from the snapshot's routes (already validated by compile).
+    pub fn build(routes: &[Route]) -> Result<Self, String> {
+        let mut router = Router::default();
+        for (index, route) in routes.iter().enumerate() {
+            let hosts: Vec<&str> = route.hosts.iter().map(String::as_str).collect();
+            if hosts.is_empty() {
+                router.any_host.insert(candidate(index, route)?, &route.path, route.path_type);
+            }
+            for host in hosts {
+                let table = match host.strip_prefix('*') {
+                    Some(suffix) => router.wildcard_table(suffix),
+                    None => router.exact_hosts.entry(host.into()).or_default(),
+                };
+                table.insert(candidate(index, route)?, &route.path, route.path_type);
+            }
+        }
+        router.wildcard_hosts.sort_by_key(|(suffix, _)| Reverse(suffix.len()));
+        for table in router.tables_mut() {
+            table.sort();
+        }
+        Ok(router)
+    }
+
+    fn wildcard_table(&mut self, suffix: &str) -> &mut Table {
+        let at = match self.wildcard_hosts.iter().position(|(s, _)| &**s == suffix) {
+            Some(at) => at,
+            None => {
+                self.wildcard_hosts.push((suffix.into(), Table::default()));
+                self.wildcard_hosts.len() - 1
+            }
+        };
+        &mut self.wildcard_hosts[at].1
+    }
+
+    fn tables_mut(&mut self) -> impl Iterator<Item = &mut Table> {
+        self.exact_hosts
+            .values_mut()
+            .chain(self.wildcard_hosts.iter_mut().map(|(_, t)| t))
+            .chain(std::iter::once(&mut self.any_host))
+    }
+
+    /// Finds the route for a request.
+    pub fn find(&self, request: &RequestView<'_>) -> Result<RouteMatch, NoMatch> {
+        let mut method_mismatch = false;
+        let lowered;
+        let host = if request.host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = request.host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            request.host
+        };
+        let exact = self.exact_hosts.get(host);
+        let wildcards = self
+            .wildcard_hosts
+            .iter()
+            .filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
+            .map(|(_, table)| table);
+        for table in exact.into_iter().chain(wildcards).chain(std::iter::once(&self.any_host)) {
+            match table.find(request, &mut method_mismatch) {
+                Some(found) => return Ok(found),
+                None => continue,
+            }
+        }
+        Err(if method_mismatch { NoMatch::MethodNotAllowed } else { NoMatch::NotFound })
+    }
+}
+
+impl Table {
+    fn insert(&mut self, candidate: Candidate, path: &str, kind: PathKind) {
+        match (kind, &candidate.path) {
+            (PathKind::Exact, _) | (PathKind::Template, PathMatcher::Exact) => {
+                self.exact.entry(path.into()).or_default().push(candidate)
+            }
+            (PathKind::Template, _) => self.templates.push(candidate),
+            (PathKind::Prefix, _) => self.prefixes.push(candidate),
+        }
+    }
+
+    fn sort(&mut self) {
+        for list in self.exact.values_mut() {
+            list.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+        }
+        self.templates.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+        self.prefixes.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+    }
+
+    fn find(&self, request: &RequestView<'_>, method_mismatch: &mut bool) -> Option<RouteMatch> {
+        let exact = self.exact.get(request.path).map(Vec::as_slice).unwrap_or_default();
+        for candidate in exact.iter().chain(&self.templates).chain(&self.prefixes) {
+            let Some(params) = candidate.path_matches(request.path) else { continue };
+            if !candidate.headers_match(request.headers) || !candidate.query_matches(request.query) {
+                continue;
+            }
+            if !candidate.method_matches(request.method) {
+                *method_mismatch = true;
+                continue;
+            }
+            return Some(RouteMatch { route: candidate.route, params });
+        }
+        None
+    }
+}
+
+impl Candidate {
+    fn path_matches(&self, path: &str) -> Option<Vec<(usize, usize)>> {
+        match &self.path {
+            PathMatcher::Exact => Some(Vec::new()),
+            PathMatcher::Prefix(prefix) => {
+                let rest = path.strip_prefix(&**prefix)?;
+                (rest.is_empty() || rest.starts_with('/')).then(Vec::new)
+            }
+            PathMatcher::Template(segments) => match_template(segments, path),
+        }
+    }
+
+    fn method_matches(&self, method: &Method) -> bool {
+        if self.methods == 0 && self.other_methods.is_empty() {
+            return true;
+        }
+        match method_bit(method) {
+            Some(bit) => self.methods & bit != 0,
+            None => self.other_methods.contains(method),
+        }
+    }
+
+    fn headers_match(&self, headers: &HeaderMap) -> bool {
+        self.headers.iter().all(|(name, want)| match (headers.get(name), want) {
+            (Some(_), None) => true,
+            (Some(have), Some(want)) => have == want,
+            (None, _) => false,
+        })
+    }
+
+    fn query_matches(&self, query: Option<&str>) -> bool {
+        if self.query.is_empty() {
+            return true;
+        }
+        let query = query.unwrap_or("");
+        self.query.iter().all(|(name, want)| {
+            let first = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name);
+            match (first, want) {
+                (Some(_), None) => true,
+                (Some((_, have)), Some(want)) => have == want.as_str(),
+                (None, _) => false,
+            }
+        })
+    }
+}
+
+/// Matches `/a/{x}/c` against a path, returning each parameter's byte range.
+fn match_template(segments: &[Segment], path: &str) -> Option<Vec<(usize, usize)>> {
+    let rest = path.strip_prefix('/')?;
+    let mut params = Vec::new();
+    let mut offset = 1;
+    let mut parts = rest.split('/');
+    for segment in segments {
+        let part = parts.next()?;
+        match segment {
+            Segment::Literal(literal) if literal == part => {}
+            Segment::Literal(_) => return None,
+            Segment::Param(_) if part.is_empty() => return None,
+            Segment::Param(_) => params.push((offset, offset + part.len())),
+        }
+        offset += part.len() + 1;
+    }
+    parts.next().is_none().then_some(params)
+}
+
+fn candidate(index: usize, route: &Route) -> Result<Candidate, String> {
+    let (path, specificity, shape) = match route.path_type {
+        PathKind::Exact => (PathMatcher::Exact, 0, Vec::new()),
+        PathKind::Prefix => {
+            let prefix = route.path.trim_end_matches('/');
+            (PathMatcher::Prefix(prefix.into()), prefix.len(), Vec::new())
+        }
+        PathKind::Template => {
+            let template = PathTemplate::parse(&route.path)?;
+            if template.param_names().next().is_none() {
+                (PathMatcher::Exact, 0, Vec::new())
+            } else {
+                let shape = template.segments.iter().map(|s| u8::from(matches!(s, Segment::Param(_)))).collect();
+                (PathMatcher::Template(template.segments.clone()), template.literal_count(), shape)
+            }
+        }
+    };
+    let (methods, other_methods) = methods(&route.methods)?;
+    let headers = route
+        .headers
+        .iter()
+        .map(|h| {
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| e.to_string())?;
+            let value = h.value.as_deref().map(HeaderValue::from_str).transpose().map_err(|e| e.to_string())?;
+            Ok((name, value))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let query: Vec<(String, Option<String>)> = route.query_params.iter().map(|q| (q.name.clone(), q.value.clone())).collect();
+    let precedence = Precedence {
+        specificity: Reverse(specificity),
+        shape,
+        matchers: Reverse(headers.len() + query.len()),
+        any_method: methods == 0 && other_methods.is_empty(),
+        age: index,
+    };
+    Ok(Candidate { route: index, methods, other_methods, headers, query, path, precedence })
+}
+
+fn methods(names: &[String]) -> Result<(u16, Vec<Method>), String> {
+    let mut bits = 0;
+    let mut other = Vec::new();
+    for name in names {
+        let method = Method::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        match method_bit(&method) {
+            Some(bit) => bits |= bit,
+            None => other.push(method),
+        }
+    }
+    Ok((bits, other))
+}
+
+fn method_bit(method: &Method) -> Option<u16> {
+    Some(match *method {
+        Method::GET => 1,
+        Method::HEAD => 2,
+        Method::POST => 4,
+        Method::PUT => 8,
+        Method::DELETE => 16,
+        Method::PATCH => 32,
+        Method::OPTIONS => 64,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! Everything derived from one snapshot, built off the request path when the snapshot
+//! arrives and swapped in whole: the router, per-route shaping data with header names
+//! and values already parsed, and one runtime per backend.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use switchyard_compile::path_template::{PathTemplate, RewritePart, parse_rewrite};
+use switchyard_compile::snapshot::{HostRule, PathKind, RetryPolicy, Route, Snapshot};
+
+use crate::auth::Authenticator;
+
+use crate::backends::BackendRuntime;
+use crate::router::Router;
+
+/// Total budget of a request when neither the route nor the backend sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One snapshot, ready to serve.
+pub struct Runtime {
+    pub snapshot: Arc<Snapshot>,
+    pub router: Router,
+    pub routes: Vec<RouteRuntime>,
+    pub backends: Vec<BackendRuntime>,
+}
+
+/// Per-route data the request phases use.
+pub struct RouteRuntime {
+    pub id: Arc<str>,
+    pub rewrite: Option<Rewrite>,
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Constant query parameters, already encoded (`a=1&b=2`).
+    pub add_query: Option<String>,
+    pub auth: Authenticator,
+    pub timeout: Duration,
+    pub retries: Option<RetryPolicy>,
+    pub body_limit: u64,
+    targets: Vec<Target>,
+    /// Running sums of the weights, for weighted choice.
+    cumulative: Vec<u32>,
+    next: AtomicUsize,
+}
+
+/// A backend of a route, with the Host rule for the pair.
+pub struct Target {
+    pub backend: usize,
+    pub host: HostPolicy,
+}
+
+/// Which Host header the backend request carries.
+#[derive(Clone, Debug)]
+pub enum HostPolicy {
+    Fixed(HeaderValue),
+    Client,
+    Endpoint,
+}
+
+/// How the backend path is derived from the client's.
+pub enum Rewrite {
+    /// Replace the whole path (Exact and Template routes), filling parameters.
+    Template(Vec<RewritePart>),
+    /// Replace the matched prefix (Prefix routes).
+    Prefix { matched: Box<str>, replacement: Box<str> },
+}
+
+impl Runtime {
+    /// Builds the runtime; an inconsistent snapshot (which compile never publishes, but
+    /// the wire could carry) is refused so the proxy keeps the one it has.
+    pub fn build(snapshot: Arc<Snapshot>) -> Result<Self, String> {
+        let router = Router::build(&snapshot.routes)?;
+        let backends = snapshot.backends.iter().map(BackendRuntime::build).collect::<Result<Vec<_>, _>>()?;
+        let routes = snapshot
+            .routes
+            .iter()
+            .map(|r| RouteRuntime::build(r, &snapshot))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { snapshot, router, routes, backends })
+    }
+}
+
+impl RouteRuntime {
+    fn build(route: &Route, snapshot: &Snapshot) -> Result<Self, String> {
+        let bad = |e: &dyn std::fmt::Display| format!("route {}: {e}", route.id);
+        let mut targets = Vec::with_capacity(route.backends.len());
+        let mut cumulative = Vec::with_capacity(route.backends.len());
+        let mut total = 0u32;
+        for b in &route.backends {
+            if b.backend >= snapshot.backends.len() || b.weight == 0 {
+                return Err(bad(&"backend index out of range or zero weight"));
+            }
+            let host = match &b.host {
+                HostRule::Fixed(v) => HostPolicy::Fixed(HeaderValue::from_str(v).map_err(|e| bad(&e))?),
+                HostRule::Client => HostPolicy::Client,
+                HostRule::Endpoint => HostPolicy::Endpoint,
+            };
+            targets.push(Target { backend: b.backend, host });
+            total = total.checked_add(b.weight).ok_or_else(|| bad(&"weights overflow"))?;
+            cumulative.push(total);
+        }
+        if targets.is_empty() {
+            return Err(bad(&"no backends"));
+        }
+        let add_headers = route
+            .add_headers
+            .iter()
+            .map(|(n, v)| Ok((HeaderName::from_bytes(n.as_bytes())?, HeaderValue::from_str(v)?)))
+            .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()
+            .map_err(|e| bad(&e))?;
+        let add_query = (!route.add_query.is_empty()).then(|| {
+            form_urlencoded::Serializer::new(String::new()).extend_pairs(route.add_query.iter()).finish()
+        });
+        Ok(Self {
+            id: route.id.as_str().into(),
+            rewrite: rewrite(route).map_err(|e| bad(&e))?,
+            add_headers,
+            add_query,
+            auth: Authenticator::build(&route.auth, route.id.split('/').next().unwrap_or_default(), snapshot),
+            timeout: route.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+            retries: route.retries.clone(),
+            body_limit: route.body_limit,
+            targets,
+            cumulative,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Picks a backend by weight. A shared counter walks the weight line, so the split
+    /// is exact over every `total` requests rather than random.
+    pub fn pick(&self) -> &Target {
+        if self.targets.len() == 1 {
+            return &self.targets[0];
+        }
+        let total = *self.cumulative.last().expect("at least one target") as usize;
+        let ticket = (self.next.fetch_add(1, Ordering::Relaxed) % total) as u32;
+        let at = self.cumulative.partition_point(|&sum| sum <= ticket);
+        &self.targets[at]
+    }
+
+    /// The backend path for a request: rewritten, or the client's path unchanged.
+    pub fn backend_path<'a>(&self, path: &'a str, params: &[(usize, usize)]) -> std::borrow::Cow<'a, str> {
+        match &self.rewrite {
+            None => path.into(),
+            Some(Rewrite::Template(parts)) => {
+                let mut out = String::with_capacity(path.len() + 16);
+                for part in parts {
+                    match part {
+                        RewritePart::Literal(l) => out.push_str(l),
+                        RewritePart::Param(i) => {
+                            let (s, e) = params[*i];
+                            out.push_str(&path[s..e]);
+                        }
+                    }
+                }
+                out.into()
+            }
+            Some(Rewrite::Prefix { matched, replacement }) => {
+                let rest = &path[matched.len().min(path.len())..];
+                let mut out = String::with_capacity(replacement.len() + rest.len() + 1);
+                out.push_str(replacement);
+                if !rest.is_empty() && !rest.starts_with('/') && !out.ends_with('/') {
+                    out.push('/');
+                }
+                if out.ends_with('/') && rest.starts_with('/') {
+                    out.push_str(&rest[1..]);
+                } else {
+                    out.push_str(rest);
+                }
+                if out.is_empty() {
+                    out.push('/');
+                }
+                out.into()
+            }
+        }
+    }
+}
+
+fn rewrite(route: &Route) -> Result<Option<Rewrite>, String> {
+    let Some(target) = &route.rewrite_path else { return Ok(None) };
+    Ok(Some(match route.path_type {
+        PathKind::Prefix => Rewrite::Prefix {
+            matched: route.path.trim_end_matches('/').into(),
+            replacement: target.as_str().into(),
+        },
+        PathKind::Exact => Rewrite::Template(parse_rewrite(target, &[])?),
+        PathKind::Template => {
+            let template = PathTemplate::parse(&route.path)?;
+            let names: Vec<&str> = template.param_names().collect();
+            Rewrite::Template(parse_rewrite(target, &names)?)
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_compile::snapshot::{Auth, Backend, BackendKind, RouteBackend};
+
+    fn snapshot_with(route: Route, backends: usize) -> Snapshot {
+        let backend = |i: usize| Backend {
+            id: format!("default/b{i}"),
+            kind: BackendKind::Mock { status: 200, headers: vec![], body: String::new() },
+            timeout_ms: None,
+            retries: RetryPolicy::default(),
+        };
+        Snapshot { routes: vec![route], backends: (0..backends).map(backend).collect(), ..Snapshot::default() }
+    }
+
+    fn route(path: &str, kind: PathKind, rewrite: Option<&str>) -> Route {
+        Route {
+            id: "default/r".into(),
+            hosts: vec![],
+            path: path.into(),
+            path_type: kind,
+            methods: vec![],
+            headers: vec![],
+            query_params: vec![],
+            backends: vec![RouteBackend { backend: 0, weight: 1, host: HostRule::Endpoint }],
+            rewrite_path: rewrite.map(str::to_owned),
+            add_headers: vec![],
+            add_query: vec![("source".into(), "gate way".into())],
+            auth: Auth::Anonymous,
+            timeout_ms: None,
+            retries: None,
+            body_limit: 10,
+        }
+    }
+
+    fn runtime(route: Route, backends: usize) -> Runtime {
+        Runtime::build(Arc::new(snapshot_with(route, backends))).unwrap()
+    }
+
+    #[test]
+    fn a_template_rewrite_fills_parameters_from_the_request_path() {
+        let rt = runtime(route("/orders/{id}/items/{item}", PathKind::Template, Some("/v1/{item}/of/{id}")), 1);
+        let path = "/orders/42/items/7";
+        assert_eq!(rt.routes[0].backend_path(path, &[(8, 10), (17, 18)]), "/v1/7/of/42");
+    }
+
+    #[test]
+    fn a_prefix_rewrite_replaces_only_the_matched_prefix() {
+        let rt = runtime(route("/api/", PathKind::Prefix, Some("/internal")), 1);
+        let r = &rt.routes[0];
+        assert_eq!(r.backend_path("/api/users/1", &[]), "/internal/users/1");
+        assert_eq!(r.backend_path("/api", &[]), "/internal");
+        let rt = runtime(route("/api", PathKind::Prefix, Some("/")), 1);
+        assert_eq!(rt.routes[0].backend_path("/api/users", &[]), "/users");
+        assert_eq!(rt.routes[0].backend_path("/api", &[]), "/");
+    }
+
+    #[test]
+    fn constant_query_parameters_are_encoded_once_at_build_time() {
+        let rt = runtime(route("/x", PathKind::Exact, None), 1);
+        assert_eq!(rt.routes[0].add_query.as_deref(), Some("source=gate+way"));
+    }
+
+    #[test]
+    fn weighted_choice_splits_exactly_by_weight() {
+        let mut r = route("/x", PathKind::Exact, None);
+        r.backends = vec![
+            RouteBackend { backend: 0, weight: 3, host: HostRule::Endpoint },
+            RouteBackend { backend: 1, weight: 1, host: HostRule::Endpoint },
+        ];
+        let rt = runtime(r, 2);
+        let mut counts = [0; 2];
+        for _ in 0..400 {
+            counts[rt.routes[0].pick().backend] += 1;
+        }
+        assert_eq!(counts, [300, 100]);
+    }
+
+    #[test]
+    fn a_snapshot_pointing_at_a_missing_backend_is_refused() {
+        let mut r = route("/x", PathKind::Exact, None);
+        r.backends[0].backend = 5;
+        assert!(Runtime::build(Arc::new(snapshot_with(r, 1))).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The shaping phase: turns the client's request into the backend request (path
+//! rewrite, constant parameters, Host policy, forwarding headers, body limit).
+
+use std::net::SocketAddr;
+
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use hyper::body::Incoming;
+
+use crate::backends::ShapedRequest;
+use crate::body::RequestBody;
+use crate::error::GatewayError;
+use crate::runtime::{HostPolicy, RouteRuntime};
+
+pub const X_CA_REQUEST_ID: HeaderName = HeaderName::from_static("x-ca-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"];
+
+/// Everything the shaping phase needs besides the request.
+pub struct ShapeInput<'a> {
+    pub route: &'a RouteRuntime,
+    pub host: &'a HostPolicy,
+    pub params: &'a [(usize, usize)],
+    pub client_addr: SocketAddr,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Builds the backend request; rejects a declared body over the route's limit before
+/// reading a byte of it.
+pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<ShapedRequest, GatewayError> {
+    let limit = input.route.body_limit;
+    if declared_length(&parts.headers).is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let client_host = client_host(&parts);
+    let path = parts.uri.path();
+    let backend_path = input.route.backend_path(path, input.params);
+    let path_and_query = join_query(&backend_path, parts.uri.query(), input.route.add_query.as_deref());
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    headers.remove(HOST);
+    for (name, value) in &input.route.add_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    append_forwarded_for(headers, input.client_addr);
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(host) = &client_host {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+    headers.insert(X_CA_REQUEST_ID, input.request_id.clone());
+    let host = match input.host {
+        HostPolicy::Fixed(value) => Some(value.clone()),
+        HostPolicy::Client => client_host,
+        HostPolicy::Endpoint => None,
+    };
+    Ok(ShapedRequest {
+        method: parts.method,
+        headers: parts.headers,
+        path_and_query,
+        body: RequestBody::streaming(body, limit),
+        host,
+    })
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The Host the client addressed: the Host header (HTTP/1.1) or the URI authority (h2).
+fn client_host(parts: &Parts) -> Option<HeaderValue> {
+    parts.headers.get(HOST).cloned().or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    })
+}
+
+fn join_query(path: &str, query: Option<&str>, constant: Option<&str>) -> String {
+    let extra = query.map_or(0, str::len) + constant.map_or(0, str::len) + 2;
+    let mut out = String::with_capacity(path.len() + extra);
+    out.push_str(path);
+    let mut separator = '?';
+    for part in [query, constant].into_iter().flatten().filter(|q| !q.is_empty()) {
+        out.push(separator);
+        out.push_str(part);
+        separator = '&';
+    }
+    out
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
+    let ip = client.ip().to_string();
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) => HeaderValue::from_str(&format!("{existing}, {ip}")),
+        None => HeaderValue::from_str(&ip),
+    };
+    if let Ok(value) = value {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// Removes hop-by-hop headers, including any the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_and_constant_queries_are_joined_in_order() {
+        assert_eq!(join_query("/a", None, None), "/a");
+        assert_eq!(join_query("/a", Some("x=1"), None), "/a?x=1");
+        assert_eq!(join_query("/a", None, Some("s=g")), "/a?s=g");
+        assert_eq!(join_query("/a", Some("x=1"), Some("s=g")), "/a?x=1&s=g");
+        assert_eq!(join_query("/a", Some(""), Some("s=g")), "/a?s=g");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client_address() {
+        let mut headers = HeaderMap::new();
+        append_forwarded_for(&mut headers, "10.1.2.3:5000".parse().unwrap());
+        append_forwarded_for(&mut headers, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(headers[X_FORWARDED_FOR], "10.1.2.3, 127.0.0.1");
+    }
+}

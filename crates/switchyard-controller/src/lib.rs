@@ -1,1 +1,65 @@
+//! The control side: sources feed resources to the pure compile step, whose snapshot
+//! is published to proxies and whose statuses go to the status book.
+//!
+//! `folder` is the standalone source; `publisher` numbers and fans out snapshots;
+//! `snapshot_server` serves them to remote proxies; `status` keeps conditions.
 #![forbid(unsafe_code)]
+
+pub mod folder;
+pub mod publisher;
+pub mod snapshot_server;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_compile::compile;
+
+use crate::folder::FolderSource;
+use crate::publisher::Publisher;
+use crate::status::{Change, StatusBook};
+
+/// How often standalone rescans its folder: changes apply well within a second.
+pub const FOLDER_SCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// One compile pass over a folder: compile, record statuses, publish. Returns the
+/// status changes and the new version (None when the snapshot did not change).
+pub fn compile_and_publish(
+    resources: &switchyard_compile::Resources,
+    publisher: &Publisher,
+    book: &StatusBook,
+) -> (Vec<Change>, Option<u64>) {
+    let compiled = compile(resources);
+    let changes = book.update(compiled.statuses, &now_rfc3339());
+    let version = publisher.publish(compiled.snapshot);
+    (changes, version)
+}
+
+/// Watches the folder until the task is dropped; prints every status change.
+pub async fn watch_folder(dir: std::path::PathBuf, publisher: Arc<Publisher>, book: Arc<StatusBook>) {
+    let mut source = Some(FolderSource::new(dir));
+    loop {
+        let mut scanning = source.take().expect("source is put back after every scan");
+        let (scanning, resources) = tokio::task::spawn_blocking(move || {
+            let resources = scanning.scan();
+            (scanning, resources)
+        })
+        .await
+        .expect("folder scan does not panic");
+        source = Some(scanning);
+        if let Some(resources) = resources {
+            let (changes, version) = compile_and_publish(&resources, &publisher, &book);
+            for change in changes {
+                eprintln!("switchyard: status {change}");
+            }
+            if let Some(version) = version {
+                tracing::info!(version, "published snapshot");
+            }
+        }
+        tokio::time::sleep(FOLDER_SCAN_INTERVAL).await;
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().round(k8s_openapi::jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}

@@ -1,0 +1,146 @@
+//! The standalone source: a folder of YAML files, rescanned on an interval. A file's
+//! modification time and size decide whether it is read again, so an idle folder costs
+//! one `stat` per file per scan.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use switchyard_compile::{InvalidObject, ObjectRef, ResourceKind, Resources, manifest, reason};
+
+/// The folder and what was seen in it.
+pub struct FolderSource {
+    dir: PathBuf,
+    /// None until the first scan.
+    fingerprint: Option<Vec<(PathBuf, SystemTime, u64)>>,
+    /// When each object was first seen: standalone manifests carry no
+    /// creationTimestamp, and "oldest wins" needs one that stays put across reloads.
+    first_seen: HashMap<(&'static str, String, String), Time>,
+}
+
+impl FolderSource {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), fingerprint: None, first_seen: HashMap::new() }
+    }
+
+    /// Reads the folder if anything in it changed since the last scan.
+    pub fn scan(&mut self) -> Option<Resources> {
+        let files = yaml_files(&self.dir);
+        let fingerprint: Vec<_> = files
+            .iter()
+            .map(|p| {
+                let meta = std::fs::metadata(p).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok()).unwrap_or(SystemTime::UNIX_EPOCH);
+                (p.clone(), modified, meta.map_or(0, |m| m.len()))
+            })
+            .collect();
+        if self.fingerprint.as_ref() == Some(&fingerprint) {
+            return None;
+        }
+        self.fingerprint = Some(fingerprint);
+        let mut resources = Resources::default();
+        if !self.dir.is_dir() {
+            resources.invalid.push(unreadable(&self.dir, "is not a readable directory"));
+        }
+        for path in &files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => manifest::add_yaml(&mut resources, &path.display().to_string(), &text),
+                Err(e) => resources.invalid.push(unreadable(path, &e.to_string())),
+            }
+        }
+        self.stamp_creation_times(&mut resources);
+        Some(resources)
+    }
+
+    fn stamp_creation_times(&mut self, resources: &mut Resources) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let mut stamp = |kind: &'static str, meta: &mut ObjectMeta| {
+            if meta.creation_timestamp.is_some() {
+                return;
+            }
+            let key = (kind, meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+            meta.creation_timestamp = Some(self.first_seen.entry(key).or_insert_with(|| now.clone()).clone());
+        };
+        resources.api_routes.iter_mut().for_each(|r| stamp("ApiRoute", &mut r.metadata));
+        resources.backend_services.iter_mut().for_each(|r| stamp("BackendService", &mut r.metadata));
+        resources.vpc_authorizations.iter_mut().for_each(|r| stamp("VpcAuthorization", &mut r.metadata));
+        resources.dns_records.iter_mut().for_each(|r| stamp("DnsRecord", &mut r.metadata));
+    }
+}
+
+fn unreadable(path: &Path, error: &str) -> InvalidObject {
+    InvalidObject {
+        object: ObjectRef::new(ResourceKind::Unknown, None, &path.display().to_string()),
+        generation: None,
+        reason: reason::INVALID_SPEC,
+        message: format!("{}: {error}", path.display()),
+    }
+}
+
+/// `*.yaml`, `*.yml` and `*.json` under `dir`, recursively, sorted; hidden files
+/// (editor swap files) are skipped.
+pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str = "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: m}\nspec: {mock: {statusCode: 200}}\n";
+
+    #[test]
+    fn a_scan_reads_yaml_files_and_skips_hidden_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), ROUTE).unwrap();
+        std::fs::write(dir.path().join(".a.yaml.swp"), "garbage: [").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
+        let resources = FolderSource::new(dir.path()).scan().unwrap();
+        assert_eq!(resources.backend_services.len(), 1);
+        assert!(resources.invalid.is_empty());
+    }
+
+    #[test]
+    fn an_unchanged_folder_is_not_read_again_and_a_change_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, ROUTE).unwrap();
+        let mut source = FolderSource::new(dir.path());
+        assert!(source.scan().is_some());
+        assert!(source.scan().is_none());
+        std::fs::write(&file, format!("{ROUTE}---\n{}", ROUTE.replace("name: m", "name: n"))).unwrap();
+        assert_eq!(source.scan().unwrap().backend_services.len(), 2);
+    }
+
+    #[test]
+    fn creation_times_stay_put_across_rescans() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        std::fs::write(&file, ROUTE).unwrap();
+        let mut source = FolderSource::new(dir.path());
+        let first = source.scan().unwrap().backend_services[0].metadata.creation_timestamp.clone();
+        std::fs::write(&file, format!("{ROUTE}\n# touched\n")).unwrap();
+        let second = source.scan().unwrap().backend_services[0].metadata.creation_timestamp.clone();
+        assert!(first.is_some());
+        assert_eq!(first, second);
+    }
+}

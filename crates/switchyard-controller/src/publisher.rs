@@ -1,0 +1,88 @@
+//! Publishes compiled snapshots: numbers them, serializes each once, and hands them to
+//! every subscriber (the in-process proxy, the snapshot server's long-polls).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use switchyard_compile::snapshot::Snapshot;
+use tokio::sync::watch;
+
+/// One published snapshot and its wire form.
+#[derive(Debug)]
+pub struct Published {
+    pub snapshot: Arc<Snapshot>,
+    /// JSON, serialized once and shared by every proxy that pulls it.
+    pub json: Bytes,
+}
+
+pub struct Publisher {
+    tx: watch::Sender<Option<Arc<Published>>>,
+    next_version: AtomicU64,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Publisher {
+    /// Versions start at the wall clock in milliseconds, so a restarted controller
+    /// keeps counting upwards from where a proxy's cached version likely is.
+    pub fn new() -> Self {
+        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_millis() as u64);
+        Self::starting_at(start)
+    }
+
+    pub fn starting_at(version: u64) -> Self {
+        let (tx, _) = watch::channel(None);
+        Self { tx, next_version: AtomicU64::new(version) }
+    }
+
+    /// Publishes the snapshot unless its content equals the current one. Returns the
+    /// new version, or None when nothing changed.
+    pub fn publish(&self, mut snapshot: Snapshot) -> Option<u64> {
+        if let Some(current) = self.tx.borrow().as_ref() {
+            if current.snapshot.same_content(&snapshot) {
+                return None;
+            }
+        }
+        snapshot.version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let json = Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots always serialize"));
+        let version = snapshot.version;
+        self.tx.send_replace(Some(Arc::new(Published { snapshot: Arc::new(snapshot), json })));
+        Some(version)
+    }
+
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Published>>> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_compile::snapshot::{Backend, BackendKind, RetryPolicy};
+
+    fn snapshot(body: &str) -> Snapshot {
+        let kind = BackendKind::Mock { status: 200, headers: vec![], body: body.into() };
+        Snapshot { backends: vec![Backend { id: "d/b".into(), kind, timeout_ms: None, retries: RetryPolicy::default() }], ..Snapshot::default() }
+    }
+
+    #[test]
+    fn an_unchanged_snapshot_is_not_published_again() {
+        let publisher = Publisher::starting_at(7);
+        assert_eq!(publisher.publish(snapshot("a")), Some(7));
+        assert_eq!(publisher.publish(snapshot("a")), None);
+        assert_eq!(publisher.publish(snapshot("b")), Some(8));
+        let current = publisher.current().unwrap();
+        assert_eq!(current.snapshot.version, 8);
+        let wire: Snapshot = serde_json::from_slice(&current.json).unwrap();
+        assert_eq!(wire, *current.snapshot);
+    }
+}

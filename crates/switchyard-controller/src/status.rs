@@ -1,0 +1,155 @@
+//! Status book-keeping: turns compile's conditions into `metav1.Condition`s, keeping
+//! `lastTransitionTime` while a condition's status holds, and reports what changed.
+//! The Kubernetes status writer and standalone's `/status` both read from here.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use switchyard_api::Condition;
+use switchyard_compile::{ConditionSpec, ObjectRef, ResourceStatus};
+
+/// Merges freshly computed conditions into the previous ones. A condition keeps its
+/// `lastTransitionTime` unless its status flipped; reason and message always update.
+pub fn merge_conditions(previous: &[Condition], fresh: &[ConditionSpec], generation: Option<i64>, now: &str) -> Vec<Condition> {
+    fresh
+        .iter()
+        .map(|c| {
+            let status = c.status_str();
+            let since = previous
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == status)
+                .map_or_else(|| now.to_owned(), |p| p.last_transition_time.clone());
+            Condition {
+                type_: c.type_.clone(),
+                status: status.to_owned(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time: since,
+                observed_generation: generation,
+            }
+        })
+        .collect()
+}
+
+/// What one object's status looks like now.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStatus {
+    #[serde(flatten)]
+    pub object: ObjectRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    pub conditions: Vec<Condition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<u32>,
+}
+
+/// A condition that appeared or changed status, reason or message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub object: ObjectRef,
+    pub condition: Condition,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.condition;
+        write!(f, "{}: {}={} ({}): {}", self.object, c.type_, c.status, c.reason, c.message)
+    }
+}
+
+/// The current status of every object.
+#[derive(Default)]
+pub struct StatusBook {
+    objects: Mutex<BTreeMap<ObjectRef, ObjectStatus>>,
+}
+
+impl StatusBook {
+    /// Replaces the book with the statuses of one compile; returns what changed.
+    /// Objects that are gone are dropped.
+    pub fn update(&self, statuses: Vec<ResourceStatus>, now: &str) -> Vec<Change> {
+        let mut objects = self.objects.lock().expect("status book lock");
+        let mut next = BTreeMap::new();
+        let mut changes = Vec::new();
+        for status in statuses {
+            let previous = objects.get(&status.object).map(|o| o.conditions.as_slice()).unwrap_or_default();
+            let conditions = merge_conditions(previous, &status.conditions, status.generation, now);
+            for c in &conditions {
+                let same = previous.iter().any(|p| p.type_ == c.type_ && p.status == c.status && p.reason == c.reason && p.message == c.message);
+                if !same {
+                    changes.push(Change { object: status.object.clone(), condition: c.clone() });
+                }
+            }
+            let entry = ObjectStatus {
+                object: status.object.clone(),
+                observed_generation: status.generation,
+                conditions,
+                backend_kind: status.backend_kind,
+                endpoints: status.endpoints,
+            };
+            next.insert(status.object, entry);
+        }
+        *objects = next;
+        changes
+    }
+
+    pub fn snapshot(&self) -> Vec<ObjectStatus> {
+        self.objects.lock().expect("status book lock").values().cloned().collect()
+    }
+
+    /// `{"resources": [...]}` for the admin `/status` endpoint.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&serde_json::json!({ "resources": self.snapshot() })).expect("statuses serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_compile::ResourceKind;
+
+    fn status(accepted: bool, message: &str) -> ResourceStatus {
+        let mut s = ResourceStatus::new(ObjectRef::new(ResourceKind::ApiRoute, Some("d"), "r"), Some(3));
+        s.set(ConditionSpec::new("Accepted", accepted, if accepted { "Accepted" } else { "InvalidPath" }, message));
+        s
+    }
+
+    #[test]
+    fn last_transition_time_holds_while_the_status_does_not_change() {
+        let book = StatusBook::default();
+        book.update(vec![status(true, "ok")], "t1");
+        let changes = book.update(vec![status(true, "still ok")], "t2");
+        assert_eq!(changes.len(), 1, "a new message is a change worth printing");
+        let c = &book.snapshot()[0].conditions[0];
+        assert_eq!((c.last_transition_time.as_str(), c.message.as_str()), ("t1", "still ok"));
+        assert_eq!(c.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn a_status_flip_moves_the_transition_time_and_is_reported() {
+        let book = StatusBook::default();
+        book.update(vec![status(true, "ok")], "t1");
+        let changes = book.update(vec![status(false, "bad path")], "t2");
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].to_string(), "ApiRoute d/r: Accepted=False (InvalidPath): bad path");
+        assert_eq!(book.snapshot()[0].conditions[0].last_transition_time, "t2");
+    }
+
+    #[test]
+    fn nothing_is_reported_when_nothing_changed() {
+        let book = StatusBook::default();
+        book.update(vec![status(true, "ok")], "t1");
+        assert!(book.update(vec![status(true, "ok")], "t2").is_empty());
+    }
+
+    #[test]
+    fn objects_that_disappear_leave_the_book() {
+        let book = StatusBook::default();
+        book.update(vec![status(true, "ok")], "t1");
+        book.update(vec![], "t2");
+        assert!(book.snapshot().is_empty());
+    }
+}

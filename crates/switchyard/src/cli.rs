@@ -1,0 +1,80 @@
+//! Command line. Every flag can also come from a `SWITCHYARD_*` environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchyard", version, about = "Kubernetes-native API gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Controller and proxy in one process, reading resources from a folder of YAML.
+    Standalone(StandaloneArgs),
+    /// Data plane: pulls snapshots from a controller and serves traffic.
+    Proxy(ProxyArgs),
+    /// Kubernetes controller: watches the custom resources and serves snapshots.
+    Controller(ControllerArgs),
+    /// Prints the CustomResourceDefinitions as YAML.
+    Crds,
+    /// Checks manifests offline and prints every condition the controller would set.
+    /// Exits 1 when any condition is False.
+    Validate(ValidateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StandaloneArgs {
+    /// Folder of resource YAML files; reloaded on change.
+    #[arg(long, env = "SWITCHYARD_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+    /// Proxy listener.
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Admin listener (/healthz /readyz /metrics /config_dump /status).
+    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
+    pub admin_listen: String,
+    /// Also serve snapshots to remote proxies on this address (needs --token-file).
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_LISTEN", requires = "token_file")]
+    pub snapshot_listen: Option<String>,
+    /// File holding the bearer token proxies present.
+    #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// Controller snapshot URL, e.g. http://switchyard-controller:18000.
+    #[arg(long, env = "SWITCHYARD_CONTROLLER")]
+    pub controller: String,
+    /// File holding the bearer token.
+    #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9901")]
+    pub admin_listen: String,
+    /// Where the last good snapshot is kept for restarts while the controller is down.
+    #[arg(long, env = "SWITCHYARD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_LISTEN", default_value = "0.0.0.0:18000")]
+    pub snapshot_listen: String,
+    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9902")]
+    pub admin_listen: String,
+    #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
+    pub token_file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Manifest files to check together.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}

@@ -1,0 +1,191 @@
+//! What each subcommand does: wiring only; the work lives in the library crates.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
+use switchyard_controller::publisher::Publisher;
+use switchyard_controller::snapshot_server::{DEFAULT_HOLD, SnapshotServer};
+use switchyard_controller::status::StatusBook;
+use switchyard_proxy::Proxy;
+use switchyard_proxy::admin::{self, AdminView};
+
+use crate::cli::{Cli, Command, ProxyArgs, StandaloneArgs, ValidateArgs};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Crds => crds(),
+        Command::Validate(args) => validate(&args),
+        Command::Standalone(args) => runtime()?.block_on(standalone(args)),
+        Command::Proxy(args) => runtime()?.block_on(proxy(args)),
+        Command::Controller(_) => bail!(
+            "the Kubernetes controller is not part of this build yet; run `switchyard standalone --config-dir DIR` instead"
+        ),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn crds() -> anyhow::Result<ExitCode> {
+    for crd in switchyard_api::all_crds() {
+        print!("---\n{}", switchyard_api::render_crd(&crd));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compiles the given files together and prints every condition.
+fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut resources = switchyard_compile::Resources::default();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        switchyard_compile::manifest::add_yaml(&mut resources, &file.display().to_string(), &text);
+    }
+    let compiled = switchyard_compile::compile(&resources);
+    let mut any_false = false;
+    for status in &compiled.statuses {
+        for c in &status.conditions {
+            any_false |= !c.status;
+            println!("{}: {}={} ({}): {}", status.object, c.type_, c.status_str(), c.reason, c.message);
+        }
+    }
+    let routes = compiled.snapshot.routes.len();
+    println!("{} object(s), {routes} route(s) programmed{}", compiled.statuses.len(), if any_false { ", some conditions are False" } else { "" });
+    Ok(if any_false { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Standalone's admin view: the proxy's readiness, the published snapshot, the statuses.
+struct StandaloneView {
+    proxy: Arc<Proxy>,
+    publisher: Arc<Publisher>,
+    book: Arc<StatusBook>,
+}
+
+impl AdminView for StandaloneView {
+    fn ready(&self) -> bool {
+        self.proxy.version().is_some()
+    }
+    fn config_dump(&self) -> Bytes {
+        self.publisher.current().map_or_else(|| Bytes::from_static(b"null"), |p| p.json.clone())
+    }
+    fn status(&self) -> Bytes {
+        Bytes::from(self.book.to_json())
+    }
+}
+
+async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
+    if !args.config_dir.is_dir() {
+        bail!("--config-dir {} is not a directory", args.config_dir.display());
+    }
+    let mut registry = Registry::default();
+    let proxy = Arc::new(Proxy::new(&mut registry));
+    let publisher = Arc::new(Publisher::new());
+    let book = Arc::new(StatusBook::default());
+    let proxy_listener = listen("proxy", &args.listen).await?;
+    let admin_listener = listen("admin", &args.admin_listen).await?;
+    if let (Some(addr), Some(token_file)) = (&args.snapshot_listen, &args.token_file) {
+        let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(token_file)?, DEFAULT_HOLD));
+        registry.register("switchyard_controller_snapshot_polls_waiting", "Long-polls held open by proxies", server.waiting.clone());
+        let listener = listen("snapshot", addr).await?;
+        tokio::spawn(serve_snapshots(listener, server));
+    }
+    tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), publisher.clone(), book.clone()));
+    tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
+    let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
+    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
+    switchyard_proxy::serve(proxy_listener, proxy, shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Standalone's in-process "pull": every published snapshot goes straight to the proxy.
+async fn apply_published(publisher: Arc<Publisher>, proxy: Arc<Proxy>) {
+    let mut updates = publisher.subscribe();
+    loop {
+        let current = updates.borrow_and_update().clone();
+        if let Some(published) = current {
+            let _ = proxy.apply(published.snapshot.clone());
+        }
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_snapshots(listener: tokio::net::TcpListener, server: Arc<SnapshotServer>) {
+    let handler = move |request, _client| {
+        let server = server.clone();
+        async move { server.respond(request).await }
+    };
+    switchyard_http::serve(listener, handler, std::future::pending()).await;
+}
+
+/// Proxy mode's admin view.
+struct ProxyView {
+    proxy: Arc<Proxy>,
+}
+
+impl AdminView for ProxyView {
+    fn ready(&self) -> bool {
+        self.proxy.version().is_some()
+    }
+    fn config_dump(&self) -> Bytes {
+        let runtime = self.proxy.runtime();
+        let snapshot = runtime.as_ref().map(|rt| &*rt.snapshot);
+        Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots serialize"))
+    }
+    fn status(&self) -> Bytes {
+        let body = serde_json::json!({
+            "resources": [],
+            "note": "resource conditions live on the controller; this proxy reports its snapshot version",
+            "snapshotVersion": self.proxy.version(),
+        });
+        Bytes::from(body.to_string())
+    }
+}
+
+async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let mut registry = Registry::default();
+    let proxy = Arc::new(Proxy::new(&mut registry));
+    let token = read_token(&args.token_file)?;
+    if let Some(dir) = &args.cache_dir {
+        switchyard_proxy::pull::load_cache(&proxy, dir).await;
+    }
+    let proxy_listener = listen("proxy", &args.listen).await?;
+    let admin_listener = listen("admin", &args.admin_listen).await?;
+    let config = switchyard_proxy::pull::PullConfig { controller: args.controller.clone(), token, cache_dir: args.cache_dir.clone() };
+    tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
+    let view: Arc<dyn AdminView> = Arc::new(ProxyView { proxy: proxy.clone() });
+    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
+    switchyard_proxy::serve(proxy_listener, proxy, shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Binds and announces the address on stderr in a fixed form that scripts and tests read.
+async fn listen(role: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = switchyard_http::bind(addr).await?;
+    eprintln!("switchyard: listening role={role} addr={}", listener.local_addr()?);
+    Ok(listener)
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path).with_context(|| format!("reading the token file {}", path.display()))?;
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(token)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining connections");
+}

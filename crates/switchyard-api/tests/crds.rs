@@ -35,10 +35,10 @@ fn structural_violations(schema: &Value, at: &str, out: &mut Vec<String>) {
     if !obj.contains_key("type") && !preserves && !int_or_string {
         out.push(format!("{at}: no type"));
     }
-    if let Some(t) = obj.get("type") {
-        if !t.is_string() {
-            out.push(format!("{at}: type must be one string, found {t}"));
-        }
+    if let Some(t) = obj.get("type")
+        && !t.is_string()
+    {
+        out.push(format!("{at}: type must be one string, found {t}"));
     }
     for banned in ["$ref", "oneOf", "anyOf", "allOf", "not", "additionalItems", "definitions", "$defs"] {
         if obj.contains_key(banned) {

@@ -133,7 +133,7 @@ fn decode_base64(text: &str) -> Option<String> {
         } as u32)
     };
     let bytes = text.trim().as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);

@@ -16,6 +16,7 @@ pub enum ResourceKind {
 
 /// Identifies one object.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
     pub kind: ResourceKind,
     /// The kind as written, for `Unknown` objects.

@@ -43,10 +43,10 @@ impl Publisher {
     /// Publishes the snapshot unless its content equals the current one. Returns the
     /// new version, or None when nothing changed.
     pub fn publish(&self, mut snapshot: Snapshot) -> Option<u64> {
-        if let Some(current) = self.tx.borrow().as_ref() {
-            if current.snapshot.same_content(&snapshot) {
-                return None;
-            }
+        if let Some(current) = self.tx.borrow().as_ref()
+            && current.snapshot.same_content(&snapshot)
+        {
+            return None;
         }
         snapshot.version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let json = Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots always serialize"));

@@ -64,10 +64,11 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
             Ok(Some((snapshot, raw))) => {
                 backoff = Duration::from_millis(100);
                 let changed = after != Some(snapshot.version);
-                if changed && proxy.apply(Arc::new(snapshot)).is_ok() {
-                    if let Some(dir) = &config.cache_dir {
-                        write_cache(dir, &raw).await;
-                    }
+                if changed
+                    && proxy.apply(Arc::new(snapshot)).is_ok()
+                    && let Some(dir) = &config.cache_dir
+                {
+                    write_cache(dir, &raw).await;
                 }
             }
             Ok(None) => backoff = Duration::from_millis(100),

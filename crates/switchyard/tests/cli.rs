@@ -1,0 +1,71 @@
+//! `switchyard crds` and `switchyard validate` as an operator runs them.
+
+use std::process::Command;
+
+fn switchyard(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn golden(case: &str) -> String {
+    format!("{}/../../tests/golden/compile/{case}/in.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn crds_prints_the_four_committed_crds() {
+    let (code, out) = switchyard(&["crds"]);
+    assert_eq!(code, 0);
+    let crds_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds");
+    let mut files: Vec<_> = std::fs::read_dir(crds_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 4);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(out.contains(&text), "{} is not what `switchyard crds` prints", file.display());
+    }
+}
+
+#[test]
+fn validate_exits_zero_and_prints_every_condition_for_valid_manifests() {
+    let (code, out) = switchyard(&["validate", "-f", &golden("quickstart")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ApiRoute default/get-order: Programmed=True (Programmed)"), "{out}");
+    assert!(out.contains("BackendService default/orders: Ready=True"), "{out}");
+}
+
+#[test]
+fn validate_exits_nonzero_and_names_each_problem_for_invalid_manifests() {
+    let (code, out) = switchyard(&["validate", "-f", &golden("invalid-manifests")]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "BackendService default/ftp: Accepted=False (InvalidKind)",
+        "BackendService default/both: Accepted=False (InvalidKind)",
+        "ApiRoute default/missing-backend: ResolvedRefs=False (BackendNotFound)",
+        "ApiRoute default/bad-template: Accepted=False (InvalidPathTemplate)",
+        "ApiRoute default/zz-duplicate: Accepted=False (Conflicted)",
+        "RateLimit too-fast: Accepted=False (UnknownKind)",
+        "ApiRoute default/good: Programmed=True",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn validate_reads_several_files_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = dir.path().join("backend.yaml");
+    let route = dir.path().join("route.yaml");
+    std::fs::write(&backend, "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b}\nspec: {mock: {}}\n").unwrap();
+    std::fs::write(&route, "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: r}\nspec: {match: {path: /r}, backendRefs: [{name: b}]}\n").unwrap();
+    let (alone, _) = switchyard(&["validate", "-f", route.to_str().unwrap()]);
+    assert_eq!(alone, 1, "the route alone misses its backend");
+    let (together, out) = switchyard(&["validate", "-f", route.to_str().unwrap(), "-f", backend.to_str().unwrap()]);
+    assert_eq!(together, 0, "{out}");
+}
+
+#[test]
+fn validate_of_a_missing_file_fails_with_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["validate", "-f", "/nonexistent.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
+}

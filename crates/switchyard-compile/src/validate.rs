@@ -26,9 +26,17 @@ pub fn dns_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest header name accepted (the CRD schema says the same).
+pub const MAX_HEADER_NAME: usize = 256;
+/// Longest configured header value: well inside every proxy's header limits.
+pub const MAX_HEADER_VALUE: usize = 4096;
+
 /// An HTTP header name (RFC 9110 token).
 pub fn header_name(name: &str) -> Result<(), String> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.len() > MAX_HEADER_NAME {
+        return Err(format!("header name of {} bytes is longer than {MAX_HEADER_NAME}", name.len()));
+    }
     if name.is_empty() || !name.bytes().all(token) {
         return Err(format!("{name:?} is not a valid header name"));
     }
@@ -37,6 +45,9 @@ pub fn header_name(name: &str) -> Result<(), String> {
 
 /// A header value: visible ASCII, spaces and tabs; never CR or LF.
 pub fn header_value(value: &str) -> Result<(), String> {
+    if value.len() > MAX_HEADER_VALUE {
+        return Err(format!("header value of {} bytes is longer than {MAX_HEADER_VALUE}", value.len()));
+    }
     if value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
         Ok(())
     } else {
@@ -79,5 +90,7 @@ mod tests {
         assert!(header_value("a\r\nInjected: 1").is_err());
         assert!(host_header("orders.internal:8080").is_ok());
         assert!(host_header("a/b").is_err());
+        assert!(header_name(&"x".repeat(257)).is_err(), "longer than any proxy accepts");
+        assert!(header_value(&"v".repeat(4097)).is_err());
     }
 }

@@ -58,12 +58,16 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
     let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let base = config.controller.trim_end_matches('/').to_owned();
     let mut backoff = Duration::from_millis(100);
+    // The version last received, applied or refused: polling after a refused version
+    // waits for the next one instead of fetching the same bad snapshot in a loop.
+    let mut seen = proxy.version();
     loop {
-        let after = proxy.version();
-        match poll_once(&client, &base, &config.token, after).await {
+        match poll_once(&client, &base, &config.token, seen).await {
             Ok(Some((snapshot, raw))) => {
                 backoff = Duration::from_millis(100);
-                let changed = after != Some(snapshot.version);
+                let version = snapshot.version;
+                let changed = seen != Some(version);
+                seen = Some(version);
                 if changed
                     && proxy.apply(Arc::new(snapshot)).is_ok()
                     && let Some(dir) = &config.cache_dir

@@ -193,6 +193,9 @@ fn is_gateway_error(status: StatusCode) -> bool {
 fn passthrough(response: Response<hyper::body::Incoming>) -> Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The client's connection has its own version: an HTTP/1.0 upstream must not turn
+    // a keep-alive HTTP/1.1 client connection into HTTP/1.0.
+    parts.version = Version::HTTP_11;
     Response::from_parts(parts, ResponseBody::upstream(body))
 }
 

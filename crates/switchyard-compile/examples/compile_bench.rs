@@ -1,0 +1,65 @@
+//! Compile benchmark: N routes over N/10 backends, compiled several times.
+//! Prints the fastest and median compile time and the process's peak memory.
+//!
+//! `cargo run --release -p switchyard-compile --example compile_bench -- 10000`
+
+use std::time::{Duration, Instant};
+
+use switchyard_compile::{Resources, compile, manifest};
+
+fn manifests(routes: usize) -> String {
+    let backends = (routes / 10).max(1);
+    let mut text = String::with_capacity(routes * 200);
+    for b in 0..backends {
+        text.push_str(&format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: b{b}, namespace: ns{}}}\nspec: {{http: {{urls: [\"http://10.0.{}.{}:8080\"]}}}}\n---\n",
+            b % 20,
+            b / 250,
+            b % 250
+        ));
+    }
+    for r in 0..routes {
+        let b = r % backends;
+        text.push_str(&format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: r{r}, namespace: ns{}}}\nspec:\n  hosts: [api{}.example.com]\n  match: {{path: '/svc{r}/items/{{id}}', methods: [GET, POST]}}\n  backendRefs: [{{name: b{b}}}]\n  rewrite: {{path: '/v1/items/{{id}}'}}\n---\n",
+            b % 20,
+            r % 50
+        ));
+    }
+    text
+}
+
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() {
+    let routes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let text = manifests(routes);
+    let parse_started = Instant::now();
+    let mut resources = Resources::default();
+    manifest::add_yaml(&mut resources, "bench", &text);
+    let parse = parse_started.elapsed();
+    let mut times: Vec<Duration> = Vec::new();
+    let mut programmed = 0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let compiled = compile(&resources);
+        times.push(started.elapsed());
+        programmed = compiled.snapshot.routes.len();
+        assert!(compiled.statuses.iter().all(|s| !s.has_false()), "the generated resources are all valid");
+    }
+    times.sort();
+    let json = serde_json::to_vec(&compile(&resources).snapshot).unwrap();
+    println!("compile bench: {routes} routes, {} backends, {programmed} programmed", resources.backend_services.len());
+    println!("  parse YAML:      {:>8.1} ms", parse.as_secs_f64() * 1e3);
+    println!("  compile (min):   {:>8.1} ms", times[0].as_secs_f64() * 1e3);
+    println!("  compile (median):{:>8.1} ms", times[times.len() / 2].as_secs_f64() * 1e3);
+    println!("  snapshot JSON:   {:>8.1} KiB", json.len() as f64 / 1024.0);
+    match peak_memory_kib() {
+        Some(kib) => println!("  peak memory:     {:>8.1} MiB (whole process, VmHWM)", kib as f64 / 1024.0),
+        None => println!("  peak memory:     unavailable (no /proc)"),
+    }
+}

@@ -75,6 +75,68 @@ where
     }
 }
 
+/// Binds `count` listeners on one address with `SO_REUSEPORT`, so each worker thread
+/// accepts on its own socket and the kernel spreads connections between them. With
+/// port 0 the first bind picks the port and the others share it.
+pub async fn bind_shared(addr: &str, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let mut resolved: SocketAddr = tokio::net::lookup_host(addr)
+        .await
+        .map_err(named)?
+        .next()
+        .ok_or_else(|| named(std::io::Error::other("no address")))?;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(named)?;
+        socket.set_reuseaddr(true).map_err(named)?;
+        socket.set_reuseport(true).map_err(named)?;
+        socket.bind(resolved).map_err(named)?;
+        let listener = socket.listen(4096).map_err(named)?;
+        resolved = listener.local_addr()?;
+        listeners.push(listener.into_std()?);
+    }
+    Ok(listeners)
+}
+
+/// Runs one `serve` loop per listener, each on its own thread with a single-threaded
+/// runtime: a connection, its request and the upstream connection it uses stay on one
+/// thread, as in nginx's worker model, with no cross-thread wakeups on the hot path.
+/// `make_handler` runs on each worker thread (so per-thread state such as a client
+/// pool stays there). Returns when every worker has drained after `shutdown` is set.
+pub fn run_workers<M, H, F, B>(
+    listeners: Vec<std::net::TcpListener>,
+    make_handler: M,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>>
+where
+    M: Fn() -> H + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let make_handler = std::sync::Arc::new(make_handler);
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let make_handler = make_handler.clone();
+        let mut shutdown = shutdown.clone();
+        let thread = std::thread::Builder::new().name(format!("switchyard-worker-{index}")).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
+            runtime.block_on(async move {
+                listener.set_nonblocking(true).expect("nonblocking listener");
+                let listener = TcpListener::from_std(listener).expect("register listener");
+                let stop = async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                };
+                serve(listener, make_handler(), stop).await;
+            });
+        })?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
+
 /// Binds a listener, with an error that names the address.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)

@@ -1,4 +1,4 @@
-//! The shared upstream HTTP client. One per proxy, living across snapshots, so pooled
+//! The upstream HTTP client. One per worker thread, living across snapshots, so pooled
 //! keep-alive connections survive configuration changes.
 
 use std::time::Duration;

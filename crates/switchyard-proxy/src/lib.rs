@@ -19,17 +19,31 @@ pub mod runtime;
 mod service;
 mod shape;
 
-use std::future::Future;
 use std::sync::Arc;
 
 pub use proxy::Proxy;
 pub use service::handle;
 
-/// Serves proxy traffic on `listener` until `shutdown` resolves.
-pub async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
-    let handler = move |request, client| {
-        let proxy = proxy.clone();
-        async move { handle(&proxy, request, client).await }
+/// What one worker thread serves with: the shared live state and its own upstream
+/// connection pool (connections are used by the thread that opened them).
+struct Worker {
+    proxy: Arc<Proxy>,
+    client: client::UpstreamClient,
+}
+
+/// Serves proxy traffic, one worker thread per listener (see
+/// [`switchyard_http::run_workers`]), until `shutdown` is set; returns once drained.
+pub fn serve_workers(
+    listeners: Vec<std::net::TcpListener>,
+    proxy: Arc<Proxy>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let make_handler = move || {
+        let worker = Arc::new(Worker { proxy: proxy.clone(), client: client::upstream_client() });
+        move |request, client_addr| {
+            let worker = worker.clone();
+            async move { handle(&worker.proxy, &worker.client, request, client_addr).await }
+        }
     };
-    switchyard_http::serve(listener, handler, shutdown).await;
+    switchyard_http::run_workers(listeners, make_handler, shutdown)
 }

@@ -1,24 +1,22 @@
-//! The proxy's live state: the current runtime (swapped atomically, read lock-free),
-//! the shared upstream client and the metrics.
+//! The proxy's live state: the current runtime (swapped atomically, read lock-free)
+//! and the metrics. Upstream connection pools belong to the worker threads.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use switchyard_compile::snapshot::Snapshot;
 
-use crate::client::{UpstreamClient, upstream_client};
 use crate::metrics::ProxyMetrics;
 use crate::runtime::Runtime;
 
 pub struct Proxy {
     live: ArcSwapOption<Runtime>,
-    pub client: UpstreamClient,
     pub metrics: ProxyMetrics,
 }
 
 impl Proxy {
     pub fn new(registry: &mut prometheus_client::registry::Registry) -> Self {
-        Self { live: ArcSwapOption::empty(), client: upstream_client(), metrics: ProxyMetrics::register(registry) }
+        Self { live: ArcSwapOption::empty(), metrics: ProxyMetrics::register(registry) }
     }
 
     /// The runtime in force now; requests hold it until they finish.

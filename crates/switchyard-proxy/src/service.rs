@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 
 use crate::backends::CallContext;
 use crate::body::ResponseBody;
+use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 use crate::proxy::Proxy;
 use crate::router::{NoMatch, RequestView};
@@ -29,11 +30,11 @@ use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Serves one client request; never fails: errors become gateway responses.
-pub async fn handle(proxy: &Proxy, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ResponseBody> {
+pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ResponseBody> {
     let started = Instant::now();
     let request_id = crate::request_id::next();
     let outcome = match proxy.runtime() {
-        Some(runtime) => serve(&runtime, proxy, request, client_addr, &request_id).await,
+        Some(runtime) => serve(&runtime, client, request, client_addr, &request_id).await,
         None => Err(GatewayError::NotReady),
     };
     let (mut response, code) = match outcome {
@@ -51,7 +52,7 @@ pub async fn handle(proxy: &Proxy, request: Request<Incoming>, client_addr: Sock
 
 async fn serve(
     runtime: &Runtime,
-    proxy: &Proxy,
+    client: &UpstreamClient,
     request: Request<Incoming>,
     client_addr: SocketAddr,
     request_id: &http::HeaderValue,
@@ -69,7 +70,7 @@ async fn serve(
     let deadline = Instant::now() + route.timeout;
     let input = ShapeInput { route, host: &target.host, params: &matched.params, client_addr, request_id };
     let shaped = shape(parts, body, input)?;
-    let ctx = CallContext { client: &proxy.client, deadline, route_retries: route.retries.as_ref() };
+    let ctx = CallContext { client, deadline, route_retries: route.retries.as_ref() };
     runtime.backends[target.backend].serve(shaped, &ctx).await
 }
 

@@ -34,6 +34,9 @@ pub struct StandaloneArgs {
     /// Proxy listener.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Proxy worker threads (default: one per CPU).
+    #[arg(long, env = "SWITCHYARD_WORKERS")]
+    pub workers: Option<usize>,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
     pub admin_listen: String,
@@ -55,6 +58,9 @@ pub struct ProxyArgs {
     pub token_file: PathBuf,
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
+    /// Proxy worker threads (default: one per CPU).
+    #[arg(long, env = "SWITCHYARD_WORKERS")]
+    pub workers: Option<usize>,
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9901")]
     pub admin_listen: String,
     /// Where the last good snapshot is kept for restarts while the controller is down.

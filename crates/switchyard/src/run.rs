@@ -85,7 +85,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     let proxy = Arc::new(Proxy::new(&mut registry));
     let publisher = Arc::new(Publisher::new());
     let book = Arc::new(StatusBook::default());
-    let proxy_listener = listen("proxy", &args.listen).await?;
+    let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
     if let (Some(addr), Some(token_file)) = (&args.snapshot_listen, &args.token_file) {
         let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(token_file)?, DEFAULT_HOLD));
@@ -97,8 +97,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
     tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
-    switchyard_proxy::serve(proxy_listener, proxy, shutdown_signal()).await;
-    Ok(ExitCode::SUCCESS)
+    serve_until_signal(proxy_listeners, proxy).await
 }
 
 /// Standalone's in-process "pull": every published snapshot goes straight to the proxy.
@@ -154,14 +153,33 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
-    let proxy_listener = listen("proxy", &args.listen).await?;
+    let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let config = switchyard_proxy::pull::PullConfig { controller: args.controller.clone(), token, cache_dir: args.cache_dir.clone() };
     tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
     let view: Arc<dyn AdminView> = Arc::new(ProxyView { proxy: proxy.clone() });
     tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
-    switchyard_proxy::serve(proxy_listener, proxy, shutdown_signal()).await;
+    serve_until_signal(proxy_listeners, proxy).await
+}
+
+/// Runs the proxy workers until SIGINT/SIGTERM, then lets them drain.
+async fn serve_until_signal(listeners: Vec<std::net::TcpListener>, proxy: Arc<Proxy>) -> anyhow::Result<ExitCode> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = switchyard_proxy::serve_workers(listeners, proxy, stopped).context("starting proxy workers")?;
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| w.join().unwrap_or_default()))
+        .await
+        .context("joining proxy workers")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One listener per proxy worker, sharing the address; announced once.
+async fn listen_workers(addr: &str, workers: Option<usize>) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let count = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let listeners = switchyard_http::bind_shared(addr, count).await?;
+    eprintln!("switchyard: listening role=proxy addr={}", listeners[0].local_addr()?);
+    Ok(listeners)
 }
 
 /// Binds and announces the address on stderr in a fixed form that scripts and tests read.

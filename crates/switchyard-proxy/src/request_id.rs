@@ -26,19 +26,28 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The next request id, e.g. `3f9a12c4-8b7e-4c1d-0000-00000000002a`.
+/// The next request id, e.g. `3f9a12c4-8b7e-4c1d-0000-00000000002a`: the first three
+/// groups are the process prefix, the last two the counter.
 pub fn next() -> HeaderValue {
     let p = prefix();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let text = format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        (p >> 32) as u32,
-        (p >> 16) as u16,
-        p as u16,
-        (n >> 48) as u16,
-        n & 0xFFFF_FFFF_FFFF
-    );
-    HeaderValue::from_str(&text).expect("hex digits and dashes are a valid header value")
+    // Formatted on the stack: the header value is the only allocation.
+    let mut text = [b'-'; 36];
+    hex(&mut text[0..8], p >> 32);
+    hex(&mut text[9..13], (p >> 16) & 0xFFFF);
+    hex(&mut text[14..18], p & 0xFFFF);
+    hex(&mut text[19..23], n >> 48);
+    hex(&mut text[24..36], n & 0xFFFF_FFFF_FFFF);
+    HeaderValue::from_bytes(&text).expect("hex digits and dashes are a valid header value")
+}
+
+/// Writes the low `out.len()` hex digits of `value` into `out`.
+fn hex(out: &mut [u8], mut value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value & 0xF) as usize];
+        value >>= 4;
+    }
 }
 
 #[cfg(test)]
@@ -49,6 +58,9 @@ mod tests {
         let b = super::next();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
-        assert_eq!(a.to_str().unwrap().matches('-').count(), 4);
+        let text = a.to_str().unwrap();
+        let groups: Vec<usize> = text.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert!(text.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
     }
 }

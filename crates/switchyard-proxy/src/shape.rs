@@ -94,10 +94,16 @@ fn join_query(path: &str, query: Option<&str>, constant: Option<&str>) -> String
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
-    let ip = client.ip().to_string();
-    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => HeaderValue::from_str(&format!("{existing}, {ip}")),
-        None => HeaderValue::from_str(&ip),
+    use std::io::Write;
+    // An address fits in 45 bytes: format it on the stack.
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{}", client.ip());
+    let len = cursor.position() as usize;
+    let ip = &buf[..len];
+    let value = match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) => HeaderValue::from_bytes(&[existing.as_bytes(), b", ", ip].concat()),
+        None => HeaderValue::from_bytes(ip),
     };
     if let Ok(value) = value {
         headers.insert(X_FORWARDED_FOR, value);

@@ -79,7 +79,7 @@ impl HttpBackend {
         let path_and_query = if endpoint.base_path.is_empty() {
             PathAndQuery::try_from(request.path_and_query.as_str())
         } else {
-            PathAndQuery::try_from(format!("{}{}", endpoint.base_path, request.path_and_query))
+            PathAndQuery::from_maybe_shared(Bytes::from(format!("{}{}", endpoint.base_path, request.path_and_query)))
         }
         .map_err(|e| GatewayError::BadRequest(format!("backend path: {e}")))?;
         let uri = Uri::builder()

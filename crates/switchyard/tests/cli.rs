@@ -69,3 +69,11 @@ fn validate_of_a_missing_file_fails_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
 }
+
+#[test]
+fn the_shipped_quickstart_validates_cleanly() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/resources.yaml");
+    let (code, out) = switchyard(&["validate", "-f", file]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 route(s) programmed"), "{out}");
+}

@@ -306,6 +306,11 @@ async fn a_broken_edit_keeps_the_last_good_routes_of_other_files_serving() {
     })
     .await;
     assert_eq!(get(&gw.proxy_url("/m")).await.unwrap().text(), "one");
+    assert!(
+        gw.log_text().contains("switchyard: status ApiRoute default/broken: Accepted=False (InvalidPathTemplate)"),
+        "standalone prints the condition that changed:\n{}",
+        gw.log_text()
+    );
     config.write("m.yaml", &mock("two"));
     support::wait_until("edit applied", Duration::from_secs(5), || async { get(&gw.proxy_url("/m")).await.unwrap().text() == "two" }).await;
 }
@@ -319,4 +324,54 @@ async fn every_response_carries_a_unique_request_id() {
     let (ida, idb) = (a.header("x-ca-request-id").unwrap(), b.header("x-ca-request-id").unwrap());
     assert_ne!(ida, idb);
     assert!(a.header("x-ca-error-message").unwrap().contains("/nothing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_pooled_and_kept_alive() {
+    let up = Upstream::start("up").await;
+    let backend = http_backend("up", &[up.url()], "");
+    let r = route("r", "  match: {path: /, pathType: Prefix}\n  backendRefs: [{name: up}]\n");
+    let (_config, gw) = gateway(&[("b.yaml", &format!("{backend}---\n{r}"))]).await;
+    for _ in 0..40 {
+        assert_eq!(get(&gw.proxy_url("/x")).await.unwrap().status.as_u16(), 200);
+    }
+    assert_eq!(up.hits(), 40);
+    // The test client opens a new connection per request; the gateway must not: each
+    // worker thread keeps its own keep-alive pool.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(up.connections() <= workers, "{} upstream connections for 40 requests", up.connections());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served_and_their_authority_is_the_host() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = Upstream::start("up").await;
+    let backend = http_backend("up", &[up.url()], "");
+    let r = route("r", "  hosts: [api.example.com]\n  match: {path: /h2}\n  backendRefs: [{name: up}]\n  passHostHeader: true\n");
+    let (_config, gw) = gateway(&[("b.yaml", &format!("{backend}---\n{r}"))]).await;
+    // HTTP/2 with prior knowledge over plain TCP; the :authority names the API host.
+    let stream = tokio::net::TcpStream::connect(gw.addrs["proxy"]).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("http://api.example.com/h2").body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status().as_u16(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echoed["headers"]["host"], "api.example.com", "passHostHeader forwards the :authority");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_responses_by_class_and_gateway_errors_by_code() {
+    let (_config, gw) = gateway(&[("empty.yaml", "")]).await;
+    for _ in 0..3 {
+        get(&gw.proxy_url("/missing")).await.unwrap();
+    }
+    let metrics = get(&gw.url("admin", "/metrics")).await.unwrap().text();
+    assert!(metrics.contains("switchyard_proxy_requests_total{class=\"4xx\"} 3"), "{metrics}");
+    assert!(metrics.contains("switchyard_proxy_gateway_errors_total{code=\"A404NF\"} 3"), "{metrics}");
+    assert!(metrics.contains("switchyard_proxy_snapshot_version"), "{metrics}");
 }

@@ -20,6 +20,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
     hits: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,11 +42,13 @@ impl Upstream {
     fn serve(name: &str, listener: tokio::net::TcpListener) -> Self {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let (counter, label) = (hits.clone(), name.to_owned());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (counter, label, accepted) = (hits.clone(), name.to_owned(), connections.clone());
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (counter, label) = (counter.clone(), label.clone());
                 connections.spawn(async move {
                     let service = service_fn(move |request| {
@@ -56,7 +59,7 @@ impl Upstream {
                 });
             }
         });
-        Self { addr, name: name.to_owned(), hits, task }
+        Self { addr, name: name.to_owned(), hits, connections, task }
     }
 
     pub fn url(&self) -> String {
@@ -65,6 +68,11 @@ impl Upstream {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Stops accepting and drops every open connection.

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench crds fmt fmt-check lint
+.PHONY: build run test bench crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -15,8 +15,20 @@ test:
 bench:
 	bash bench/run.sh
 
+# Regenerates crds/ from the Rust types, then the copies in the chart and deploy/.
 crds:
 	UPDATE_GOLDEN=1 $(CARGO) test -q -p switchyard-api --test crds
+	bash scripts/sync-chart-crds.sh
+	bash scripts/render-deploy.sh
+
+# Regenerate what is derived from the chart: the values table and schema, and deploy/.
+packaging:
+	bash scripts/sync-chart-crds.sh
+	"$$(bash scripts/packaging-venv.sh)" scripts/chart_values.py --write
+	bash scripts/render-deploy.sh
+
+check-packaging:
+	bash scripts/check-packaging.sh
 
 fmt:
 	$(CARGO) fmt --all

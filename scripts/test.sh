@@ -42,3 +42,11 @@ else
   log "cargo test --workspace --locked $*"
   cargo test --workspace --locked "$@"
 fi
+
+# Kubernetes packaging: offline checks of the Helm chart, deploy/, the CRD copies and the e2e
+# manifests (fetches helm and kubernetes-validate into .tools/ on first use, ~1 min). Skipped
+# when a test filter was given; PACKAGING=0 skips it too.
+if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then
+  log "scripts/check-packaging.sh"
+  bash scripts/check-packaging.sh
+fi

@@ -1,0 +1,598 @@
+#!/usr/bin/env python3
+"""Offline checks of the Kubernetes packaging, run by scripts/check-packaging.sh.
+
+Renders charts/switchyard with helm under several value sets and checks, for each:
+  - every built-in object validates against the Kubernetes OpenAPI schemas (kubernetes-validate,
+    strict: unknown fields fail), at the chart's minimum Kubernetes version and the newest one
+    the package knows; objects of other API groups (ServiceMonitor) are skipped;
+  - exactly the expected objects (kind/name) are rendered;
+  - the contract with the switchyard binary: subcommands, flags, ports, env, probe paths, mounts;
+  - least privilege: the RBAC rules are exactly the expected set; pods are non-root, read-only
+    root filesystem, no capabilities; the proxy has no API token;
+  - selectors, named ports and the token checksum are consistent; no image names a registry host;
+  - NOTES.txt renders.
+It also checks deploy/switchyard.yaml the same way, validates e2e/manifests (built-in kinds
+with kubernetes-validate, Switchyard resources against the CRDs' openAPIV3Schema), and that the
+chart's appVersion is the Cargo workspace version.
+
+    HELM=.tools/helm/helm python scripts/check_packaging.py
+"""
+
+import copy
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+from kubernetes_validate.utils import latest_version
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "switchyard"
+HELM = os.environ.get("HELM", str(ROOT / ".tools" / "helm" / "helm"))
+MIN_KUBE = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+MIN_KUBE = re.search(r"(\d+\.\d+)", MIN_KUBE).group(1)
+KUBE_VERSIONS = [MIN_KUBE, latest_version()]
+# API groups whose objects kubernetes-validate has schemas for (the built-in ones).
+NOT_BUILT_IN = ("monitoring.coreos.com/", "switchyard.dev/")
+TOKEN_PATH = "/var/run/switchyard/token"
+
+RESULTS = []  # (ok, name, details)
+
+
+def record(name, problems):
+    RESULTS.append((not problems, name, problems))
+    status = "PASS" if not problems else "FAIL"
+    print(f"{status}  {name}")
+    for p in problems:
+        print(f"        - {p}")
+
+
+def helm_template(release, namespace, *args):
+    cmd = [HELM, "template", release, str(CHART), "--namespace", namespace, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"helm template failed ({' '.join(args)}):\n{out.stderr}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def index(objects):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+# --- generic checks -------------------------------------------------------------------------
+
+def check_schemas(objects):
+    problems = []
+    for o in objects:
+        if o["apiVersion"].startswith(NOT_BUILT_IN):
+            continue
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                where = ".".join(str(p) for p in e.path)
+                problems.append(f"{o['kind']}/{o['metadata']['name']} (Kubernetes {version}): {where}: {e.message}")
+            except kubernetes_validate.SchemaNotFoundError:
+                problems.append(f"{o['kind']}/{o['metadata']['name']}: no schema for {o['apiVersion']} in Kubernetes {version}")
+    return problems
+
+
+def check_expected(objects, expected):
+    got = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    problems = [f"missing {k}/{n}" for k, n in sorted(expected - got)]
+    problems += [f"unexpected {k}/{n}" for k, n in sorted(got - expected)]
+    return problems
+
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"}
+
+
+def check_namespaces(objects, namespace):
+    return [f"{o['kind']}/{o['metadata']['name']}: namespace {o['metadata'].get('namespace')!r}, want {namespace!r}"
+            for o in objects
+            if o["kind"] not in CLUSTER_SCOPED and o["metadata"].get("namespace") != namespace]
+
+
+def pod_specs(objects):
+    return {o["metadata"]["name"]: o["spec"]["template"] for o in objects if o["kind"] == "Deployment"}
+
+
+def check_images(objects):
+    problems = []
+    for name, template in pod_specs(objects).items():
+        for c in template["spec"]["containers"]:
+            first = c["image"].split("/")[0]
+            if "/" in c["image"] and ("." in first or ":" in first or first == "localhost"):
+                problems.append(f"{name}: image {c['image']} names a registry host")
+    return problems
+
+
+def check_security(objects):
+    """The restricted Pod Security Standard, and a read-only root filesystem."""
+    problems = []
+    for name, template in pod_specs(objects).items():
+        pod = template["spec"].get("securityContext", {})
+        if pod.get("runAsNonRoot") is not True or pod.get("runAsUser") in (None, 0):
+            problems.append(f"{name}: pod must run as a non-root user")
+        if pod.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            problems.append(f"{name}: seccompProfile must be RuntimeDefault")
+        if template["spec"].get("enableServiceLinks") is not False:
+            problems.append(f"{name}: enableServiceLinks must be false (service env vars look like SWITCHYARD_* flags)")
+        for c in template["spec"]["containers"]:
+            sc = c.get("securityContext", {})
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{name}/{c['name']}: readOnlyRootFilesystem must be true")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{name}/{c['name']}: allowPrivilegeEscalation must be false")
+            if sc.get("capabilities", {}).get("drop") != ["ALL"] or sc.get("capabilities", {}).get("add"):
+                problems.append(f"{name}/{c['name']}: capabilities must drop ALL and add none")
+            if sc.get("privileged"):
+                problems.append(f"{name}/{c['name']}: privileged")
+            if not c.get("resources", {}).get("requests"):
+                problems.append(f"{name}/{c['name']}: no resource requests")
+    return problems
+
+
+def check_wiring(objects):
+    """Service and PDB selectors select a Deployment's pods; named target ports exist."""
+    problems = []
+    pods = pod_specs(objects)
+    for o in objects:
+        if o["kind"] == "Service":
+            selector = o["spec"]["selector"]
+        elif o["kind"] == "PodDisruptionBudget":
+            selector = o["spec"]["selector"]["matchLabels"]
+        else:
+            continue
+        matches = [n for n, t in pods.items() if selector.items() <= t["metadata"]["labels"].items()]
+        if len(matches) != 1:
+            problems.append(f"{o['kind']}/{o['metadata']['name']}: selector matches {matches or 'no Deployment'}")
+            continue
+        if o["kind"] == "Service":
+            ports = {p["name"] for c in pods[matches[0]]["spec"]["containers"] for p in c.get("ports", [])}
+            for p in o["spec"]["ports"]:
+                if isinstance(p["targetPort"], str) and p["targetPort"] not in ports:
+                    problems.append(f"Service/{o['metadata']['name']}: targetPort {p['targetPort']} is not a container port")
+    for name, template in pods.items():
+        if not template["metadata"]["labels"].items() >= next(
+                o["spec"]["selector"]["matchLabels"].items() for o in objects
+                if o["kind"] == "Deployment" and o["metadata"]["name"] == name):
+            problems.append(f"Deployment/{name}: pod labels do not match its selector")
+    for o in objects:
+        if o["kind"] == "HorizontalPodAutoscaler":
+            target = o["spec"]["scaleTargetRef"]
+            if target["kind"] != "Deployment" or target["name"] not in pods:
+                problems.append(f"HPA/{o['metadata']['name']}: targets {target}")
+            if "replicas" in next(d["spec"] for d in objects
+                                  if d["kind"] == "Deployment" and d["metadata"]["name"] == target["name"]):
+                problems.append(f"Deployment/{target['name']}: sets replicas although an HPA owns it")
+    return problems
+
+
+def container(objects, deployment):
+    return pod_specs(objects)[deployment]["spec"]["containers"][0]
+
+
+def env_map(c):
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def check_probes_and_mounts(c, name, admin_port):
+    problems = []
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    if ports.get("admin") != admin_port:
+        problems.append(f"{name}: admin port {ports.get('admin')}, want {admin_port}")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
+        got = c.get(probe, {}).get("httpGet", {})
+        if got.get("path") != path or got.get("port") != "admin":
+            problems.append(f"{name}: {probe} is {got}, want GET {path} on the admin port")
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+    if os.path.dirname(TOKEN_PATH) not in mounts or not mounts[os.path.dirname(TOKEN_PATH)].get("readOnly"):
+        problems.append(f"{name}: the token volume must be mounted read-only at {os.path.dirname(TOKEN_PATH)}")
+    return problems
+
+
+def check_token_volume(objects, secret_name, key):
+    problems = []
+    for name, template in pod_specs(objects).items():
+        vols = {v["name"]: v for v in template["spec"].get("volumes", [])}
+        secret = vols.get("snapshot-token", {}).get("secret", {})
+        if secret.get("secretName") != secret_name or secret.get("items") != [{"key": key, "path": "token"}]:
+            problems.append(f"{name}: token volume is {secret}, want key {key!r} of Secret {secret_name!r} as 'token'")
+    return problems
+
+
+# --- the contract with the binary (default values) --------------------------------------------
+
+def check_contract(objects, prefix, namespace):
+    problems = []
+    ctrl = container(objects, f"{prefix}-controller")
+    want = ["controller", "--snapshot-listen=0.0.0.0:18000", "--admin-listen=0.0.0.0:9902",
+            f"--token-file={TOKEN_PATH}"]
+    if ctrl["args"] != want:
+        problems.append(f"controller args {ctrl['args']}, want {want}")
+    env = env_map(ctrl)
+    for var, field in (("SWITCHYARD_LEASE_NAMESPACE", "metadata.namespace"), ("SWITCHYARD_POD_NAME", "metadata.name")):
+        got = env.get(var, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if got != field:
+            problems.append(f"controller env {var} from {got}, want the downward API {field}")
+    if {p["name"]: p["containerPort"] for p in ctrl["ports"]}.get("snapshot") != 18000:
+        problems.append("controller: snapshot port must be 18000")
+    problems += check_probes_and_mounts(ctrl, "controller", 9902)
+
+    proxy = container(objects, f"{prefix}-proxy")
+    want = ["proxy", f"--controller=http://{prefix}-controller.{namespace}.svc:18000",
+            f"--token-file={TOKEN_PATH}", "--listen=0.0.0.0:8080", "--admin-listen=0.0.0.0:9901",
+            "--cache-dir=/var/cache/switchyard"]
+    if proxy["args"] != want:
+        problems.append(f"proxy args {proxy['args']}, want {want}")
+    if {p["name"]: p["containerPort"] for p in proxy["ports"]}.get("http") != 8080:
+        problems.append("proxy: http port must be 8080")
+    problems += check_probes_and_mounts(proxy, "proxy", 9901)
+    cache = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}.get("/var/cache/switchyard")
+    vols = {v["name"]: v for v in pod_specs(objects)[f"{prefix}-proxy"]["spec"]["volumes"]}
+    if cache is None or "emptyDir" not in vols.get(cache, {}):
+        problems.append("proxy: /var/cache/switchyard must be an emptyDir volume")
+
+    deployments = index(objects)
+    if deployments[("Deployment", f"{prefix}-controller")]["spec"].get("replicas") != 2:
+        problems.append("controller: 2 replicas (leader + standby)")
+    pods = pod_specs(objects)
+    if pods[f"{prefix}-proxy"]["spec"].get("automountServiceAccountToken") is not False:
+        problems.append("proxy: the API token must not be mounted")
+
+    services = {n: o for (k, n), o in index(objects).items() if k == "Service"}
+    want_ports = {f"{prefix}-controller": {"snapshot": 18000, "admin": 9902},
+                  f"{prefix}-proxy": {"http": 8080, "admin": 9901}}
+    for name, ports in want_ports.items():
+        got = {p["name"]: p["port"] for p in services.get(name, {}).get("spec", {}).get("ports", [])}
+        if got != ports:
+            problems.append(f"Service/{name}: ports {got}, want {ports}")
+    return problems
+
+
+def rules_set(rules):
+    out = set()
+    for r in rules:
+        for g in r.get("apiGroups", []):
+            for res in r.get("resources", []):
+                for v in r.get("verbs", []):
+                    for name in r.get("resourceNames", ["*"]):
+                        out.add((g, res, v, name))
+    return out
+
+
+CRS = ["apiroutes", "backendservices", "vpcauthorizations", "dnsrecords"]
+WANT_CLUSTER_RULES = (
+    {("switchyard.dev", r, v, "*") for r in CRS for v in ("get", "list", "watch")}
+    | {("switchyard.dev", f"{r}/status", "patch", "*") for r in CRS}
+    | {("", r, v, "*") for r in ("secrets", "services") for v in ("get", "list", "watch")}
+    | {("discovery.k8s.io", "endpointslices", v, "*") for v in ("get", "list", "watch")}
+    | {(g, "events", v, "*") for g in ("", "events.k8s.io") for v in ("create", "patch")}
+)
+WANT_LEASE_RULES = (
+    {("coordination.k8s.io", "leases", "create", "*")}
+    | {("coordination.k8s.io", "leases", v, "switchyard-controller") for v in ("get", "update", "patch")}
+)
+
+
+def check_rbac(objects, prefix, namespace):
+    problems = []
+    by = index(objects)
+    name = f"{prefix}-controller"
+    cluster = rules_set(by[("ClusterRole", name)]["rules"])
+    if cluster != WANT_CLUSTER_RULES:
+        problems += [f"ClusterRole grants more than needed: {r}" for r in sorted(cluster - WANT_CLUSTER_RULES)]
+        problems += [f"ClusterRole lacks {r}" for r in sorted(WANT_CLUSTER_RULES - cluster)]
+    lease = rules_set(by[("Role", f"{name}-leader-election")]["rules"])
+    if lease != WANT_LEASE_RULES:
+        problems += [f"Role grants more than needed: {r}" for r in sorted(lease - WANT_LEASE_RULES)]
+        problems += [f"Role lacks {r}" for r in sorted(WANT_LEASE_RULES - lease)]
+    for kind, binding in (("ClusterRoleBinding", name), ("RoleBinding", f"{name}-leader-election")):
+        subjects = by[(kind, binding)]["subjects"]
+        if subjects != [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]:
+            problems.append(f"{kind}/{binding}: subjects {subjects}, want only the controller's ServiceAccount")
+    for o in objects:
+        if o["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            if any(s.get("name") == f"{prefix}-proxy" for s in o["subjects"]):
+                problems.append(f"{o['kind']}/{o['metadata']['name']}: binds the proxy, which needs no RBAC")
+    if pod_specs(objects)[name]["spec"]["serviceAccountName"] != name:
+        problems.append("controller pods do not run as the bound ServiceAccount")
+    return problems
+
+
+def check_generated_token(objects, prefix):
+    """The Secret and the pods' checksum annotation must see the same random token."""
+    secret = index(objects)[("Secret", f"{prefix}-snapshot-token")]
+    token = secret.get("data", {}).get("token", "")
+    problems = [] if len(token) >= 48 else ["the generated token is missing or short"]
+    want = hashlib.sha256(token.encode()).hexdigest()
+    for name, template in pod_specs(objects).items():
+        got = template["metadata"].get("annotations", {}).get("checksum/snapshot-token")
+        if got != want:
+            problems.append(f"{name}: checksum/snapshot-token {got} does not match the Secret's token")
+    return problems
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+def expected_defaults(prefix, with_secret=True, crds=()):
+    c, p = f"{prefix}-controller", f"{prefix}-proxy"
+    objects = {("Deployment", c), ("Deployment", p), ("Service", c), ("Service", p),
+               ("HorizontalPodAutoscaler", p), ("PodDisruptionBudget", c), ("PodDisruptionBudget", p),
+               ("ServiceAccount", c), ("ServiceAccount", p), ("ClusterRole", c), ("ClusterRoleBinding", c),
+               ("Role", f"{c}-leader-election"), ("RoleBinding", f"{c}-leader-election")}
+    if with_secret:
+        objects.add(("Secret", f"{prefix}-snapshot-token"))
+    return objects | {("CustomResourceDefinition", n) for n in crds}
+
+
+def crd_names():
+    return sorted(yaml.safe_load(f.read_text())["metadata"]["name"] for f in (ROOT / "crds").glob("*.yaml"))
+
+
+def common(name, objects, namespace, expected):
+    record(f"{name}: expected objects ({len(expected)})", check_expected(objects, expected))
+    record(f"{name}: Kubernetes schemas ({', '.join(KUBE_VERSIONS)}, strict)", check_schemas(objects))
+    record(f"{name}: namespaces, selectors, ports, images, pod security",
+           check_namespaces(objects, namespace) + check_wiring(objects) + check_images(objects)
+           + check_security(objects))
+
+
+def scenario_defaults():
+    objects = helm_template("switchyard", "switchyard-system")
+    common("defaults", objects, "switchyard-system", expected_defaults("switchyard"))
+    record("defaults: binary contract (subcommands, flags, env, ports, probes, mounts)",
+           check_contract(objects, "switchyard", "switchyard-system")
+           + check_token_volume(objects, "switchyard-snapshot-token", "token"))
+    record("defaults: least-privilege RBAC", check_rbac(objects, "switchyard", "switchyard-system"))
+    record("defaults: generated token and pod checksum agree", check_generated_token(objects, "switchyard"))
+
+
+def scenario_deploy():
+    objects = [d for d in yaml.safe_load_all((ROOT / "deploy" / "switchyard.yaml").read_text()) if d]
+    common("deploy/switchyard.yaml", objects, "switchyard-system",
+           expected_defaults("switchyard", crds=crd_names()))
+    problems = check_contract(objects, "switchyard", "switchyard-system")
+    problems += check_rbac(objects, "switchyard", "switchyard-system")
+    secret = index(objects)[("Secret", "switchyard-snapshot-token")]
+    if secret.get("stringData") != {"token": "change-me"}:
+        problems.append("the token Secret must hold the documented placeholder stringData.token=change-me")
+    crds = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
+    for f in (ROOT / "crds").glob("*.yaml"):
+        source = yaml.safe_load(f.read_text())
+        if crds.get(source["metadata"]["name"]) != source:
+            problems.append(f"CRD {source['metadata']['name']} differs from crds/{f.name}")
+    ns = yaml.safe_load((ROOT / "deploy" / "namespace.yaml").read_text())
+    problems += [f"deploy/namespace.yaml: {e}" for e in check_schemas([ns])]
+    if ns["metadata"]["name"] != "switchyard-system":
+        problems.append("deploy/namespace.yaml must create switchyard-system")
+    record("deploy/switchyard.yaml: contract, RBAC, placeholder token, CRDs, namespace", problems)
+
+
+def scenario_options():
+    """Every optional branch of the templates at once, under another release name."""
+    objects = helm_template(
+        "edge", "gateways",
+        "--set", "serviceMonitor.enabled=true",
+        "--set", "serviceMonitor.labels.release=prometheus",
+        "--set", "snapshotToken.existingSecret=edge-token",
+        "--set", "snapshotToken.existingSecretKey=value",
+        "--set", "proxy.service.type=LoadBalancer",
+        "--set", "proxy.service.externalTrafficPolicy=Local",
+        "--set", "proxy.service.loadBalancerSourceRanges={10.0.0.0/8}",
+        "--set", "proxy.service.nodePort=30080",
+        "--set", "proxy.autoscaling.enabled=false",
+        "--set", "proxy.replicaCount=3",
+        "--set", "proxy.workers=4",
+        "--set", "proxy.preStopSleepSeconds=0",
+        "--set", "proxy.podDisruptionBudget.minAvailable=50%",
+        "--set", "controller.podDisruptionBudget.enabled=false",
+        "--set", "controller.spreadAcrossNodes=false",
+        "--set", "controller.podAnnotations.team=edge",
+        "--set", "controller.nodeSelector.kubernetes\\.io/os=linux",
+        "--set", "commonLabels.owner=platform",
+        "--set", "image.repository=switchyard-dev",
+        "--set", "image.tag=1.2.3",
+        "--set", "logLevel=debug",
+    )
+    prefix = "edge-switchyard"
+    expected = expected_defaults(prefix, with_secret=False)
+    expected -= {("HorizontalPodAutoscaler", f"{prefix}-proxy"), ("PodDisruptionBudget", f"{prefix}-controller")}
+    expected |= {("Service", f"{prefix}-proxy-admin"), ("ServiceMonitor", prefix)}
+    common("options", objects, "gateways", expected)
+    by = index(objects)
+    problems = check_token_volume(objects, "edge-token", "value")
+    problems += check_rbac(objects, prefix, "gateways")
+    proxy = container(objects, f"{prefix}-proxy")
+    if "--workers=4" not in proxy["args"] or "lifecycle" in proxy:
+        problems.append("proxy: --workers=4 and no preStop hook expected")
+    if by[("Deployment", f"{prefix}-proxy")]["spec"].get("replicas") != 3:
+        problems.append("proxy: replicas 3 expected without the HPA")
+    lb = by[("Service", f"{prefix}-proxy")]
+    if [p["name"] for p in lb["spec"]["ports"]] != ["http"] or lb["spec"].get("type") != "LoadBalancer":
+        problems.append("a LoadBalancer proxy Service must carry only the http port")
+    if lb["spec"]["ports"][0].get("nodePort") != 30080:
+        problems.append("proxy.service.nodePort not applied")
+    if "switchyard.dev/scrape" in lb["metadata"]["labels"]:
+        problems.append("the LoadBalancer Service must not be scraped")
+    admin = by[("Service", f"{prefix}-proxy-admin")]
+    if admin["spec"].get("type") != "ClusterIP" or [p["port"] for p in admin["spec"]["ports"]] != [9901]:
+        problems.append("the proxy admin Service must be ClusterIP with port 9901")
+    sm = by[("ServiceMonitor", prefix)]
+    if sm["spec"]["endpoints"][0]["port"] != "admin" or sm["metadata"]["labels"].get("release") != "prometheus":
+        problems.append("ServiceMonitor must scrape the admin port and carry serviceMonitor.labels")
+    for name, template in pod_specs(objects).items():
+        if "checksum/snapshot-token" in template["metadata"].get("annotations", {}):
+            problems.append(f"{name}: no token checksum with an existingSecret")
+        if template["spec"]["containers"][0]["image"] != "switchyard-dev:1.2.3":
+            problems.append(f"{name}: image.repository/tag not applied")
+    if pod_specs(objects)[f"{prefix}-controller"]["metadata"]["annotations"] != {"team": "edge"}:
+        problems.append("controller.podAnnotations not applied")
+    if any(o["metadata"]["labels"].get("owner") != "platform" for o in objects):
+        problems.append("commonLabels missing on some object")
+    pdb = by[("PodDisruptionBudget", f"{prefix}-proxy")]["spec"]
+    if pdb.get("minAvailable") != "50%" or "maxUnavailable" in pdb:
+        problems.append("proxy PDB: minAvailable 50% expected alone")
+    record("options: existingSecret, LoadBalancer + admin Service, ServiceMonitor, no HPA, overrides", problems)
+
+
+def scenario_no_rbac():
+    objects = helm_template("switchyard", "switchyard-system",
+                            "--set", "rbac.create=false",
+                            "--set", "controller.serviceAccount.create=false",
+                            "--set", "controller.serviceAccount.name=my-controller",
+                            "--set", "proxy.serviceAccount.create=false")
+    expected = expected_defaults("switchyard")
+    expected = {o for o in expected if o[0] not in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+                                                    "ServiceAccount")}
+    problems = check_expected(objects, expected)
+    pods = pod_specs(objects)
+    if pods["switchyard-controller"]["spec"]["serviceAccountName"] != "my-controller":
+        problems.append("controller.serviceAccount.name not used")
+    if pods["switchyard-proxy"]["spec"]["serviceAccountName"] != "default":
+        problems.append("proxy must fall back to the default ServiceAccount")
+    record("no RBAC, existing ServiceAccounts", problems + check_schemas(objects))
+
+
+def render_notes(*args):
+    """NOTES.txt as `helm install` would print it. `helm template` skips NOTES, so a copy of the
+    chart renders it with `tpl` inside a ConfigMap (a NOTES error would fail a real install)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / "switchyard"
+        shutil.copytree(CHART, chart)
+        (chart / "notes").mkdir()
+        shutil.move(chart / "templates" / "NOTES.txt", chart / "notes" / "NOTES.txt")
+        (chart / "templates" / "notes-check.yaml").write_text(
+            'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n'
+            '    {{- tpl (.Files.Get "notes/NOTES.txt") . | nindent 4 }}\n')
+        out = subprocess.run([HELM, "template", "switchyard", str(chart), "--namespace", "switchyard-system",
+                              "--show-only", "templates/notes-check.yaml", *args],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return None, out.stderr.strip()
+        return yaml.safe_load(out.stdout)["data"]["notes"], ""
+
+
+def scenario_notes():
+    problems = []
+    cases = [
+        ([], ["port-forward service/switchyard-proxy 8080:8080", "rollout status deployment/switchyard-controller"],
+         ["WARNING"]),
+        (["--set", "snapshotToken.value=change-me"], ['placeholder "change-me"'], []),
+        (["--set", "snapshotToken.existingSecret=mine", "--set", "serviceMonitor.enabled=true"],
+         ['Secret "mine"', "ServiceMonitor"], ["WARNING"]),
+    ]
+    for args, want, unwanted in cases:
+        notes, err = render_notes(*args)
+        label = " ".join(args[1::2]) or "defaults"
+        if notes is None:
+            problems.append(f"{label}: NOTES.txt does not render: {err}")
+            continue
+        problems += [f"{label}: NOTES.txt lacks {w!r}" for w in want if w not in notes]
+        problems += [f"{label}: NOTES.txt has {u!r}" for u in unwanted if u in notes]
+    record("NOTES.txt renders (defaults, placeholder token, existingSecret + ServiceMonitor)", problems)
+
+
+def scenario_bad_values():
+    """The values schema turns typos into errors instead of silently ignored keys."""
+    out = subprocess.run([HELM, "template", "x", str(CHART), "--set", "proxy.replicas=3"],
+                         capture_output=True, text=True)
+    record("values.schema.json rejects an unknown key (proxy.replicas)",
+           [] if out.returncode != 0 and "replicas" in out.stderr else ["helm accepted proxy.replicas"])
+
+
+# --- e2e manifests ----------------------------------------------------------------------------
+
+def structural_to_jsonschema(schema):
+    """A CRD's openAPIV3Schema as JSON schema, with unknown fields rejected as `kubectl apply`
+    (strict field validation) does. CEL rules (x-kubernetes-validations) are not evaluated."""
+    s = copy.deepcopy(schema)
+
+    def walk(node):
+        if not isinstance(node, dict):
+            return
+        if node.pop("x-kubernetes-int-or-string", False):
+            node.pop("type", None)
+            node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        if node.pop("nullable", False) and "type" in node:
+            node["type"] = [node["type"], "null"]
+        if "properties" in node and "additionalProperties" not in node \
+                and not node.get("x-kubernetes-preserve-unknown-fields"):
+            node["additionalProperties"] = False
+        for key in ("properties",):
+            for child in node.get(key, {}).values():
+                walk(child)
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key))
+        for key in ("allOf", "anyOf", "oneOf"):
+            for child in node.get(key, []):
+                walk(child)
+
+    walk(s)
+    props = s.setdefault("properties", {})
+    props.update({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}})
+    return s
+
+
+def crd_validators():
+    validators = {}
+    for f in (ROOT / "crds").glob("*.yaml"):
+        crd = yaml.safe_load(f.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            schema = structural_to_jsonschema(v["schema"]["openAPIV3Schema"])
+            validators[(f"{group}/{v['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+def scenario_e2e_manifests():
+    validators = crd_validators()
+    problems, count = [], 0
+    for f in sorted((ROOT / "e2e" / "manifests").glob("*.yaml")):
+        for o in (d for d in yaml.safe_load_all(f.read_text()) if d):
+            count += 1
+            key = (o["apiVersion"], o["kind"])
+            if o["apiVersion"].startswith("switchyard.dev/"):
+                if key not in validators:
+                    problems.append(f"{f.name}: no CRD for {key}")
+                    continue
+                for e in validators[key].iter_errors(o):
+                    where = ".".join(str(p) for p in e.path)
+                    problems.append(f"{f.name}: {o['kind']}/{o['metadata']['name']}: {where}: {e.message}")
+            else:
+                problems += [f"{f.name}: {e}" for e in check_schemas([o])]
+    if count == 0:
+        problems.append("no objects in e2e/manifests")
+    record(f"e2e/manifests: {count} objects against Kubernetes schemas and the CRDs", problems)
+
+
+def scenario_versions():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    record(f"Chart.yaml appVersion {chart['appVersion']} == Cargo workspace version {cargo}",
+           [] if str(chart["appVersion"]) == cargo else ["bump appVersion (and the chart version) in Chart.yaml"])
+
+
+def main():
+    for scenario in (scenario_versions, scenario_defaults, scenario_deploy, scenario_options,
+                     scenario_no_rbac, scenario_notes, scenario_bad_values, scenario_e2e_manifests):
+        try:
+            scenario()
+        except Exception as e:  # one broken scenario must not hide the others' results
+            record(f"{scenario.__name__}: crashed", [f"{type(e).__name__}: {e}"])
+    failed = [name for ok, name, _ in RESULTS if not ok]
+    print(f"check_packaging: {len(RESULTS) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,11 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CommonStatus, Retries};
 
-/// Pattern every duration string follows: `250ms`, `5s`, `1m30s`, `2h`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
-/// Pattern of a byte size: `1048576`, `512Ki`, `10Mi`, `1Gi`.
-pub const SIZE_PATTERN: &str = r"^[0-9]+(Ki|Mi|Gi)?$";
-
 /// An API: which requests it matches and which backend serves them.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(

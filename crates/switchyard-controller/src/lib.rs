@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod folder;
+pub mod kubernetes;
+pub mod metrics;
 pub mod publisher;
 pub mod snapshot_server;
 pub mod status;
@@ -22,17 +24,22 @@ use crate::status::{Change, StatusBook};
 /// How often standalone rescans its folder: changes apply well within a second.
 pub const FOLDER_SCAN_INTERVAL: Duration = Duration::from_millis(250);
 
-/// One compile pass over a folder: compile, record statuses, publish. Returns the
-/// status changes and the new version (None when the snapshot did not change).
-pub fn compile_and_publish(
-    resources: &switchyard_compile::Resources,
-    publisher: &Publisher,
-    book: &StatusBook,
-) -> (Vec<Change>, Option<u64>) {
+/// What one compile pass did.
+pub struct Pass {
+    /// Conditions that appeared or changed.
+    pub changes: Vec<Change>,
+    /// The new snapshot version; None when the snapshot did not change.
+    pub version: Option<u64>,
+    /// Every object's status as compile computed it.
+    pub statuses: Vec<switchyard_compile::ResourceStatus>,
+}
+
+/// One compile pass, whatever the source: compile, record statuses, publish.
+pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher: &Publisher, book: &StatusBook) -> Pass {
     let compiled = compile(resources);
-    let changes = book.update(compiled.statuses, &now_rfc3339());
+    let changes = book.update(compiled.statuses.clone(), &now_rfc3339());
     let version = publisher.publish(compiled.snapshot);
-    (changes, version)
+    Pass { changes, version, statuses: compiled.statuses }
 }
 
 /// Watches the folder until the task is dropped; prints every status change.
@@ -48,11 +55,11 @@ pub async fn watch_folder(dir: std::path::PathBuf, publisher: Arc<Publisher>, bo
         .expect("folder scan does not panic");
         source = Some(scanning);
         if let Some(resources) = resources {
-            let (changes, version) = compile_and_publish(&resources, &publisher, &book);
-            for change in changes {
+            let pass = compile_and_publish(&resources, &publisher, &book);
+            for change in pass.changes {
                 eprintln!("switchyard: status {change}");
             }
-            if let Some(version) = version {
+            if let Some(version) = pass.version {
                 tracing::info!(version, "published snapshot");
             }
         }

@@ -1,0 +1,212 @@
+//! The Kubernetes source: reflectors keep an in-memory copy of every resource
+//! Switchyard reads; any change triggers (after a short debounce) one compile over all
+//! of them, a publish when the snapshot changed, and — on the leader — status writes.
+//!
+//! The kube-facing code is kept thin: what to compile is `resources()` (plain copies of
+//! the stores), what to write is `status::status_patch` (pure), how to write it is
+//! `writer`. Each is tested on its own; the API server is mocked with `tower-test`.
+
+pub mod endpoints;
+pub mod leader;
+pub mod status;
+pub mod writer;
+
+#[cfg(test)]
+pub(crate) mod mock;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use switchyard_api::{APP_LABEL, ApiRoute, BackendService, DnsRecord, VpcAuthorization};
+use switchyard_compile::{AppSecret, ObjectRef, ResourceKind, Resources};
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::ControllerMetrics;
+use crate::publisher::Publisher;
+use crate::status::StatusBook;
+use writer::StatusWriter;
+
+/// Changes arriving within this window are compiled together.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Compile and re-check statuses at least this often (retries failed status writes).
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// Read-only views of every watched kind.
+#[derive(Clone)]
+pub struct Stores {
+    routes: Store<ApiRoute>,
+    backends: Store<BackendService>,
+    authorizations: Store<VpcAuthorization>,
+    dns_records: Store<DnsRecord>,
+    apps: Store<Secret>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+}
+
+impl Stores {
+    /// Starts one reflector per kind; each change pokes `changed`.
+    pub fn start(client: &Client, changed: Arc<Notify>) -> Self {
+        let apps_only = watcher::Config::default().labels(&format!("{APP_LABEL}=true"));
+        Self {
+            routes: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
+            backends: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
+            authorizations: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
+            dns_records: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
+            apps: reflect(Api::all(client.clone()), apps_only, changed.clone()),
+            services: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
+            slices: reflect(Api::all(client.clone()), watcher::Config::default(), changed),
+        }
+    }
+
+    /// Waits until every store has its initial list, so the first compile sees all.
+    pub async fn wait_ready(&self) {
+        let _ = tokio::join!(
+            self.routes.wait_until_ready(),
+            self.backends.wait_until_ready(),
+            self.authorizations.wait_until_ready(),
+            self.dns_records.wait_until_ready(),
+            self.apps.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.slices.wait_until_ready(),
+        );
+    }
+
+    /// A plain copy of everything compile reads.
+    pub fn resources(&self) -> Resources {
+        let services: Vec<Service> = copy(&self.services);
+        let slices: Vec<EndpointSlice> = copy(&self.slices);
+        Resources {
+            api_routes: copy(&self.routes),
+            backend_services: copy(&self.backends),
+            vpc_authorizations: copy(&self.authorizations),
+            dns_records: copy(&self.dns_records),
+            apps: self.apps.state().iter().filter_map(|s| app_secret(s)).collect(),
+            invalid: Vec::new(),
+            service_endpoints: endpoints::service_endpoints(&services, &slices),
+        }
+    }
+
+    /// An object's `.status` as last seen by the watch.
+    pub fn current_status(&self, object: &ObjectRef) -> Option<serde_json::Value> {
+        let ns = object.namespace.as_deref();
+        let status = |value: Result<serde_json::Value, _>| value.ok().and_then(|v: serde_json::Value| v.get("status").cloned());
+        match object.kind {
+            ResourceKind::ApiRoute => find(&self.routes, ns, &object.name).map(|o| status(serde_json::to_value(&*o))),
+            ResourceKind::BackendService => find(&self.backends, ns, &object.name).map(|o| status(serde_json::to_value(&*o))),
+            ResourceKind::VpcAuthorization => find(&self.authorizations, ns, &object.name).map(|o| status(serde_json::to_value(&*o))),
+            ResourceKind::DnsRecord => find(&self.dns_records, ns, &object.name).map(|o| status(serde_json::to_value(&*o))),
+            ResourceKind::Secret | ResourceKind::Unknown => None,
+        }
+        .flatten()
+    }
+}
+
+/// Clones every object out of a store (compile takes plain values).
+fn copy<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+fn find<K>(store: &Store<K>, namespace: Option<&str>, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let key = reflector::ObjectRef::new(name).within_opt(namespace);
+    store.get(&key)
+}
+
+trait WithinOpt {
+    fn within_opt(self, namespace: Option<&str>) -> Self;
+}
+
+impl<K: Resource> WithinOpt for reflector::ObjectRef<K>
+where
+    K::DynamicType: Default,
+{
+    fn within_opt(self, namespace: Option<&str>) -> Self {
+        match namespace {
+            Some(ns) => self.within(ns),
+            None => self,
+        }
+    }
+}
+
+/// Starts a reflector for one kind and returns its store.
+fn reflect<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config).default_backoff().reflect(writer);
+    tokio::spawn(poke_on_change(stream, changed));
+    reader
+}
+
+async fn poke_on_change<S, T>(stream: S, changed: Arc<Notify>)
+where
+    S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => changed.notify_one(),
+            Err(e) => tracing::warn!(error = %e, "watch error; the watcher retries with backoff"),
+        }
+    }
+}
+
+/// An app Secret's credentials; None when a key is missing or not UTF-8.
+fn app_secret(secret: &Secret) -> Option<AppSecret> {
+    let data = secret.data.as_ref();
+    let field = |key: &str| -> Option<String> {
+        let bytes = data?.get(key)?;
+        String::from_utf8(bytes.0.clone()).ok()
+    };
+    Some(AppSecret {
+        namespace: secret.metadata.namespace.clone()?,
+        name: secret.metadata.name.clone()?,
+        app_key: field("appKey")?,
+        app_secret: field("appSecret")?,
+        app_code: field("appCode")?,
+    })
+}
+
+/// Compiles on every change and writes statuses while leading. Runs forever.
+pub async fn run(client: Client, publisher: Arc<Publisher>, book: Arc<StatusBook>, mut leading: watch::Receiver<bool>, metrics: Arc<ControllerMetrics>) {
+    let changed = Arc::new(Notify::new());
+    let stores = Stores::start(&client, changed.clone());
+    stores.wait_ready().await;
+    tracing::info!("initial lists loaded; compiling");
+    let mut writer = StatusWriter::new(client);
+    loop {
+        let started = Instant::now();
+        let resources = stores.resources();
+        let pass = crate::compile_and_publish(&resources, &publisher, &book);
+        metrics.observe_compile(started.elapsed(), pass.version, publisher.current().map(|p| p.json.len()));
+        for change in &pass.changes {
+            tracing::info!(%change, "condition changed");
+        }
+        if *leading.borrow_and_update() {
+            let report = writer.write_all(&pass.statuses, |o| stores.current_status(o), &crate::now_rfc3339()).await;
+            metrics.observe_status_writes(&report);
+        }
+        // Wake on a change (debounced), on gaining leadership, or on the resync tick.
+        tokio::select! {
+            () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+            _ = leading.changed() => {}
+            () = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}

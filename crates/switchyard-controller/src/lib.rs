@@ -35,9 +35,10 @@ pub struct Pass {
 }
 
 /// One compile pass, whatever the source: compile, record statuses, publish.
-pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher: &Publisher, book: &StatusBook) -> Pass {
+/// `now` stamps the conditions that change in this pass.
+pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher: &Publisher, book: &StatusBook, now: &str) -> Pass {
     let compiled = compile(resources);
-    let changes = book.update(compiled.statuses.clone(), &now_rfc3339());
+    let changes = book.update(compiled.statuses.clone(), now);
     let version = publisher.publish(compiled.snapshot);
     Pass { changes, version, statuses: compiled.statuses }
 }
@@ -55,7 +56,7 @@ pub async fn watch_folder(dir: std::path::PathBuf, publisher: Arc<Publisher>, bo
         .expect("folder scan does not panic");
         source = Some(scanning);
         if let Some(resources) = resources {
-            let pass = compile_and_publish(&resources, &publisher, &book);
+            let pass = compile_and_publish(&resources, &publisher, &book, &now_rfc3339());
             for change in pass.changes {
                 eprintln!("switchyard: status {change}");
             }

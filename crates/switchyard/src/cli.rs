@@ -76,6 +76,12 @@ pub struct ControllerArgs {
     pub admin_listen: String,
     #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
     pub token_file: PathBuf,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "SWITCHYARD_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease (default: the host name).
+    #[arg(long, env = "SWITCHYARD_POD_NAME")]
+    pub pod_name: Option<String>,
 }
 
 #[derive(Args, Debug)]

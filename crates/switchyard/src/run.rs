@@ -13,7 +13,7 @@ use switchyard_controller::status::StatusBook;
 use switchyard_proxy::Proxy;
 use switchyard_proxy::admin::{self, AdminView};
 
-use crate::cli::{Cli, Command, ProxyArgs, StandaloneArgs, ValidateArgs};
+use crate::cli::{Cli, Command, ControllerArgs, ProxyArgs, StandaloneArgs, ValidateArgs};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -21,9 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate(&args),
         Command::Standalone(args) => runtime()?.block_on(standalone(args)),
         Command::Proxy(args) => runtime()?.block_on(proxy(args)),
-        Command::Controller(_) => bail!(
-            "the Kubernetes controller is not part of this build yet; run `switchyard standalone --config-dir DIR` instead"
-        ),
+        Command::Controller(args) => runtime()?.block_on(controller(args)),
     }
 }
 
@@ -120,6 +118,51 @@ async fn serve_snapshots(listener: tokio::net::TcpListener, server: Arc<Snapshot
         async move { server.respond(request).await }
     };
     switchyard_http::serve(listener, handler, std::future::pending()).await;
+}
+
+/// The controller's admin view: ready once a snapshot is published (on every replica,
+/// leader or not: each one serves snapshots).
+struct ControllerView {
+    publisher: Arc<Publisher>,
+    book: Arc<StatusBook>,
+}
+
+impl AdminView for ControllerView {
+    fn ready(&self) -> bool {
+        self.publisher.current().is_some()
+    }
+    fn config_dump(&self) -> Bytes {
+        self.publisher.current().map_or_else(|| Bytes::from_static(b"null"), |p| p.json.clone())
+    }
+    fn status(&self) -> Bytes {
+        Bytes::from(self.book.to_json())
+    }
+}
+
+async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    use switchyard_controller::kubernetes::{self, ControllerIdentity};
+    let mut registry = Registry::default();
+    let publisher = Arc::new(Publisher::new());
+    let book = Arc::new(StatusBook::default());
+    let metrics = Arc::new(switchyard_controller::metrics::ControllerMetrics::register(&mut registry));
+    let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(&args.token_file)?, DEFAULT_HOLD));
+    registry.register("switchyard_controller_snapshot_polls_waiting", "Long-polls held open by proxies", server.waiting.clone());
+    let identity = ControllerIdentity {
+        lease_namespace: args.lease_namespace.clone(),
+        identity: args.pod_name.clone().unwrap_or_else(host_name),
+    };
+    kubernetes::start(identity, publisher.clone(), book.clone(), metrics).await.context("connecting to the Kubernetes API")?;
+    let snapshot_listener = listen("snapshot", &args.snapshot_listen).await?;
+    let admin_listener = listen("admin", &args.admin_listen).await?;
+    tokio::spawn(serve_snapshots(snapshot_listener, server));
+    let view: Arc<dyn AdminView> = Arc::new(ControllerView { publisher, book });
+    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
+    shutdown_signal().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| format!("switchyard-{}", std::process::id()))
 }
 
 /// Proxy mode's admin view.

@@ -21,21 +21,9 @@ pub fn client() -> (kube::Client, Handle<Request<Body>, Response<Body>>) {
     (kube::Client::new(service, "default"), handle)
 }
 
-/// Serves the expected calls in order and returns every request body seen (as JSON).
+/// Serves the expected calls in order, owning the handle (for a spawned server task).
 pub async fn serve(mut handle: Handle<Request<Body>, Response<Body>>, script: Vec<Expect>) -> Vec<Value> {
-    let mut bodies = Vec::new();
-    for expect in script {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(1), handle.next_request()).await;
-        let (request, send) = next.expect("an expected API call never came").expect("the client went away");
-        assert_eq!(request.method(), expect.method, "method of the call to {}", expect.path);
-        let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-        assert_eq!(path_and_query, expect.path);
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        bodies.push(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() });
-        let response = Response::builder().status(expect.status).body(Body::from(serde_json::to_vec(&expect.reply).unwrap())).unwrap();
-        send.send_response(response);
-    }
-    bodies
+    serve_one_by_one(&mut handle, script).await
 }
 
 /// Asserts no further call arrives within a short while.
@@ -51,9 +39,22 @@ pub fn status_error(code: u16, reason: &str) -> Value {
 
 /// Serves exactly one expected call (for tests that then check nothing else comes).
 pub async fn serve_one(handle: &mut Handle<Request<Body>, Response<Body>>, expect: Expect) {
-    let (request, send) = handle.next_request().await.expect("the expected API call never came");
-    assert_eq!(request.method(), expect.method);
-    assert_eq!(request.uri().path_and_query().map(|p| p.as_str()), Some(expect.path.as_str()));
-    let response = Response::builder().status(expect.status).body(Body::from(serde_json::to_vec(&expect.reply).unwrap())).unwrap();
-    send.send_response(response);
+    serve_one_by_one(handle, vec![expect]).await;
+}
+
+/// Serves the expected calls in order on a borrowed handle (so the test can check for
+/// stray calls afterwards); returns the request bodies.
+pub async fn serve_one_by_one(handle: &mut Handle<Request<Body>, Response<Body>>, script: Vec<Expect>) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for expect in script {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(1), handle.next_request()).await;
+        let (request, send) = next.expect("an expected API call never came").expect("the client went away");
+        assert_eq!(request.method(), expect.method);
+        assert_eq!(request.uri().path_and_query().map(|p| p.as_str()), Some(expect.path.as_str()));
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        let response = Response::builder().status(expect.status).body(Body::from(serde_json::to_vec(&expect.reply).unwrap())).unwrap();
+        send.send_response(response);
+    }
+    bodies
 }

@@ -7,18 +7,21 @@
 //! `writer`. Each is tested on its own; the API server is mocked with `tower-test`.
 
 pub mod endpoints;
+pub mod events;
 pub mod leader;
 pub mod status;
 pub mod writer;
 
 #[cfg(test)]
 pub(crate) mod mock;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -91,6 +94,27 @@ impl Stores {
             invalid: Vec::new(),
             service_endpoints: endpoints::service_endpoints(&services, &slices),
         }
+    }
+
+    /// A reference to an object (with its uid) for Events.
+    pub fn reference(&self, object: &ObjectRef) -> Option<ObjectReference> {
+        let ns = object.namespace.as_deref();
+        let meta = match object.kind {
+            ResourceKind::ApiRoute => find(&self.routes, ns, &object.name).map(|o| o.metadata.clone()),
+            ResourceKind::BackendService => find(&self.backends, ns, &object.name).map(|o| o.metadata.clone()),
+            ResourceKind::VpcAuthorization => find(&self.authorizations, ns, &object.name).map(|o| o.metadata.clone()),
+            ResourceKind::DnsRecord => find(&self.dns_records, ns, &object.name).map(|o| o.metadata.clone()),
+            ResourceKind::Secret | ResourceKind::Unknown => None,
+        }?;
+        Some(ObjectReference {
+            api_version: Some(switchyard_api::API_VERSION.into()),
+            kind: status::kind_name(object.kind).map(str::to_owned),
+            name: meta.name,
+            namespace: meta.namespace,
+            uid: meta.uid,
+            resource_version: meta.resource_version,
+            ..Default::default()
+        })
     }
 
     /// An object's `.status` as last seen by the watch.
@@ -183,8 +207,45 @@ fn app_secret(secret: &Secret) -> Option<AppSecret> {
     })
 }
 
+/// The Lease replicas compete for.
+pub const LEASE_NAME: &str = "switchyard-controller";
+
+/// Where this replica runs, for leader election.
+pub struct ControllerIdentity {
+    /// Namespace of the Lease; defaults to the client's namespace.
+    pub lease_namespace: Option<String>,
+    /// This replica's name in the Lease (the pod name).
+    pub identity: String,
+}
+
+/// Connects to the API server (in-cluster credentials or `KUBECONFIG`) and starts leader
+/// election and the compile loop in the background.
+pub async fn start(
+    identity: ControllerIdentity,
+    publisher: Arc<Publisher>,
+    book: Arc<StatusBook>,
+    metrics: Arc<ControllerMetrics>,
+) -> Result<watch::Receiver<bool>, kube::Error> {
+    let client = Client::try_default().await?;
+    let namespace = identity.lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+    let (leading_tx, leading) = watch::channel(false);
+    let elector = leader::LeaderElector::new(Api::namespaced(client.clone(), &namespace), LEASE_NAME, &identity.identity);
+
+    tokio::spawn(elector.run(leading_tx));
+    let events = events::Events::new(client.clone(), &identity.identity);
+    tokio::spawn(run(client, publisher, book, leading.clone(), metrics, events));
+    Ok(leading)
+}
+
 /// Compiles on every change and writes statuses while leading. Runs forever.
-pub async fn run(client: Client, publisher: Arc<Publisher>, book: Arc<StatusBook>, mut leading: watch::Receiver<bool>, metrics: Arc<ControllerMetrics>) {
+pub async fn run(
+    client: Client,
+    publisher: Arc<Publisher>,
+    book: Arc<StatusBook>,
+    mut leading: watch::Receiver<bool>,
+    metrics: Arc<ControllerMetrics>,
+    events: events::Events,
+) {
     let changed = Arc::new(Notify::new());
     let stores = Stores::start(&client, changed.clone());
     stores.wait_ready().await;
@@ -192,16 +253,13 @@ pub async fn run(client: Client, publisher: Arc<Publisher>, book: Arc<StatusBook
     let mut writer = StatusWriter::new(client);
     loop {
         let started = Instant::now();
-        let resources = stores.resources();
-        let pass = crate::compile_and_publish(&resources, &publisher, &book);
+        let leads = *leading.borrow_and_update();
+        let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics };
+        let pass = reconcile_once(&stores.resources(), leads, &mut writer, |o| stores.current_status(o), ctx).await;
+        if leads {
+            events.publish(&pass.changes, &pass.now, |o| stores.reference(o)).await;
+        }
         metrics.observe_compile(started.elapsed(), pass.version, publisher.current().map(|p| p.json.len()));
-        for change in &pass.changes {
-            tracing::info!(%change, "condition changed");
-        }
-        if *leading.borrow_and_update() {
-            let report = writer.write_all(&pass.statuses, |o| stores.current_status(o), &crate::now_rfc3339()).await;
-            metrics.observe_status_writes(&report);
-        }
         // Wake on a change (debounced), on gaining leadership, or on the resync tick.
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
@@ -209,4 +267,41 @@ pub async fn run(client: Client, publisher: Arc<Publisher>, book: Arc<StatusBook
             () = tokio::time::sleep(RESYNC) => {}
         }
     }
+}
+
+/// What one pass shares with the rest of the controller.
+#[derive(Clone, Copy)]
+pub struct PassContext<'a> {
+    pub publisher: &'a Publisher,
+    pub book: &'a StatusBook,
+    pub metrics: &'a ControllerMetrics,
+}
+
+/// What one reconcile pass did.
+pub struct PassOutcome {
+    pub changes: Vec<crate::status::Change>,
+    pub version: Option<u64>,
+    /// The timestamp used for transitions in this pass.
+    pub now: String,
+}
+
+/// One pass over the whole resource set: compile, publish (every replica), and write
+/// statuses (the leader only).
+pub async fn reconcile_once(
+    resources: &Resources,
+    leading: bool,
+    writer: &mut StatusWriter,
+    current: impl Fn(&ObjectRef) -> Option<serde_json::Value>,
+    ctx: PassContext<'_>,
+) -> PassOutcome {
+    let now = crate::now_rfc3339();
+    let pass = crate::compile_and_publish(resources, ctx.publisher, ctx.book, &now);
+    for change in &pass.changes {
+        tracing::info!(%change, "condition changed");
+    }
+    if leading {
+        let report = writer.write_all(&pass.statuses, current, &now).await;
+        ctx.metrics.observe_status_writes(&report);
+    }
+    PassOutcome { changes: pass.changes, version: pass.version, now }
 }

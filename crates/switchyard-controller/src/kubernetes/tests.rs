@@ -1,0 +1,140 @@
+//! Whole-pass scenarios against a scripted API server.
+
+use http::{Method, StatusCode};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::json;
+use switchyard_compile::manifest;
+use switchyard_compile::snapshot::BackendKind;
+
+use super::*;
+use crate::kubernetes::mock::{self, Expect};
+
+const MANIFESTS: &str = "
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {name: hello, namespace: shop, generation: 1}
+spec: {mock: {statusCode: 200}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {name: hello, namespace: shop, generation: 3}
+spec: {match: {path: /hello}, backendRefs: [{name: hello}]}
+";
+
+struct Fixture {
+    publisher: Publisher,
+    book: StatusBook,
+    metrics: ControllerMetrics,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let mut registry = prometheus_client::registry::Registry::default();
+        Self { publisher: Publisher::starting_at(1), book: StatusBook::default(), metrics: ControllerMetrics::register(&mut registry) }
+    }
+
+    fn ctx(&self) -> PassContext<'_> {
+        PassContext { publisher: &self.publisher, book: &self.book, metrics: &self.metrics }
+    }
+}
+
+fn resources() -> Resources {
+    let mut resources = Resources::default();
+    manifest::add_yaml(&mut resources, "test", MANIFESTS);
+    resources
+}
+
+fn applied(kind: &str, name: &str) -> serde_json::Value {
+    json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": "shop"}})
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_lead_publishes_but_writes_no_status() {
+    let (client, mut handle) = mock::client();
+    let fixture = Fixture::new();
+    let mut writer = StatusWriter::new(client);
+    let outcome = reconcile_once(&resources(), false, &mut writer, |_| None, fixture.ctx()).await;
+    assert_eq!(outcome.version, Some(1), "every replica serves snapshots");
+    assert_eq!(fixture.publisher.current().unwrap().snapshot.routes.len(), 1);
+    mock::expect_no_more_calls(&mut handle).await;
+}
+
+#[tokio::test]
+async fn the_leader_applies_every_status_then_nothing_while_nothing_changes() {
+    let (client, mut handle) = mock::client();
+    let fixture = Fixture::new();
+    let mut writer = StatusWriter::new(client);
+    let route = "/apis/switchyard.dev/v1alpha1/namespaces/shop/apiroutes/hello/status?&force=true&fieldManager=switchyard-controller";
+    let backend = "/apis/switchyard.dev/v1alpha1/namespaces/shop/backendservices/hello/status?&force=true&fieldManager=switchyard-controller";
+    let script = vec![
+        Expect { method: Method::PATCH, path: route.into(), status: StatusCode::OK, reply: applied("ApiRoute", "hello") },
+        Expect { method: Method::PATCH, path: backend.into(), status: StatusCode::OK, reply: applied("BackendService", "hello") },
+    ];
+    let resources = resources();
+    let (outcome, bodies) = tokio::join!(reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()), mock::serve_one_by_one(&mut handle, script));
+    assert_eq!(outcome.version, Some(1));
+    let programmed = bodies[0]["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Programmed").unwrap().clone();
+    assert_eq!((programmed["status"].as_str(), programmed["observedGeneration"].as_i64()), (Some("True"), Some(3)));
+    assert_eq!(bodies[1]["status"]["endpoints"], 1);
+    // Same input again: no new snapshot version and no status traffic.
+    let again = reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()).await;
+    assert_eq!(again.version, None);
+    mock::expect_no_more_calls(&mut handle).await;
+}
+
+fn service() -> Service {
+    Service {
+        metadata: ObjectMeta { name: Some("orders".into()), namespace: Some("shop".into()), ..Default::default() },
+        spec: Some(ServiceSpec { ports: Some(vec![ServicePort { port: 80, ..Default::default() }]), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn slice(addresses: &[&str]) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some("orders-x".into()),
+            namespace: Some("shop".into()),
+            labels: Some([("kubernetes.io/service-name".to_owned(), "orders".to_owned())].into()),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        ports: Some(vec![EndpointPort { port: Some(8080), ..Default::default() }]),
+        endpoints: addresses.iter().map(|a| Endpoint { addresses: vec![(*a).into()], ..Default::default() }).collect(),
+    }
+}
+
+fn with_service_backend(addresses: &[&str]) -> Resources {
+    let mut resources = Resources::default();
+    manifest::add_yaml(
+        &mut resources,
+        "test",
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: orders, namespace: shop}\nspec: {http: {service: {name: orders, port: 80}}}\n",
+    );
+    resources.service_endpoints = endpoints::service_endpoints(&[service()], &[slice(addresses)]);
+    resources
+}
+
+fn published_endpoints(publisher: &Publisher) -> Vec<String> {
+    let current = publisher.current().unwrap();
+    match &current.snapshot.backends[0].kind {
+        BackendKind::Http { endpoints } => endpoints.iter().map(|e| e.authority.clone()).collect(),
+        other => panic!("unexpected kind {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn service_scale_up_and_down_reach_the_snapshot_as_new_versions() {
+    let (client, _handle) = mock::client();
+    let fixture = Fixture::new();
+    let mut writer = StatusWriter::new(client);
+    let one = reconcile_once(&with_service_backend(&["10.1.0.1"]), false, &mut writer, |_| None, fixture.ctx()).await;
+    assert_eq!(published_endpoints(&fixture.publisher), ["10.1.0.1:8080"]);
+    let two = reconcile_once(&with_service_backend(&["10.1.0.1", "10.1.0.2"]), false, &mut writer, |_| None, fixture.ctx()).await;
+    assert_eq!(published_endpoints(&fixture.publisher), ["10.1.0.1:8080", "10.1.0.2:8080"]);
+    let down = reconcile_once(&with_service_backend(&["10.1.0.2"]), false, &mut writer, |_| None, fixture.ctx()).await;
+    assert_eq!(published_endpoints(&fixture.publisher), ["10.1.0.2:8080"]);
+    assert!(one.version < two.version && two.version < down.version, "each change is a new version");
+}

@@ -30,6 +30,14 @@ for dep in "${DEPS[@]}"; do "need_$dep"; done
 
 [[ -f Cargo.lock ]] || die "Cargo.lock is missing: tests run with --locked, so commit Cargo.lock"
 
+# The envtest harness (crates/switchyard/tests/envtest.rs) needs real etcd and
+# kube-apiserver binaries; say loudly when it cannot run rather than pass in silence.
+if [[ -z ${KUBEBUILDER_ASSETS:-} ]]; then
+  log "envtest: SKIPPED (KUBEBUILDER_ASSETS is not set: no etcd/kube-apiserver binaries on this machine)"
+else
+  log "envtest: running against the API server binaries in $KUBEBUILDER_ASSETS"
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   log "cargo nextest run --workspace --locked $*"
   cargo nextest run --workspace --locked "$@"

@@ -45,8 +45,14 @@ impl Switchyard {
 
     /// Starts the binary and waits until it has announced every listener in `roles`.
     pub fn start(args: &[&str], roles: &[&str]) -> Self {
+        Self::start_with_env(args, roles, &[])
+    }
+
+    /// [`Switchyard::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], roles: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(args)
+            .envs(env.iter().copied())
             .env("SWITCHYARD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -151,13 +151,15 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         lease_namespace: args.lease_namespace.clone(),
         identity: args.pod_name.clone().unwrap_or_else(host_name),
     };
-    kubernetes::start(identity, publisher.clone(), book.clone(), metrics).await.context("connecting to the Kubernetes API")?;
+    let kube_controller =
+        kubernetes::start(identity, publisher.clone(), book.clone(), metrics).await.context("connecting to the Kubernetes API")?;
     let snapshot_listener = listen("snapshot", &args.snapshot_listen).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
     tokio::spawn(serve_snapshots(snapshot_listener, server));
     let view: Arc<dyn AdminView> = Arc::new(ControllerView { publisher, book });
     tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
     shutdown_signal().await;
+    kube_controller.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -68,9 +68,22 @@ impl LeaderElector {
         }
     }
 
+    /// Gives the lease up if this replica holds it, so another replica takes over at its
+    /// next round instead of waiting for the lease to expire (on shutdown).
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(false) };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        self.api.replace(&self.name, &PostParams::default(), &lease).await?;
+        Ok(true)
+    }
+
     /// Runs forever, publishing leadership on `leading`. Leadership is dropped as soon as
     /// a renewal fails, before the lease could expire and another replica take over.
-    pub async fn run(self, leading: watch::Sender<bool>) {
+    pub async fn run(self: std::sync::Arc<Self>, leading: watch::Sender<bool>) {
         loop {
             let leads = match self.try_lead(Timestamp::now()).await {
                 Ok(leads) => leads,

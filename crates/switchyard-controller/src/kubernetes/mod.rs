@@ -218,6 +218,23 @@ pub struct ControllerIdentity {
     pub identity: String,
 }
 
+/// A running Kubernetes controller.
+pub struct Controller {
+    pub leading: watch::Receiver<bool>,
+    elector: Arc<leader::LeaderElector>,
+}
+
+impl Controller {
+    /// Gives up leadership so another replica takes over without waiting for expiry.
+    pub async fn shutdown(&self) {
+        match self.elector.release().await {
+            Ok(true) => tracing::info!("released the leader lease"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the leader lease; it expires on its own"),
+        }
+    }
+}
+
 /// Connects to the API server (in-cluster credentials or `KUBECONFIG`) and starts leader
 /// election and the compile loop in the background.
 pub async fn start(
@@ -225,16 +242,15 @@ pub async fn start(
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
     metrics: Arc<ControllerMetrics>,
-) -> Result<watch::Receiver<bool>, kube::Error> {
+) -> Result<Controller, kube::Error> {
     let client = Client::try_default().await?;
     let namespace = identity.lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
     let (leading_tx, leading) = watch::channel(false);
-    let elector = leader::LeaderElector::new(Api::namespaced(client.clone(), &namespace), LEASE_NAME, &identity.identity);
-
-    tokio::spawn(elector.run(leading_tx));
+    let elector = Arc::new(leader::LeaderElector::new(Api::namespaced(client.clone(), &namespace), LEASE_NAME, &identity.identity));
+    tokio::spawn(elector.clone().run(leading_tx));
     let events = events::Events::new(client.clone(), &identity.identity);
     tokio::spawn(run(client, publisher, book, leading.clone(), metrics, events));
-    Ok(leading)
+    Ok(Controller { leading, elector })
 }
 
 /// Compiles on every change and writes statuses while leading. Runs forever.

@@ -84,3 +84,28 @@ async fn the_holder_renews_and_keeps_its_acquire_time() {
     assert_eq!(bodies[1]["spec"]["acquireTime"], "2026-11-29T11:59:58.000000Z");
     assert_eq!(bodies[1]["spec"]["renewTime"], "2026-11-29T12:00:00.000000Z");
 }
+
+#[tokio::test]
+async fn on_shutdown_the_holder_gives_the_lease_up() {
+    let (client, handle) = mock::client();
+    let server = tokio::spawn(mock::serve(handle, vec![
+        Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
+        Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
+    ]));
+    assert!(elector(client).release().await.unwrap());
+    let bodies = server.await.unwrap();
+    assert!(bodies[1]["spec"].get("holderIdentity").is_none(), "{}", bodies[1]);
+    assert_eq!(bodies[1]["metadata"]["resourceVersion"], "42");
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_hold_the_lease_leaves_it_alone_on_shutdown() {
+    let (client, mut handle) = mock::client();
+    let elector = elector(client);
+    let (released, _) = tokio::join!(
+        elector.release(),
+        mock::serve_one(&mut handle, Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:58Z") })
+    );
+    assert!(!released.unwrap());
+    mock::expect_no_more_calls(&mut handle).await;
+}

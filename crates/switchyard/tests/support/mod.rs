@@ -64,10 +64,8 @@ impl Switchyard {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("switchyard: listening role=") {
-                    if let Some((role, addr)) = rest.split_once(" addr=") {
-                        let _ = tx.send((role.to_owned(), addr.parse::<SocketAddr>().unwrap()));
-                    }
+                if let Some((role, addr)) = line.strip_prefix("switchyard: listening role=").and_then(|rest| rest.split_once(" addr=")) {
+                    let _ = tx.send((role.to_owned(), addr.parse::<SocketAddr>().unwrap()));
                 }
                 sink.lock().unwrap().push(line);
             }

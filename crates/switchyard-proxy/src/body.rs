@@ -10,6 +10,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use crate::client::Lease;
+
 /// Error type of bodies the gateway forwards.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -17,8 +19,9 @@ pin_project! {
     /// What the client receives.
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
-        /// Streamed from the backend, unbuffered.
-        Upstream { #[pin] inner: Incoming },
+        /// Streamed from the backend, unbuffered. The lease returns the upstream
+        /// connection to its pool when the body is done (dropped).
+        Upstream { #[pin] inner: Incoming, lease: Lease },
         /// Made by the gateway (mock responses, errors).
         Full { #[pin] inner: Full<Bytes> },
     }
@@ -29,8 +32,8 @@ impl ResponseBody {
         Self::Full { inner: Full::new(bytes) }
     }
 
-    pub fn upstream(inner: Incoming) -> Self {
-        Self::Upstream { inner }
+    pub fn upstream(inner: Incoming, lease: Lease) -> Self {
+        Self::Upstream { inner, lease }
     }
 }
 
@@ -40,21 +43,21 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx),
+            ResponseBodyProj::Upstream { inner, .. } => inner.poll_frame(cx),
             ResponseBodyProj::Full { inner } => inner.poll_frame(cx).map_err(|never| match never {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Upstream { inner } => inner.is_end_stream(),
+            Self::Upstream { inner, .. } => inner.is_end_stream(),
             Self::Full { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Upstream { inner } => inner.size_hint(),
+            Self::Upstream { inner, .. } => inner.size_hint(),
             Self::Full { inner } => inner.size_hint(),
         }
     }

@@ -13,6 +13,7 @@ use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy
 
 use super::{Backend, CallContext, ShapedRequest};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
+use crate::client::Lease;
 use crate::error::GatewayError;
 use crate::runtime::DEFAULT_TIMEOUT;
 use crate::shape::strip_hop_by_hop;
@@ -82,15 +83,10 @@ impl HttpBackend {
             PathAndQuery::from_maybe_shared(Bytes::from(format!("{}{}", endpoint.base_path, request.path_and_query)))
         }
         .map_err(|e| GatewayError::BadRequest(format!("backend path: {e}")))?;
-        let uri = Uri::builder()
-            .scheme(endpoint.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| GatewayError::BadRequest(format!("backend URI: {e}")))?;
+        // Origin form: the connection already goes to the endpoint.
         let mut upstream = Request::new(body);
         *upstream.method_mut() = request.method.clone();
-        *upstream.uri_mut() = uri;
+        *upstream.uri_mut() = Uri::from(path_and_query);
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = headers;
         let host = request.host.clone().unwrap_or_else(|| endpoint.host.clone());
@@ -100,17 +96,18 @@ impl HttpBackend {
 
     async fn attempt(
         &self,
+        endpoint: &HttpEndpoint,
         request: Request<RequestBody>,
         ctx: &CallContext<'_>,
         policy: &RetryPolicy,
         budget: Duration,
-    ) -> Result<Response<hyper::body::Incoming>, AttemptError> {
+    ) -> Result<(Response<hyper::body::Incoming>, Lease), AttemptError> {
         let timeout_ms = budget.as_millis() as u64;
-        let outcome = tokio::time::timeout(budget, ctx.client.request(request)).await;
+        let outcome = tokio::time::timeout(budget, ctx.client.request(&endpoint.scheme, &endpoint.authority, request)).await;
         let id = || self.id.clone();
         match outcome {
             Err(_) => Err(AttemptError::Final(GatewayError::BackendTimeout { backend: id(), timeout_ms })),
-            Ok(Ok(response)) if policy.on_gateway_error && is_gateway_error(response.status()) => Err(
+            Ok(Ok((response, _))) if policy.on_gateway_error && is_gateway_error(response.status()) => Err(
                 AttemptError::Retryable(GatewayError::BackendFailed { backend: id(), detail: format!("answered {}", response.status()) }),
             ),
             Ok(Ok(response)) => Ok(response),
@@ -152,9 +149,10 @@ impl Backend for HttpBackend {
                 (Some(bytes), _) => RequestBody::full(bytes.clone()),
                 (None, _) => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
-            let upstream = self.build_request(self.next_endpoint(), &request, attempt_headers, attempt_body)?;
-            match self.attempt(upstream, ctx, policy, self.timeout.min(remaining)).await {
-                Ok(response) => return Ok(passthrough(response)),
+            let endpoint = self.next_endpoint();
+            let upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
+            match self.attempt(endpoint, upstream, ctx, policy, self.timeout.min(remaining)).await {
+                Ok((response, lease)) => return Ok(passthrough(response, lease)),
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Retryable(e)) => last_error = Some(e),
             }
@@ -190,13 +188,13 @@ fn is_gateway_error(status: StatusCode) -> bool {
     matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
 }
 
-fn passthrough(response: Response<hyper::body::Incoming>) -> Response<ResponseBody> {
+fn passthrough(response: Response<hyper::body::Incoming>, lease: Lease) -> Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     // The client's connection has its own version: an HTTP/1.0 upstream must not turn
     // a keep-alive HTTP/1.1 client connection into HTTP/1.0.
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, ResponseBody::upstream(body))
+    Response::from_parts(parts, ResponseBody::upstream(body, lease))
 }
 
 /// The limit recorded in a [`crate::body::BodyTooLarge`] somewhere in the chain.

@@ -1,0 +1,85 @@
+//! The upstream HTTP/1 client. One per worker thread, living across snapshots, so
+//! pooled keep-alive connections survive configuration changes.
+//!
+//! Built on hyper's connection-level API rather than hyper-util's legacy client: the
+//! worker is single-threaded and its upstreams are known, so a per-key stack of idle
+//! senders replaces the general pool, and a connection goes back to it when the
+//! response body is done, without a task spawned per request.
+
+mod connect;
+mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::{BoxError, RequestBody};
+
+pub use self::pool::Lease;
+use self::pool::{Key, Pool};
+
+/// Dial timeout: a backend that does not accept within this is a connect failure.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle keep-alive connections are closed after this long unused.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Idle connections kept per upstream; more are closed when they come back.
+const MAX_IDLE_PER_UPSTREAM: usize = 1024;
+
+/// Why a request got no response. The split decides retries and the error code: a
+/// connect failure never reached the backend, so it is always safe to try another.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect error")]
+    Connect(#[source] BoxError),
+    #[error("request error")]
+    Request(#[source] hyper::Error),
+}
+
+impl ClientError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
+}
+
+/// A worker's upstream client: its pool of keep-alive connections.
+pub struct UpstreamClient {
+    pool: Arc<Pool>,
+}
+
+pub fn upstream_client() -> UpstreamClient {
+    UpstreamClient { pool: Arc::new(Pool::new(IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM)) }
+}
+
+impl UpstreamClient {
+    /// Sends `request` (origin-form URI, Host set) to `scheme://authority`. The
+    /// returned lease must live as long as the response body: dropping it hands the
+    /// connection back to the pool.
+    pub async fn request(
+        &self,
+        scheme: &Scheme,
+        authority: &Authority,
+        mut request: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Lease), ClientError> {
+        let key = Key::new(scheme, authority);
+        if let Some(mut lease) = self.pool.checkout(&key) {
+            match lease.send(request).await {
+                Ok(response) => return Ok((response, lease)),
+                // The pooled connection closed before the request was written (the
+                // backend dropped it while idle): a fresh connection may take it.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(ClientError::Request(e.into_error())),
+                },
+            }
+        }
+        let sender = connect::connect(scheme, authority).await.map_err(ClientError::Connect)?;
+        let mut lease = self.pool.lease(key, sender);
+        let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
+        Ok((response, lease))
+    }
+}

@@ -5,12 +5,7 @@ use crate::{ApiRoute, BackendService, DnsRecord, VpcAuthorization};
 
 /// Every CRD Switchyard defines, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        ApiRoute::crd(),
-        BackendService::crd(),
-        VpcAuthorization::crd(),
-        DnsRecord::crd(),
-    ]
+    vec![ApiRoute::crd(), BackendService::crd(), VpcAuthorization::crd(), DnsRecord::crd()]
 }
 
 /// File name of a CRD under `crds/` (`<plural>.<group>.yaml`).

@@ -18,8 +18,7 @@ fn committed_crds_match_the_rust_types() {
             std::fs::write(&path, &want).unwrap();
             continue;
         }
-        let have = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", path.display()));
+        let have = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run `make crds`", path.display()));
         assert!(have == want, "{} drifted from the Rust types; run `make crds`", path.display());
     }
 }

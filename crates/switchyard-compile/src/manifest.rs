@@ -55,7 +55,9 @@ fn add_value(resources: &mut Resources, at: &str, value: Value) {
     };
     let Some(kind_enum) = known else {
         let object = ObjectRef { kind: ResourceKind::Unknown, written_kind: Some(kind.clone()), namespace, name };
-        let message = format!("{at}: unknown kind {kind:?} with apiVersion {api_version:?}; Switchyard reads ApiRoute, BackendService, VpcAuthorization, DnsRecord ({API_VERSION}) and app Secrets (v1)");
+        let message = format!(
+            "{at}: unknown kind {kind:?} with apiVersion {api_version:?}; Switchyard reads ApiRoute, BackendService, VpcAuthorization, DnsRecord ({API_VERSION}) and app Secrets (v1)"
+        );
         resources.invalid.push(InvalidObject { object, generation, reason: reason::UNKNOWN_KIND, message });
         return;
     };
@@ -71,8 +73,7 @@ fn add_value(resources: &mut Resources, at: &str, value: Value) {
         ResourceKind::BackendService => decode(value).map(|r| resources.backend_services.push(r)),
         ResourceKind::VpcAuthorization => decode(value).map(|r| resources.vpc_authorizations.push(r)),
         ResourceKind::DnsRecord => decode(value).map(|r| resources.dns_records.push(r)),
-        ResourceKind::Secret => app_secret(&value, namespace.as_deref().unwrap_or("default"), &name)
-            .map(|app| resources.apps.extend(app)),
+        ResourceKind::Secret => app_secret(&value, namespace.as_deref().unwrap_or("default"), &name).map(|app| resources.apps.extend(app)),
         ResourceKind::Unknown => unreachable!("handled above"),
     };
     if let Err(e) = outcome {

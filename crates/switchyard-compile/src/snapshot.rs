@@ -116,8 +116,12 @@ pub enum Auth {
     #[default]
     Anonymous,
     /// Allowed apps by name (same namespace as the route).
-    AppCode { apps: Vec<String> },
-    Signature { apps: Vec<String> },
+    AppCode {
+        apps: Vec<String>,
+    },
+    Signature {
+        apps: Vec<String>,
+    },
 }
 
 /// A retry policy.

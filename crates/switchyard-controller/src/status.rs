@@ -78,7 +78,8 @@ impl StatusBook {
             let previous = objects.get(&status.object).map(|o| o.conditions.as_slice()).unwrap_or_default();
             let conditions = merge_conditions(previous, &status.conditions, status.generation, now);
             for c in &conditions {
-                let same = previous.iter().any(|p| p.type_ == c.type_ && p.status == c.status && p.reason == c.reason && p.message == c.message);
+                let same =
+                    previous.iter().any(|p| p.type_ == c.type_ && p.status == c.status && p.reason == c.reason && p.message == c.message);
                 if !same {
                     changes.push(Change { object: status.object.clone(), condition: c.clone() });
                 }

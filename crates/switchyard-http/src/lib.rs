@@ -32,12 +32,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .max_buf_size(64 * 1024)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).max_buf_size(64 * 1024).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -80,11 +75,8 @@ where
 /// port 0 the first bind picks the port and the others share it.
 pub async fn bind_shared(addr: &str, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
-    let mut resolved: SocketAddr = tokio::net::lookup_host(addr)
-        .await
-        .map_err(named)?
-        .next()
-        .ok_or_else(|| named(std::io::Error::other("no address")))?;
+    let mut resolved: SocketAddr =
+        tokio::net::lookup_host(addr).await.map_err(named)?.next().ok_or_else(|| named(std::io::Error::other("no address")))?;
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(named)?;
@@ -139,7 +131,5 @@ where
 
 /// Binds a listener, with an error that names the address.
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }

@@ -39,7 +39,8 @@ pub fn respond<B>(view: &dyn AdminView, registry: &Registry, request: &Request<B
 pub fn handler(
     view: Arc<dyn AdminView>,
     registry: Arc<Registry>,
-) -> impl Fn(Request<hyper::body::Incoming>, std::net::SocketAddr) -> std::future::Ready<Response<Full<Bytes>>> + Clone + Send + Sync + 'static {
+) -> impl Fn(Request<hyper::body::Incoming>, std::net::SocketAddr) -> std::future::Ready<Response<Full<Bytes>>> + Clone + Send + Sync + 'static
+{
     move |request, _| std::future::ready(respond(&*view, &registry, &request))
 }
 

@@ -17,12 +17,7 @@ pub enum Authenticator {
 impl Authenticator {
     pub fn build(auth: &Auth, route_namespace: &str, snapshot: &Snapshot) -> Self {
         let allowed = |apps: &[String]| -> Vec<String> {
-            snapshot
-                .apps
-                .iter()
-                .filter(|a| a.namespace == route_namespace && apps.contains(&a.name))
-                .map(|a| a.app_code.clone())
-                .collect()
+            snapshot.apps.iter().filter(|a| a.namespace == route_namespace && apps.contains(&a.name)).map(|a| a.app_code.clone()).collect()
         };
         match auth {
             Auth::Anonymous => Self::Anonymous,
@@ -53,9 +48,7 @@ fn app_code(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         let (scheme, code) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("APPCODE").then(|| code.trim().to_owned())
     });
-    from_header.or_else(|| {
-        form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "AppCode").map(|(_, v)| v.into_owned())
-    })
+    from_header.or_else(|| form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "AppCode").map(|(_, v)| v.into_owned()))
 }
 
 /// Compares secrets without an early exit, so timing does not reveal a prefix.

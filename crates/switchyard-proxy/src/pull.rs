@@ -98,10 +98,8 @@ async fn poll_once(
     }
     .parse()
     .map_err(|e| format!("bad controller URL: {e}"))?;
-    let request = Request::get(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+    let request =
+        Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}")).body(Empty::new()).map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(POLL_TIMEOUT, client.request(request))
         .await
         .map_err(|_| "timed out".to_owned())?

@@ -125,10 +125,7 @@ impl Router {
     }
 
     fn tables_mut(&mut self) -> impl Iterator<Item = &mut Table> {
-        self.exact_hosts
-            .values_mut()
-            .chain(self.wildcard_hosts.iter_mut().map(|(_, t)| t))
-            .chain(std::iter::once(&mut self.any_host))
+        self.exact_hosts.values_mut().chain(self.wildcard_hosts.iter_mut().map(|(_, t)| t)).chain(std::iter::once(&mut self.any_host))
     }
 
     /// Finds the route for a request.
@@ -142,11 +139,8 @@ impl Router {
             request.host
         };
         let exact = self.exact_hosts.get(host);
-        let wildcards = self
-            .wildcard_hosts
-            .iter()
-            .filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
-            .map(|(_, table)| table);
+        let wildcards =
+            self.wildcard_hosts.iter().filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix)).map(|(_, table)| table);
         for table in exact.into_iter().chain(wildcards).chain(std::iter::once(&self.any_host)) {
             match table.find(request, &mut method_mismatch) {
                 Some(found) => return Ok(found),
@@ -160,9 +154,7 @@ impl Router {
 impl Table {
     fn insert(&mut self, candidate: Candidate, path: &str, kind: PathKind) {
         match (kind, &candidate.path) {
-            (PathKind::Exact, _) | (PathKind::Template, PathMatcher::Exact) => {
-                self.exact.entry(path.into()).or_default().push(candidate)
-            }
+            (PathKind::Exact, _) | (PathKind::Template, PathMatcher::Exact) => self.exact.entry(path.into()).or_default().push(candidate),
             (PathKind::Template, _) => self.templates.push(candidate),
             (PathKind::Prefix, _) => self.prefixes.push(candidate),
         }

@@ -71,11 +71,7 @@ impl Runtime {
     pub fn build(snapshot: Arc<Snapshot>) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes)?;
         let backends = snapshot.backends.iter().map(BackendRuntime::build).collect::<Result<Vec<_>, _>>()?;
-        let routes = snapshot
-            .routes
-            .iter()
-            .map(|r| RouteRuntime::build(r, &snapshot))
-            .collect::<Result<Vec<_>, String>>()?;
+        let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
         Ok(Self { snapshot, router, routes, backends })
     }
 }
@@ -108,9 +104,8 @@ impl RouteRuntime {
             .map(|(n, v)| Ok((HeaderName::from_bytes(n.as_bytes())?, HeaderValue::from_str(v)?)))
             .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()
             .map_err(|e| bad(&e))?;
-        let add_query = (!route.add_query.is_empty()).then(|| {
-            form_urlencoded::Serializer::new(String::new()).extend_pairs(route.add_query.iter()).finish()
-        });
+        let add_query = (!route.add_query.is_empty())
+            .then(|| form_urlencoded::Serializer::new(String::new()).extend_pairs(route.add_query.iter()).finish());
         Ok(Self {
             id: route.id.as_str().into(),
             rewrite: rewrite(route).map_err(|e| bad(&e))?,
@@ -179,10 +174,7 @@ impl RouteRuntime {
 fn rewrite(route: &Route) -> Result<Option<Rewrite>, String> {
     let Some(target) = &route.rewrite_path else { return Ok(None) };
     Ok(Some(match route.path_type {
-        PathKind::Prefix => Rewrite::Prefix {
-            matched: route.path.trim_end_matches('/').into(),
-            replacement: target.as_str().into(),
-        },
+        PathKind::Prefix => Rewrite::Prefix { matched: route.path.trim_end_matches('/').into(), replacement: target.as_str().into() },
         PathKind::Exact => Rewrite::Template(parse_rewrite(target, &[])?),
         PathKind::Template => {
             let template = PathTemplate::parse(&route.path)?;

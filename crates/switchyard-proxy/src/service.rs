@@ -88,11 +88,7 @@ fn check_limits(request: &Request<Incoming>) -> Result<(), GatewayError> {
 
 /// The host the client addressed, without a port.
 fn request_host(parts: &http::request::Parts) -> &str {
-    let raw = parts
-        .uri
-        .host()
-        .or_else(|| parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()))
-        .unwrap_or("");
+    let raw = parts.uri.host().or_else(|| parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok())).unwrap_or("");
     strip_port(raw)
 }
 
@@ -105,11 +101,9 @@ fn strip_port(host: &str) -> &str {
 
 fn no_match(why: NoMatch, view: &RequestView<'_>) -> GatewayError {
     match why {
-        NoMatch::NotFound => GatewayError::RouteNotFound {
-            method: view.method.to_string(),
-            host: view.host.to_owned(),
-            path: view.path.to_owned(),
-        },
+        NoMatch::NotFound => {
+            GatewayError::RouteNotFound { method: view.method.to_string(), host: view.host.to_owned(), path: view.path.to_owned() }
+        }
         NoMatch::MethodNotAllowed => GatewayError::MethodNotAllowed { method: view.method.to_string(), path: view.path.to_owned() },
     }
 }

@@ -59,13 +59,7 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
         HostPolicy::Client => client_host,
         HostPolicy::Endpoint => None,
     };
-    Ok(ShapedRequest {
-        method: parts.method,
-        headers: parts.headers,
-        path_and_query,
-        body: RequestBody::streaming(body, limit),
-        host,
-    })
+    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body: RequestBody::streaming(body, limit), host })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -27,9 +27,7 @@ fn main() -> std::process::ExitCode {
 /// Logs go to stderr; `SWITCHYARD_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 fn init_logging() {
     use std::io::IsTerminal;
-    let filter = std::env::var("SWITCHYARD_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
+    let filter = std::env::var("SWITCHYARD_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -52,7 +52,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let routes = compiled.snapshot.routes.len();
-    println!("{} object(s), {routes} route(s) programmed{}", compiled.statuses.len(), if any_false { ", some conditions are False" } else { "" });
+    println!(
+        "{} object(s), {routes} route(s) programmed{}",
+        compiled.statuses.len(),
+        if any_false { ", some conditions are False" } else { "" }
+    );
     Ok(if any_false { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -147,10 +151,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(switchyard_controller::metrics::ControllerMetrics::register(&mut registry));
     let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(&args.token_file)?, DEFAULT_HOLD));
     registry.register("switchyard_controller_snapshot_polls_waiting", "Long-polls held open by proxies", server.waiting.clone());
-    let identity = ControllerIdentity {
-        lease_namespace: args.lease_namespace.clone(),
-        identity: args.pod_name.clone().unwrap_or_else(host_name),
-    };
+    let identity =
+        ControllerIdentity { lease_namespace: args.lease_namespace.clone(), identity: args.pod_name.clone().unwrap_or_else(host_name) };
     let kube_controller =
         kubernetes::start(identity, publisher.clone(), book.clone(), metrics).await.context("connecting to the Kubernetes API")?;
     let snapshot_listener = listen("snapshot", &args.snapshot_listen).await?;

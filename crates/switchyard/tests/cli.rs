@@ -56,7 +56,11 @@ fn validate_reads_several_files_together() {
     let backend = dir.path().join("backend.yaml");
     let route = dir.path().join("route.yaml");
     std::fs::write(&backend, "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b}\nspec: {mock: {}}\n").unwrap();
-    std::fs::write(&route, "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: r}\nspec: {match: {path: /r}, backendRefs: [{name: b}]}\n").unwrap();
+    std::fs::write(
+        &route,
+        "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: r}\nspec: {match: {path: /r}, backendRefs: [{name: b}]}\n",
+    )
+    .unwrap();
     let (alone, _) = switchyard(&["validate", "-f", route.to_str().unwrap()]);
     assert_eq!(alone, 1, "the route alone misses its backend");
     let (together, out) = switchyard(&["validate", "-f", route.to_str().unwrap(), "-f", backend.to_str().unwrap()]);

@@ -71,11 +71,8 @@ async fn every_matcher_selects_its_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_header_follows_the_priority_levels_1_2_4_5_and_6() {
     let up = Upstream::start("up").await;
-    let backends = format!(
-        "{}---\n{}",
-        http_backend("plain", &[up.url()], ""),
-        http_backend("named", &[up.url()], ", hostHeader: backend.internal")
-    );
+    let backends =
+        format!("{}---\n{}", http_backend("plain", &[up.url()], ""), http_backend("named", &[up.url()], ", hostHeader: backend.internal"));
     let param = "  parameters: [{in: header, name: host, value: param.example}]\n";
     let routes = [
         route("p1", &format!("  match: {{path: /p1}}\n  backendRefs: [{{name: named}}]\n  hostOverride: override.example\n  passHostHeader: true\n{param}")),
@@ -177,9 +174,11 @@ async fn a_slow_backend_times_out_with_504() {
         route("in-time", "  match: {path: /fast}\n  backendRefs: [{name: slow}]\n  timeout: 5s\n"),
     ]
     .join("---\n");
-    let backend_timeout = format!("{API}\nkind: BackendService\nmetadata: {{name: strict}}\nspec:\n  http: {{urls: [\"{}\"]}}\n  timeout: 150ms\n", up.url());
+    let backend_timeout =
+        format!("{API}\nkind: BackendService\nmetadata: {{name: strict}}\nspec:\n  http: {{urls: [\"{}\"]}}\n  timeout: 150ms\n", up.url());
     let strict_route = route("backend-timeout", "  match: {path: /backend}\n  backendRefs: [{name: strict}]\n");
-    let (_config, gw) = gateway(&[("b.yaml", &format!("{backend}---\n{backend_timeout}")), ("r.yaml", &format!("{routes}---\n{strict_route}"))]).await;
+    let (_config, gw) =
+        gateway(&[("b.yaml", &format!("{backend}---\n{backend_timeout}")), ("r.yaml", &format!("{routes}---\n{strict_route}"))]).await;
 
     let started = std::time::Instant::now();
     let reply = call(&gw, Method::GET, "x", "/route", &[("x-test-delay-ms", "2000")]).await;
@@ -254,7 +253,9 @@ async fn a_streamed_body_over_the_limit_is_cut_off_with_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unimplemented_backend_kinds_answer_501_not_a_panic() {
-    let function = format!("{API}\nkind: BackendService\nmetadata: {{name: fn}}\nspec:\n  function: {{url: 'http://127.0.0.1:9/invoke', invocation: Event}}\n");
+    let function = format!(
+        "{API}\nkind: BackendService\nmetadata: {{name: fn}}\nspec:\n  function: {{url: 'http://127.0.0.1:9/invoke', invocation: Event}}\n"
+    );
     let r = route("fn", "  match: {path: /fn}\n  backendRefs: [{name: fn}]\n");
     let (_config, gw) = gateway(&[("f.yaml", &format!("{function}---\n{r}"))]).await;
     let reply = get(&gw.proxy_url("/fn")).await.unwrap();
@@ -264,7 +265,8 @@ async fn unimplemented_backend_kinds_answer_501_not_a_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_manifests_get_their_own_conditions_and_valid_routes_keep_serving() {
-    let input = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/compile/invalid-manifests/in.yaml")).unwrap();
+    let input =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/compile/invalid-manifests/in.yaml")).unwrap();
     let (_config, gw) = gateway(&[("all.yaml", &input)]).await;
     assert_eq!(get(&gw.proxy_url("/good")).await.unwrap().status.as_u16(), 204);
     let expect = [
@@ -296,7 +298,8 @@ async fn invalid_manifests_get_their_own_conditions_and_valid_routes_keep_servin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_edit_keeps_the_last_good_routes_of_other_files_serving() {
-    let mock = |body: &str| format!("{API}\nkind: BackendService\nmetadata: {{name: m}}\nspec:\n  mock: {{statusCode: 200, body: {body}}}\n");
+    let mock =
+        |body: &str| format!("{API}\nkind: BackendService\nmetadata: {{name: m}}\nspec:\n  mock: {{statusCode: 200, body: {body}}}\n");
     let r = route("m", "  match: {path: /m}\n  backendRefs: [{name: m}]\n");
     let (config, gw) = gateway(&[("m.yaml", &mock("one")), ("r.yaml", &r)]).await;
     assert_eq!(get(&gw.proxy_url("/m")).await.unwrap().text(), "one");
@@ -352,8 +355,7 @@ async fn h2c_clients_are_served_and_their_authority_is_the_host() {
     let (_config, gw) = gateway(&[("b.yaml", &format!("{backend}---\n{r}"))]).await;
     // HTTP/2 with prior knowledge over plain TCP; the :authority names the API host.
     let stream = tokio::net::TcpStream::connect(gw.addrs["proxy"]).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
     tokio::spawn(connection);
     let request = http::Request::get("http://api.example.com/h2").body(http_body_util::Empty::<Bytes>::new()).unwrap();
     let response = sender.send_request(request).await.unwrap();

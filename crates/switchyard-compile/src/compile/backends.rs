@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use switchyard_api::condition_type::{READY, RESOLVED_REFS};
-use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, MockBackend, RetryOn, Retries};
+use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, MockBackend, Retries, RetryOn};
 
 use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
 use crate::snapshot::{Backend, BackendKind, Endpoint, RetryPolicy, VpcGrant};
@@ -236,10 +236,8 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
             format!("Service {svc_ns}/{} is not known (standalone mode has no Kubernetes Services)", service.name),
         )));
     };
-    let endpoints: Vec<Endpoint> = ready
-        .iter()
-        .filter_map(|ep| ep.ports.get(&port).map(|target| endpoint_for("http", ep.address, *target)))
-        .collect();
+    let endpoints: Vec<Endpoint> =
+        ready.iter().filter_map(|ep| ep.ports.get(&port).map(|target| endpoint_for("http", ep.address, *target))).collect();
     let count = endpoints.len() as u32;
     Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
 }
@@ -249,7 +247,12 @@ fn endpoint_for(scheme: &str, address: IpAddr, port: u16) -> Endpoint {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
-    Endpoint { scheme: scheme.into(), authority: format!("{host}:{port}"), host: host_with_port(&host, port, scheme), base_path: String::new() }
+    Endpoint {
+        scheme: scheme.into(),
+        authority: format!("{host}:{port}"),
+        host: host_with_port(&host, port, scheme),
+        base_path: String::new(),
+    }
 }
 
 fn host_with_port(host: &str, port: u16, scheme: &str) -> String {
@@ -264,7 +267,10 @@ pub(crate) fn parse_url(url: &str) -> Result<Endpoint, Rejection> {
     let default_port = match scheme {
         "http" => 80,
         "https" => {
-            return Err(Rejection::new(reason::UNSUPPORTED_SCHEME, format!("url {url:?}: https upstreams are not supported by this build yet")));
+            return Err(Rejection::new(
+                reason::UNSUPPORTED_SCHEME,
+                format!("url {url:?}: https upstreams are not supported by this build yet"),
+            ));
         }
         _ => return Err(bad("the scheme must be http")),
     };
@@ -344,7 +350,17 @@ mod tests {
 
     #[test]
     fn malformed_urls_are_rejected_with_a_reason() {
-        for bad in ["10.0.0.5:80", "ftp://a", "http://", "http://a:0", "http://a:99999", "http://u@a", "http://a/?q", "http://a b", "http://[zz]:80"] {
+        for bad in [
+            "10.0.0.5:80",
+            "ftp://a",
+            "http://",
+            "http://a:0",
+            "http://a:99999",
+            "http://u@a",
+            "http://a/?q",
+            "http://a b",
+            "http://[zz]:80",
+        ] {
             let err = parse_url(bad).unwrap_err();
             assert_eq!(err.reason, reason::INVALID_URL, "{bad}");
         }

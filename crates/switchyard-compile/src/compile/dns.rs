@@ -19,10 +19,7 @@ pub(super) fn compile_all(records: &[DnsRecord], statuses: &mut Vec<ResourceStat
             Ok(entry) => match owners.get(&entry.domain) {
                 Some((owner, _)) => reject(
                     &mut status,
-                    Rejection::new(
-                        reason::CONFLICTED,
-                        format!("domain {} is already served by the older DnsRecord {owner}", entry.domain),
-                    ),
+                    Rejection::new(reason::CONFLICTED, format!("domain {} is already served by the older DnsRecord {owner}", entry.domain)),
                 ),
                 None => {
                     accept(&mut status);

@@ -22,12 +22,7 @@ struct Candidate<'a> {
     host_parameter: Option<String>,
 }
 
-pub(super) fn compile_all(
-    routes: &[ApiRoute],
-    backends: &BackendTable,
-    apps: &[App],
-    statuses: &mut Vec<ResourceStatus>,
-) -> Vec<Route> {
+pub(super) fn compile_all(routes: &[ApiRoute], backends: &BackendTable, apps: &[App], statuses: &mut Vec<ResourceStatus>) -> Vec<Route> {
     let mut sorted: Vec<&ApiRoute> = routes.iter().collect();
     sorted.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
     let mut claimed: BTreeMap<ConflictKey, String> = BTreeMap::new();
@@ -131,7 +126,10 @@ fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>), Reje
         return Err(Rejection::new(reason::INVALID_PATH, format!("match.path {path:?} must start with /")));
     }
     if path.contains(['?', '#']) || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(Rejection::new(reason::INVALID_PATH, format!("match.path {path:?} may not contain ?, #, spaces or control characters")));
+        return Err(Rejection::new(
+            reason::INVALID_PATH,
+            format!("match.path {path:?} may not contain ?, #, spaces or control characters"),
+        ));
     }
     let rewrite = spec.rewrite.as_ref().and_then(|r| r.path.clone());
     let kind = match spec.match_.path_type {
@@ -203,9 +201,9 @@ fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App])
     let route_ns = namespace(&source.metadata);
     for r in &spec.backend_refs {
         let ns = r.namespace.as_deref().unwrap_or(route_ns);
-        let entry = backends.get(ns, &r.name).ok_or_else(|| {
-            Rejection::new(reason::BACKEND_NOT_FOUND, format!("BackendService {ns}/{} does not exist", r.name))
-        })?;
+        let entry = backends
+            .get(ns, &r.name)
+            .ok_or_else(|| Rejection::new(reason::BACKEND_NOT_FOUND, format!("BackendService {ns}/{} does not exist", r.name)))?;
         if ns != route_ns && !entry.allowed_route_namespaces.iter().any(|a| a == "*" || a == route_ns) {
             return Err(Rejection::new(
                 reason::REF_NOT_PERMITTED,

@@ -38,12 +38,7 @@ fn grant(auth: &VpcAuthorization) -> Result<VpcGrant, Rejection> {
     let mut ports = spec.ports.clone();
     ports.sort_unstable();
     ports.dedup();
-    Ok(VpcGrant {
-        id: format!("{}/{}", namespace(&auth.metadata), name(&auth.metadata)),
-        target,
-        ports,
-        host_name: spec.host_name.clone(),
-    })
+    Ok(VpcGrant { id: format!("{}/{}", namespace(&auth.metadata), name(&auth.metadata)), target, ports, host_name: spec.host_name.clone() })
 }
 
 fn target(target: &switchyard_api::VpcTarget) -> Result<VpcGrantTarget, Rejection> {

@@ -88,7 +88,9 @@ mod tests {
                 ..Default::default()
             },
             address_type: "IPv4".into(),
-            ports: Some(ports.iter().map(|(p, n)| EndpointPort { port: Some(*p), name: Some((*n).into()), ..Default::default() }).collect()),
+            ports: Some(
+                ports.iter().map(|(p, n)| EndpointPort { port: Some(*p), name: Some((*n).into()), ..Default::default() }).collect(),
+            ),
             endpoints: endpoints
                 .iter()
                 .map(|(a, ready)| Endpoint {
@@ -102,7 +104,10 @@ mod tests {
 
     #[test]
     fn only_ready_endpoints_are_kept_and_unknown_readiness_counts_as_ready() {
-        let eps = service_endpoints(&[service("orders", &[(80, "http")])], &[slice("orders", &[(8080, "http")], &[("10.0.0.1", Some(true)), ("10.0.0.2", Some(false)), ("10.0.0.3", None)])]);
+        let eps = service_endpoints(
+            &[service("orders", &[(80, "http")])],
+            &[slice("orders", &[(8080, "http")], &[("10.0.0.1", Some(true)), ("10.0.0.2", Some(false)), ("10.0.0.3", None)])],
+        );
         let list = &eps[&("shop".into(), "orders".into())];
         let addresses: Vec<String> = list.iter().map(|e| e.address.to_string()).collect();
         assert_eq!(addresses, ["10.0.0.1", "10.0.0.3"]);

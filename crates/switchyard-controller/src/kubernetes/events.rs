@@ -17,7 +17,12 @@ impl Events {
     }
 
     /// One Event per condition whose status flipped (or appeared) in this pass.
-    pub async fn publish(&self, changes: &[Change], now: &str, reference: impl Fn(&switchyard_compile::ObjectRef) -> Option<ObjectReference>) {
+    pub async fn publish(
+        &self,
+        changes: &[Change],
+        now: &str,
+        reference: impl Fn(&switchyard_compile::ObjectRef) -> Option<ObjectReference>,
+    ) {
         for change in changes.iter().filter(|c| c.condition.last_transition_time == now) {
             let Some(reference) = reference(&change.object) else { continue };
             let event = to_event(change);

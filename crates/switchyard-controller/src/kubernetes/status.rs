@@ -16,10 +16,8 @@ pub const FIELD_MANAGER: &str = "switchyard-controller";
 /// status did not change).
 pub fn status_patch(status: &ResourceStatus, current: Option<&Value>, now: &str) -> Option<Value> {
     let kind = kind_name(status.object.kind)?;
-    let previous: Vec<Condition> = current
-        .and_then(|c| c.get("conditions"))
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
+    let previous: Vec<Condition> =
+        current.and_then(|c| c.get("conditions")).and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
     let conditions = merge_conditions(&previous, &status.conditions, status.generation, now);
     let mut desired = json!({ "conditions": conditions });
     if let Some(generation) = status.generation {

@@ -67,13 +67,15 @@ async fn the_leader_applies_every_status_then_nothing_while_nothing_changes() {
     let fixture = Fixture::new();
     let mut writer = StatusWriter::new(client);
     let route = "/apis/switchyard.dev/v1alpha1/namespaces/shop/apiroutes/hello/status?&force=true&fieldManager=switchyard-controller";
-    let backend = "/apis/switchyard.dev/v1alpha1/namespaces/shop/backendservices/hello/status?&force=true&fieldManager=switchyard-controller";
+    let backend =
+        "/apis/switchyard.dev/v1alpha1/namespaces/shop/backendservices/hello/status?&force=true&fieldManager=switchyard-controller";
     let script = vec![
         Expect { method: Method::PATCH, path: route.into(), status: StatusCode::OK, reply: applied("ApiRoute", "hello") },
         Expect { method: Method::PATCH, path: backend.into(), status: StatusCode::OK, reply: applied("BackendService", "hello") },
     ];
     let resources = resources();
-    let (outcome, bodies) = tokio::join!(reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()), mock::serve_one_by_one(&mut handle, script));
+    let (outcome, bodies) =
+        tokio::join!(reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()), mock::serve_one_by_one(&mut handle, script));
     assert_eq!(outcome.version, Some(1));
     let programmed = bodies[0]["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Programmed").unwrap().clone();
     assert_eq!((programmed["status"].as_str(), programmed["observedGeneration"].as_i64()), (Some("True"), Some(3)));

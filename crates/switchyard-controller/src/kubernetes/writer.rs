@@ -32,7 +32,12 @@ impl StatusWriter {
 
     /// Writes every status that differs from the object's current one.
     /// `current` returns an object's `.status` as the watch last saw it.
-    pub async fn write_all(&mut self, statuses: &[ResourceStatus], current: impl Fn(&ObjectRef) -> Option<Value>, now: &str) -> WriteReport {
+    pub async fn write_all(
+        &mut self,
+        statuses: &[ResourceStatus],
+        current: impl Fn(&ObjectRef) -> Option<Value>,
+        now: &str,
+    ) -> WriteReport {
         let mut report = WriteReport::default();
         for status in statuses {
             let Some(patch) = status_patch(status, current(&status.object).as_ref(), now) else {
@@ -90,8 +95,12 @@ mod tests {
     #[tokio::test]
     async fn a_changed_status_is_server_side_applied_on_the_status_subresource() {
         let (client, handle) = mock::client();
-        let reply = json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ApiRoute", "metadata": {"name": "get-order", "namespace": "shop"}});
-        let server = tokio::spawn(mock::serve(handle, vec![Expect { method: Method::PATCH, path: STATUS_PATH.into(), status: StatusCode::OK, reply }]));
+        let reply =
+            json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ApiRoute", "metadata": {"name": "get-order", "namespace": "shop"}});
+        let server = tokio::spawn(mock::serve(
+            handle,
+            vec![Expect { method: Method::PATCH, path: STATUS_PATH.into(), status: StatusCode::OK, reply }],
+        ));
         let mut writer = StatusWriter::new(client);
         let report = writer.write_all(&[accepted(true)], |_| None, "2026-11-29T12:00:00Z").await;
         assert_eq!(report, WriteReport { written: 1, unchanged: 0, failed: 0 });
@@ -133,10 +142,18 @@ mod tests {
     async fn a_failed_write_is_counted_and_retried_on_the_next_pass() {
         let (client, handle) = mock::client();
         let ok = json!({"apiVersion": "switchyard.dev/v1alpha1", "kind": "ApiRoute", "metadata": {"name": "get-order"}});
-        let server = tokio::spawn(mock::serve(handle, vec![
-            Expect { method: Method::PATCH, path: STATUS_PATH.into(), status: StatusCode::INTERNAL_SERVER_ERROR, reply: mock::status_error(500, "InternalError") },
-            Expect { method: Method::PATCH, path: STATUS_PATH.into(), status: StatusCode::OK, reply: ok },
-        ]));
+        let server = tokio::spawn(mock::serve(
+            handle,
+            vec![
+                Expect {
+                    method: Method::PATCH,
+                    path: STATUS_PATH.into(),
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    reply: mock::status_error(500, "InternalError"),
+                },
+                Expect { method: Method::PATCH, path: STATUS_PATH.into(), status: StatusCode::OK, reply: ok },
+            ],
+        ));
         let mut writer = StatusWriter::new(client);
         assert_eq!(writer.write_all(&[accepted(true)], |_| None, "t1").await.failed, 1);
         assert_eq!(writer.write_all(&[accepted(true)], |_| None, "t1").await.written, 1);

@@ -107,9 +107,12 @@ impl HttpBackend {
         let id = || self.id.clone();
         match outcome {
             Err(_) => Err(AttemptError::Final(GatewayError::BackendTimeout { backend: id(), timeout_ms })),
-            Ok(Ok((response, _))) if policy.on_gateway_error && is_gateway_error(response.status()) => Err(
-                AttemptError::Retryable(GatewayError::BackendFailed { backend: id(), detail: format!("answered {}", response.status()) }),
-            ),
+            Ok(Ok((response, _))) if policy.on_gateway_error && is_gateway_error(response.status()) => {
+                Err(AttemptError::Retryable(GatewayError::BackendFailed {
+                    backend: id(),
+                    detail: format!("answered {}", response.status()),
+                }))
+            }
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if is_body_too_large(&e) => {
                 let limit = source_limit(&e);

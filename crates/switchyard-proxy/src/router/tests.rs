@@ -114,7 +114,11 @@ fn between_equally_literal_templates_the_earlier_literal_wins() {
 
 #[test]
 fn a_longer_prefix_wins_and_prefixes_respect_segment_boundaries() {
-    let routes = [route("root", &[], "/", PathKind::Prefix), route("api", &[], "/api", PathKind::Prefix), route("v1", &[], "/api/v1/", PathKind::Prefix)];
+    let routes = [
+        route("root", &[], "/", PathKind::Prefix),
+        route("api", &[], "/api", PathKind::Prefix),
+        route("v1", &[], "/api/v1/", PathKind::Prefix),
+    ];
     assert_eq!(find(&routes, &get("h", "/api/v1/x")), Ok("v1"));
     assert_eq!(find(&routes, &get("h", "/api/v1")), Ok("v1"));
     assert_eq!(find(&routes, &get("h", "/api/v2")), Ok("api"));

@@ -29,7 +29,8 @@ pub struct Switchyard {
 impl Switchyard {
     /// `switchyard standalone` on ephemeral ports, serving `dir`.
     pub fn standalone(dir: &Path, extra: &[&str]) -> Self {
-        let mut args = vec!["standalone", "--config-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+        let mut args =
+            vec!["standalone", "--config-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         Self::start(&args, &["proxy", "admin"])
     }
@@ -37,8 +38,17 @@ impl Switchyard {
     /// `switchyard proxy` pulling from `controller`.
     pub fn proxy(controller: &str, token_file: &Path, cache_dir: &Path) -> Self {
         let args = [
-            "proxy", "--controller", controller, "--token-file", token_file.to_str().unwrap(), "--cache-dir",
-            cache_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+            "proxy",
+            "--controller",
+            controller,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--cache-dir",
+            cache_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ];
         Self::start(&args, &["proxy", "admin"])
     }

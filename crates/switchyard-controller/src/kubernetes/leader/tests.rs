@@ -26,10 +26,18 @@ fn now() -> Timestamp {
 #[tokio::test]
 async fn a_missing_lease_is_created_with_this_replica_as_holder() {
     let (client, handle) = mock::client();
-    let server = tokio::spawn(mock::serve(handle, vec![
-        Expect { method: Method::GET, path: PATH.into(), status: StatusCode::NOT_FOUND, reply: mock::status_error(404, "NotFound") },
-        Expect { method: Method::POST, path: COLLECTION.into(), status: StatusCode::CREATED, reply: lease("pod-a", "2026-11-29T12:00:00Z") },
-    ]));
+    let server = tokio::spawn(mock::serve(
+        handle,
+        vec![
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::NOT_FOUND, reply: mock::status_error(404, "NotFound") },
+            Expect {
+                method: Method::POST,
+                path: COLLECTION.into(),
+                status: StatusCode::CREATED,
+                reply: lease("pod-a", "2026-11-29T12:00:00Z"),
+            },
+        ],
+    ));
     assert!(elector(client).try_lead(now()).await.unwrap());
     let bodies = server.await.unwrap();
     assert_eq!(bodies[1]["spec"]["holderIdentity"], "pod-a");
@@ -42,7 +50,10 @@ async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
     let elector = elector(client);
     let (result, _) = tokio::join!(
         elector.try_lead(now()),
-        mock::serve_one(&mut handle, Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:55Z") })
+        mock::serve_one(
+            &mut handle,
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:55Z") }
+        )
     );
     assert!(!result.unwrap());
     mock::expect_no_more_calls(&mut handle).await;
@@ -51,10 +62,13 @@ async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_with_the_version_that_was_read() {
     let (client, handle) = mock::client();
-    let server = tokio::spawn(mock::serve(handle, vec![
-        Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:00Z") },
-        Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T12:00:00Z") },
-    ]));
+    let server = tokio::spawn(mock::serve(
+        handle,
+        vec![
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:00Z") },
+            Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T12:00:00Z") },
+        ],
+    ));
     assert!(elector(client).try_lead(now()).await.unwrap());
     let bodies = server.await.unwrap();
     assert_eq!(bodies[1]["metadata"]["resourceVersion"], "42", "optimistic concurrency");
@@ -64,10 +78,18 @@ async fn an_expired_lease_is_taken_over_with_the_version_that_was_read() {
 #[tokio::test]
 async fn losing_the_race_for_an_expired_lease_is_not_leading() {
     let (client, handle) = mock::client();
-    let server = tokio::spawn(mock::serve(handle, vec![
-        Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:00Z") },
-        Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::CONFLICT, reply: mock::status_error(409, "Conflict") },
-    ]));
+    let server = tokio::spawn(mock::serve(
+        handle,
+        vec![
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:00Z") },
+            Expect {
+                method: Method::PUT,
+                path: format!("{PATH}?"),
+                status: StatusCode::CONFLICT,
+                reply: mock::status_error(409, "Conflict"),
+            },
+        ],
+    ));
     assert!(!elector(client).try_lead(now()).await.unwrap());
     server.await.unwrap();
 }
@@ -75,10 +97,13 @@ async fn losing_the_race_for_an_expired_lease_is_not_leading() {
 #[tokio::test]
 async fn the_holder_renews_and_keeps_its_acquire_time() {
     let (client, handle) = mock::client();
-    let server = tokio::spawn(mock::serve(handle, vec![
-        Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
-        Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T12:00:00Z") },
-    ]));
+    let server = tokio::spawn(mock::serve(
+        handle,
+        vec![
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
+            Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T12:00:00Z") },
+        ],
+    ));
     assert!(elector(client).try_lead(now()).await.unwrap());
     let bodies = server.await.unwrap();
     assert_eq!(bodies[1]["spec"]["acquireTime"], "2026-11-29T11:59:58.000000Z");
@@ -88,10 +113,13 @@ async fn the_holder_renews_and_keeps_its_acquire_time() {
 #[tokio::test]
 async fn on_shutdown_the_holder_gives_the_lease_up() {
     let (client, handle) = mock::client();
-    let server = tokio::spawn(mock::serve(handle, vec![
-        Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
-        Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
-    ]));
+    let server = tokio::spawn(mock::serve(
+        handle,
+        vec![
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
+            Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T11:59:58Z") },
+        ],
+    ));
     assert!(elector(client).release().await.unwrap());
     let bodies = server.await.unwrap();
     assert!(bodies[1]["spec"].get("holderIdentity").is_none(), "{}", bodies[1]);
@@ -104,7 +132,10 @@ async fn a_replica_that_does_not_hold_the_lease_leaves_it_alone_on_shutdown() {
     let elector = elector(client);
     let (released, _) = tokio::join!(
         elector.release(),
-        mock::serve_one(&mut handle, Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:58Z") })
+        mock::serve_one(
+            &mut handle,
+            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:58Z") }
+        )
     );
     assert!(!released.unwrap());
     mock::expect_no_more_calls(&mut handle).await;

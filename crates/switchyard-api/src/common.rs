@@ -25,16 +25,21 @@ pub struct SecretKeyRef {
 
 /// A Kubernetes Service and port.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!(has(self.port) && has(self.portName))", "message": "set port or portName, not both"}]))]
 pub struct ServiceRef {
     /// Service name.
     pub name: String,
     /// Service namespace; defaults to the resource's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Service port number.
+    /// Service port number (set this or `portName`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
+    /// Service port name (set this or `port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
 }
 
 /// Which failures a retry is attempted on.

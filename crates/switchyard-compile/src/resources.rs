@@ -44,6 +44,22 @@ pub struct InvalidObject {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceEndpoint {
     pub address: std::net::IpAddr,
-    /// Port number per Service port (keyed by the Service port number).
-    pub ports: BTreeMap<u16, u16>,
+    /// Where each Service port lands on this endpoint.
+    pub ports: Vec<ServicePortTarget>,
+}
+
+/// A Service port (by number and name) and the endpoint port it maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePortTarget {
+    pub port: u16,
+    /// Empty for the single unnamed port of a Service.
+    pub name: String,
+    pub target: u16,
+}
+
+impl ServiceEndpoint {
+    /// The endpoint port for a Service port given by number or by name.
+    pub fn target(&self, port: Option<u16>, name: Option<&str>) -> Option<u16> {
+        self.ports.iter().find(|p| port.is_some_and(|n| n == p.port) || name.is_some_and(|n| n == p.name)).map(|p| p.target)
+    }
 }

@@ -227,8 +227,10 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
         return Err(Rejection::new(reason::INVALID_SPEC, "http: set urls or service"));
     };
     let svc_ns = service.namespace.as_deref().unwrap_or(ns);
-    let Some(port) = service.port else {
-        return Err(Rejection::new(reason::INVALID_SPEC, "http.service.port is required"));
+    let (port, port_name) = match (service.port, service.port_name.as_deref()) {
+        (Some(_), Some(_)) => return Err(Rejection::new(reason::INVALID_SPEC, "http.service: set port or portName, not both")),
+        (None, None) => return Err(Rejection::new(reason::INVALID_SPEC, "http.service: set port (number) or portName")),
+        pair => pair,
     };
     let Some(ready) = resources.service_endpoints.get(&(svc_ns.to_owned(), service.name.clone())) else {
         return Ok(Resolved::Unresolved(Rejection::new(
@@ -237,7 +239,7 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
         )));
     };
     let endpoints: Vec<Endpoint> =
-        ready.iter().filter_map(|ep| ep.ports.get(&port).map(|target| endpoint_for("http", ep.address, *target))).collect();
+        ready.iter().filter_map(|ep| ep.target(port, port_name).map(|target| endpoint_for("http", ep.address, target))).collect();
     let count = endpoints.len() as u32;
     Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
 }
@@ -346,6 +348,33 @@ mod tests {
         assert_eq!((ep.authority.as_str(), ep.host.as_str()), ("10.0.0.5:80", "10.0.0.5"));
         let ep = parse_url("http://[::1]:9000").unwrap();
         assert_eq!(ep.authority, "[::1]:9000");
+    }
+
+    fn service_backend(port: &str) -> Resources {
+        let mut resources = Resources::default();
+        let yaml = format!("apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: b, namespace: shop}}\nspec: {{http: {{service: {{name: orders, {port}}}}}}}\n");
+        crate::manifest::add_yaml(&mut resources, "t", &yaml);
+        let target = crate::ServicePortTarget { port: 80, name: "http".into(), target: 8080 };
+        let endpoint = crate::ServiceEndpoint { address: "10.0.0.7".parse().unwrap(), ports: vec![target] };
+        resources.service_endpoints.insert(("shop".into(), "orders".into()), vec![endpoint]);
+        resources
+    }
+
+    fn endpoints_of(resources: &Resources) -> Vec<String> {
+        let compiled = crate::compile(resources);
+        match compiled.snapshot.backends.first().map(|b| &b.kind) {
+            Some(BackendKind::Http { endpoints }) => endpoints.iter().map(|e| e.authority.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_service_port_is_found_by_number_or_by_name() {
+        assert_eq!(endpoints_of(&service_backend("port: 80")), ["10.0.0.7:8080"]);
+        assert_eq!(endpoints_of(&service_backend("portName: http")), ["10.0.0.7:8080"]);
+        assert!(endpoints_of(&service_backend("port: 81")).is_empty(), "no endpoint serves another port");
+        let both = crate::compile(&service_backend("port: 80, portName: http"));
+        assert_eq!(both.statuses[0].condition("Accepted").unwrap().reason, reason::INVALID_SPEC);
     }
 
     #[test]

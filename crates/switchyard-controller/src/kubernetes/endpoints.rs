@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use switchyard_compile::ServiceEndpoint;
+use switchyard_compile::{ServiceEndpoint, ServicePortTarget};
 
 /// The label an EndpointSlice carries to name its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -37,7 +37,7 @@ fn slice_service(slice: &EndpointSlice) -> Option<&str> {
 }
 
 fn slice_endpoints(slice: &EndpointSlice, service_ports: &[(u16, String)]) -> Vec<ServiceEndpoint> {
-    let mut ports = BTreeMap::new();
+    let mut ports = Vec::with_capacity(service_ports.len());
     for (service_port, name) in service_ports {
         let target = slice
             .ports
@@ -47,7 +47,7 @@ fn slice_endpoints(slice: &EndpointSlice, service_ports: &[(u16, String)]) -> Ve
             .and_then(|p| p.port)
             .and_then(|p| u16::try_from(p).ok());
         if let Some(target) = target {
-            ports.insert(*service_port, target);
+            ports.push(ServicePortTarget { port: *service_port, name: name.clone(), target });
         }
     }
     slice
@@ -111,7 +111,7 @@ mod tests {
         let list = &eps[&("shop".into(), "orders".into())];
         let addresses: Vec<String> = list.iter().map(|e| e.address.to_string()).collect();
         assert_eq!(addresses, ["10.0.0.1", "10.0.0.3"]);
-        assert_eq!(list[0].ports[&80], 8080);
+        assert_eq!(list[0].target(Some(80), None), Some(8080));
     }
 
     #[test]
@@ -120,8 +120,10 @@ mod tests {
             &[service("orders", &[(80, "http"), (9090, "metrics")])],
             &[slice("orders", &[(8080, "http"), (9100, "metrics")], &[("10.0.0.1", Some(true))])],
         );
-        let ports = &eps[&("shop".into(), "orders".into())][0].ports;
-        assert_eq!((ports[&80], ports[&9090]), (8080, 9100));
+        let endpoint = &eps[&("shop".into(), "orders".into())][0];
+        assert_eq!((endpoint.target(Some(80), None), endpoint.target(Some(9090), None)), (Some(8080), Some(9100)));
+        assert_eq!(endpoint.target(None, Some("metrics")), Some(9100), "a Service port by name");
+        assert_eq!(endpoint.target(Some(81), None), None);
     }
 
     #[test]

@@ -148,9 +148,9 @@ impl Backend for HttpBackend {
             }
             let last = attempt == attempts;
             let attempt_headers = if last { headers.take().unwrap_or_default() } else { headers.clone().unwrap_or_default() };
-            let attempt_body = match (&replay, last) {
-                (Some(bytes), _) => RequestBody::full(bytes.clone()),
-                (None, _) => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
+            let attempt_body = match &replay {
+                Some(bytes) => RequestBody::full(bytes.clone()),
+                None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
             let endpoint = self.next_endpoint();
             let upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
@@ -160,10 +160,8 @@ impl Backend for HttpBackend {
                 Err(AttemptError::Retryable(e)) => last_error = Some(e),
             }
         }
-        Err(last_error.unwrap_or_else(|| GatewayError::BackendTimeout {
-            backend: self.id.clone(),
-            timeout_ms: ctx.deadline.elapsed().as_millis() as u64,
-        }))
+        // No attempt left: the last retryable failure, or the route's budget ran out.
+        Err(last_error.unwrap_or_else(|| GatewayError::BackendTimeout { backend: self.id.clone(), timeout_ms: ctx.budget.as_millis() as u64 }))
     }
 }
 

@@ -40,6 +40,8 @@ pub struct CallContext<'a> {
     pub client: &'a UpstreamClient,
     /// The route's total budget ends here.
     pub deadline: Instant,
+    /// The route's total budget (for messages).
+    pub budget: std::time::Duration,
     /// The route's retry policy, which overrides the backend's.
     pub route_retries: Option<&'a RetryPolicy>,
 }

@@ -267,6 +267,9 @@ pub async fn run(
     stores.wait_ready().await;
     tracing::info!("initial lists loaded; compiling");
     let mut writer = StatusWriter::new(client);
+    // Leadership changes wake the loop while the elector runs; if it ever stops, its
+    // channel closes and must not wake the loop in a spin.
+    let mut elector_alive = true;
     loop {
         let started = Instant::now();
         let leads = *leading.borrow_and_update();
@@ -279,7 +282,7 @@ pub async fn run(
         // Wake on a change (debounced), on gaining leadership, or on the resync tick.
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
-            _ = leading.changed() => {}
+            changed = leading.changed(), if elector_alive => elector_alive = changed.is_ok(),
             () = tokio::time::sleep(RESYNC) => {}
         }
     }

@@ -144,6 +144,33 @@ pub struct Backend {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub retries: RetryPolicy,
+    /// How an endpoint is picked.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+}
+
+/// Endpoint selection policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy")]
+pub enum LoadBalancer {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on in-flight requests.
+    LeastRequest,
+    /// Maglev consistent hashing on a request key.
+    ConsistentHash { key: HashKey },
+}
+
+/// What a consistent hash is computed from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", content = "name")]
+pub enum HashKey {
+    /// A request header (lowercase name).
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+    /// The client's IP address.
+    SourceIp,
 }
 
 /// What serves the request. A closed set: each kind has one module in the proxy.

@@ -72,7 +72,13 @@ mod tests {
     fn snapshot(body: &str) -> Snapshot {
         let kind = BackendKind::Mock { status: 200, headers: vec![], body: body.into() };
         Snapshot {
-            backends: vec![Backend { id: "d/b".into(), kind, timeout_ms: None, retries: RetryPolicy::default() }],
+            backends: vec![Backend {
+                id: "d/b".into(),
+                kind,
+                timeout_ms: None,
+                retries: RetryPolicy::default(),
+                load_balancer: Default::default(),
+            }],
             ..Snapshot::default()
         }
     }

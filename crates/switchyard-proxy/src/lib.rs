@@ -7,6 +7,7 @@
 pub mod admin;
 mod auth;
 mod backends;
+mod balance;
 pub mod body;
 mod client;
 pub mod error;

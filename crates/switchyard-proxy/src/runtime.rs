@@ -195,6 +195,7 @@ mod tests {
             kind: BackendKind::Mock { status: 200, headers: vec![], body: String::new() },
             timeout_ms: None,
             retries: RetryPolicy::default(),
+            load_balancer: Default::default(),
         };
         Snapshot { routes: vec![route], backends: (0..backends).map(backend).collect(), ..Snapshot::default() }
     }

@@ -59,7 +59,14 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
         HostPolicy::Client => client_host,
         HostPolicy::Endpoint => None,
     };
-    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body: RequestBody::streaming(body, limit), host })
+    Ok(ShapedRequest {
+        method: parts.method,
+        headers: parts.headers,
+        path_and_query,
+        body: RequestBody::streaming(body, limit),
+        host,
+        client_ip: input.client_addr.ip(),
+    })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

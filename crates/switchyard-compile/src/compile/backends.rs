@@ -1,10 +1,10 @@
 use std::net::IpAddr;
 
 use switchyard_api::condition_type::{READY, RESOLVED_REFS};
-use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, MockBackend, Retries, RetryOn};
+use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, LoadBalancing, LoadBalancingPolicy, MockBackend, Retries, RetryOn};
 
 use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
-use crate::snapshot::{Backend, BackendKind, Endpoint, RetryPolicy, VpcGrant};
+use crate::snapshot::{Backend, BackendKind, Endpoint, HashKey, LoadBalancer, RetryPolicy, VpcGrant};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
 
 /// Mock bodies are served from memory on every request: keep them small.
@@ -89,12 +89,12 @@ fn compile_one(
         .and_then(|kind| common_policy(spec).map(|policy| (kind, policy)))
         .and_then(|(kind, policy)| compile_kind(kind, spec, ns, resources, grants, &mut entry).map(|k| (k, policy)));
     match compiled {
-        Ok((Resolved::Ready(kind, endpoints), (timeout_ms, retries))) => {
+        Ok((Resolved::Ready(kind, endpoints), CommonPolicy { timeout_ms, retries, load_balancer })) => {
             accept(status);
             status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
             set_ready(status, &kind, endpoints);
             entry.index = Some(list.len());
-            list.push(Backend { id: format!("{ns}/{}", name(&backend.metadata)), kind, timeout_ms, retries });
+            list.push(Backend { id: format!("{ns}/{}", name(&backend.metadata)), kind, timeout_ms, retries, load_balancer });
         }
         Ok((Resolved::Unresolved(why), _)) => {
             accept(status);
@@ -139,10 +139,40 @@ fn kind_of(spec: &BackendServiceSpec) -> Result<&'static str, Rejection> {
     }
 }
 
-fn common_policy(spec: &BackendServiceSpec) -> Result<(Option<u64>, RetryPolicy), Rejection> {
-    let timeout = duration_ms("timeout", spec.timeout.as_ref())?;
-    let retries = spec.retries.as_ref().map(retry_policy).transpose()?.unwrap_or_default();
-    Ok((timeout, retries))
+/// Timeout, retries and load balancing: the policy every kind shares.
+struct CommonPolicy {
+    timeout_ms: Option<u64>,
+    retries: RetryPolicy,
+    load_balancer: LoadBalancer,
+}
+
+fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
+    Ok(CommonPolicy {
+        timeout_ms: duration_ms("timeout", spec.timeout.as_ref())?,
+        retries: spec.retries.as_ref().map(retry_policy).transpose()?.unwrap_or_default(),
+        load_balancer: spec.load_balancing.as_ref().map(load_balancer).transpose()?.unwrap_or_default(),
+    })
+}
+
+fn load_balancer(lb: &LoadBalancing) -> Result<LoadBalancer, Rejection> {
+    let bad = |why: &str| Rejection::new(reason::INVALID_SPEC, format!("loadBalancing: {why}"));
+    match lb.policy {
+        LoadBalancingPolicy::RoundRobin => Ok(LoadBalancer::RoundRobin),
+        LoadBalancingPolicy::LeastRequest => Ok(LoadBalancer::LeastRequest),
+        LoadBalancingPolicy::ConsistentHash => {
+            let on = lb.hash_on.as_ref().ok_or_else(|| bad("ConsistentHash needs hashOn (header, cookie or sourceIp)"))?;
+            let key = match (&on.header, &on.cookie, on.source_ip) {
+                (Some(header), None, false) => {
+                    validate::header_name(header).map_err(|e| bad(&format!("hashOn.header: {e}")))?;
+                    HashKey::Header(header.to_ascii_lowercase())
+                }
+                (None, Some(cookie), false) if !cookie.is_empty() => HashKey::Cookie(cookie.clone()),
+                (None, None, true) => HashKey::SourceIp,
+                _ => return Err(bad("hashOn: set exactly one of header, cookie or sourceIp")),
+            };
+            Ok(LoadBalancer::ConsistentHash { key })
+        }
+    }
 }
 
 /// Retry policy from the resource; `on` defaults to connect failures only.
@@ -352,7 +382,9 @@ mod tests {
 
     fn service_backend(port: &str) -> Resources {
         let mut resources = Resources::default();
-        let yaml = format!("apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: b, namespace: shop}}\nspec: {{http: {{service: {{name: orders, {port}}}}}}}\n");
+        let yaml = format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: b, namespace: shop}}\nspec: {{http: {{service: {{name: orders, {port}}}}}}}\n"
+        );
         crate::manifest::add_yaml(&mut resources, "t", &yaml);
         let target = crate::ServicePortTarget { port: 80, name: "http".into(), target: 8080 };
         let endpoint = crate::ServiceEndpoint { address: "10.0.0.7".parse().unwrap(), ports: vec![target] };

@@ -1,7 +1,7 @@
-//! `http`: plain HTTP upstreams, round robin over endpoints, per-attempt timeout and
-//! retries (to the next endpoint) on the failures the policy names.
+//! `http`: plain HTTP upstreams, an endpoint picked by the backend's load-balancing
+//! policy, per-attempt timeout and retries (to another endpoint) on the failures the
+//! policy names.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy};
 
 use super::{Backend, CallContext, ShapedRequest};
+use crate::balance::{Balancer, PickInput};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
 use crate::client::Lease;
 use crate::error::GatewayError;
@@ -25,7 +26,7 @@ const MAX_REPLAY_BODY: u64 = 64 * 1024;
 pub struct HttpBackend {
     id: String,
     endpoints: Vec<HttpEndpoint>,
-    next: AtomicUsize,
+    balancer: Balancer,
     timeout: Duration,
     retries: RetryPolicy,
 }
@@ -56,18 +57,19 @@ impl HttpBackend {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let names: Vec<String> = endpoints.iter().map(|e| e.authority.to_string()).collect();
         Ok(Self {
             id: spec.id.clone(),
             endpoints,
-            next: AtomicUsize::new(0),
+            balancer: Balancer::build(&spec.load_balancer, &names),
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
         })
     }
 
-    fn next_endpoint(&self) -> &HttpEndpoint {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        &self.endpoints[i]
+    fn pick(&self, request: &ShapedRequest, headers: &HeaderMap, attempt: u32) -> usize {
+        let input = PickInput { headers, client_ip: request.client_ip, attempt };
+        self.balancer.pick(self.endpoints.len(), &input)
     }
 
     fn build_request(
@@ -141,18 +143,21 @@ impl Backend for HttpBackend {
         let attempts = if replay.is_some() { 1 + policy.attempts } else { 1 };
         let mut headers = Some(std::mem::take(&mut request.headers));
         let mut last_error = None;
-        for attempt in 1..=attempts {
+        for attempt in 0..attempts {
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let last = attempt == attempts;
+            let index = self.pick(&request, headers.as_ref().expect("headers stay until the last attempt"), attempt);
+            let endpoint = &self.endpoints[index];
+            // Counted until the response headers arrive (least-request's notion of load).
+            let _in_flight = self.balancer.start(index);
+            let last = attempt + 1 == attempts;
             let attempt_headers = if last { headers.take().unwrap_or_default() } else { headers.clone().unwrap_or_default() };
             let attempt_body = match &replay {
                 Some(bytes) => RequestBody::full(bytes.clone()),
                 None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
-            let endpoint = self.next_endpoint();
             let upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
             match self.attempt(endpoint, upstream, ctx, policy, self.timeout.min(remaining)).await {
                 Ok((response, lease)) => return Ok(passthrough(response, lease)),
@@ -161,7 +166,8 @@ impl Backend for HttpBackend {
             }
         }
         // No attempt left: the last retryable failure, or the route's budget ran out.
-        Err(last_error.unwrap_or_else(|| GatewayError::BackendTimeout { backend: self.id.clone(), timeout_ms: ctx.budget.as_millis() as u64 }))
+        Err(last_error
+            .unwrap_or_else(|| GatewayError::BackendTimeout { backend: self.id.clone(), timeout_ms: ctx.budget.as_millis() as u64 }))
     }
 }
 

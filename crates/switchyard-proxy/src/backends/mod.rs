@@ -33,6 +33,8 @@ pub struct ShapedRequest {
     pub body: RequestBody,
     /// Host header to send; None means the endpoint's own host.
     pub host: Option<HeaderValue>,
+    /// The client's address (consistent hashing on the source IP).
+    pub client_ip: std::net::IpAddr,
 }
 
 /// What a backend may use besides the request.

@@ -28,7 +28,13 @@ impl Upstream {
     /// Starts on an ephemeral loopback port.
     pub async fn start(name: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(name, listener)
+        Self::serve(name, listener, 0)
+    }
+
+    /// An upstream that waits `delay_ms` before every answer (a slow endpoint).
+    pub async fn start_slow(name: &str, delay_ms: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(name, listener, delay_ms)
     }
 
     /// Starts on a given address (to bring a stopped upstream back on its port).
@@ -36,10 +42,10 @@ impl Upstream {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
         socket.bind(addr).unwrap();
-        Self::serve(name, socket.listen(1024).unwrap())
+        Self::serve(name, socket.listen(1024).unwrap(), 0)
     }
 
-    fn serve(name: &str, listener: tokio::net::TcpListener) -> Self {
+    fn serve(name: &str, listener: tokio::net::TcpListener, delay_ms: u64) -> Self {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -53,7 +59,7 @@ impl Upstream {
                 connections.spawn(async move {
                     let service = service_fn(move |request| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        echo(label.clone(), request)
+                        echo(label.clone(), delay_ms, request)
                     });
                     let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
                 });
@@ -87,11 +93,12 @@ impl Drop for Upstream {
     }
 }
 
-async fn echo(name: String, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn echo(name: String, delay_ms: u64, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(ms) = header("x-test-delay-ms") {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+    let delay = header("x-test-delay-ms").unwrap_or(delay_ms);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let status = header("x-test-status").unwrap_or(200) as u16;
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();

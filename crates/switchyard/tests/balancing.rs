@@ -1,0 +1,107 @@
+//! Load balancing through the real binary over three real upstreams on loopback.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use support::upstream::Upstream;
+use support::{ConfigDir, Switchyard};
+
+type KeepAlive = Client<HttpConnector, Empty<Bytes>>;
+
+async fn gateway(upstreams: &[&Upstream], load_balancing: &str) -> (ConfigDir, Switchyard) {
+    let urls: Vec<String> = upstreams.iter().map(|u| format!("\"{}\"", u.url())).collect();
+    let yaml = format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: pool}}\nspec:\n  http: {{urls: [{}]}}\n  loadBalancing: {load_balancing}\n---\n\
+         apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: pool}}\nspec: {{match: {{path: /, pathType: Prefix}}, backendRefs: [{{name: pool}}]}}\n",
+        urls.join(", ")
+    );
+    let config = ConfigDir::with(&[("pool.yaml", &yaml)]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    (config, gw)
+}
+
+/// Sends `total` requests over `concurrency` keep-alive connections; counts answers per upstream.
+async fn spread(gw: &Switchyard, total: usize, concurrency: usize, header: Option<(&'static str, String)>) -> HashMap<String, usize> {
+    let client: KeepAlive = Client::builder(TokioExecutor::new()).build_http();
+    let url: Arc<str> = gw.proxy_url("/x").into();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (client, url, header) = (client.clone(), url.clone(), header.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for _ in (worker..total).step_by(concurrency) {
+                let mut request = http::Request::get(&*url).body(Empty::new()).unwrap();
+                if let Some((name, value)) = &header {
+                    request.headers_mut().insert(*name, value.parse().unwrap());
+                }
+                let response = client.request(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                let upstream = response.headers()["x-upstream"].to_str().unwrap().to_owned();
+                response.into_body().collect().await.unwrap();
+                *counts.entry(upstream).or_default() += 1;
+            }
+            counts
+        }));
+    }
+    let mut counts = HashMap::new();
+    for task in tasks {
+        for (k, v) in task.await.unwrap() {
+            *counts.entry(k).or_default() += v;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_ten_thousand_requests_evenly_over_three_upstreams() {
+    let (a, b, c) = (Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await);
+    let (_config, gw) = gateway(&[&a, &b, &c], "{policy: RoundRobin}").await;
+    let counts = spread(&gw, 10_000, 8, None).await;
+    for name in ["a", "b", "c"] {
+        let share = counts[name] as f64 / 10_000.0;
+        assert!((share - 1.0 / 3.0).abs() < 0.01, "{counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_keeps_each_key_on_one_upstream() {
+    let (a, b, c) = (Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await);
+    let (_config, gw) = gateway(&[&a, &b, &c], "{policy: ConsistentHash, hashOn: {header: x-user}}").await;
+    let mut used = HashMap::new();
+    for user in 0..60 {
+        let counts = spread(&gw, 5, 1, Some(("x-user", format!("user-{user}")))).await;
+        assert_eq!(counts.len(), 1, "user-{user} was spread over {counts:?}");
+        *used.entry(counts.into_keys().next().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(used.len(), 3, "keys should use every upstream: {used:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_sends_less_to_a_slow_upstream() {
+    let (fast1, fast2, slow) = (Upstream::start("fast1").await, Upstream::start("fast2").await, Upstream::start_slow("slow", 40).await);
+    let (_config, gw) = gateway(&[&fast1, &fast2, &slow], "{policy: LeastRequest}").await;
+    let counts = spread(&gw, 1_500, 12, None).await;
+    let slow_count = counts.get("slow").copied().unwrap_or(0);
+    assert!(slow_count * 2 < counts["fast1"] && slow_count * 2 < counts["fast2"], "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consistent_hash_without_a_key_source_is_rejected() {
+    let a = Upstream::start("a").await;
+    let yaml = format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: pool}}\nspec:\n  http: {{urls: [\"{}\"]}}\n  loadBalancing: {{policy: ConsistentHash}}\n",
+        a.url()
+    );
+    let config = ConfigDir::with(&[("pool.yaml", &yaml)]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    assert_eq!(gw.condition("BackendService", "pool", "Accepted").await, Some(("False".into(), "InvalidSpec".into())));
+}

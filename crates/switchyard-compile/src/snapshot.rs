@@ -147,6 +147,18 @@ pub struct Backend {
     /// How an endpoint is picked.
     #[serde(default)]
     pub load_balancer: LoadBalancer,
+    /// For `vpc` backends whose authorization names an address: that address and its
+    /// ports may be dialled even where the egress policy refuses them (link-local,
+    /// loopback in Kubernetes). Only this backend's dials get the exception.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dial_grant: Option<DialGrant>,
+}
+
+/// An address and ports one backend may dial despite the egress policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialGrant {
+    pub address: std::net::IpAddr,
+    pub ports: Vec<u16>,
 }
 
 /// Endpoint selection policy.

@@ -78,6 +78,7 @@ mod tests {
                 timeout_ms: None,
                 retries: RetryPolicy::default(),
                 load_balancer: Default::default(),
+                dial_grant: None,
             }],
             ..Snapshot::default()
         }

@@ -33,6 +33,8 @@ pub enum GatewayError {
     BackendConnect { backend: String, detail: String },
     #[error("backend {backend} failed: {detail}")]
     BackendFailed { backend: String, detail: String },
+    #[error("backend {backend} may not be dialled: {detail}")]
+    EgressDenied { backend: String, detail: String },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("backend kind {kind} is not implemented yet (backend {backend})")]
@@ -55,6 +57,7 @@ impl GatewayError {
             Self::BackendConnect { .. } => "D502CF",
             Self::BackendFailed { .. } => "D502BF",
             Self::NoEndpoints { .. } => "D503NE",
+            Self::EgressDenied { .. } => "D502ED",
             Self::NotImplemented { .. } => "D501NI",
         }
     }
@@ -69,7 +72,7 @@ impl GatewayError {
             Self::AuthFailed(_) => StatusCode::UNAUTHORIZED,
             Self::NotReady | Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendConnect { .. } | Self::BackendFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::EgressDenied { .. } => StatusCode::BAD_GATEWAY,
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -114,6 +117,7 @@ mod tests {
             GatewayError::BackendConnect { backend: "b".into(), detail: "refused".into() },
             GatewayError::BackendFailed { backend: "b".into(), detail: "reset".into() },
             GatewayError::NoEndpoints { backend: "b".into() },
+            GatewayError::EgressDenied { backend: "b".into(), detail: "link-local".into() },
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },
         ];
         let mut codes: Vec<&str> = errors.iter().map(GatewayError::code).collect();

@@ -10,6 +10,7 @@ mod backends;
 mod balance;
 pub mod body;
 mod client;
+pub mod egress;
 pub mod error;
 mod metrics;
 mod proxy;

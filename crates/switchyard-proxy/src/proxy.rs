@@ -6,17 +6,19 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use switchyard_compile::snapshot::Snapshot;
 
+use crate::egress::EgressConfig;
 use crate::metrics::ProxyMetrics;
 use crate::runtime::Runtime;
 
 pub struct Proxy {
     live: ArcSwapOption<Runtime>,
+    egress: EgressConfig,
     pub metrics: ProxyMetrics,
 }
 
 impl Proxy {
-    pub fn new(registry: &mut prometheus_client::registry::Registry) -> Self {
-        Self { live: ArcSwapOption::empty(), metrics: ProxyMetrics::register(registry) }
+    pub fn new(registry: &mut prometheus_client::registry::Registry, egress: EgressConfig) -> Self {
+        Self { live: ArcSwapOption::empty(), egress, metrics: ProxyMetrics::register(registry) }
     }
 
     /// The runtime in force now; requests hold it until they finish.
@@ -33,7 +35,7 @@ impl Proxy {
     /// refused and the current one stays.
     pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), String> {
         let version = snapshot.version;
-        match Runtime::build(snapshot) {
+        match Runtime::build(snapshot, &self.egress) {
             Ok(runtime) => {
                 self.live.store(Some(Arc::new(runtime)));
                 self.metrics.snapshot_version.set(version as i64);

@@ -11,6 +11,7 @@ use switchyard_compile::path_template::{PathTemplate, RewritePart, parse_rewrite
 use switchyard_compile::snapshot::{HostRule, PathKind, RetryPolicy, Route, Snapshot};
 
 use crate::auth::Authenticator;
+use crate::egress::{DialPolicy, EgressConfig};
 
 use crate::backends::BackendRuntime;
 use crate::router::Router;
@@ -21,6 +22,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One snapshot, ready to serve.
 pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
+    /// Where this snapshot lets the proxy dial (egress policy, DnsRecords, grants).
+    pub dial: DialPolicy,
     pub router: Router,
     pub routes: Vec<RouteRuntime>,
     pub backends: Vec<BackendRuntime>,
@@ -68,11 +71,12 @@ pub enum Rewrite {
 impl Runtime {
     /// Builds the runtime; an inconsistent snapshot (which compile never publishes, but
     /// the wire could carry) is refused so the proxy keeps the one it has.
-    pub fn build(snapshot: Arc<Snapshot>) -> Result<Self, String> {
+    pub fn build(snapshot: Arc<Snapshot>, egress: &EgressConfig) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes)?;
         let backends = snapshot.backends.iter().map(BackendRuntime::build).collect::<Result<Vec<_>, _>>()?;
         let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
-        Ok(Self { snapshot, router, routes, backends })
+        let dial = DialPolicy::build(egress, &snapshot);
+        Ok(Self { snapshot, dial, router, routes, backends })
     }
 }
 
@@ -196,6 +200,7 @@ mod tests {
             timeout_ms: None,
             retries: RetryPolicy::default(),
             load_balancer: Default::default(),
+            dial_grant: None,
         };
         Snapshot { routes: vec![route], backends: (0..backends).map(backend).collect(), ..Snapshot::default() }
     }
@@ -221,7 +226,7 @@ mod tests {
     }
 
     fn runtime(route: Route, backends: usize) -> Runtime {
-        Runtime::build(Arc::new(snapshot_with(route, backends))).unwrap()
+        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default()).unwrap()
     }
 
     #[test]
@@ -267,6 +272,6 @@ mod tests {
     fn a_snapshot_pointing_at_a_missing_backend_is_refused() {
         let mut r = route("/x", PathKind::Exact, None);
         r.backends[0].backend = 5;
-        assert!(Runtime::build(Arc::new(snapshot_with(r, 1))).is_err());
+        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default()).is_err());
     }
 }

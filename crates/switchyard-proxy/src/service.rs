@@ -70,7 +70,7 @@ async fn serve(
     let deadline = Instant::now() + route.timeout;
     let input = ShapeInput { route, host: &target.host, params: &matched.params, client_addr, request_id };
     let shaped = shape(parts, body, input)?;
-    let ctx = CallContext { client, budget: route.timeout, deadline, route_retries: route.retries.as_ref() };
+    let ctx = CallContext { client, dial: &runtime.dial, budget: route.timeout, deadline, route_retries: route.retries.as_ref() };
     runtime.backends[target.backend].serve(shaped, &ctx).await
 }
 

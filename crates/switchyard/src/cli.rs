@@ -37,6 +37,8 @@ pub struct StandaloneArgs {
     /// Proxy worker threads (default: one per CPU).
     #[arg(long, env = "SWITCHYARD_WORKERS")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub egress: EgressArgs,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
     pub admin_listen: String,
@@ -61,6 +63,8 @@ pub struct ProxyArgs {
     /// Proxy worker threads (default: one per CPU).
     #[arg(long, env = "SWITCHYARD_WORKERS")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub egress: EgressArgs,
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9901")]
     pub admin_listen: String,
     /// Where the last good snapshot is kept for restarts while the controller is down.
@@ -89,4 +93,23 @@ pub struct ValidateArgs {
     /// Manifest files to check together.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+/// The gateway-wide egress policy. Link-local addresses are always refused unless a
+/// VpcAuthorization grants them; these flags add to that.
+#[derive(Args, Debug)]
+pub struct EgressArgs {
+    /// Refuse to dial loopback addresses (set in Kubernetes, where the proxy's own
+    /// ports live there; standalone keeps loopback for local development).
+    #[arg(long, env = "SWITCHYARD_EGRESS_DENY_LOOPBACK")]
+    pub egress_deny_loopback: bool,
+    /// Also refuse this range (`10.96.0.0/12`); repeatable, or comma-separated in the env var.
+    #[arg(long = "egress-deny", env = "SWITCHYARD_EGRESS_DENY", value_delimiter = ',')]
+    pub egress_deny: Vec<switchyard_proxy::egress::IpRange>,
+}
+
+impl EgressArgs {
+    pub fn config(&self) -> switchyard_proxy::egress::EgressConfig {
+        switchyard_proxy::egress::EgressConfig { deny_loopback: self.egress_deny_loopback, deny: self.egress_deny.clone() }
+    }
 }

@@ -84,7 +84,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         bail!("--config-dir {} is not a directory", args.config_dir.display());
     }
     let mut registry = Registry::default();
-    let proxy = Arc::new(Proxy::new(&mut registry));
+    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config()));
     let publisher = Arc::new(Publisher::new());
     let book = Arc::new(StatusBook::default());
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
@@ -195,7 +195,7 @@ impl AdminView for ProxyView {
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let mut registry = Registry::default();
-    let proxy = Arc::new(Proxy::new(&mut registry));
+    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config()));
     let token = read_token(&args.token_file)?;
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;

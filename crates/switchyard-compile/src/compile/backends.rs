@@ -4,7 +4,7 @@ use switchyard_api::condition_type::{READY, RESOLVED_REFS};
 use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, LoadBalancing, LoadBalancingPolicy, MockBackend, Retries, RetryOn};
 
 use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
-use crate::snapshot::{Backend, BackendKind, Endpoint, HashKey, LoadBalancer, RetryPolicy, VpcGrant};
+use crate::snapshot::{Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, RetryPolicy, VpcGrant, VpcGrantTarget};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
 
 /// Mock bodies are served from memory on every request: keep them small.
@@ -26,6 +26,8 @@ pub(super) struct BackendEntry {
     pub host_header: Option<String>,
     /// Host priority 3: the VpcAuthorization's `hostName` (vpc kind).
     pub authorization_host: Option<String>,
+    /// The egress exception a vpc backend's authorization gives it.
+    pub dial_grant: Option<DialGrant>,
 }
 
 impl BackendTable {
@@ -83,6 +85,7 @@ fn compile_one(
         allowed_route_namespaces: spec.allowed_route_namespaces.clone(),
         host_header: None,
         authorization_host: None,
+        dial_grant: None,
     };
     let compiled = kind_of(spec)
         .inspect(|kind| status.backend_kind = Some((*kind).to_owned()))
@@ -94,7 +97,8 @@ fn compile_one(
             status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
             set_ready(status, &kind, endpoints);
             entry.index = Some(list.len());
-            list.push(Backend { id: format!("{ns}/{}", name(&backend.metadata)), kind, timeout_ms, retries, load_balancer });
+            let id = format!("{ns}/{}", name(&backend.metadata));
+            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant: entry.dial_grant.clone() });
         }
         Ok((Resolved::Unresolved(why), _)) => {
             accept(status);
@@ -228,10 +232,41 @@ fn compile_kind(
                 )));
             }
             entry.authorization_host = grant.host_name.clone();
-            Ok(Resolved::Ready(BackendKind::Unimplemented { kind: "vpc".into() }, 0))
+            if let VpcGrantTarget::Address(address) = grant.target {
+                entry.dial_grant = Some(DialGrant { address, ports: grant.ports.clone() });
+            }
+            vpc_kind(vpc, grant, ns, resources)
         }
         other => Ok(Resolved::Ready(BackendKind::Unimplemented { kind: other.to_owned() }, 0)),
     }
+}
+
+/// A vpc backend dials only what its authorization names: the address, the host, or
+/// the Service's ready endpoints, on the backend's (authorized) port.
+fn vpc_kind(vpc: &switchyard_api::VpcBackend, grant: &VpcGrant, ns: &str, resources: &Resources) -> Result<Resolved, Rejection> {
+    if vpc.scheme == switchyard_api::Scheme::Https {
+        return Err(Rejection::new(reason::UNSUPPORTED_SCHEME, "vpc.scheme https is not supported by this build yet"));
+    }
+    let endpoints = match &grant.target {
+        VpcGrantTarget::Address(ip) => vec![endpoint_for("http", *ip, vpc.port)],
+        VpcGrantTarget::Host(host) => vec![Endpoint {
+            scheme: "http".into(),
+            authority: format!("{host}:{}", vpc.port),
+            host: host_with_port(host, vpc.port, "http"),
+            base_path: String::new(),
+        }],
+        VpcGrantTarget::Service(name) => {
+            let Some(ready) = resources.service_endpoints.get(&(ns.to_owned(), name.clone())) else {
+                return Ok(Resolved::Unresolved(Rejection::new(
+                    reason::SERVICE_NOT_FOUND,
+                    format!("Service {ns}/{name} named by VpcAuthorization {} is not known", grant.id),
+                )));
+            };
+            ready.iter().filter_map(|ep| ep.target(Some(vpc.port), None).map(|t| endpoint_for("http", ep.address, t))).collect()
+        }
+    };
+    let count = endpoints.len() as u32;
+    Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
 }
 
 fn checked_host_header(value: Option<&String>) -> Result<Option<String>, Rejection> {

@@ -9,7 +9,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy};
+use switchyard_compile::snapshot::{Backend as BackendSpec, DialGrant, Endpoint, RetryPolicy};
 
 use super::{Backend, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
@@ -27,6 +27,8 @@ pub struct HttpBackend {
     id: String,
     endpoints: Vec<HttpEndpoint>,
     balancer: Balancer,
+    /// A vpc backend's egress exception (see `egress`).
+    dial_grant: Option<DialGrant>,
     timeout: Duration,
     retries: RetryPolicy,
 }
@@ -62,6 +64,7 @@ impl HttpBackend {
             id: spec.id.clone(),
             endpoints,
             balancer: Balancer::build(&spec.load_balancer, &names),
+            dial_grant: spec.dial_grant.clone(),
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
         })
@@ -105,7 +108,11 @@ impl HttpBackend {
         budget: Duration,
     ) -> Result<(Response<hyper::body::Incoming>, Lease), AttemptError> {
         let timeout_ms = budget.as_millis() as u64;
-        let outcome = tokio::time::timeout(budget, ctx.client.request(&endpoint.scheme, &endpoint.authority, request)).await;
+        let outcome = tokio::time::timeout(
+            budget,
+            ctx.client.request(&endpoint.scheme, &endpoint.authority, request, ctx.dial, self.dial_grant.as_ref()),
+        )
+        .await;
         let id = || self.id.clone();
         match outcome {
             Err(_) => Err(AttemptError::Final(GatewayError::BackendTimeout { backend: id(), timeout_ms })),
@@ -116,6 +123,9 @@ impl HttpBackend {
                 }))
             }
             Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.denied().is_some() => {
+                Err(AttemptError::Final(GatewayError::EgressDenied { backend: id(), detail: e.to_string() }))
+            }
             Ok(Err(e)) if is_body_too_large(&e) => {
                 let limit = source_limit(&e);
                 Err(AttemptError::Final(GatewayError::BodyTooLarge { limit }))

@@ -40,6 +40,8 @@ pub struct ShapedRequest {
 /// What a backend may use besides the request.
 pub struct CallContext<'a> {
     pub client: &'a UpstreamClient,
+    /// Where this snapshot lets the proxy dial.
+    pub dial: &'a crate::egress::DialPolicy,
     /// The route's total budget ends here.
     pub deadline: Instant,
     /// The route's total budget (for messages).

@@ -1,26 +1,60 @@
-//! Opening an upstream connection: dial with a timeout, TCP_NODELAY, HTTP/1
-//! handshake, and the task that drives the connection.
+//! Opening an upstream connection: resolve, check the egress policy on every resolved
+//! address, dial with a timeout, TCP_NODELAY, HTTP/1 handshake, and the task that drives
+//! the connection.
+
+use std::net::SocketAddr;
 
 use http::uri::{Authority, Scheme};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::CONNECT_TIMEOUT;
-use crate::body::{BoxError, RequestBody};
+use super::{CONNECT_TIMEOUT, ClientError};
+use crate::body::RequestBody;
+use crate::egress::DialPolicy;
+use switchyard_compile::snapshot::DialGrant;
 
-/// A new connection to `scheme://authority`, driven by a task of its own; every
-/// error here means the backend was never reached.
-pub(super) async fn connect(scheme: &Scheme, authority: &Authority) -> Result<SendRequest<RequestBody>, BoxError> {
+/// A new connection to `scheme://authority` (at `pinned` when the address is already
+/// chosen), driven by a task of its own; every error here means the backend was never
+/// reached.
+pub(super) async fn connect(
+    scheme: &Scheme,
+    authority: &Authority,
+    pinned: Option<SocketAddr>,
+    policy: &DialPolicy,
+    grant: Option<&DialGrant>,
+) -> Result<SendRequest<RequestBody>, ClientError> {
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(e);
     if *scheme != Scheme::HTTP {
-        return Err(format!("unsupported upstream scheme {scheme}").into());
+        return Err(failed(format!("unsupported upstream scheme {scheme}").into()));
     }
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial(authority))
+    let candidates = match pinned {
+        Some(addr) => vec![addr],
+        None => resolve(authority).await.map_err(|e| failed(e.into()))?,
+    };
+    // The check is on resolved addresses: a name that resolves somewhere forbidden is
+    // refused whatever it was called.
+    let mut allowed = Vec::with_capacity(candidates.len());
+    let mut first_denial = None;
+    for addr in candidates {
+        match policy.check(addr, grant) {
+            Ok(()) => allowed.push(addr),
+            Err(denied) => first_denial = first_denial.or(Some(denied)),
+        }
+    }
+    if allowed.is_empty() {
+        return Err(match first_denial {
+            Some(denied) => ClientError::Denied(denied),
+            None => failed(format!("{authority} resolved to no address").into()),
+        });
+    }
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&allowed[..]))
         .await
-        .map_err(|_| format!("connect to {authority} timed out after {CONNECT_TIMEOUT:?}"))??;
+        .map_err(|_| failed(format!("connect to {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
+        .map_err(|e| failed(e.into()))?;
     // Requests and responses are small and latency-bound: do not wait to coalesce.
-    stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    stream.set_nodelay(true).map_err(|e| failed(e.into()))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(e.into()))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
@@ -29,9 +63,9 @@ pub(super) async fn connect(scheme: &Scheme, authority: &Authority) -> Result<Se
     Ok(sender)
 }
 
-/// Connects to the first address of `authority` that accepts (IP literals are not
-/// looked up; names go through the system resolver).
-async fn dial(authority: &Authority) -> std::io::Result<TcpStream> {
+/// The system resolver's addresses for a host name (IP literals and DnsRecord names
+/// are pinned before this).
+async fn resolve(authority: &Authority) -> std::io::Result<Vec<SocketAddr>> {
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    TcpStream::connect((host, authority.port_u16().unwrap_or(80))).await
+    Ok(tokio::net::lookup_host((host, authority.port_u16().unwrap_or(80))).await?.collect())
 }

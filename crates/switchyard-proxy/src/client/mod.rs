@@ -9,6 +9,7 @@
 mod connect;
 mod pool;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::{BoxError, RequestBody};
+use crate::egress::DialPolicy;
+use switchyard_compile::snapshot::DialGrant;
 
 pub use self::pool::Lease;
 use self::pool::{Key, Pool};
@@ -36,6 +39,8 @@ const MAX_IDLE_PER_UPSTREAM: usize = 1024;
 pub enum ClientError {
     #[error("connect error")]
     Connect(#[source] BoxError),
+    #[error(transparent)]
+    Denied(crate::egress::Denied),
     #[error("request error")]
     Request(#[source] hyper::Error),
 }
@@ -43,6 +48,13 @@ pub enum ClientError {
 impl ClientError {
     pub fn is_connect(&self) -> bool {
         matches!(self, Self::Connect(_))
+    }
+
+    pub fn denied(&self) -> Option<&crate::egress::Denied> {
+        match self {
+            Self::Denied(d) => Some(d),
+            _ => None,
+        }
     }
 }
 
@@ -64,8 +76,11 @@ impl UpstreamClient {
         scheme: &Scheme,
         authority: &Authority,
         mut request: Request<RequestBody>,
+        policy: &DialPolicy,
+        grant: Option<&DialGrant>,
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
-        let key = Key::new(scheme, authority);
+        let pinned = pinned_address(authority, policy);
+        let key = Key::new(scheme, authority, pinned, grant.is_some());
         if let Some(mut lease) = self.pool.checkout(&key) {
             match lease.send(request).await {
                 Ok(response) => return Ok((response, lease)),
@@ -77,9 +92,18 @@ impl UpstreamClient {
                 },
             }
         }
-        let sender = connect::connect(scheme, authority).await.map_err(ClientError::Connect)?;
+        let sender = connect::connect(scheme, authority, pinned, policy, grant).await?;
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))
     }
+}
+
+/// An IP literal is its own address; a name with a DnsRecord gets a weighted pick per
+/// request (so weights hold per request, not per connection).
+fn pinned_address(authority: &Authority, policy: &DialPolicy) -> Option<SocketAddr> {
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let ip = host.parse::<IpAddr>().ok().or_else(|| policy.record_address(&host.to_ascii_lowercase()))?;
+    Some(SocketAddr::new(ip, port))
 }

@@ -6,6 +6,7 @@
 //! forwarded, which is when hyper makes it ready for the next request.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -25,11 +26,17 @@ type Sender = SendRequest<RequestBody>;
 pub(super) struct Key {
     scheme: Scheme,
     authority: Authority,
+    /// The address chosen before dialling (an IP literal or a DnsRecord pick), so each
+    /// weighted address keeps its own connections; None when the system resolver picks.
+    pinned: Option<SocketAddr>,
+    /// Connections dialled under a backend's egress exception are never lent to a
+    /// backend without it.
+    granted: bool,
 }
 
 impl Key {
-    pub(super) fn new(scheme: &Scheme, authority: &Authority) -> Self {
-        Self { scheme: scheme.clone(), authority: authority.clone() }
+    pub(super) fn new(scheme: &Scheme, authority: &Authority, pinned: Option<SocketAddr>, granted: bool) -> Self {
+        Self { scheme: scheme.clone(), authority: authority.clone(), pinned, granted }
     }
 }
 

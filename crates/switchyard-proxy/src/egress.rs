@@ -1,0 +1,228 @@
+//! Where the proxy may dial: one gateway-wide egress policy, checked at dial time on
+//! the resolved address, for every backend kind.
+//!
+//! - Host names with a DnsRecord resolve through its records, spread by weight, before
+//!   any public DNS.
+//! - Link-local addresses (cloud metadata, 169.254.169.254) are never dialled, nor the
+//!   configured deny ranges, nor (when asked: Kubernetes mode) loopback; the one
+//!   exception is a `vpc` backend dialling the address and ports its VpcAuthorization
+//!   names. The exception belongs to that backend's dials only, so another backend
+//!   cannot borrow it to reach the same address.
+//! - Checking the resolved address rather than the configured name is what stops DNS
+//!   rebinding: a name that later resolves somewhere forbidden is refused then.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use switchyard_compile::snapshot::{DialGrant, Snapshot};
+
+/// Gateway-wide settings (from the command line).
+#[derive(Clone, Debug, Default)]
+pub struct EgressConfig {
+    /// Refuse loopback addresses (Kubernetes mode: the proxy's own ports live there).
+    pub deny_loopback: bool,
+    /// More ranges to refuse, as `address/prefix`.
+    pub deny: Vec<IpRange>,
+}
+
+/// An address range `address/prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpRange {
+    base: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let base: IpAddr = addr.parse().map_err(|_| format!("{text:?} is not an address/prefix range"))?;
+        let max = if base.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() { max } else { prefix.parse().map_err(|_| format!("bad prefix in {text:?}"))? };
+        if prefix > max {
+            return Err(format!("prefix /{prefix} is too long for {base}"));
+        }
+        Ok(Self { base, prefix })
+    }
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.base, ip) {
+            (IpAddr::V4(base), IpAddr::V4(ip)) => {
+                masked(u32::from(base).into(), 32, self.prefix) == masked(u32::from(ip).into(), 32, self.prefix)
+            }
+            (IpAddr::V6(base), IpAddr::V6(ip)) => masked(u128::from(base), 128, self.prefix) == masked(u128::from(ip), 128, self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn masked(value: u128, bits: u8, prefix: u8) -> u128 {
+    if prefix == 0 { 0 } else { value >> (bits - prefix) }
+}
+
+/// Why a dial was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("egress to {addr} is not allowed ({why})")]
+pub struct Denied {
+    pub addr: SocketAddr,
+    pub why: &'static str,
+}
+
+/// The policy for one snapshot: the configuration plus its DnsRecords.
+#[derive(Default)]
+pub struct DialPolicy {
+    config: EgressConfig,
+    records: HashMap<String, WeightedAddresses>,
+}
+
+struct WeightedAddresses {
+    addresses: Vec<IpAddr>,
+    cumulative: Vec<u32>,
+    next: AtomicUsize,
+}
+
+impl DialPolicy {
+    pub fn build(config: &EgressConfig, snapshot: &Snapshot) -> Self {
+        let records = snapshot
+            .dns_records
+            .iter()
+            .map(|entry| {
+                let live: Vec<&(IpAddr, u32)> = entry.records.iter().filter(|(_, w)| *w > 0).collect();
+                let mut total = 0;
+                let cumulative = live
+                    .iter()
+                    .map(|(_, w)| {
+                        total += w;
+                        total
+                    })
+                    .collect();
+                let addresses = live.iter().map(|(a, _)| *a).collect();
+                (entry.domain.clone(), WeightedAddresses { addresses, cumulative, next: AtomicUsize::new(0) })
+            })
+            .collect();
+        Self { config: config.clone(), records }
+    }
+
+    /// The address a DnsRecord gives `host` for this request (weighted), if it has one.
+    pub fn record_address(&self, host: &str) -> Option<IpAddr> {
+        let entry = self.records.get(host)?;
+        let total = *entry.cumulative.last()?;
+        // A shared counter walks the weight line: the split is exact, not random.
+        let ticket = (entry.next.fetch_add(1, Ordering::Relaxed) % total as usize) as u32;
+        Some(entry.addresses[entry.cumulative.partition_point(|&sum| sum <= ticket)])
+    }
+
+    /// Whether `addr` may be dialled, by a backend holding `grant` if any.
+    pub fn check(&self, addr: SocketAddr, grant: Option<&DialGrant>) -> Result<(), Denied> {
+        if grant.is_some_and(|g| canonical(g.address) == canonical(addr.ip()) && g.ports.contains(&addr.port())) {
+            return Ok(());
+        }
+        let ip = canonical(addr.ip());
+        let denied = |why| Err(Denied { addr, why });
+        if is_link_local(ip) {
+            return denied("link-local addresses such as cloud metadata need a VpcAuthorization");
+        }
+        if ip.is_unspecified() || ip.is_multicast() {
+            return denied("unspecified and multicast addresses are never dialled");
+        }
+        if self.config.deny_loopback && ip.is_loopback() {
+            return denied("loopback is refused in this mode");
+        }
+        if self.config.deny.iter().any(|r| r.contains(ip)) {
+            return denied("the address is in a denied range");
+        }
+        Ok(())
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:169.254.169.254`) are checked as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_compile::snapshot::DnsEntry;
+
+    fn policy(config: EgressConfig, snapshot: &Snapshot) -> DialPolicy {
+        DialPolicy::build(&config, snapshot)
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn cloud_metadata_and_other_link_local_addresses_are_refused() {
+        let p = policy(EgressConfig::default(), &Snapshot::default());
+        assert!(p.check(addr("169.254.169.254:80"), None).is_err());
+        assert!(p.check(addr("[fe80::1]:80"), None).is_err());
+        assert!(p.check(addr("[::ffff:169.254.169.254]:80"), None).is_err(), "IPv4-mapped forms are caught too");
+        assert!(p.check(addr("0.0.0.0:80"), None).is_err());
+        assert!(p.check(addr("10.0.0.5:8080"), None).is_ok());
+    }
+
+    #[test]
+    fn a_grant_lifts_the_policy_for_exactly_its_address_and_ports() {
+        let p = policy(EgressConfig { deny_loopback: true, deny: vec![] }, &Snapshot::default());
+        let grant = DialGrant { address: "169.254.169.254".parse().unwrap(), ports: vec![80] };
+        assert!(p.check(addr("169.254.169.254:80"), Some(&grant)).is_ok());
+        assert!(p.check(addr("169.254.169.254:8080"), Some(&grant)).is_err(), "another port of the granted address");
+        assert!(p.check(addr("169.254.169.254:80"), None).is_err(), "a backend without the grant");
+        assert!(p.check(addr("127.0.0.1:80"), Some(&grant)).is_err(), "another address");
+    }
+
+    #[test]
+    fn loopback_and_configured_ranges_are_refused_when_configured() {
+        let config = EgressConfig { deny_loopback: true, deny: vec!["10.96.0.0/12".parse().unwrap()] };
+        let p = policy(config, &Snapshot::default());
+        assert!(p.check(addr("127.0.0.1:8080"), None).is_err());
+        assert!(p.check(addr("[::1]:9901"), None).is_err());
+        assert!(p.check(addr("10.100.1.1:80"), None).is_err());
+        assert!(p.check(addr("10.0.0.1:80"), None).is_ok());
+        assert!(policy(EgressConfig::default(), &Snapshot::default()).check(addr("127.0.0.1:8080"), None).is_ok(), "standalone default");
+    }
+
+    #[test]
+    fn dns_records_spread_by_weight_and_skip_zero_weights() {
+        let entry = DnsEntry {
+            domain: "orders.internal".into(),
+            records: vec![("10.0.3.15".parse().unwrap(), 60), ("10.0.3.16".parse().unwrap(), 40), ("10.0.3.17".parse().unwrap(), 0)],
+        };
+        let p = policy(EgressConfig::default(), &Snapshot { dns_records: vec![entry], ..Snapshot::default() });
+        let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+        for _ in 0..10_000 {
+            *counts.entry(p.record_address("orders.internal").unwrap()).or_default() += 1;
+        }
+        assert_eq!(counts[&"10.0.3.15".parse::<IpAddr>().unwrap()], 6_000);
+        assert_eq!(counts[&"10.0.3.16".parse::<IpAddr>().unwrap()], 4_000);
+        assert!(!counts.contains_key(&"10.0.3.17".parse::<IpAddr>().unwrap()));
+        assert_eq!(p.record_address("other.internal"), None);
+    }
+
+    #[test]
+    fn ranges_parse_and_match_by_prefix() {
+        let r: IpRange = "192.168.0.0/16".parse().unwrap();
+        assert!(r.contains("192.168.4.2".parse().unwrap()));
+        assert!(!r.contains("192.169.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpRange>().is_err());
+        assert!("nonsense".parse::<IpRange>().is_err());
+        let all: IpRange = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+    }
+}

@@ -1,0 +1,136 @@
+//! The security suite: the proxy dials only what the egress policy and the
+//! VpcAuthorizations allow, checked on the resolved address; weighted DnsRecords.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use support::upstream::Upstream;
+use support::{ConfigDir, Switchyard, get};
+
+const API: &str = "apiVersion: switchyard.dev/v1alpha1";
+
+fn backend_and_route(name: &str, backend_spec: &str) -> String {
+    format!(
+        "{API}\nkind: BackendService\nmetadata: {{name: {name}}}\nspec:\n{backend_spec}\n---\n\
+         {API}\nkind: ApiRoute\nmetadata: {{name: {name}}}\nspec: {{match: {{path: /{name}}}, backendRefs: [{{name: {name}}}]}}\n"
+    )
+}
+
+fn dns(domain: &str, records: &[(&str, u32)]) -> String {
+    let records: Vec<String> = records.iter().map(|(a, w)| format!("{{address: {a}, weight: {w}}}")).collect();
+    format!(
+        "{API}\nkind: DnsRecord\nmetadata: {{name: {}}}\nspec: {{domain: {domain}, type: A, records: [{}]}}\n",
+        domain.replace('.', "-"),
+        records.join(", ")
+    )
+}
+
+async fn gateway(files: &[(&str, &str)], extra: &[&str]) -> (ConfigDir, Switchyard) {
+    let config = ConfigDir::with(files);
+    let gw = Switchyard::standalone(config.path(), extra);
+    gw.wait_ready().await;
+    (config, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_metadata_is_never_dialled_by_address_or_through_a_dns_record() {
+    let direct = backend_and_route("direct", "  http: {urls: ['http://169.254.169.254']}");
+    let renamed = backend_and_route("renamed", "  http: {urls: ['http://metadata.internal']}");
+    let record = dns("metadata.internal", &[("169.254.169.254", 100)]);
+    let (_config, gw) = gateway(&[("a.yaml", &direct), ("b.yaml", &renamed), ("dns.yaml", &record)], &[]).await;
+    for path in ["/direct", "/renamed"] {
+        let reply = get(&gw.proxy_url(path)).await.unwrap();
+        assert_eq!((reply.status.as_u16(), reply.error_code()), (502, Some("D502ED")), "{path}");
+        assert!(reply.header("x-ca-error-message").unwrap().contains("169.254.169.254"), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_loopback_denied_only_a_vpc_authorization_reaches_a_loopback_service() {
+    let up = Upstream::start("private").await;
+    let port = up.addr.port();
+    let plain = backend_and_route("plain", &format!("  http: {{urls: ['http://127.0.0.1:{port}']}}"));
+    let authorization = format!(
+        "{API}\nkind: VpcAuthorization\nmetadata: {{name: private}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{port}], hostName: private.internal}}\n"
+    );
+    let vpc = backend_and_route("vpc", &format!("  vpc: {{authorizationRef: private, port: {port}}}"));
+    let files = [("plain.yaml", plain.as_str()), ("auth.yaml", authorization.as_str()), ("vpc.yaml", vpc.as_str())];
+    let (_config, gw) = gateway(&files, &["--egress-deny-loopback"]).await;
+
+    let refused = get(&gw.proxy_url("/plain")).await.unwrap();
+    assert_eq!((refused.status.as_u16(), refused.error_code()), (502, Some("D502ED")));
+    let admitted = get(&gw.proxy_url("/vpc")).await.unwrap();
+    assert_eq!(admitted.status.as_u16(), 200, "{}", admitted.text());
+    assert_eq!(admitted.json()["headers"]["host"], "private.internal", "Host priority 3: the authorization's hostName");
+    assert_eq!(up.hits(), 1, "only the authorized request reached the service");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_port_of_an_authorized_address_is_refused() {
+    let up = Upstream::start("private").await;
+    let other = Upstream::start("other-port").await;
+    let authorization = format!(
+        "{API}\nkind: VpcAuthorization\nmetadata: {{name: private}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{}]}}\n",
+        up.addr.port()
+    );
+    let sideways = backend_and_route("sideways", &format!("  http: {{urls: ['http://127.0.0.1:{}']}}", other.addr.port()));
+    let wrong_port = backend_and_route("wrong-port", &format!("  vpc: {{authorizationRef: private, port: {}}}", other.addr.port()));
+    let files = [("auth.yaml", authorization.as_str()), ("s.yaml", sideways.as_str()), ("w.yaml", wrong_port.as_str())];
+    let (_config, gw) = gateway(&files, &["--egress-deny-loopback"]).await;
+    assert_eq!(get(&gw.proxy_url("/sideways")).await.unwrap().error_code(), Some("D502ED"));
+    assert_eq!(gw.condition("BackendService", "wrong-port", "ResolvedRefs").await, Some(("False".into(), "RefNotPermitted".into())));
+    assert_eq!(get(&gw.proxy_url("/wrong-port")).await.unwrap().error_code(), Some("A404NF"), "its route is not programmed");
+    assert_eq!(other.hits(), 0, "nothing reached the unauthorized port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_deny_ranges_are_refused() {
+    let up = Upstream::start("up").await;
+    let route = backend_and_route("ranged", &format!("  http: {{urls: ['{}']}}", up.url()));
+    let (_config, gw) = gateway(&[("r.yaml", &route)], &["--egress-deny", "127.0.0.0/8"]).await;
+    assert_eq!(get(&gw.proxy_url("/ranged")).await.unwrap().error_code(), Some("D502ED"));
+    assert_eq!(up.hits(), 0);
+}
+
+/// Two upstreams on one port at 127.0.0.2 and 127.0.0.3 (the loopback range is a /8).
+async fn twins() -> (Upstream, Upstream) {
+    for _ in 0..20 {
+        let probe = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let b: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+        if std::net::TcpListener::bind(b).is_ok() {
+            let a = Upstream::start_on("a", format!("127.0.0.2:{port}").parse().unwrap()).await;
+            return (a, Upstream::start_on("b", b).await);
+        }
+    }
+    panic!("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_record_spreads_requests_60_40_and_a_change_applies_within_a_second() {
+    let (a, _b) = twins().await;
+    let port = a.addr.port();
+    let route = backend_and_route("pool", &format!("  http: {{urls: ['http://pool.internal:{port}']}}"));
+    let (config, gw) =
+        gateway(&[("r.yaml", &route), ("dns.yaml", &dns("pool.internal", &[("127.0.0.2", 60), ("127.0.0.3", 40)]))], &[]).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..1_000 {
+        let reply = get(&gw.proxy_url("/pool")).await.unwrap();
+        *counts.entry(reply.header("x-upstream").unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!((counts["a"], counts["b"]), (600, 400), "weights hold per request, not per connection");
+
+    config.write("dns.yaml", &dns("pool.internal", &[("127.0.0.2", 0), ("127.0.0.3", 100)]));
+    let started = std::time::Instant::now();
+    support::wait_until("the record change reaches traffic", std::time::Duration::from_secs(3), || async {
+        get(&gw.proxy_url("/pool")).await.unwrap().header("x-upstream") == Some("b")
+    })
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "took {:?}", started.elapsed());
+    for _ in 0..50 {
+        assert_eq!(get(&gw.proxy_url("/pool")).await.unwrap().header("x-upstream"), Some("b"), "weight 0 takes no traffic");
+    }
+}

@@ -231,7 +231,7 @@ def check_contract(objects, prefix, namespace):
     proxy = container(objects, f"{prefix}-proxy")
     want = ["proxy", f"--controller=http://{prefix}-controller.{namespace}.svc:18000",
             f"--token-file={TOKEN_PATH}", "--listen=0.0.0.0:8080", "--admin-listen=0.0.0.0:9901",
-            "--cache-dir=/var/cache/switchyard"]
+            "--cache-dir=/var/cache/switchyard", "--egress-deny-loopback"]
     if proxy["args"] != want:
         problems.append(f"proxy args {proxy['args']}, want {want}")
     if {p["name"]: p["containerPort"] for p in proxy["ports"]}.get("http") != 8080:

@@ -152,6 +152,17 @@ pub struct Backend {
     /// loopback in Kubernetes). Only this backend's dials get the exception.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dial_grant: Option<DialGrant>,
+    /// Passive outlier detection, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier: Option<OutlierPolicy>,
+}
+
+/// Eject an endpoint after consecutive failures (connect failures, timeouts, 5xx), for a
+/// time that doubles with each ejection; the last healthy endpoint is never ejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutlierPolicy {
+    pub consecutive_failures: u32,
+    pub ejection_ms: u64,
 }
 
 /// An address and ports one backend may dial despite the egress policy.

@@ -79,6 +79,7 @@ mod tests {
                 retries: RetryPolicy::default(),
                 load_balancer: Default::default(),
                 dial_grant: None,
+                outlier: None,
             }],
             ..Snapshot::default()
         }

@@ -13,6 +13,7 @@ mod client;
 pub mod egress;
 pub mod error;
 mod metrics;
+mod outlier;
 mod proxy;
 pub mod pull;
 mod request_id;

@@ -201,6 +201,7 @@ mod tests {
             retries: RetryPolicy::default(),
             load_balancer: Default::default(),
             dial_grant: None,
+            outlier: None,
         };
         Snapshot { routes: vec![route], backends: (0..backends).map(backend).collect(), ..Snapshot::default() }
     }

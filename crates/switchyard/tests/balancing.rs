@@ -105,3 +105,58 @@ async fn a_consistent_hash_without_a_key_source_is_rejected() {
     gw.wait_ready().await;
     assert_eq!(gw.condition("BackendService", "pool", "Accepted").await, Some(("False".into(), "InvalidSpec".into())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_endpoint_costs_under_a_thousandth_of_requests_and_returns_once_healthy() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let (a, b, c) = (Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await);
+    let c_addr = c.addr;
+    let policy = "{policy: RoundRobin}\n  retries: {attempts: 2, on: [connect-failure, reset]}\n  healthCheck: {passive: {consecutiveFailures: 1, ejectionTime: 300ms}}";
+    let (_config, gw) = gateway(&[&a, &b, &c], policy).await;
+
+    let phase = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<(usize, u16, String)>>> = Arc::default();
+    let client: KeepAlive = Client::builder(TokioExecutor::new()).build_http();
+    let url: Arc<str> = gw.proxy_url("/steady").into();
+    let mut load = Vec::new();
+    for _ in 0..6 {
+        let (client, url, phase, stop, seen) = (client.clone(), url.clone(), phase.clone(), stop.clone(), seen.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let request = http::Request::get(&*url).body(Empty::new()).unwrap();
+                let (status, upstream) = match client.request(request).await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let upstream = response.headers().get("x-upstream").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                        let _ = response.into_body().collect().await;
+                        (status, upstream)
+                    }
+                    Err(_) => (0, String::new()),
+                };
+                seen.lock().unwrap().push((phase.load(Ordering::Relaxed), status, upstream));
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    phase.store(1, Ordering::Relaxed);
+    c.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _revived = Upstream::start_on("c", c_addr).await;
+    phase.store(2, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+
+    let seen = seen.lock().unwrap();
+    let failed = seen.iter().filter(|(_, status, _)| *status != 200).count();
+    assert!(seen.len() > 1_000, "only {} requests were sent", seen.len());
+    assert!(failed * 1_000 < seen.len(), "{failed} of {} requests failed", seen.len());
+    let c_after_return = seen.iter().filter(|(p, _, u)| *p == 2 && u == "c").count();
+    assert!(c_after_return > 0, "the revived endpoint never came back into rotation");
+}

@@ -1,10 +1,14 @@
 use std::net::IpAddr;
 
 use switchyard_api::condition_type::{READY, RESOLVED_REFS};
-use switchyard_api::{BackendService, BackendServiceSpec, HttpBackend, LoadBalancing, LoadBalancingPolicy, MockBackend, Retries, RetryOn};
+use switchyard_api::{
+    BackendService, BackendServiceSpec, HttpBackend, LoadBalancing, LoadBalancingPolicy, MockBackend, PassiveHealthCheck, Retries, RetryOn,
+};
 
 use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
-use crate::snapshot::{Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, RetryPolicy, VpcGrant, VpcGrantTarget};
+use crate::snapshot::{
+    Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy, VpcGrant, VpcGrantTarget,
+};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
 
 /// Mock bodies are served from memory on every request: keep them small.
@@ -92,13 +96,13 @@ fn compile_one(
         .and_then(|kind| common_policy(spec).map(|policy| (kind, policy)))
         .and_then(|(kind, policy)| compile_kind(kind, spec, ns, resources, grants, &mut entry).map(|k| (k, policy)));
     match compiled {
-        Ok((Resolved::Ready(kind, endpoints), CommonPolicy { timeout_ms, retries, load_balancer })) => {
+        Ok((Resolved::Ready(kind, endpoints), CommonPolicy { timeout_ms, retries, load_balancer, outlier })) => {
             accept(status);
             status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
             set_ready(status, &kind, endpoints);
             entry.index = Some(list.len());
             let id = format!("{ns}/{}", name(&backend.metadata));
-            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant: entry.dial_grant.clone() });
+            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant: entry.dial_grant.clone(), outlier });
         }
         Ok((Resolved::Unresolved(why), _)) => {
             accept(status);
@@ -148,6 +152,7 @@ struct CommonPolicy {
     timeout_ms: Option<u64>,
     retries: RetryPolicy,
     load_balancer: LoadBalancer,
+    outlier: Option<OutlierPolicy>,
 }
 
 fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
@@ -155,7 +160,18 @@ fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
         timeout_ms: duration_ms("timeout", spec.timeout.as_ref())?,
         retries: spec.retries.as_ref().map(retry_policy).transpose()?.unwrap_or_default(),
         load_balancer: spec.load_balancing.as_ref().map(load_balancer).transpose()?.unwrap_or_default(),
+        outlier: spec.health_check.as_ref().and_then(|h| h.passive.as_ref()).map(outlier_policy).transpose()?,
     })
+}
+
+/// Defaults: 5 consecutive failures, 30 s first ejection.
+fn outlier_policy(passive: &PassiveHealthCheck) -> Result<OutlierPolicy, Rejection> {
+    let consecutive_failures = passive.consecutive_failures.unwrap_or(5);
+    if consecutive_failures == 0 {
+        return Err(Rejection::new(reason::INVALID_SPEC, "healthCheck.passive.consecutiveFailures must be at least 1"));
+    }
+    let ejection_ms = duration_ms("healthCheck.passive.ejectionTime", passive.ejection_time.as_ref())?.unwrap_or(30_000);
+    Ok(OutlierPolicy { consecutive_failures, ejection_ms })
 }
 
 fn load_balancer(lb: &LoadBalancing) -> Result<LoadBalancer, Rejection> {

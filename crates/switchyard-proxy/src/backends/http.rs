@@ -16,6 +16,7 @@ use crate::balance::{Balancer, PickInput};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
 use crate::client::Lease;
 use crate::error::GatewayError;
+use crate::outlier::Outlier;
 use crate::runtime::DEFAULT_TIMEOUT;
 use crate::shape::strip_hop_by_hop;
 
@@ -29,6 +30,8 @@ pub struct HttpBackend {
     balancer: Balancer,
     /// A vpc backend's egress exception (see `egress`).
     dial_grant: Option<DialGrant>,
+    /// Passive health, when configured.
+    outlier: Option<Outlier>,
     timeout: Duration,
     retries: RetryPolicy,
 }
@@ -65,6 +68,7 @@ impl HttpBackend {
             endpoints,
             balancer: Balancer::build(&spec.load_balancer, &names),
             dial_grant: spec.dial_grant.clone(),
+            outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len())),
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
         })
@@ -72,7 +76,8 @@ impl HttpBackend {
 
     fn pick(&self, request: &ShapedRequest, headers: &HeaderMap, attempt: u32) -> usize {
         let input = PickInput { headers, client_ip: request.client_ip, attempt };
-        self.balancer.pick(self.endpoints.len(), &input)
+        let picked = self.balancer.pick(self.endpoints.len(), &input);
+        self.outlier.as_ref().map_or(picked, |o| o.in_rotation(picked))
     }
 
     fn build_request(
@@ -169,7 +174,11 @@ impl Backend for HttpBackend {
                 None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
             let upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
-            match self.attempt(endpoint, upstream, ctx, policy, self.timeout.min(remaining)).await {
+            let outcome = self.attempt(endpoint, upstream, ctx, policy, self.timeout.min(remaining)).await;
+            if let (Some(outlier), Some(healthy)) = (&self.outlier, endpoint_health(&outcome)) {
+                outlier.record(index, healthy);
+            }
+            match outcome {
                 Ok((response, lease)) => return Ok(passthrough(response, lease)),
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Retryable(e)) => last_error = Some(e),
@@ -198,6 +207,19 @@ async fn replayable(body: RequestBody, retries_wanted: bool) -> Result<(RequestB
         }
         Err(e) if is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit: source_limit(&*e) }),
         Err(e) => Err(GatewayError::BadRequest(format!("reading the request body: {e}"))),
+    }
+}
+
+/// What an attempt says about the endpoint's health; None when it says nothing (the
+/// request itself was at fault, or the policy refused the dial).
+fn endpoint_health(outcome: &Result<(Response<hyper::body::Incoming>, Lease), AttemptError>) -> Option<bool> {
+    match outcome {
+        Ok((response, _)) => Some(!response.status().is_server_error()),
+        Err(AttemptError::Retryable(_)) => Some(false),
+        Err(AttemptError::Final(GatewayError::BodyTooLarge { .. } | GatewayError::EgressDenied { .. } | GatewayError::BadRequest(_))) => {
+            None
+        }
+        Err(AttemptError::Final(_)) => Some(false),
     }
 }
 

@@ -18,6 +18,17 @@ pub struct Resources {
     pub invalid: Vec<InvalidObject>,
     /// Ready endpoints of Kubernetes Services, keyed by (namespace, name).
     pub service_endpoints: BTreeMap<(String, String), Vec<ServiceEndpoint>>,
+    /// The latest connectivity test of each VpcAuthorization, keyed by (namespace, name).
+    /// Tests run outside compile (they are I/O); compile turns them into `Connected`.
+    pub connectivity: BTreeMap<(String, String), Connectivity>,
+}
+
+/// How a connectivity test went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connectivity {
+    pub connected: bool,
+    /// Latency on success, the exact error otherwise.
+    pub message: String,
 }
 
 /// An app: credentials for AppCode and Signature authentication.

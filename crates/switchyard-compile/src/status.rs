@@ -135,4 +135,6 @@ pub mod reason {
     pub const NOT_IMPLEMENTED: &str = "NotImplemented";
     pub const NO_ENDPOINTS: &str = "NoEndpoints";
     pub const UNSUPPORTED_SCHEME: &str = "UnsupportedScheme";
+    pub const CONNECTED: &str = "Connected";
+    pub const CONNECT_FAILED: &str = "ConnectFailed";
 }

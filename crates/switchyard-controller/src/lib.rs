@@ -5,6 +5,7 @@
 //! `snapshot_server` serves them to remote proxies; `status` keeps conditions.
 #![forbid(unsafe_code)]
 
+pub mod connectivity;
 pub mod folder;
 pub mod kubernetes;
 pub mod metrics;
@@ -43,9 +44,12 @@ pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher:
     Pass { changes, version, statuses: compiled.statuses }
 }
 
-/// Watches the folder until the task is dropped; prints every status change.
+/// Watches the folder until the task is dropped; prints every status change. Also runs
+/// the VpcAuthorization connectivity tests and recompiles when a result changes.
 pub async fn watch_folder(dir: std::path::PathBuf, publisher: Arc<Publisher>, book: Arc<StatusBook>) {
     let mut source = Some(FolderSource::new(dir));
+    let mut prober = connectivity::Prober::default();
+    let mut latest = switchyard_compile::Resources::default();
     loop {
         let mut scanning = source.take().expect("source is put back after every scan");
         let (scanning, resources) = tokio::task::spawn_blocking(move || {
@@ -55,8 +59,14 @@ pub async fn watch_folder(dir: std::path::PathBuf, publisher: Arc<Publisher>, bo
         .await
         .expect("folder scan does not panic");
         source = Some(scanning);
+        let scanned = resources.is_some();
         if let Some(resources) = resources {
-            let pass = compile_and_publish(&resources, &publisher, &book, &now_rfc3339());
+            latest = resources;
+        }
+        prober.start_due(&latest);
+        if scanned || prober.collect() {
+            latest.connectivity = prober.results();
+            let pass = compile_and_publish(&latest, &publisher, &book, &now_rfc3339());
             for change in pass.changes {
                 eprintln!("switchyard: status {change}");
             }

@@ -24,6 +24,30 @@ pub enum Command {
     /// Checks manifests offline and prints every condition the controller would set.
     /// Exits 1 when any condition is False.
     Validate(ValidateArgs),
+    /// VpcAuthorization tools.
+    Vpc {
+        #[command(subcommand)]
+        command: VpcCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VpcCommand {
+    /// Runs a connectivity test of one VpcAuthorization now and prints the result
+    /// (exit 1 when it fails). In a cluster, change the `switchyard.dev/test-connectivity`
+    /// annotation instead and read the `Connected` condition.
+    Test(VpcTestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VpcTestArgs {
+    /// The VpcAuthorization's name.
+    pub name: String,
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Folder of resource YAML files (as for standalone).
+    #[arg(long, env = "SWITCHYARD_CONFIG_DIR")]
+    pub config_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

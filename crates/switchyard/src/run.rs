@@ -13,7 +13,7 @@ use switchyard_controller::status::StatusBook;
 use switchyard_proxy::Proxy;
 use switchyard_proxy::admin::{self, AdminView};
 
-use crate::cli::{Cli, Command, ControllerArgs, ProxyArgs, StandaloneArgs, ValidateArgs};
+use crate::cli::{Cli, Command, ControllerArgs, ProxyArgs, StandaloneArgs, ValidateArgs, VpcCommand, VpcTestArgs};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Standalone(args) => runtime()?.block_on(standalone(args)),
         Command::Proxy(args) => runtime()?.block_on(proxy(args)),
         Command::Controller(args) => runtime()?.block_on(controller(args)),
+        Command::Vpc { command: VpcCommand::Test(args) } => runtime()?.block_on(vpc_test(args)),
     }
 }
 
@@ -58,6 +59,25 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         if any_false { ", some conditions are False" } else { "" }
     );
     Ok(if any_false { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// `switchyard vpc test NAME`: one connectivity test now, from the standalone folder.
+async fn vpc_test(args: VpcTestArgs) -> anyhow::Result<ExitCode> {
+    use switchyard_controller::connectivity;
+    let resources = switchyard_controller::folder::FolderSource::new(&args.config_dir).scan().unwrap_or_default();
+    let wanted = |a: &&switchyard_api::VpcAuthorization| {
+        a.metadata.name.as_deref() == Some(args.name.as_str()) && a.metadata.namespace.as_deref().unwrap_or("default") == args.namespace
+    };
+    let Some(authorization) = resources.vpc_authorizations.iter().find(wanted) else {
+        bail!("no VpcAuthorization {}/{} in {}", args.namespace, args.name, args.config_dir.display());
+    };
+    let Some(plan) = connectivity::plan(authorization, &resources) else {
+        bail!("VpcAuthorization {}/{} has no valid target to test", args.namespace, args.name);
+    };
+    let result = connectivity::run(&plan).await;
+    let status = if result.connected { "True" } else { "False" };
+    println!("VpcAuthorization {}/{}: Connected={status}: {}", args.namespace, args.name, result.message);
+    Ok(if result.connected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Standalone's admin view: the proxy's readiness, the published snapshot, the statuses.

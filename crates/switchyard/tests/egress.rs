@@ -134,3 +134,63 @@ async fn a_dns_record_spreads_requests_60_40_and_a_change_applies_within_a_secon
         assert_eq!(get(&gw.proxy_url("/pool")).await.unwrap().header("x-upstream"), Some("b"), "weight 0 takes no traffic");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_flips_false_within_one_interval_when_the_target_goes_away_and_back_when_it_returns() {
+    use std::time::{Duration, Instant};
+    let up = Upstream::start("private").await;
+    let addr = up.addr;
+    let authorization = format!(
+        "{API}\nkind: VpcAuthorization\nmetadata: {{name: private}}\nspec:\n  target: {{address: 127.0.0.1}}\n  ports: [{}]\n  connectivityTest: {{interval: 1s, http: {{path: /healthz}}}}\n",
+        addr.port()
+    );
+    let (_config, gw) = gateway(&[("auth.yaml", &authorization)], &[]).await;
+    let connected = |want: &'static str| {
+        let gw = &gw;
+        async move { gw.condition("VpcAuthorization", "private", "Connected").await.map(|(s, _)| s).as_deref() == Some(want) }
+    };
+    support::wait_until("Connected=True", Duration::from_secs(5), || connected("True")).await;
+    up.stop();
+    drop(up);
+    let gone = Instant::now();
+    support::wait_until("Connected=False", Duration::from_secs(5), || connected("False")).await;
+    assert!(gone.elapsed() < Duration::from_millis(2500), "flipped after {:?} with a 1s interval", gone.elapsed());
+    let status = gw.status().await;
+    let message = status["resources"].as_array().unwrap().iter().find(|r| r["name"] == "private").unwrap()["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Connected")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("refused"), "the exact error is recorded: {message}");
+    let _back = Upstream::start_on("private", addr).await;
+    support::wait_until("Connected=True again", Duration::from_secs(5), || connected("True")).await;
+}
+
+#[test]
+fn vpc_test_runs_one_connectivity_test_from_the_command_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = ConfigDir::with(&[(
+        "auth.yaml",
+        &format!(
+            "{API}\nkind: VpcAuthorization\nmetadata: {{name: db, namespace: shop}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{port}]}}\n"
+        ),
+    )]);
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["vpc", "test", "db", "-n", "shop", "--config-dir", config.path().to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = run();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("VpcAuthorization shop/db: Connected=True"));
+    drop(listener);
+    let failed = run();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("Connected=False"));
+}

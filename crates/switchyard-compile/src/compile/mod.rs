@@ -36,7 +36,7 @@ impl Compiled {
 /// Compiles the whole set of resources. Pure: no I/O, no clock.
 pub fn compile(resources: &Resources) -> Compiled {
     let mut statuses: Vec<ResourceStatus> = resources.invalid.iter().map(invalid_status).collect();
-    let grants = vpc::compile_all(&resources.vpc_authorizations, &mut statuses);
+    let grants = vpc::compile_all(&resources.vpc_authorizations, &resources.connectivity, &mut statuses);
     let dns_records = dns::compile_all(&resources.dns_records, &mut statuses);
     let backends = backends::compile_all(resources, &grants, &mut statuses);
     let apps = apps(resources);

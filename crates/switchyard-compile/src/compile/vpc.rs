@@ -4,10 +4,15 @@ use switchyard_api::VpcAuthorization;
 
 use super::{ByName, Rejection, accept, age_key, name, namespace, reject, status_for};
 use crate::snapshot::{VpcGrant, VpcGrantTarget};
-use crate::{ResourceKind, ResourceStatus, reason, validate};
+use crate::{ConditionSpec, Connectivity, ResourceKind, ResourceStatus, reason, validate};
+use switchyard_api::condition_type::CONNECTED;
 
 /// Validates every VpcAuthorization; returns the accepted ones by (namespace, name).
-pub(super) fn compile_all(auths: &[VpcAuthorization], statuses: &mut Vec<ResourceStatus>) -> ByName<VpcGrant> {
+pub(super) fn compile_all(
+    auths: &[VpcAuthorization],
+    connectivity: &ByName<Connectivity>,
+    statuses: &mut Vec<ResourceStatus>,
+) -> ByName<VpcGrant> {
     let mut sorted: Vec<&VpcAuthorization> = auths.iter().collect();
     sorted.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
     let mut grants = ByName::new();
@@ -17,6 +22,10 @@ pub(super) fn compile_all(auths: &[VpcAuthorization], statuses: &mut Vec<Resourc
             Ok(grant) => {
                 accept(&mut status);
                 let key = (namespace(&auth.metadata).to_owned(), name(&auth.metadata).to_owned());
+                if let Some(test) = connectivity.get(&key) {
+                    let reason = if test.connected { reason::CONNECTED } else { reason::CONNECT_FAILED };
+                    status.set(ConditionSpec::new(CONNECTED, test.connected, reason, test.message.clone()));
+                }
                 grants.insert(key, grant);
             }
             Err(why) => reject(&mut status, why),

@@ -93,6 +93,8 @@ impl Stores {
             apps: self.apps.state().iter().filter_map(|s| app_secret(s)).collect(),
             invalid: Vec::new(),
             service_endpoints: endpoints::service_endpoints(&services, &slices),
+            // Filled by the run loop from the prober (leader only).
+            connectivity: Default::default(),
         }
     }
 
@@ -267,6 +269,8 @@ pub async fn run(
     stores.wait_ready().await;
     tracing::info!("initial lists loaded; compiling");
     let mut writer = StatusWriter::new(client);
+    let mut prober = crate::connectivity::Prober::default();
+    let probe_finished = prober.finished.clone();
     // Leadership changes wake the loop while the elector runs; if it ever stops, its
     // channel closes and must not wake the loop in a spin.
     let mut elector_alive = true;
@@ -274,7 +278,14 @@ pub async fn run(
         let started = Instant::now();
         let leads = *leading.borrow_and_update();
         let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics };
-        let pass = reconcile_once(&stores.resources(), leads, &mut writer, |o| stores.current_status(o), ctx).await;
+        let mut resources = stores.resources();
+        if leads {
+            // Probes run on the leader only; their results are compile input like the rest.
+            prober.collect();
+            prober.start_due(&resources);
+            resources.connectivity = prober.results();
+        }
+        let pass = reconcile_once(&resources, leads, &mut writer, |o| stores.current_status(o), ctx).await;
         if leads {
             events.publish(&pass.changes, &pass.now, |o| stores.reference(o)).await;
         }
@@ -282,6 +293,8 @@ pub async fn run(
         // Wake on a change (debounced), on gaining leadership, or on the resync tick.
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+            () = probe_finished.notified() => {}
+            () = tokio::time::sleep(prober.next_due()), if leads => {}
             changed = leading.changed(), if elector_alive => elector_alive = changed.is_ok(),
             () = tokio::time::sleep(RESYNC) => {}
         }

@@ -1,0 +1,273 @@
+//! Connectivity tests of VpcAuthorizations: a TCP connect to every authorized address and
+//! port (and an optional HTTP GET), on change, on the configured interval, and when the
+//! `switchyard.dev/test-connectivity` annotation changes. Results go back into compile
+//! (as `Resources::connectivity`), which turns them into the `Connected` condition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_api::{TEST_CONNECTIVITY_ANNOTATION, VpcAuthorization};
+use switchyard_compile::{Connectivity, Resources, units};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+/// Default time between tests.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// One connect (or HTTP exchange) may take this long.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+type Key = (String, String);
+
+/// What one test dials.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub targets: Vec<SocketAddrOrHost>,
+    pub http_path: Option<String>,
+    pub host_header: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum SocketAddrOrHost {
+    Addr(SocketAddr),
+    Host(String, u16),
+}
+
+/// Schedules tests and keeps their latest results.
+pub struct Prober {
+    scheduled: HashMap<Key, Scheduled>,
+    results: BTreeMap<Key, Connectivity>,
+    done_tx: mpsc::UnboundedSender<(Key, String, Connectivity)>,
+    done_rx: mpsc::UnboundedReceiver<(Key, String, Connectivity)>,
+    /// Poked when a test finishes, so the owner can recompile.
+    pub finished: Arc<Notify>,
+}
+
+struct Scheduled {
+    fingerprint: String,
+    interval: Duration,
+    last_start: Instant,
+    running: bool,
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self { scheduled: HashMap::new(), results: BTreeMap::new(), done_tx, done_rx, finished: Arc::new(Notify::new()) }
+    }
+}
+
+impl Prober {
+    /// Starts every test that is due: a new or changed authorization (spec or the
+    /// test-now annotation), or the interval elapsed since the last start.
+    pub fn start_due(&mut self, resources: &Resources) {
+        let live: Vec<Key> = resources.vpc_authorizations.iter().map(key).collect();
+        self.scheduled.retain(|k, _| live.contains(k));
+        self.results.retain(|k, _| live.contains(k));
+        for auth in &resources.vpc_authorizations {
+            let key = key(auth);
+            let fingerprint = fingerprint(auth);
+            let interval = interval(auth);
+            let due = match self.scheduled.get(&key) {
+                None => true,
+                Some(s) => !s.running && (s.fingerprint != fingerprint || s.last_start.elapsed() >= s.interval),
+            };
+            if !due {
+                continue;
+            }
+            let Some(plan) = plan(auth, resources) else { continue };
+            self.scheduled
+                .insert(key.clone(), Scheduled { fingerprint: fingerprint.clone(), interval, last_start: Instant::now(), running: true });
+            let (tx, finished) = (self.done_tx.clone(), self.finished.clone());
+            tokio::spawn(async move {
+                let result = run(&plan).await;
+                let _ = tx.send((key, fingerprint, result));
+                finished.notify_one();
+            });
+        }
+    }
+
+    /// Takes finished tests in; true when any result changed.
+    pub fn collect(&mut self) -> bool {
+        let mut changed = false;
+        while let Ok((key, fingerprint, result)) = self.done_rx.try_recv() {
+            if let Some(s) = self.scheduled.get_mut(&key) {
+                s.running = false;
+                if s.fingerprint != fingerprint {
+                    continue; // the authorization changed meanwhile; its new test decides
+                }
+            }
+            changed |= self.results.get(&key) != Some(&result);
+            self.results.insert(key, result);
+        }
+        changed
+    }
+
+    pub fn results(&self) -> BTreeMap<Key, Connectivity> {
+        self.results.clone()
+    }
+
+    /// Time until the next interval test is due (for the owner's wake-up).
+    pub fn next_due(&self) -> Duration {
+        self.scheduled
+            .values()
+            .filter(|s| !s.running)
+            .map(|s| s.interval.saturating_sub(s.last_start.elapsed()))
+            .min()
+            .unwrap_or(DEFAULT_INTERVAL)
+    }
+}
+
+fn key(auth: &VpcAuthorization) -> Key {
+    (auth.metadata.namespace.clone().unwrap_or_else(|| "default".into()), auth.metadata.name.clone().unwrap_or_default())
+}
+
+/// What makes a new test necessary: the spec and the test-now annotation.
+fn fingerprint(auth: &VpcAuthorization) -> String {
+    let annotation = auth.metadata.annotations.as_ref().and_then(|a| a.get(TEST_CONNECTIVITY_ANNOTATION)).cloned().unwrap_or_default();
+    format!("{}|{annotation}", serde_json::to_string(&auth.spec).unwrap_or_default())
+}
+
+fn interval(auth: &VpcAuthorization) -> Duration {
+    auth.spec
+        .connectivity_test
+        .as_ref()
+        .and_then(|t| t.interval.as_deref())
+        .and_then(|i| units::parse_duration(i).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_INTERVAL)
+}
+
+/// The addresses and ports to test; None when the target cannot be tested (invalid).
+pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
+    let spec = &auth.spec;
+    let (ns, _) = key(auth);
+    let targets = match (&spec.target.address, &spec.target.host, &spec.target.service) {
+        (Some(address), None, None) => {
+            let ip: IpAddr = address.parse().ok()?;
+            spec.ports.iter().map(|p| SocketAddrOrHost::Addr(SocketAddr::new(ip, *p))).collect()
+        }
+        (None, Some(host), None) => spec.ports.iter().map(|p| SocketAddrOrHost::Host(host.clone(), *p)).collect(),
+        (None, None, Some(service)) => {
+            let endpoints = resources.service_endpoints.get(&(ns, service.name.clone()))?;
+            spec.ports
+                .iter()
+                .flat_map(|p| {
+                    endpoints
+                        .iter()
+                        .filter_map(move |e| e.target(Some(*p), None).map(|t| SocketAddrOrHost::Addr(SocketAddr::new(e.address, t))))
+                })
+                .collect()
+        }
+        _ => return None,
+    };
+    let host_header =
+        spec.host_name.clone().or_else(|| spec.target.host.clone()).or_else(|| spec.target.address.clone()).unwrap_or_default();
+    Some(Plan { targets, http_path: spec.connectivity_test.as_ref().and_then(|t| t.http.as_ref()).map(|h| h.path.clone()), host_header })
+}
+
+/// Runs one test: every target must accept (and answer the HTTP probe below 500).
+pub async fn run(plan: &Plan) -> Connectivity {
+    if plan.targets.is_empty() {
+        return Connectivity { connected: false, message: "no address to test (the target has no endpoints)".into() };
+    }
+    let mut reports = Vec::with_capacity(plan.targets.len());
+    for target in &plan.targets {
+        match probe(target, plan).await {
+            Ok(report) => reports.push(report),
+            Err(error) => return Connectivity { connected: false, message: error },
+        }
+    }
+    Connectivity { connected: true, message: reports.join("; ") }
+}
+
+async fn probe(target: &SocketAddrOrHost, plan: &Plan) -> Result<String, String> {
+    let (label, started) = (describe(target), Instant::now());
+    let connect = async {
+        match target {
+            SocketAddrOrHost::Addr(addr) => TcpStream::connect(addr).await,
+            SocketAddrOrHost::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+        }
+    };
+    let mut stream = tokio::time::timeout(PROBE_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("{label}: no connection within {PROBE_TIMEOUT:?}"))?
+        .map_err(|e| format!("{label}: {e}"))?;
+    let latency = started.elapsed();
+    let Some(path) = &plan.http_path else {
+        return Ok(format!("{label} connected in {:.1} ms", latency.as_secs_f64() * 1e3));
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchyard-connectivity-test\r\nConnection: close\r\n\r\n",
+        plan.host_header
+    );
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let head = tokio::time::timeout(PROBE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{label}: GET {path} got no answer within {PROBE_TIMEOUT:?}"))?
+        .map_err(|e| format!("{label}: GET {path}: {e}"))?;
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{label}: GET {path}: not an HTTP response"))?;
+    if status >= 500 {
+        return Err(format!("{label}: GET {path} answered {status}"));
+    }
+    Ok(format!("{label} connected in {:.1} ms, GET {path} answered {status}", latency.as_secs_f64() * 1e3))
+}
+
+fn describe(target: &SocketAddrOrHost) -> String {
+    match target {
+        SocketAddrOrHost::Addr(addr) => addr.to_string(),
+        SocketAddrOrHost::Host(host, port) => format!("{host}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authorization(yaml: &str) -> Resources {
+        let mut resources = Resources::default();
+        switchyard_compile::manifest::add_yaml(&mut resources, "t", yaml);
+        resources
+    }
+
+    #[tokio::test]
+    async fn a_listening_port_is_connected_and_a_closed_one_reports_the_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Plan {
+            targets: vec![SocketAddrOrHost::Addr(SocketAddr::from(([127, 0, 0, 1], port)))],
+            http_path: None,
+            host_header: String::new(),
+        };
+        let result = run(&open).await;
+        assert!(result.connected, "{}", result.message);
+        assert!(result.message.contains("connected in"));
+        drop(listener);
+        let closed = run(&open).await;
+        assert!(!closed.connected);
+        assert!(closed.message.contains("refused"), "{}", closed.message);
+    }
+
+    #[tokio::test]
+    async fn a_changed_annotation_asks_for_a_new_test() {
+        let base = "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: a, annotations: {switchyard.dev/test-connectivity: 'ANNOT'}}\nspec: {target: {address: 127.0.0.1}, ports: [9]}\n";
+        let mut prober = Prober::default();
+        prober.start_due(&authorization(&base.replace("ANNOT", "1")));
+        prober.finished.notified().await;
+        prober.collect();
+        assert!(!prober.results()[&("default".into(), "a".into())].connected);
+        let first_start = prober.scheduled[&("default".into(), "a".into())].last_start;
+        prober.start_due(&authorization(&base.replace("ANNOT", "1")));
+        assert_eq!(prober.scheduled[&("default".into(), "a".into())].last_start, first_start, "nothing changed, interval not elapsed");
+        prober.start_due(&authorization(&base.replace("ANNOT", "2")));
+        assert_ne!(prober.scheduled[&("default".into(), "a".into())].last_start, first_start, "the annotation asks for a test now");
+    }
+}

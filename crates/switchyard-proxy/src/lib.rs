@@ -17,6 +17,7 @@ mod outlier;
 mod proxy;
 pub mod pull;
 mod request_id;
+mod retry_budget;
 pub mod router;
 pub mod runtime;
 mod service;

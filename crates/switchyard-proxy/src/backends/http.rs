@@ -17,6 +17,7 @@ use crate::body::{RequestBody, ResponseBody, is_body_too_large};
 use crate::client::Lease;
 use crate::error::GatewayError;
 use crate::outlier::Outlier;
+use crate::retry_budget::RetryBudget;
 use crate::runtime::DEFAULT_TIMEOUT;
 use crate::shape::strip_hop_by_hop;
 
@@ -32,6 +33,8 @@ pub struct HttpBackend {
     dial_grant: Option<DialGrant>,
     /// Passive health, when configured.
     outlier: Option<Outlier>,
+    /// Caps retries in flight against this backend.
+    retry_budget: RetryBudget,
     timeout: Duration,
     retries: RetryPolicy,
 }
@@ -69,6 +72,7 @@ impl HttpBackend {
             balancer: Balancer::build(&spec.load_balancer, &names),
             dial_grant: spec.dial_grant.clone(),
             outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len())),
+            retry_budget: RetryBudget::default(),
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
         })
@@ -158,10 +162,17 @@ impl Backend for HttpBackend {
         let attempts = if replay.is_some() { 1 + policy.attempts } else { 1 };
         let mut headers = Some(std::mem::take(&mut request.headers));
         let mut last_error = None;
+        let _in_flight = self.retry_budget.request();
+        let mut _retry = None;
         for attempt in 0..attempts {
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
+            }
+            if attempt > 0 {
+                // Over budget: fail with the error we have rather than pile on.
+                let Some(retry) = self.retry_budget.try_retry() else { break };
+                _retry = Some(retry);
             }
             let index = self.pick(&request, headers.as_ref().expect("headers stay until the last attempt"), attempt);
             let endpoint = &self.endpoints[index];

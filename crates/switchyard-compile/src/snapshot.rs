@@ -155,6 +155,21 @@ pub struct Backend {
     /// Passive outlier detection, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outlier: Option<OutlierPolicy>,
+    /// Active health checks, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_health: Option<ActiveHealthPolicy>,
+}
+
+/// Periodic probes of every endpoint: a TCP connect, or `GET path` answering below 500.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveHealthPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub interval_ms: u64,
+    /// Passing probes in a row before an unhealthy endpoint is back.
+    pub healthy_threshold: u32,
+    /// Failing probes in a row before an endpoint leaves rotation.
+    pub unhealthy_threshold: u32,
 }
 
 /// Eject an endpoint after consecutive failures (connect failures, timeouts, 5xx), for a

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_api::{TEST_CONNECTIVITY_ANNOTATION, VpcAuthorization};
 use switchyard_compile::{Connectivity, Resources, units};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use switchyard_http::ProbeAddr;
 use tokio::sync::{Notify, mpsc};
 
 /// Default time between tests.
@@ -184,48 +183,16 @@ pub async fn run(plan: &Plan) -> Connectivity {
 }
 
 async fn probe(target: &SocketAddrOrHost, plan: &Plan) -> Result<String, String> {
-    let (label, started) = (describe(target), Instant::now());
-    let connect = async {
-        match target {
-            SocketAddrOrHost::Addr(addr) => TcpStream::connect(addr).await,
-            SocketAddrOrHost::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
-        }
+    let addr = match target {
+        SocketAddrOrHost::Addr(addr) => ProbeAddr::Socket(*addr),
+        SocketAddrOrHost::Host(host, port) => ProbeAddr::Host(host.clone(), *port),
     };
-    let mut stream = tokio::time::timeout(PROBE_TIMEOUT, connect)
-        .await
-        .map_err(|_| format!("{label}: no connection within {PROBE_TIMEOUT:?}"))?
-        .map_err(|e| format!("{label}: {e}"))?;
-    let latency = started.elapsed();
-    let Some(path) = &plan.http_path else {
-        return Ok(format!("{label} connected in {:.1} ms", latency.as_secs_f64() * 1e3));
-    };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchyard-connectivity-test\r\nConnection: close\r\n\r\n",
-        plan.host_header
-    );
-    let exchange = async {
-        stream.write_all(request.as_bytes()).await?;
-        let mut head = [0u8; 64];
-        let n = stream.read(&mut head).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
-    };
-    let head = tokio::time::timeout(PROBE_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("{label}: GET {path} got no answer within {PROBE_TIMEOUT:?}"))?
-        .map_err(|e| format!("{label}: GET {path}: {e}"))?;
-    let status: u16 =
-        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{label}: GET {path}: not an HTTP response"))?;
-    if status >= 500 {
-        return Err(format!("{label}: GET {path} answered {status}"));
-    }
-    Ok(format!("{label} connected in {:.1} ms, GET {path} answered {status}", latency.as_secs_f64() * 1e3))
-}
-
-fn describe(target: &SocketAddrOrHost) -> String {
-    match target {
-        SocketAddrOrHost::Addr(addr) => addr.to_string(),
-        SocketAddrOrHost::Host(host, port) => format!("{host}:{port}"),
-    }
+    let report = switchyard_http::probe(&addr, &plan.host_header, plan.http_path.as_deref(), PROBE_TIMEOUT).await?;
+    let latency_ms = report.connect_latency.as_secs_f64() * 1e3;
+    Ok(match (report.status, &plan.http_path) {
+        (Some(status), Some(path)) => format!("{addr} connected in {latency_ms:.1} ms, GET {path} answered {status}"),
+        _ => format!("{addr} connected in {latency_ms:.1} ms"),
+    })
 }
 
 #[cfg(test)]

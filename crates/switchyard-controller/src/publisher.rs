@@ -80,6 +80,7 @@ mod tests {
                 load_balancer: Default::default(),
                 dial_grant: None,
                 outlier: None,
+                active_health: None,
             }],
             ..Snapshot::default()
         }

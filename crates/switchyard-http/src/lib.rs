@@ -133,3 +133,64 @@ where
 pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
+
+/// Where a probe connects.
+#[derive(Clone, Debug)]
+pub enum ProbeAddr {
+    Socket(SocketAddr),
+    Host(String, u16),
+}
+
+impl std::fmt::Display for ProbeAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Socket(addr) => write!(f, "{addr}"),
+            Self::Host(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// What a passing probe saw.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeReport {
+    pub connect_latency: Duration,
+    /// The HTTP status, when a path was probed.
+    pub status: Option<u16>,
+}
+
+/// One health probe, shared by the controller's connectivity tests and the proxy's
+/// active health checks: a TCP connect, then, when `path` is set, `GET path` whose
+/// status must be below 500. Errors name the address and the exact cause.
+pub async fn probe(addr: &ProbeAddr, host_header: &str, path: Option<&str>, timeout: Duration) -> Result<ProbeReport, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let connect = async {
+        match addr {
+            ProbeAddr::Socket(socket) => tokio::net::TcpStream::connect(socket).await,
+            ProbeAddr::Host(host, port) => tokio::net::TcpStream::connect((host.as_str(), *port)).await,
+        }
+    };
+    let mut stream = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| format!("{addr}: no connection within {timeout:?}"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let connect_latency = started.elapsed();
+    let Some(path) = path else { return Ok(ProbeReport { connect_latency, status: None }) };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: switchyard-probe\r\nConnection: close\r\n\r\n");
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let head = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("{addr}: GET {path} got no answer within {timeout:?}"))?
+        .map_err(|e| format!("{addr}: GET {path}: {e}"))?;
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{addr}: GET {path}: not an HTTP response"))?;
+    if status >= 500 {
+        return Err(format!("{addr}: GET {path} answered {status}"));
+    }
+    Ok(ProbeReport { connect_latency, status: Some(status) })
+}

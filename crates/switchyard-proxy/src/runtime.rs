@@ -22,8 +22,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One snapshot, ready to serve.
 pub struct Runtime {
     pub snapshot: Arc<Snapshot>,
-    /// Where this snapshot lets the proxy dial (egress policy, DnsRecords, grants).
-    pub dial: DialPolicy,
+    /// Where this snapshot lets the proxy dial (egress policy, DnsRecords).
+    pub dial: Arc<DialPolicy>,
     pub router: Router,
     pub routes: Vec<RouteRuntime>,
     pub backends: Vec<BackendRuntime>,
@@ -73,9 +73,9 @@ impl Runtime {
     /// the wire could carry) is refused so the proxy keeps the one it has.
     pub fn build(snapshot: Arc<Snapshot>, egress: &EgressConfig) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes)?;
-        let backends = snapshot.backends.iter().map(BackendRuntime::build).collect::<Result<Vec<_>, _>>()?;
+        let dial = Arc::new(DialPolicy::build(egress, &snapshot));
+        let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &dial)).collect::<Result<Vec<_>, _>>()?;
         let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
-        let dial = DialPolicy::build(egress, &snapshot);
         Ok(Self { snapshot, dial, router, routes, backends })
     }
 }
@@ -202,6 +202,7 @@ mod tests {
             load_balancer: Default::default(),
             dial_grant: None,
             outlier: None,
+            active_health: None,
         };
         Snapshot { routes: vec![route], backends: (0..backends).map(backend).collect(), ..Snapshot::default() }
     }

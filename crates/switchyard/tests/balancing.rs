@@ -160,3 +160,24 @@ async fn a_killed_endpoint_costs_under_a_thousandth_of_requests_and_returns_once
     let c_after_return = seen.iter().filter(|(p, _, u)| *p == 2 && u == "c").count();
     assert!(c_after_return > 0, "the revived endpoint never came back into rotation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_checks_take_a_dead_endpoint_out_and_bring_it_back() {
+    use std::time::Duration;
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let b_addr = b.addr;
+    let policy =
+        "{policy: RoundRobin}\n  healthCheck: {active: {path: /healthz, interval: 100ms, unhealthyThreshold: 2, healthyThreshold: 1}}";
+    let (_config, gw) = gateway(&[&a, &b], policy).await;
+    assert_eq!(spread(&gw, 20, 1, None).await.len(), 2, "both endpoints serve at first");
+    b.stop();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let counts = spread(&gw, 50, 1, None).await;
+    assert_eq!(counts.get("a"), Some(&50), "no retries configured: every request succeeded on the healthy endpoint: {counts:?}");
+    let _b = Upstream::start_on("b", b_addr).await;
+    support::wait_until("the endpoint is back in rotation", Duration::from_secs(5), || async {
+        spread(&gw, 4, 1, None).await.contains_key("b")
+    })
+    .await;
+}

@@ -7,7 +7,8 @@ use switchyard_api::{
 
 use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
 use crate::snapshot::{
-    Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy, VpcGrant, VpcGrantTarget,
+    ActiveHealthPolicy, Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy, VpcGrant,
+    VpcGrantTarget,
 };
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
 
@@ -96,13 +97,14 @@ fn compile_one(
         .and_then(|kind| common_policy(spec).map(|policy| (kind, policy)))
         .and_then(|(kind, policy)| compile_kind(kind, spec, ns, resources, grants, &mut entry).map(|k| (k, policy)));
     match compiled {
-        Ok((Resolved::Ready(kind, endpoints), CommonPolicy { timeout_ms, retries, load_balancer, outlier })) => {
+        Ok((Resolved::Ready(kind, endpoints), CommonPolicy { timeout_ms, retries, load_balancer, outlier, active_health })) => {
             accept(status);
             status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
             set_ready(status, &kind, endpoints);
             entry.index = Some(list.len());
             let id = format!("{ns}/{}", name(&backend.metadata));
-            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant: entry.dial_grant.clone(), outlier });
+            let dial_grant = entry.dial_grant.clone();
+            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health });
         }
         Ok((Resolved::Unresolved(why), _)) => {
             accept(status);
@@ -153,6 +155,7 @@ struct CommonPolicy {
     retries: RetryPolicy,
     load_balancer: LoadBalancer,
     outlier: Option<OutlierPolicy>,
+    active_health: Option<ActiveHealthPolicy>,
 }
 
 fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
@@ -161,7 +164,27 @@ fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
         retries: spec.retries.as_ref().map(retry_policy).transpose()?.unwrap_or_default(),
         load_balancer: spec.load_balancing.as_ref().map(load_balancer).transpose()?.unwrap_or_default(),
         outlier: spec.health_check.as_ref().and_then(|h| h.passive.as_ref()).map(outlier_policy).transpose()?,
+        active_health: spec.health_check.as_ref().and_then(|h| h.active.as_ref()).map(active_health_policy).transpose()?,
     })
+}
+
+/// Defaults: every 5 s, 2 passes to return, 3 failures to leave.
+fn active_health_policy(active: &switchyard_api::ActiveHealthCheck) -> Result<ActiveHealthPolicy, Rejection> {
+    let bad = |why: &str| Rejection::new(reason::INVALID_SPEC, format!("healthCheck.active.{why}"));
+    if let Some(path) = &active.path
+        && (!path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' '))
+    {
+        return Err(bad("path must start with / and hold no spaces or control characters"));
+    }
+    let interval_ms = duration_ms("healthCheck.active.interval", active.interval.as_ref())?.unwrap_or(5_000);
+    if interval_ms < 100 {
+        return Err(bad("interval must be at least 100ms"));
+    }
+    let (healthy_threshold, unhealthy_threshold) = (active.healthy_threshold.unwrap_or(2), active.unhealthy_threshold.unwrap_or(3));
+    if healthy_threshold == 0 || unhealthy_threshold == 0 {
+        return Err(bad("thresholds must be at least 1"));
+    }
+    Ok(ActiveHealthPolicy { path: active.path.clone(), interval_ms, healthy_threshold, unhealthy_threshold })
 }
 
 /// Defaults: 5 consecutive failures, 30 s first ejection.

@@ -2,6 +2,7 @@
 //! policy, per-attempt timeout and retries (to another endpoint) on the failures the
 //! policy names.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,7 +16,9 @@ use super::{Backend, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
 use crate::client::Lease;
+use crate::egress::DialPolicy;
 use crate::error::GatewayError;
+use crate::health::{self, ActiveHealth, ProbeTargets};
 use crate::outlier::Outlier;
 use crate::retry_budget::RetryBudget;
 use crate::runtime::DEFAULT_TIMEOUT;
@@ -35,6 +38,8 @@ pub struct HttpBackend {
     outlier: Option<Outlier>,
     /// Caps retries in flight against this backend.
     retry_budget: RetryBudget,
+    /// Active health checks, when configured (probed by a task of their own).
+    active_health: Option<Arc<ActiveHealth>>,
     timeout: Duration,
     retries: RetryPolicy,
 }
@@ -53,7 +58,7 @@ enum AttemptError {
 }
 
 impl HttpBackend {
-    pub fn build(spec: &BackendSpec, endpoints: &[Endpoint]) -> Result<Self, String> {
+    pub fn build(spec: &BackendSpec, endpoints: &[Endpoint], dial: &Arc<DialPolicy>) -> Result<Self, String> {
         let endpoints = endpoints
             .iter()
             .map(|e| {
@@ -66,6 +71,16 @@ impl HttpBackend {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let names: Vec<String> = endpoints.iter().map(|e| e.authority.to_string()).collect();
+        let active_health = spec.active_health.clone().map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len())));
+        if let Some(health) = &active_health {
+            let targets = ProbeTargets {
+                authorities: endpoints.iter().map(|e| e.authority.clone()).collect(),
+                host_headers: endpoints.iter().map(|e| e.host.to_str().unwrap_or_default().to_owned()).collect(),
+                dial: dial.clone(),
+                grant: spec.dial_grant.clone(),
+            };
+            health::spawn(health, targets);
+        }
         Ok(Self {
             id: spec.id.clone(),
             endpoints,
@@ -73,6 +88,7 @@ impl HttpBackend {
             dial_grant: spec.dial_grant.clone(),
             outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len())),
             retry_budget: RetryBudget::default(),
+            active_health,
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
         })
@@ -81,7 +97,17 @@ impl HttpBackend {
     fn pick(&self, request: &ShapedRequest, headers: &HeaderMap, attempt: u32) -> usize {
         let input = PickInput { headers, client_ip: request.client_ip, attempt };
         let picked = self.balancer.pick(self.endpoints.len(), &input);
-        self.outlier.as_ref().map_or(picked, |o| o.in_rotation(picked))
+        self.in_rotation(picked)
+    }
+
+    /// `preferred` if it is in rotation, else the next one that is (wrapping); when none
+    /// is, `preferred` anyway: better a doubtful endpoint than a certain error.
+    fn in_rotation(&self, preferred: usize) -> usize {
+        let len = self.endpoints.len();
+        let usable = |i: usize| {
+            self.active_health.as_ref().is_none_or(|h| h.is_healthy(i)) && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(i))
+        };
+        (0..len).map(|k| (preferred + k) % len).find(|i| usable(*i)).unwrap_or(preferred)
     }
 
     fn build_request(

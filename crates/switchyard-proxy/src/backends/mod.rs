@@ -68,9 +68,9 @@ pub enum BackendRuntime {
 }
 
 impl BackendRuntime {
-    pub fn build(spec: &BackendSpec) -> Result<Self, String> {
+    pub fn build(spec: &BackendSpec, dial: &std::sync::Arc<crate::egress::DialPolicy>) -> Result<Self, String> {
         Ok(match &spec.kind {
-            BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints)?),
+            BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints, dial)?),
             BackendKind::Mock { status, headers, body } => Self::Mock(MockBackend::build(*status, headers, body)?),
             BackendKind::Unimplemented { kind } => Self::Unimplemented(Unimplemented::new(kind, &spec.id)),
         })

@@ -1,0 +1,136 @@
+//! Active health checks: a task per backend probes every endpoint on an interval (with
+//! jitter, so replicas do not probe in lockstep) and takes endpoints out of rotation after
+//! `unhealthy_threshold` failures in a row, back after `healthy_threshold` passes.
+//!
+//! The task lives as long as the snapshot's runtime (it holds only a weak reference) and
+//! dials through the same egress policy as traffic: a probe never reaches an address
+//! requests could not.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::uri::Authority;
+use switchyard_compile::snapshot::{ActiveHealthPolicy, DialGrant};
+use switchyard_http::ProbeAddr;
+
+use crate::egress::DialPolicy;
+
+/// One probe may take this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct ActiveHealth {
+    policy: ActiveHealthPolicy,
+    endpoints: Vec<EndpointHealth>,
+}
+
+struct EndpointHealth {
+    healthy: AtomicBool,
+    passes: AtomicU32,
+    failures: AtomicU32,
+}
+
+impl ActiveHealth {
+    /// Every endpoint starts healthy: traffic flows until probes say otherwise.
+    pub fn new(policy: ActiveHealthPolicy, endpoints: usize) -> Self {
+        let endpoints = (0..endpoints)
+            .map(|_| EndpointHealth { healthy: AtomicBool::new(true), passes: AtomicU32::new(0), failures: AtomicU32::new(0) })
+            .collect();
+        Self { policy, endpoints }
+    }
+
+    pub fn is_healthy(&self, endpoint: usize) -> bool {
+        self.endpoints.get(endpoint).is_none_or(|e| e.healthy.load(Ordering::Relaxed))
+    }
+
+    pub fn record(&self, endpoint: usize, ok: bool) {
+        let Some(e) = self.endpoints.get(endpoint) else { return };
+        if ok {
+            e.failures.store(0, Ordering::Relaxed);
+            let passes = e.passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if passes >= self.policy.healthy_threshold && !e.healthy.swap(true, Ordering::Relaxed) {
+                tracing::info!(endpoint, "endpoint healthy again");
+            }
+        } else {
+            e.passes.store(0, Ordering::Relaxed);
+            let failures = e.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if failures >= self.policy.unhealthy_threshold && e.healthy.swap(false, Ordering::Relaxed) {
+                tracing::warn!(endpoint, "endpoint failed its health checks; out of rotation");
+            }
+        }
+    }
+}
+
+/// What the probe task needs to reach each endpoint.
+pub struct ProbeTargets {
+    pub authorities: Vec<Authority>,
+    pub host_headers: Vec<String>,
+    pub dial: Arc<DialPolicy>,
+    pub grant: Option<DialGrant>,
+}
+
+/// Starts the probe task when a runtime is available (not in plain unit tests).
+pub fn spawn(health: &Arc<ActiveHealth>, targets: ProbeTargets) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(run(Arc::downgrade(health), targets));
+    }
+}
+
+async fn run(health: Weak<ActiveHealth>, targets: ProbeTargets) {
+    let mut seed = std::process::id() as u64 ^ targets.authorities.len() as u64;
+    loop {
+        let Some(interval) = health.upgrade().map(|h| h.policy.interval_ms) else { return };
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let jitter = (seed >> 33) % (interval / 10 + 1);
+        tokio::time::sleep(Duration::from_millis(interval + jitter)).await;
+        let Some(health) = health.upgrade() else { return };
+        for (i, authority) in targets.authorities.iter().enumerate() {
+            let ok = probe_one(authority, &targets.host_headers[i], &health.policy, &targets).await;
+            health.record(i, ok);
+        }
+    }
+}
+
+async fn probe_one(authority: &Authority, host_header: &str, policy: &ActiveHealthPolicy, targets: &ProbeTargets) -> bool {
+    let Some(addr) = resolve(authority, &targets.dial).await else { return false };
+    if targets.dial.check(addr, targets.grant.as_ref()).is_err() {
+        return false;
+    }
+    switchyard_http::probe(&ProbeAddr::Socket(addr), host_header, policy.path.as_deref(), PROBE_TIMEOUT).await.is_ok()
+}
+
+/// The address a request would use: IP literal, DnsRecord pick, or the system resolver.
+async fn resolve(authority: &Authority, dial: &DialPolicy) -> Option<SocketAddr> {
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    if let Some(ip) = host.parse::<IpAddr>().ok().or_else(|| dial.record_address(&host.to_ascii_lowercase())) {
+        return Some(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health() -> ActiveHealth {
+        ActiveHealth::new(ActiveHealthPolicy { path: None, interval_ms: 1000, healthy_threshold: 2, unhealthy_threshold: 3 }, 2)
+    }
+
+    #[test]
+    fn an_endpoint_leaves_after_the_unhealthy_threshold_and_returns_after_the_healthy_one() {
+        let h = health();
+        assert!(h.is_healthy(0), "healthy until probes say otherwise");
+        h.record(0, false);
+        h.record(0, false);
+        assert!(h.is_healthy(0));
+        h.record(0, false);
+        assert!(!h.is_healthy(0));
+        h.record(0, true);
+        assert!(!h.is_healthy(0), "one pass is not enough");
+        h.record(0, true);
+        assert!(h.is_healthy(0));
+        assert!(h.is_healthy(1), "endpoints are independent");
+    }
+}

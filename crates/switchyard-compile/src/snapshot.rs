@@ -187,6 +187,23 @@ pub struct DialGrant {
     pub ports: Vec<u16>,
 }
 
+impl Backend {
+    /// A backend of `kind` with the default policy: no timeout override, no retries,
+    /// round robin, no health checks, no egress exception.
+    pub fn with_defaults(id: impl Into<String>, kind: BackendKind) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            timeout_ms: None,
+            retries: RetryPolicy::default(),
+            load_balancer: LoadBalancer::default(),
+            dial_grant: None,
+            outlier: None,
+            active_health: None,
+        }
+    }
+}
+
 /// Endpoint selection policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "policy")]

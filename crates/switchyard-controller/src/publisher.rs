@@ -67,23 +67,11 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_compile::snapshot::{Backend, BackendKind, RetryPolicy};
+    use switchyard_compile::snapshot::{Backend, BackendKind};
 
     fn snapshot(body: &str) -> Snapshot {
         let kind = BackendKind::Mock { status: 200, headers: vec![], body: body.into() };
-        Snapshot {
-            backends: vec![Backend {
-                id: "d/b".into(),
-                kind,
-                timeout_ms: None,
-                retries: RetryPolicy::default(),
-                load_balancer: Default::default(),
-                dial_grant: None,
-                outlier: None,
-                active_health: None,
-            }],
-            ..Snapshot::default()
-        }
+        Snapshot { backends: vec![Backend::with_defaults("d/b", kind)], ..Snapshot::default() }
     }
 
     #[test]

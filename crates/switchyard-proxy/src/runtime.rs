@@ -194,15 +194,8 @@ mod tests {
     use switchyard_compile::snapshot::{Auth, Backend, BackendKind, RouteBackend};
 
     fn snapshot_with(route: Route, backends: usize) -> Snapshot {
-        let backend = |i: usize| Backend {
-            id: format!("default/b{i}"),
-            kind: BackendKind::Mock { status: 200, headers: vec![], body: String::new() },
-            timeout_ms: None,
-            retries: RetryPolicy::default(),
-            load_balancer: Default::default(),
-            dial_grant: None,
-            outlier: None,
-            active_health: None,
+        let backend = |i: usize| {
+            Backend::with_defaults(format!("default/b{i}"), BackendKind::Mock { status: 200, headers: vec![], body: String::new() })
         };
         Snapshot { routes: vec![route], backends: (0..backends).map(backend).collect(), ..Snapshot::default() }
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::uri::Authority;
+use prometheus_client::metrics::gauge::Gauge;
 use switchyard_compile::snapshot::{ActiveHealthPolicy, DialGrant};
 use switchyard_http::ProbeAddr;
 
@@ -23,6 +24,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ActiveHealth {
     policy: ActiveHealthPolicy,
     endpoints: Vec<EndpointHealth>,
+    /// Proxy-wide count of unhealthy endpoints; this runtime's share leaves with it.
+    unhealthy: Gauge,
 }
 
 struct EndpointHealth {
@@ -33,11 +36,11 @@ struct EndpointHealth {
 
 impl ActiveHealth {
     /// Every endpoint starts healthy: traffic flows until probes say otherwise.
-    pub fn new(policy: ActiveHealthPolicy, endpoints: usize) -> Self {
+    pub fn new(policy: ActiveHealthPolicy, endpoints: usize, unhealthy: Gauge) -> Self {
         let endpoints = (0..endpoints)
             .map(|_| EndpointHealth { healthy: AtomicBool::new(true), passes: AtomicU32::new(0), failures: AtomicU32::new(0) })
             .collect();
-        Self { policy, endpoints }
+        Self { policy, endpoints, unhealthy }
     }
 
     pub fn is_healthy(&self, endpoint: usize) -> bool {
@@ -50,15 +53,24 @@ impl ActiveHealth {
             e.failures.store(0, Ordering::Relaxed);
             let passes = e.passes.fetch_add(1, Ordering::Relaxed) + 1;
             if passes >= self.policy.healthy_threshold && !e.healthy.swap(true, Ordering::Relaxed) {
+                self.unhealthy.dec();
                 tracing::info!(endpoint, "endpoint healthy again");
             }
         } else {
             e.passes.store(0, Ordering::Relaxed);
             let failures = e.failures.fetch_add(1, Ordering::Relaxed) + 1;
             if failures >= self.policy.unhealthy_threshold && e.healthy.swap(false, Ordering::Relaxed) {
+                self.unhealthy.inc();
                 tracing::warn!(endpoint, "endpoint failed its health checks; out of rotation");
             }
         }
+    }
+}
+
+impl Drop for ActiveHealth {
+    fn drop(&mut self) {
+        let unhealthy = self.endpoints.iter().filter(|e| !e.healthy.load(Ordering::Relaxed)).count();
+        self.unhealthy.dec_by(unhealthy as i64);
     }
 }
 
@@ -115,7 +127,11 @@ mod tests {
     use super::*;
 
     fn health() -> ActiveHealth {
-        ActiveHealth::new(ActiveHealthPolicy { path: None, interval_ms: 1000, healthy_threshold: 2, unhealthy_threshold: 3 }, 2)
+        ActiveHealth::new(
+            ActiveHealthPolicy { path: None, interval_ms: 1000, healthy_threshold: 2, unhealthy_threshold: 3 },
+            2,
+            Gauge::default(),
+        )
     }
 
     #[test]
@@ -132,5 +148,22 @@ mod tests {
         h.record(0, true);
         assert!(h.is_healthy(0));
         assert!(h.is_healthy(1), "endpoints are independent");
+    }
+
+    #[test]
+    fn the_unhealthy_gauge_follows_transitions_and_forgets_a_dropped_runtime() {
+        let gauge = Gauge::default();
+        let h = ActiveHealth::new(
+            ActiveHealthPolicy { path: None, interval_ms: 1000, healthy_threshold: 1, unhealthy_threshold: 1 },
+            2,
+            gauge.clone(),
+        );
+        h.record(0, false);
+        h.record(1, false);
+        assert_eq!(gauge.get(), 2);
+        h.record(1, true);
+        assert_eq!(gauge.get(), 1);
+        drop(h);
+        assert_eq!(gauge.get(), 0);
     }
 }

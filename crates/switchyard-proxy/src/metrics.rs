@@ -20,6 +20,15 @@ struct CodeLabels {
     code: &'static str,
 }
 
+/// Endpoint health, updated by the health checkers of the live runtime.
+#[derive(Clone, Default)]
+pub struct HealthMetrics {
+    /// Endpoints out of rotation after failing active health checks, now.
+    pub unhealthy_endpoints: Gauge,
+    /// Ejections by passive outlier detection.
+    pub outlier_ejections: Counter,
+}
+
 /// Counters and gauges of one proxy.
 pub struct ProxyMetrics {
     /// Responses by status class: 1xx..5xx.
@@ -29,6 +38,7 @@ pub struct ProxyMetrics {
     pub snapshot_version: Gauge,
     pub snapshot_swaps: Counter,
     pub snapshot_rejected: Counter,
+    pub health: HealthMetrics,
 }
 
 impl ProxyMetrics {
@@ -42,6 +52,7 @@ impl ProxyMetrics {
             snapshot_version: Gauge::default(),
             snapshot_swaps: Counter::default(),
             snapshot_rejected: Counter::default(),
+            health: HealthMetrics::default(),
         };
         let proxy = registry.sub_registry_with_prefix("switchyard_proxy");
         proxy.register("requests", "Responses sent, by status class", requests);
@@ -50,6 +61,12 @@ impl ProxyMetrics {
         proxy.register("snapshot_version", "Version of the live routing snapshot", metrics.snapshot_version.clone());
         proxy.register("snapshot_swaps", "Snapshots swapped in", metrics.snapshot_swaps.clone());
         proxy.register("snapshot_rejected", "Snapshots refused as inconsistent", metrics.snapshot_rejected.clone());
+        proxy.register(
+            "unhealthy_endpoints",
+            "Endpoints out of rotation after failing active health checks",
+            metrics.health.unhealthy_endpoints.clone(),
+        );
+        proxy.register("outlier_ejections", "Endpoints ejected by passive outlier detection", metrics.health.outlier_ejections.clone());
         metrics
     }
 

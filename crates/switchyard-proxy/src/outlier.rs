@@ -8,10 +8,12 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
 use switchyard_compile::snapshot::OutlierPolicy;
 
 pub struct Outlier {
     policy: OutlierPolicy,
+    ejections: Counter,
     endpoints: Vec<EndpointState>,
     epoch: Instant,
 }
@@ -25,8 +27,8 @@ struct EndpointState {
 }
 
 impl Outlier {
-    pub fn new(policy: OutlierPolicy, endpoints: usize) -> Self {
-        Self { policy, endpoints: (0..endpoints).map(|_| EndpointState::default()).collect(), epoch: Instant::now() }
+    pub fn new(policy: OutlierPolicy, endpoints: usize, ejections: Counter) -> Self {
+        Self { policy, ejections, endpoints: (0..endpoints).map(|_| EndpointState::default()).collect(), epoch: Instant::now() }
     }
 
     fn now_ms(&self) -> u64 {
@@ -53,6 +55,7 @@ impl Outlier {
         let until = self.now_ms() + self.policy.ejection_ms.saturating_mul(1 << ejections);
         state.ejected_until.store(until, Ordering::Relaxed);
         state.failures.store(0, Ordering::Relaxed);
+        self.ejections.inc();
         tracing::warn!(endpoint, ejected_for_ms = until - self.now_ms(), "endpoint ejected after consecutive failures");
     }
 
@@ -66,7 +69,7 @@ mod tests {
     use super::*;
 
     fn outlier(n: usize) -> Outlier {
-        Outlier::new(OutlierPolicy { consecutive_failures: 3, ejection_ms: 60_000 }, n)
+        Outlier::new(OutlierPolicy { consecutive_failures: 3, ejection_ms: 60_000 }, n, Counter::default())
     }
 
     #[test]
@@ -101,7 +104,7 @@ mod tests {
 
     #[test]
     fn ejection_time_grows_while_an_endpoint_keeps_failing() {
-        let o = Outlier::new(OutlierPolicy { consecutive_failures: 1, ejection_ms: 1_000 }, 3);
+        let o = Outlier::new(OutlierPolicy { consecutive_failures: 1, ejection_ms: 1_000 }, 3, Counter::default());
         o.record(0, false);
         let first = o.endpoints[0].ejected_until.load(Ordering::Relaxed);
         // The ejection lapses; the endpoint fails again at once.

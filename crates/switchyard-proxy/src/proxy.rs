@@ -31,11 +31,16 @@ impl Proxy {
         self.live.load().as_ref().map(|rt| rt.snapshot.version)
     }
 
+    /// Endpoint health of the live runtime's backends that check it.
+    pub fn endpoint_health(&self) -> Vec<serde_json::Value> {
+        self.live.load().as_ref().map(|rt| rt.endpoint_health()).unwrap_or_default()
+    }
+
     /// Builds a runtime from the snapshot and swaps it in. An inconsistent snapshot is
     /// refused and the current one stays.
     pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), String> {
         let version = snapshot.version;
-        match Runtime::build(snapshot, &self.egress) {
+        match Runtime::build(snapshot, &self.egress, &self.metrics.health) {
             Ok(runtime) => {
                 self.live.store(Some(Arc::new(runtime)));
                 self.metrics.snapshot_version.set(version as i64);

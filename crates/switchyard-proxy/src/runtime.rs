@@ -13,7 +13,8 @@ use switchyard_compile::snapshot::{HostRule, PathKind, RetryPolicy, Route, Snaps
 use crate::auth::Authenticator;
 use crate::egress::{DialPolicy, EgressConfig};
 
-use crate::backends::BackendRuntime;
+use crate::backends::{BackendRuntime, BuildContext};
+use crate::metrics::HealthMetrics;
 use crate::router::Router;
 
 /// Total budget of a request when neither the route nor the backend sets one.
@@ -71,12 +72,18 @@ pub enum Rewrite {
 impl Runtime {
     /// Builds the runtime; an inconsistent snapshot (which compile never publishes, but
     /// the wire could carry) is refused so the proxy keeps the one it has.
-    pub fn build(snapshot: Arc<Snapshot>, egress: &EgressConfig) -> Result<Self, String> {
+    pub fn build(snapshot: Arc<Snapshot>, egress: &EgressConfig, health: &HealthMetrics) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes)?;
         let dial = Arc::new(DialPolicy::build(egress, &snapshot));
-        let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &dial)).collect::<Result<Vec<_>, _>>()?;
+        let ctx = BuildContext { dial: dial.clone(), health: health.clone() };
+        let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &ctx)).collect::<Result<Vec<_>, _>>()?;
         let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
         Ok(Self { snapshot, dial, router, routes, backends })
+    }
+
+    /// Endpoint health of every backend that checks it (for `/config_dump`).
+    pub fn endpoint_health(&self) -> Vec<serde_json::Value> {
+        self.backends.iter().filter_map(BackendRuntime::health_report).collect()
     }
 }
 
@@ -221,7 +228,7 @@ mod tests {
     }
 
     fn runtime(route: Route, backends: usize) -> Runtime {
-        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default()).unwrap()
+        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default(), &HealthMetrics::default()).unwrap()
     }
 
     #[test]
@@ -267,6 +274,6 @@ mod tests {
     fn a_snapshot_pointing_at_a_missing_backend_is_refused() {
         let mut r = route("/x", PathKind::Exact, None);
         r.backends[0].backend = 5;
-        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default()).is_err());
+        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default(), &HealthMetrics::default()).is_err());
     }
 }

@@ -92,10 +92,26 @@ impl AdminView for StandaloneView {
         self.proxy.version().is_some()
     }
     fn config_dump(&self) -> Bytes {
-        self.publisher.current().map_or_else(|| Bytes::from_static(b"null"), |p| p.json.clone())
+        let snapshot = self.publisher.current().map_or_else(|| Bytes::from_static(b"null"), |p| p.json.clone());
+        with_endpoint_health(snapshot, self.proxy.endpoint_health())
     }
     fn status(&self) -> Bytes {
         Bytes::from(self.book.to_json())
+    }
+}
+
+/// The snapshot JSON plus `endpointHealth` when any backend checks health: the live
+/// state next to the configuration it came from.
+fn with_endpoint_health(snapshot: Bytes, health: Vec<serde_json::Value>) -> Bytes {
+    if health.is_empty() {
+        return snapshot;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&snapshot) {
+        Ok(serde_json::Value::Object(mut dump)) => {
+            dump.insert("endpointHealth".into(), serde_json::Value::Array(health));
+            Bytes::from(serde_json::to_vec(&dump).expect("JSON values serialize"))
+        }
+        _ => snapshot,
     }
 }
 
@@ -201,7 +217,7 @@ impl AdminView for ProxyView {
     fn config_dump(&self) -> Bytes {
         let runtime = self.proxy.runtime();
         let snapshot = runtime.as_ref().map(|rt| &*rt.snapshot);
-        Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots serialize"))
+        with_endpoint_health(Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots serialize")), self.proxy.endpoint_health())
     }
     fn status(&self) -> Bytes {
         let body = serde_json::json!({

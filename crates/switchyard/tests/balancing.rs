@@ -175,6 +175,13 @@ async fn active_health_checks_take_a_dead_endpoint_out_and_bring_it_back() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let counts = spread(&gw, 50, 1, None).await;
     assert_eq!(counts.get("a"), Some(&50), "no retries configured: every request succeeded on the healthy endpoint: {counts:?}");
+    let dump = support::get(&gw.url("admin", "/config_dump")).await.unwrap().json();
+    let endpoints = dump["endpointHealth"][0]["endpoints"].as_array().unwrap().clone();
+    let out: Vec<&serde_json::Value> = endpoints.iter().filter(|e| e["inRotation"] == false).collect();
+    assert_eq!(out.len(), 1, "config_dump shows the dead endpoint out of rotation: {endpoints:?}");
+    assert_eq!(out[0]["endpoint"], b_addr.to_string());
+    let metrics = support::get(&gw.url("admin", "/metrics")).await.unwrap().text();
+    assert!(metrics.contains("switchyard_proxy_unhealthy_endpoints 1"), "{metrics}");
     let _b = Upstream::start_on("b", b_addr).await;
     support::wait_until("the endpoint is back in rotation", Duration::from_secs(5), || async {
         spread(&gw, 4, 1, None).await.contains_key("b")

@@ -12,11 +12,10 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use switchyard_compile::snapshot::{Backend as BackendSpec, DialGrant, Endpoint, RetryPolicy};
 
-use super::{Backend, CallContext, ShapedRequest};
+use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
 use crate::client::Lease;
-use crate::egress::DialPolicy;
 use crate::error::GatewayError;
 use crate::health::{self, ActiveHealth, ProbeTargets};
 use crate::outlier::Outlier;
@@ -58,7 +57,7 @@ enum AttemptError {
 }
 
 impl HttpBackend {
-    pub fn build(spec: &BackendSpec, endpoints: &[Endpoint], dial: &Arc<DialPolicy>) -> Result<Self, String> {
+    pub fn build(spec: &BackendSpec, endpoints: &[Endpoint], ctx: &BuildContext) -> Result<Self, String> {
         let endpoints = endpoints
             .iter()
             .map(|e| {
@@ -71,12 +70,15 @@ impl HttpBackend {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let names: Vec<String> = endpoints.iter().map(|e| e.authority.to_string()).collect();
-        let active_health = spec.active_health.clone().map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len())));
+        let active_health = spec
+            .active_health
+            .clone()
+            .map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len(), ctx.health.unhealthy_endpoints.clone())));
         if let Some(health) = &active_health {
             let targets = ProbeTargets {
                 authorities: endpoints.iter().map(|e| e.authority.clone()).collect(),
                 host_headers: endpoints.iter().map(|e| e.host.to_str().unwrap_or_default().to_owned()).collect(),
-                dial: dial.clone(),
+                dial: ctx.dial.clone(),
                 grant: spec.dial_grant.clone(),
             };
             health::spawn(health, targets);
@@ -86,12 +88,30 @@ impl HttpBackend {
             endpoints,
             balancer: Balancer::build(&spec.load_balancer, &names),
             dial_grant: spec.dial_grant.clone(),
-            outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len())),
+            outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len(), ctx.health.outlier_ejections.clone())),
             retry_budget: RetryBudget::default(),
             active_health,
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
         })
+    }
+
+    /// Each endpoint's standing, when this backend checks health (active or passive).
+    pub fn health_report(&self) -> Option<serde_json::Value> {
+        if self.active_health.is_none() && self.outlier.is_none() {
+            return None;
+        }
+        let endpoints: Vec<serde_json::Value> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let healthy = self.active_health.as_ref().is_none_or(|h| h.is_healthy(i));
+                let ejected = self.outlier.as_ref().is_some_and(|o| o.is_ejected(i));
+                serde_json::json!({"endpoint": e.authority.as_str(), "healthy": healthy, "ejected": ejected, "inRotation": healthy && !ejected})
+            })
+            .collect();
+        Some(serde_json::json!({"backend": self.id, "endpoints": endpoints}))
     }
 
     fn pick(&self, request: &ShapedRequest, headers: &HeaderMap, attempt: u32) -> usize {

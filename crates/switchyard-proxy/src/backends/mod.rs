@@ -60,6 +60,14 @@ pub trait Backend {
     ) -> impl Future<Output = Result<Response<ResponseBody>, GatewayError>> + Send;
 }
 
+/// What backends are built with, besides their own spec.
+pub struct BuildContext {
+    /// The snapshot's egress policy (health probes dial through it too).
+    pub dial: std::sync::Arc<crate::egress::DialPolicy>,
+    /// Where health checkers report.
+    pub health: crate::metrics::HealthMetrics,
+}
+
 /// The runtime of one BackendService, per kind.
 pub enum BackendRuntime {
     Http(HttpBackend),
@@ -68,9 +76,9 @@ pub enum BackendRuntime {
 }
 
 impl BackendRuntime {
-    pub fn build(spec: &BackendSpec, dial: &std::sync::Arc<crate::egress::DialPolicy>) -> Result<Self, String> {
+    pub fn build(spec: &BackendSpec, ctx: &BuildContext) -> Result<Self, String> {
         Ok(match &spec.kind {
-            BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints, dial)?),
+            BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints, ctx)?),
             BackendKind::Mock { status, headers, body } => Self::Mock(MockBackend::build(*status, headers, body)?),
             BackendKind::Unimplemented { kind } => Self::Unimplemented(Unimplemented::new(kind, &spec.id)),
         })
@@ -82,6 +90,16 @@ impl BackendRuntime {
             Self::Http(b) => b.serve(request, ctx).await,
             Self::Mock(b) => b.serve(request, ctx).await,
             Self::Unimplemented(b) => b.serve(request, ctx).await,
+        }
+    }
+}
+
+impl BackendRuntime {
+    /// Endpoint health for `/config_dump`, for backends that check it.
+    pub fn health_report(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Http(b) => b.health_report(),
+            Self::Mock(_) | Self::Unimplemented(_) => None,
         }
     }
 }

@@ -119,7 +119,7 @@ async fn resolve(authority: &Authority, dial: &DialPolicy) -> Option<SocketAddr>
     if let Some(ip) = host.parse::<IpAddr>().ok().or_else(|| dial.record_address(&host.to_ascii_lowercase())) {
         return Some(SocketAddr::new(ip, port));
     }
-    tokio::net::lookup_host((host, port)).await.ok()?.next()
+    crate::resolver::resolve(host, port).await.ok()?.into_iter().next()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod outlier;
 mod proxy;
 pub mod pull;
 mod request_id;
+mod resolver;
 mod retry_budget;
 pub mod router;
 pub mod runtime;

@@ -194,3 +194,15 @@ fn vpc_test_runs_one_connectivity_test_from_the_command_line() {
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stdout).contains("Connected=False"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_resolved_by_dns_is_checked_after_resolution() {
+    let up = Upstream::start("up").await;
+    let route = backend_and_route("named", &format!("  http: {{urls: ['http://localhost:{}']}}", up.addr.port()));
+    let (_open, allowed) = gateway(&[("r.yaml", &route)], &[]).await;
+    assert_eq!(get(&allowed.proxy_url("/named")).await.unwrap().status.as_u16(), 200, "localhost resolves and is dialled");
+    let (_closed, refusing) = gateway(&[("r.yaml", &route)], &["--egress-deny-loopback"]).await;
+    let reply = get(&refusing.proxy_url("/named")).await.unwrap();
+    assert_eq!(reply.error_code(), Some("D502ED"), "the name resolved to loopback, which this gateway refuses");
+    assert_eq!(up.hits(), 1);
+}

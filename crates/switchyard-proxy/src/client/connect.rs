@@ -63,9 +63,9 @@ pub(super) async fn connect(
     Ok(sender)
 }
 
-/// The system resolver's addresses for a host name (IP literals and DnsRecord names
-/// are pinned before this).
+/// A host name's addresses from DNS (IP literals and DnsRecord names are pinned before
+/// this).
 async fn resolve(authority: &Authority) -> std::io::Result<Vec<SocketAddr>> {
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    Ok(tokio::net::lookup_host((host, authority.port_u16().unwrap_or(80))).await?.collect())
+    crate::resolver::resolve(host, authority.port_u16().unwrap_or(80)).await
 }

@@ -238,6 +238,10 @@ pub enum BackendKind {
     Mock { status: u16, headers: Vec<(String, String)>, body: String },
     /// A kind this build does not serve yet; answers a clear error.
     Unimplemented { kind: String },
+    /// An accepted backend whose references do not resolve (a missing authorization,
+    /// an unauthorized port, an unknown Service): routes to it stay programmed and
+    /// their requests get a 503 that says why.
+    Unavailable { reason: String, message: String },
 }
 
 /// One upstream address.

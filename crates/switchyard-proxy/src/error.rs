@@ -35,6 +35,8 @@ pub enum GatewayError {
     BackendFailed { backend: String, detail: String },
     #[error("backend {backend} may not be dialled: {detail}")]
     EgressDenied { backend: String, detail: String },
+    #[error("backend {backend} is unavailable: {why}")]
+    BackendUnavailable { backend: String, why: String },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
     #[error("backend kind {kind} is not implemented yet (backend {backend})")]
@@ -57,6 +59,7 @@ impl GatewayError {
             Self::BackendConnect { .. } => "D502CF",
             Self::BackendFailed { .. } => "D502BF",
             Self::NoEndpoints { .. } => "D503NE",
+            Self::BackendUnavailable { .. } => "D503BU",
             Self::EgressDenied { .. } => "D502ED",
             Self::NotImplemented { .. } => "D501NI",
         }
@@ -70,7 +73,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::AuthFailed(_) => StatusCode::UNAUTHORIZED,
-            Self::NotReady | Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::EgressDenied { .. } => StatusCode::BAD_GATEWAY,
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
@@ -117,6 +120,7 @@ mod tests {
             GatewayError::BackendConnect { backend: "b".into(), detail: "refused".into() },
             GatewayError::BackendFailed { backend: "b".into(), detail: "reset".into() },
             GatewayError::NoEndpoints { backend: "b".into() },
+            GatewayError::BackendUnavailable { backend: "b".into(), why: "AuthorizationNotFound: x".into() },
             GatewayError::EgressDenied { backend: "b".into(), detail: "link-local".into() },
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },
         ];

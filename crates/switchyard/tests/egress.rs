@@ -81,7 +81,9 @@ async fn another_port_of_an_authorized_address_is_refused() {
     let (_config, gw) = gateway(&files, &["--egress-deny-loopback"]).await;
     assert_eq!(get(&gw.proxy_url("/sideways")).await.unwrap().error_code(), Some("D502ED"));
     assert_eq!(gw.condition("BackendService", "wrong-port", "ResolvedRefs").await, Some(("False".into(), "RefNotPermitted".into())));
-    assert_eq!(get(&gw.proxy_url("/wrong-port")).await.unwrap().error_code(), Some("A404NF"), "its route is not programmed");
+    let reply = get(&gw.proxy_url("/wrong-port")).await.unwrap();
+    assert_eq!((reply.status.as_u16(), reply.error_code()), (503, Some("D503BU")), "the route answers why its backend cannot serve");
+    assert!(reply.header("x-ca-error-message").unwrap().contains("RefNotPermitted"));
     assert_eq!(other.hits(), 0, "nothing reached the unauthorized port");
 }
 

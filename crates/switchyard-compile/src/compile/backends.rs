@@ -106,11 +106,15 @@ fn compile_one(
             let dial_grant = entry.dial_grant.clone();
             list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health });
         }
-        Ok((Resolved::Unresolved(why), _)) => {
+        Ok((Resolved::Unresolved(why), policy)) => {
             accept(status);
             status.set(ConditionSpec::new(RESOLVED_REFS, false, why.reason, why.message.clone()));
             status.set(ConditionSpec::new(READY, false, reason::REFS_NOT_RESOLVED, "references are not resolved"));
-            entry.unusable = Some(why.message);
+            let kind = BackendKind::Unavailable { reason: why.reason.to_owned(), message: why.message };
+            entry.index = Some(list.len());
+            let id = format!("{ns}/{}", name(&backend.metadata));
+            let backend = Backend { timeout_ms: policy.timeout_ms, retries: policy.retries, ..Backend::with_defaults(id, kind) };
+            list.push(backend);
         }
         Err(why) => {
             entry.unusable = Some(format!("it is not accepted: {}", why.message));

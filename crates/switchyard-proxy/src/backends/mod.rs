@@ -6,6 +6,7 @@
 
 mod http;
 mod mock;
+mod unavailable;
 mod unimplemented;
 
 use std::future::Future;
@@ -20,6 +21,7 @@ use crate::error::GatewayError;
 
 pub use self::http::HttpBackend;
 pub use self::mock::MockBackend;
+pub use self::unavailable::Unavailable;
 pub use self::unimplemented::Unimplemented;
 
 /// A request ready for its backend.
@@ -73,6 +75,7 @@ pub enum BackendRuntime {
     Http(HttpBackend),
     Mock(MockBackend),
     Unimplemented(Unimplemented),
+    Unavailable(Unavailable),
 }
 
 impl BackendRuntime {
@@ -81,6 +84,7 @@ impl BackendRuntime {
             BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints, ctx)?),
             BackendKind::Mock { status, headers, body } => Self::Mock(MockBackend::build(*status, headers, body)?),
             BackendKind::Unimplemented { kind } => Self::Unimplemented(Unimplemented::new(kind, &spec.id)),
+            BackendKind::Unavailable { reason, message } => Self::Unavailable(Unavailable::new(&spec.id, reason, message)),
         })
     }
 
@@ -90,6 +94,7 @@ impl BackendRuntime {
             Self::Http(b) => b.serve(request, ctx).await,
             Self::Mock(b) => b.serve(request, ctx).await,
             Self::Unimplemented(b) => b.serve(request, ctx).await,
+            Self::Unavailable(b) => b.serve(request, ctx).await,
         }
     }
 }
@@ -99,7 +104,7 @@ impl BackendRuntime {
     pub fn health_report(&self) -> Option<serde_json::Value> {
         match self {
             Self::Http(b) => b.health_report(),
-            Self::Mock(_) | Self::Unimplemented(_) => None,
+            Self::Mock(_) | Self::Unimplemented(_) | Self::Unavailable(_) => None,
         }
     }
 }

@@ -75,8 +75,7 @@ impl SnapshotServer {
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let presented =
             headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        let (a, b) = (presented.as_bytes(), self.token.as_bytes());
-        !self.token.is_empty() && a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        !self.token.is_empty() && switchyard_http::constant_time_eq(presented.as_bytes(), self.token.as_bytes())
     }
 }
 

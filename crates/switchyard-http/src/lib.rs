@@ -194,3 +194,9 @@ pub async fn probe(addr: &ProbeAddr, host_header: &str, path: Option<&str>, time
     }
     Ok(ProbeReport { connect_latency, status: Some(status) })
 }
+
+/// Compares secrets (tokens, app codes) without an early exit, so response timing does
+/// not reveal how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -5,6 +5,8 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use switchyard_compile::snapshot::{Auth, Snapshot};
 
+use switchyard_http::constant_time_eq;
+
 use crate::error::GatewayError;
 
 /// Per-route authentication, with the allowed credentials resolved from the snapshot.
@@ -49,11 +51,6 @@ fn app_code(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         scheme.eq_ignore_ascii_case("APPCODE").then(|| code.trim().to_owned())
     });
     from_header.or_else(|| form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "AppCode").map(|(_, v)| v.into_owned()))
-}
-
-/// Compares secrets without an early exit, so timing does not reveal a prefix.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

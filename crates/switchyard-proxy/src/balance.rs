@@ -87,7 +87,8 @@ fn least_request(in_flight: &[AtomicUsize], seed: &AtomicU64, len: usize) -> usi
     if load(b) < load(a) { b } else { a }
 }
 
-fn splitmix(mut x: u64) -> u64 {
+/// SplitMix64's finalizer: spreads a counter or seed over all 64 bits.
+pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)

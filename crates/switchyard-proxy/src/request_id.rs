@@ -15,15 +15,8 @@ fn prefix() -> u64 {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let local = 0u8;
         let addr = std::ptr::addr_of!(local) as u64;
-        splitmix(nanos ^ u64::from(std::process::id()).rotate_left(32) ^ addr)
+        crate::balance::splitmix((nanos ^ u64::from(std::process::id()).rotate_left(32) ^ addr).wrapping_add(0x9E37_79B9_7F4A_7C15))
     })
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// The next request id, e.g. `3f9a12c4-8b7e-4c1d-0000-00000000002a`: the first three

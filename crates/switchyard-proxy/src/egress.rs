@@ -13,9 +13,10 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchyard_compile::snapshot::{DialGrant, Snapshot};
+
+use crate::weighted::WeightedCycle;
 
 /// Gateway-wide settings (from the command line).
 #[derive(Clone, Debug, Default)]
@@ -76,13 +77,7 @@ pub struct Denied {
 #[derive(Default)]
 pub struct DialPolicy {
     config: EgressConfig,
-    records: HashMap<String, WeightedAddresses>,
-}
-
-struct WeightedAddresses {
-    addresses: Vec<IpAddr>,
-    cumulative: Vec<u32>,
-    next: AtomicUsize,
+    records: HashMap<String, WeightedCycle<IpAddr>>,
 }
 
 impl DialPolicy {
@@ -90,30 +85,22 @@ impl DialPolicy {
         let records = snapshot
             .dns_records
             .iter()
-            .map(|entry| {
-                let live: Vec<&(IpAddr, u32)> = entry.records.iter().filter(|(_, w)| *w > 0).collect();
-                let mut total = 0;
-                let cumulative = live
-                    .iter()
-                    .map(|(_, w)| {
-                        total += w;
-                        total
-                    })
-                    .collect();
-                let addresses = live.iter().map(|(a, _)| *a).collect();
-                (entry.domain.clone(), WeightedAddresses { addresses, cumulative, next: AtomicUsize::new(0) })
-            })
+            .filter_map(|entry| Some((entry.domain.clone(), WeightedCycle::new(entry.records.iter().copied())?)))
             .collect();
         Self { config: config.clone(), records }
     }
 
     /// The address a DnsRecord gives `host` for this request (weighted), if it has one.
     pub fn record_address(&self, host: &str) -> Option<IpAddr> {
-        let entry = self.records.get(host)?;
-        let total = *entry.cumulative.last()?;
-        // A shared counter walks the weight line: the split is exact, not random.
-        let ticket = (entry.next.fetch_add(1, Ordering::Relaxed) % total as usize) as u32;
-        Some(entry.addresses[entry.cumulative.partition_point(|&sum| sum <= ticket)])
+        self.records.get(host).map(|addresses| *addresses.pick())
+    }
+
+    /// The address chosen before any DNS: an IP literal is its own address; a name with
+    /// a DnsRecord gets a weighted pick (per call, so weights hold per request).
+    pub fn pinned(&self, authority: &http::uri::Authority) -> Option<SocketAddr> {
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let ip = host.parse::<IpAddr>().ok().or_else(|| self.record_address(&host.to_ascii_lowercase()))?;
+        Some(SocketAddr::new(ip, authority.port_u16().unwrap_or(80)))
     }
 
     /// Whether `addr` may be dialled, by a backend holding `grant` if any.

@@ -6,7 +6,6 @@
 //! dials through the same egress policy as traffic: a probe never reaches an address
 //! requests could not.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -105,21 +104,13 @@ async fn run(health: Weak<ActiveHealth>, targets: ProbeTargets) {
 }
 
 async fn probe_one(authority: &Authority, host_header: &str, policy: &ActiveHealthPolicy, targets: &ProbeTargets) -> bool {
-    let Some(addr) = resolve(authority, &targets.dial).await else { return false };
+    // The address a request would use: IP literal, DnsRecord pick, or DNS.
+    let pinned = targets.dial.pinned(authority);
+    let Some(addr) = crate::resolver::addresses(authority, pinned).await.ok().and_then(|a| a.into_iter().next()) else { return false };
     if targets.dial.check(addr, targets.grant.as_ref()).is_err() {
         return false;
     }
     switchyard_http::probe(&ProbeAddr::Socket(addr), host_header, policy.path.as_deref(), PROBE_TIMEOUT).await.is_ok()
-}
-
-/// The address a request would use: IP literal, DnsRecord pick, or the system resolver.
-async fn resolve(authority: &Authority, dial: &DialPolicy) -> Option<SocketAddr> {
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    if let Some(ip) = host.parse::<IpAddr>().ok().or_else(|| dial.record_address(&host.to_ascii_lowercase())) {
-        return Some(SocketAddr::new(ip, port));
-    }
-    crate::resolver::resolve(host, port).await.ok()?.into_iter().next()
 }
 
 #[cfg(test)]

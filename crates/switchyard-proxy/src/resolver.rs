@@ -15,6 +15,16 @@ thread_local! {
     static RESOLVER: OnceCell<Option<TokioResolver>> = const { OnceCell::new() };
 }
 
+/// Where to dial `authority`: the address already chosen (`pinned`, see
+/// `DialPolicy::pinned`), or every address DNS gives its host.
+pub async fn addresses(authority: &http::uri::Authority, pinned: Option<SocketAddr>) -> std::io::Result<Vec<SocketAddr>> {
+    if let Some(addr) = pinned {
+        return Ok(vec![addr]);
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    resolve(host, authority.port_u16().unwrap_or(80)).await
+}
+
 /// Every address `host` resolves to, on `port`.
 pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     let resolver = RESOLVER.with(|cell| cell.get_or_init(build).clone());

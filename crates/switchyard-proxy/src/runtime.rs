@@ -3,7 +3,6 @@
 //! and values already parsed, and one runtime per backend.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -16,6 +15,7 @@ use crate::egress::{DialPolicy, EgressConfig};
 use crate::backends::{BackendRuntime, BuildContext};
 use crate::metrics::HealthMetrics;
 use crate::router::Router;
+use crate::weighted::WeightedCycle;
 
 /// Total budget of a request when neither the route nor the backend sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,10 +41,7 @@ pub struct RouteRuntime {
     pub timeout: Duration,
     pub retries: Option<RetryPolicy>,
     pub body_limit: u64,
-    targets: Vec<Target>,
-    /// Running sums of the weights, for weighted choice.
-    cumulative: Vec<u32>,
-    next: AtomicUsize,
+    targets: WeightedCycle<Target>,
 }
 
 /// A backend of a route, with the Host rule for the pair.
@@ -91,8 +88,6 @@ impl RouteRuntime {
     fn build(route: &Route, snapshot: &Snapshot) -> Result<Self, String> {
         let bad = |e: &dyn std::fmt::Display| format!("route {}: {e}", route.id);
         let mut targets = Vec::with_capacity(route.backends.len());
-        let mut cumulative = Vec::with_capacity(route.backends.len());
-        let mut total = 0u32;
         for b in &route.backends {
             if b.backend >= snapshot.backends.len() || b.weight == 0 {
                 return Err(bad(&"backend index out of range or zero weight"));
@@ -102,13 +97,9 @@ impl RouteRuntime {
                 HostRule::Client => HostPolicy::Client,
                 HostRule::Endpoint => HostPolicy::Endpoint,
             };
-            targets.push(Target { backend: b.backend, host });
-            total = total.checked_add(b.weight).ok_or_else(|| bad(&"weights overflow"))?;
-            cumulative.push(total);
+            targets.push((Target { backend: b.backend, host }, b.weight));
         }
-        if targets.is_empty() {
-            return Err(bad(&"no backends"));
-        }
+        let targets = WeightedCycle::new(targets).ok_or_else(|| bad(&"no backends, or weights overflow"))?;
         let add_headers = route
             .add_headers
             .iter()
@@ -127,21 +118,12 @@ impl RouteRuntime {
             retries: route.retries.clone(),
             body_limit: route.body_limit,
             targets,
-            cumulative,
-            next: AtomicUsize::new(0),
         })
     }
 
-    /// Picks a backend by weight. A shared counter walks the weight line, so the split
-    /// is exact over every `total` requests rather than random.
+    /// Picks a backend by weight, exactly (see [`WeightedCycle`]).
     pub fn pick(&self) -> &Target {
-        if self.targets.len() == 1 {
-            return &self.targets[0];
-        }
-        let total = *self.cumulative.last().expect("at least one target") as usize;
-        let ticket = (self.next.fetch_add(1, Ordering::Relaxed) % total) as u32;
-        let at = self.cumulative.partition_point(|&sum| sum <= ticket);
-        &self.targets[at]
+        self.targets.pick()
     }
 
     /// The backend path for a request: rewritten, or the client's path unchanged.

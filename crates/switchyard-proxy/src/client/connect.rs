@@ -28,10 +28,7 @@ pub(super) async fn connect(
     if *scheme != Scheme::HTTP {
         return Err(failed(format!("unsupported upstream scheme {scheme}").into()));
     }
-    let candidates = match pinned {
-        Some(addr) => vec![addr],
-        None => resolve(authority).await.map_err(|e| failed(e.into()))?,
-    };
+    let candidates = crate::resolver::addresses(authority, pinned).await.map_err(|e| failed(e.into()))?;
     // The check is on resolved addresses: a name that resolves somewhere forbidden is
     // refused whatever it was called.
     let mut allowed = Vec::with_capacity(candidates.len());
@@ -61,11 +58,4 @@ pub(super) async fn connect(
         }
     });
     Ok(sender)
-}
-
-/// A host name's addresses from DNS (IP literals and DnsRecord names are pinned before
-/// this).
-async fn resolve(authority: &Authority) -> std::io::Result<Vec<SocketAddr>> {
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    crate::resolver::resolve(host, authority.port_u16().unwrap_or(80)).await
 }

@@ -9,7 +9,6 @@
 mod connect;
 mod pool;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +78,7 @@ impl UpstreamClient {
         policy: &DialPolicy,
         grant: Option<&DialGrant>,
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
-        let pinned = pinned_address(authority, policy);
+        let pinned = policy.pinned(authority);
         let key = Key::new(scheme, authority, pinned, grant.is_some());
         if let Some(mut lease) = self.pool.checkout(&key) {
             match lease.send(request).await {
@@ -97,13 +96,4 @@ impl UpstreamClient {
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))
     }
-}
-
-/// An IP literal is its own address; a name with a DnsRecord gets a weighted pick per
-/// request (so weights hold per request, not per connection).
-fn pinned_address(authority: &Authority, policy: &DialPolicy) -> Option<SocketAddr> {
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    let ip = host.parse::<IpAddr>().ok().or_else(|| policy.record_address(&host.to_ascii_lowercase()))?;
-    Some(SocketAddr::new(ip, port))
 }

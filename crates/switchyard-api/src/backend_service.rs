@@ -88,19 +88,27 @@ pub struct HttpBackend {
     /// Host header sent to the upstream (Host priority 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_header: Option<String>,
-    /// TLS options for `https` upstreams.
+    /// TLS options for `https` upstreams. With a `service`, setting `tls` dials its
+    /// endpoints over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
 }
 
-/// TLS options towards an upstream.
+/// TLS options towards an upstream. Without `caCertificate`, the system's trusted roots
+/// verify the upstream's certificate.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsOptions {
-    /// Server name sent in SNI and verified; defaults to the URL's host.
+    /// Server name sent in SNI and verified; defaults to the URL's host (http), the
+    /// authorization's `hostName` or target host (vpc), or `NAME.NAMESPACE.svc` (a Service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
-    /// Skip certificate verification (testing only).
+    /// PEM certificates of the CAs that sign the upstream's certificate; when set, only
+    /// these are trusted (a private PKI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_certificate: Option<String>,
+    /// Skip certificate verification (testing only; the connection is still encrypted).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
 }
@@ -120,6 +128,9 @@ pub struct VpcBackend {
     /// Host header sent to the upstream (Host priority 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_header: Option<String>,
+    /// TLS options when `scheme` is `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// URL scheme of a private backend.

@@ -158,6 +158,20 @@ pub struct Backend {
     /// Active health checks, when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_health: Option<ActiveHealthPolicy>,
+    /// How `https` endpoints are verified; None for a backend without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsTrust>,
+}
+
+/// What verifies an upstream's certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TlsTrust {
+    /// PEM CA certificates trusted instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    /// No verification at all (testing only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 /// Periodic probes of every endpoint: a TCP connect, or `GET path` answering below 500.
@@ -200,6 +214,7 @@ impl Backend {
             dial_grant: None,
             outlier: None,
             active_health: None,
+            tls: None,
         }
     }
 }
@@ -256,6 +271,10 @@ pub struct Endpoint {
     /// Path prefix from the URL (`/api`), empty for none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_path: String,
+    /// For `https`: the name sent as SNI and verified against the certificate (a DNS
+    /// name or an IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 /// An app's credentials.

@@ -126,6 +126,7 @@ pub mod reason {
     pub const CONFLICTED: &str = "Conflicted";
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     pub const BACKEND_NOT_ACCEPTED: &str = "BackendNotAccepted";
+    pub const INVALID_TLS: &str = "InvalidTls";
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub const APP_NOT_FOUND: &str = "AppNotFound";
     pub const AUTHORIZATION_NOT_FOUND: &str = "AuthorizationNotFound";

@@ -33,6 +33,8 @@ pub enum GatewayError {
     BackendConnect { backend: String, detail: String },
     #[error("backend {backend} failed: {detail}")]
     BackendFailed { backend: String, detail: String },
+    #[error("TLS with backend {backend} failed: {detail}")]
+    BackendTls { backend: String, detail: String },
     #[error("backend {backend} may not be dialled: {detail}")]
     EgressDenied { backend: String, detail: String },
     #[error("backend {backend} is unavailable: {why}")]
@@ -58,6 +60,7 @@ impl GatewayError {
             Self::BackendTimeout { .. } => "D504TO",
             Self::BackendConnect { .. } => "D502CF",
             Self::BackendFailed { .. } => "D502BF",
+            Self::BackendTls { .. } => "D502TL",
             Self::NoEndpoints { .. } => "D503NE",
             Self::BackendUnavailable { .. } => "D503BU",
             Self::EgressDenied { .. } => "D502ED",
@@ -75,7 +78,9 @@ impl GatewayError {
             Self::AuthFailed(_) => StatusCode::UNAUTHORIZED,
             Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::EgressDenied { .. } => StatusCode::BAD_GATEWAY,
+            Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::BackendTls { .. } | Self::EgressDenied { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
         }
     }
@@ -119,6 +124,7 @@ mod tests {
             GatewayError::BackendTimeout { backend: "b".into(), timeout_ms: 1 },
             GatewayError::BackendConnect { backend: "b".into(), detail: "refused".into() },
             GatewayError::BackendFailed { backend: "b".into(), detail: "reset".into() },
+            GatewayError::BackendTls { backend: "b".into(), detail: "certificate not trusted".into() },
             GatewayError::NoEndpoints { backend: "b".into() },
             GatewayError::BackendUnavailable { backend: "b".into(), why: "AuthorizationNotFound: x".into() },
             GatewayError::EgressDenied { backend: "b".into(), detail: "link-local".into() },

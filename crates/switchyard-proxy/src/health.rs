@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use http::uri::Authority;
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard_compile::snapshot::{ActiveHealthPolicy, DialGrant};
 use switchyard_http::ProbeAddr;
 
+use crate::client::Upstream;
 use crate::egress::DialPolicy;
 
 /// One probe may take this long.
@@ -75,7 +75,7 @@ impl Drop for ActiveHealth {
 
 /// What the probe task needs to reach each endpoint.
 pub struct ProbeTargets {
-    pub authorities: Vec<Authority>,
+    pub upstreams: Vec<Upstream>,
     pub host_headers: Vec<String>,
     pub dial: Arc<DialPolicy>,
     pub grant: Option<DialGrant>,
@@ -89,21 +89,28 @@ pub fn spawn(health: &Arc<ActiveHealth>, targets: ProbeTargets) {
 }
 
 async fn run(health: Weak<ActiveHealth>, targets: ProbeTargets) {
-    let mut seed = std::process::id() as u64 ^ targets.authorities.len() as u64;
+    let mut seed = std::process::id() as u64 ^ targets.upstreams.len() as u64;
     loop {
         let Some(interval) = health.upgrade().map(|h| h.policy.interval_ms) else { return };
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let jitter = (seed >> 33) % (interval / 10 + 1);
         tokio::time::sleep(Duration::from_millis(interval + jitter)).await;
         let Some(health) = health.upgrade() else { return };
-        for (i, authority) in targets.authorities.iter().enumerate() {
-            let ok = probe_one(authority, &targets.host_headers[i], &health.policy, &targets).await;
+        for (i, upstream) in targets.upstreams.iter().enumerate() {
+            let ok = probe_one(upstream, &targets.host_headers[i], &health.policy, &targets).await;
             health.record(i, ok);
         }
     }
 }
 
-async fn probe_one(authority: &Authority, host_header: &str, policy: &ActiveHealthPolicy, targets: &ProbeTargets) -> bool {
+async fn probe_one(upstream: &Upstream, host_header: &str, policy: &ActiveHealthPolicy, targets: &ProbeTargets) -> bool {
+    if upstream.tls.is_some() {
+        // Through the TLS handshake, so an expired or untrusted certificate takes the
+        // endpoint out of rotation too.
+        let probe = crate::client::probe(upstream, host_header, policy.path.as_deref(), &targets.dial, targets.grant.as_ref());
+        return tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or(false);
+    }
+    let authority = &upstream.authority;
     // The address a request would use: IP literal, DnsRecord pick, or DNS.
     let pinned = targets.dial.pinned(authority);
     let Some(addr) = crate::resolver::addresses(authority, pinned).await.ok().and_then(|a| a.into_iter().next()) else { return false };

@@ -5,9 +5,9 @@ use switchyard_api::{
     BackendService, BackendServiceSpec, HttpBackend, LoadBalancing, LoadBalancingPolicy, MockBackend, PassiveHealthCheck, Retries, RetryOn,
 };
 
-use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for};
+use super::{ByName, Rejection, accept, duration_ms, name, namespace, reject, status_for, tls};
 use crate::snapshot::{
-    ActiveHealthPolicy, Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy, VpcGrant,
+    ActiveHealthPolicy, Backend, BackendKind, DialGrant, Endpoint, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy, TlsTrust, VpcGrant,
     VpcGrantTarget,
 };
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
@@ -33,6 +33,8 @@ pub(super) struct BackendEntry {
     pub authorization_host: Option<String>,
     /// The egress exception a vpc backend's authorization gives it.
     pub dial_grant: Option<DialGrant>,
+    /// How its `https` endpoints are verified, when it has any.
+    pub tls: Option<TlsTrust>,
 }
 
 impl BackendTable {
@@ -91,6 +93,7 @@ fn compile_one(
         host_header: None,
         authorization_host: None,
         dial_grant: None,
+        tls: None,
     };
     let compiled = kind_of(spec)
         .inspect(|kind| status.backend_kind = Some((*kind).to_owned()))
@@ -103,8 +106,8 @@ fn compile_one(
             set_ready(status, &kind, endpoints);
             entry.index = Some(list.len());
             let id = format!("{ns}/{}", name(&backend.metadata));
-            let dial_grant = entry.dial_grant.clone();
-            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health });
+            let (dial_grant, tls) = (entry.dial_grant.clone(), entry.tls.clone());
+            list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health, tls });
         }
         Ok((Resolved::Unresolved(why), policy)) => {
             accept(status);
@@ -255,7 +258,9 @@ fn compile_kind(
         "http" => {
             let http = spec.http.as_ref().expect("kind_of said http");
             entry.host_header = checked_host_header(http.host_header.as_ref())?;
-            http_kind(http, ns, resources)
+            let resolved = http_kind(http, ns, resources)?;
+            entry.tls = tls_trust_if_needed(&resolved, http.tls.as_ref(), "http.tls")?;
+            Ok(resolved)
         }
         "mock" => mock_kind(spec.mock.as_ref().expect("kind_of said mock")).map(|k| Resolved::Ready(k, 1)),
         "vpc" => {
@@ -278,7 +283,9 @@ fn compile_kind(
             if let VpcGrantTarget::Address(address) = grant.target {
                 entry.dial_grant = Some(DialGrant { address, ports: grant.ports.clone() });
             }
-            vpc_kind(vpc, grant, ns, resources)
+            let resolved = vpc_kind(vpc, grant, ns, resources)?;
+            entry.tls = tls_trust_if_needed(&resolved, vpc.tls.as_ref(), "vpc.tls")?;
+            Ok(resolved)
         }
         other => Ok(Resolved::Ready(BackendKind::Unimplemented { kind: other.to_owned() }, 0)),
     }
@@ -287,16 +294,14 @@ fn compile_kind(
 /// A vpc backend dials only what its authorization names: the address, the host, or
 /// the Service's ready endpoints, on the backend's (authorized) port.
 fn vpc_kind(vpc: &switchyard_api::VpcBackend, grant: &VpcGrant, ns: &str, resources: &Resources) -> Result<Resolved, Rejection> {
-    if vpc.scheme == switchyard_api::Scheme::Https {
-        return Err(Rejection::new(reason::UNSUPPORTED_SCHEME, "vpc.scheme https is not supported by this build yet"));
-    }
     let endpoints = match &grant.target {
-        VpcGrantTarget::Address(ip) => vec![endpoint_for("http", *ip, vpc.port)],
+        VpcGrantTarget::Address(ip) => vec![endpoint_for(*ip, vpc.port)],
         VpcGrantTarget::Host(host) => vec![Endpoint {
             scheme: "http".into(),
             authority: format!("{host}:{}", vpc.port),
             host: host_with_port(host, vpc.port, "http"),
             base_path: String::new(),
+            tls_server_name: None,
         }],
         VpcGrantTarget::Service(name) => {
             let Some(ready) = resources.service_endpoints.get(&(ns.to_owned(), name.clone())) else {
@@ -305,11 +310,38 @@ fn vpc_kind(vpc: &switchyard_api::VpcBackend, grant: &VpcGrant, ns: &str, resour
                     format!("Service {ns}/{name} named by VpcAuthorization {} is not known", grant.id),
                 )));
             };
-            ready.iter().filter_map(|ep| ep.target(Some(vpc.port), None).map(|t| endpoint_for("http", ep.address, t))).collect()
+            ready.iter().filter_map(|ep| ep.target(Some(vpc.port), None).map(|t| endpoint_for(ep.address, t))).collect()
         }
+    };
+    let endpoints = if vpc.scheme == switchyard_api::Scheme::Https {
+        // SNI: the backend's own setting, else the authorization's hostName, else the
+        // target's name (a host, or the Service's DNS name); an address stays an address.
+        let service_name = match &grant.target {
+            VpcGrantTarget::Service(name) => Some(format!("{name}.{ns}.svc")),
+            _ => None,
+        };
+        let sni = vpc.tls.as_ref().and_then(|t| t.sni.clone()).or_else(|| grant.host_name.clone()).or(service_name);
+        endpoints.into_iter().map(|e| tls::secure(e, sni.as_deref())).collect()
+    } else {
+        endpoints
     };
     let count = endpoints.len() as u32;
     Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
+}
+
+/// The backend's TLS trust when one of its endpoints is `https` (checked even when none
+/// is yet, so a bad bundle is reported before the first endpoint appears).
+fn tls_trust_if_needed(
+    resolved: &Resolved,
+    options: Option<&switchyard_api::TlsOptions>,
+    field: &str,
+) -> Result<Option<TlsTrust>, Rejection> {
+    let trust = tls::trust(options, field)?;
+    let any_https = match resolved {
+        Resolved::Ready(BackendKind::Http { endpoints }, _) => endpoints.iter().any(|e| e.scheme == "https"),
+        _ => false,
+    };
+    Ok(any_https.then_some(trust))
 }
 
 fn checked_host_header(value: Option<&String>) -> Result<Option<String>, Rejection> {
@@ -327,7 +359,11 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
         if urls.is_empty() {
             return Err(Rejection::new(reason::INVALID_URL, "http.urls: list at least one URL"));
         }
-        let endpoints = urls.iter().map(|u| parse_url(u)).collect::<Result<Vec<_>, _>>()?;
+        let sni = http.tls.as_ref().and_then(|t| t.sni.as_deref());
+        let endpoints = urls
+            .iter()
+            .map(|u| parse_url(u).map(|e| if e.scheme == "https" { tls::secure(e, sni) } else { e }))
+            .collect::<Result<Vec<_>, _>>()?;
         let count = endpoints.len() as u32;
         return Ok(Resolved::Ready(BackendKind::Http { endpoints }, count));
     }
@@ -346,22 +382,31 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
             format!("Service {svc_ns}/{} is not known (standalone mode has no Kubernetes Services)", service.name),
         )));
     };
-    let endpoints: Vec<Endpoint> =
-        ready.iter().filter_map(|ep| ep.target(port, port_name).map(|target| endpoint_for("http", ep.address, target))).collect();
+    let endpoints = ready.iter().filter_map(|ep| ep.target(port, port_name).map(|target| endpoint_for(ep.address, target)));
+    // With `tls`, a Service is dialled over TLS, verified as its cluster DNS name.
+    let endpoints: Vec<Endpoint> = match &http.tls {
+        Some(tls) => {
+            let sni = tls.sni.clone().unwrap_or_else(|| format!("{}.{svc_ns}.svc", service.name));
+            endpoints.map(|e| tls::secure(e, Some(&sni))).collect()
+        }
+        None => endpoints.collect(),
+    };
     let count = endpoints.len() as u32;
     Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
 }
 
-fn endpoint_for(scheme: &str, address: IpAddr, port: u16) -> Endpoint {
+/// A plain `http` endpoint at an address.
+fn endpoint_for(address: IpAddr, port: u16) -> Endpoint {
     let host = match address {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
     Endpoint {
-        scheme: scheme.into(),
+        scheme: "http".into(),
         authority: format!("{host}:{port}"),
-        host: host_with_port(&host, port, scheme),
+        host: host_with_port(&host, port, "http"),
         base_path: String::new(),
+        tls_server_name: None,
     }
 }
 
@@ -376,13 +421,8 @@ pub(crate) fn parse_url(url: &str) -> Result<Endpoint, Rejection> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("expected scheme://host[:port][/path]"))?;
     let default_port = match scheme {
         "http" => 80,
-        "https" => {
-            return Err(Rejection::new(
-                reason::UNSUPPORTED_SCHEME,
-                format!("url {url:?}: https upstreams are not supported by this build yet"),
-            ));
-        }
-        _ => return Err(bad("the scheme must be http")),
+        "https" => 443,
+        _ => return Err(bad("the scheme must be http or https")),
     };
     if rest.contains(['?', '#', '@']) {
         return Err(bad("user info, query and fragment are not allowed"));
@@ -404,6 +444,8 @@ pub(crate) fn parse_url(url: &str) -> Result<Endpoint, Rejection> {
         authority: format!("{host}:{port}"),
         host: host_with_port(&host, port, scheme),
         base_path: path.trim_end_matches('/').to_owned(),
+        // Unbracketed, as a certificate names it; `tls::secure` may override it.
+        tls_server_name: (scheme == "https").then(|| host.trim_start_matches('[').trim_end_matches(']').to_owned()),
     })
 }
 
@@ -503,6 +545,8 @@ mod tests {
             let err = parse_url(bad).unwrap_err();
             assert_eq!(err.reason, reason::INVALID_URL, "{bad}");
         }
-        assert_eq!(parse_url("https://a").unwrap_err().reason, reason::UNSUPPORTED_SCHEME);
+        let secure = parse_url("https://Orders.Internal/api").unwrap();
+        assert_eq!((secure.authority.as_str(), secure.host.as_str()), ("orders.internal:443", "orders.internal"));
+        assert_eq!(secure.tls_server_name.as_deref(), Some("orders.internal"));
     }
 }

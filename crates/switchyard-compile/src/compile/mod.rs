@@ -8,6 +8,7 @@
 mod backends;
 mod dns;
 mod routes;
+mod tls;
 mod vpc;
 
 use std::collections::BTreeMap;

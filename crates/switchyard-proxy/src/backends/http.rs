@@ -15,13 +15,14 @@ use switchyard_compile::snapshot::{Backend as BackendSpec, DialGrant, Endpoint, 
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
-use crate::client::Lease;
+use crate::client::{Lease, Upstream};
 use crate::error::GatewayError;
 use crate::health::{self, ActiveHealth, ProbeTargets};
 use crate::outlier::Outlier;
 use crate::retry_budget::RetryBudget;
 use crate::runtime::DEFAULT_TIMEOUT;
 use crate::shape::strip_hop_by_hop;
+use crate::tls::UpstreamTls;
 
 /// Bodies up to this size are buffered when a retry may need to send them again;
 /// larger ones stream and are not retried.
@@ -44,8 +45,7 @@ pub struct HttpBackend {
 }
 
 struct HttpEndpoint {
-    scheme: Scheme,
-    authority: Authority,
+    upstream: Upstream,
     host: HeaderValue,
     base_path: String,
 }
@@ -58,25 +58,30 @@ enum AttemptError {
 
 impl HttpBackend {
     pub fn build(spec: &BackendSpec, endpoints: &[Endpoint], ctx: &BuildContext) -> Result<Self, String> {
+        let trust = spec.tls.clone().unwrap_or_default();
         let endpoints = endpoints
             .iter()
             .map(|e| {
-                Ok(HttpEndpoint {
+                let tls = match &e.tls_server_name {
+                    Some(name) => Some(Arc::new(UpstreamTls::new(&trust, name)?)),
+                    None => None,
+                };
+                let upstream = Upstream {
                     scheme: Scheme::try_from(e.scheme.as_str()).map_err(|e| e.to_string())?,
                     authority: Authority::try_from(e.authority.as_str()).map_err(|e| e.to_string())?,
-                    host: HeaderValue::from_str(&e.host).map_err(|e| e.to_string())?,
-                    base_path: e.base_path.clone(),
-                })
+                    tls,
+                };
+                Ok(HttpEndpoint { upstream, host: HeaderValue::from_str(&e.host).map_err(|e| e.to_string())?, base_path: e.base_path.clone() })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let names: Vec<String> = endpoints.iter().map(|e| e.authority.to_string()).collect();
+        let names: Vec<String> = endpoints.iter().map(|e| e.upstream.authority.to_string()).collect();
         let active_health = spec
             .active_health
             .clone()
             .map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len(), ctx.health.unhealthy_endpoints.clone())));
         if let Some(health) = &active_health {
             let targets = ProbeTargets {
-                authorities: endpoints.iter().map(|e| e.authority.clone()).collect(),
+                upstreams: endpoints.iter().map(|e| e.upstream.clone()).collect(),
                 host_headers: endpoints.iter().map(|e| e.host.to_str().unwrap_or_default().to_owned()).collect(),
                 dial: ctx.dial.clone(),
                 grant: spec.dial_grant.clone(),
@@ -108,7 +113,7 @@ impl HttpBackend {
             .map(|(i, e)| {
                 let healthy = self.active_health.as_ref().is_none_or(|h| h.is_healthy(i));
                 let ejected = self.outlier.as_ref().is_some_and(|o| o.is_ejected(i));
-                serde_json::json!({"endpoint": e.authority.as_str(), "healthy": healthy, "ejected": ejected, "inRotation": healthy && !ejected})
+                serde_json::json!({"endpoint": e.upstream.authority.as_str(), "healthy": healthy, "ejected": ejected, "inRotation": healthy && !ejected})
             })
             .collect();
         Some(serde_json::json!({"backend": self.id, "endpoints": endpoints}))
@@ -165,7 +170,7 @@ impl HttpBackend {
         let timeout_ms = budget.as_millis() as u64;
         let outcome = tokio::time::timeout(
             budget,
-            ctx.client.request(&endpoint.scheme, &endpoint.authority, request, ctx.dial, self.dial_grant.as_ref()),
+            ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref()),
         )
         .await;
         let id = || self.id.clone();
@@ -186,7 +191,11 @@ impl HttpBackend {
                 Err(AttemptError::Final(GatewayError::BodyTooLarge { limit }))
             }
             Ok(Err(e)) if e.is_connect() => {
-                let error = GatewayError::BackendConnect { backend: id(), detail: error_chain(&e) };
+                let error = if e.is_tls() {
+                    GatewayError::BackendTls { backend: id(), detail: error_chain(&e) }
+                } else {
+                    GatewayError::BackendConnect { backend: id(), detail: error_chain(&e) }
+                };
                 Err(if policy.on_connect_failure { AttemptError::Retryable(error) } else { AttemptError::Final(error) })
             }
             Ok(Err(e)) => {

@@ -1,33 +1,29 @@
 //! Opening an upstream connection: resolve, check the egress policy on every resolved
-//! address, dial with a timeout, TCP_NODELAY, HTTP/1 handshake, and the task that drives
-//! the connection.
+//! address, dial with a timeout, TCP_NODELAY, the TLS handshake for `https`, the HTTP/1
+//! handshake, and the task that drives the connection.
 
 use std::net::SocketAddr;
 
-use http::uri::{Authority, Scheme};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::{CONNECT_TIMEOUT, ClientError};
+use super::{CONNECT_TIMEOUT, ClientError, Upstream};
 use crate::body::RequestBody;
 use crate::egress::DialPolicy;
 use switchyard_compile::snapshot::DialGrant;
 
-/// A new connection to `scheme://authority` (at `pinned` when the address is already
-/// chosen), driven by a task of its own; every error here means the backend was never
-/// reached.
+/// A new connection to `upstream` (at `pinned` when the address is already chosen),
+/// driven by a task of its own; every error here means the backend was never reached.
 pub(super) async fn connect(
-    scheme: &Scheme,
-    authority: &Authority,
+    upstream: &Upstream,
     pinned: Option<SocketAddr>,
     policy: &DialPolicy,
     grant: Option<&DialGrant>,
 ) -> Result<SendRequest<RequestBody>, ClientError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(e);
-    if *scheme != Scheme::HTTP {
-        return Err(failed(format!("unsupported upstream scheme {scheme}").into()));
-    }
+    let authority = &upstream.authority;
     let candidates = crate::resolver::addresses(authority, pinned).await.map_err(|e| failed(e.into()))?;
     // The check is on resolved addresses: a name that resolves somewhere forbidden is
     // refused whatever it was called.
@@ -51,7 +47,21 @@ pub(super) async fn connect(
         .map_err(|e| failed(e.into()))?;
     // Requests and responses are small and latency-bound: do not wait to coalesce.
     stream.set_nodelay(true).map_err(|e| failed(e.into()))?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(e.into()))?;
+    let Some(tls) = &upstream.tls else { return http1_over(stream).await };
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(tls.server_name.clone(), stream))
+        .await
+        .map_err(|_| ClientError::Tls(format!("TLS handshake with {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
+        .map_err(|e| ClientError::Tls(e.into()))?;
+    http1_over(stream).await
+}
+
+/// The HTTP/1 handshake on an open stream, and the task that drives the connection.
+async fn http1_over<T>(stream: T) -> Result<SendRequest<RequestBody>, ClientError>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| ClientError::Connect(e.into()))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "upstream connection ended with an error");

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::body::{BoxError, RequestBody};
 use crate::egress::DialPolicy;
+use crate::tls::UpstreamTls;
 use switchyard_compile::snapshot::DialGrant;
 
 pub use self::pool::Lease;
@@ -40,13 +41,21 @@ pub enum ClientError {
     Connect(#[source] BoxError),
     #[error(transparent)]
     Denied(crate::egress::Denied),
+    /// The TLS handshake failed (untrusted certificate, name mismatch, protocol).
+    #[error("TLS handshake failed")]
+    Tls(#[source] BoxError),
     #[error("request error")]
     Request(#[source] hyper::Error),
 }
 
 impl ClientError {
+    /// The request never reached the backend's application (TCP or TLS failed).
     pub fn is_connect(&self) -> bool {
-        matches!(self, Self::Connect(_))
+        matches!(self, Self::Connect(_) | Self::Tls(_))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
     }
 
     pub fn denied(&self) -> Option<&crate::egress::Denied> {
@@ -55,6 +64,15 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Where requests go: scheme and authority, and for `https` how TLS is done.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Shared so the pool key clones a pointer, not the server name.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// A worker's upstream client: its pool of keep-alive connections.
@@ -67,19 +85,18 @@ pub fn upstream_client() -> UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Sends `request` (origin-form URI, Host set) to `scheme://authority`. The
-    /// returned lease must live as long as the response body: dropping it hands the
-    /// connection back to the pool.
+    /// Sends `request` (origin-form URI, Host set) to `upstream`. The returned lease
+    /// must live as long as the response body: dropping it hands the connection back to
+    /// the pool.
     pub async fn request(
         &self,
-        scheme: &Scheme,
-        authority: &Authority,
+        upstream: &Upstream,
         mut request: Request<RequestBody>,
         policy: &DialPolicy,
         grant: Option<&DialGrant>,
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
-        let pinned = policy.pinned(authority);
-        let key = Key::new(scheme, authority, pinned, grant.is_some());
+        let pinned = policy.pinned(&upstream.authority);
+        let key = Key::new(upstream, pinned, grant.is_some());
         if let Some(mut lease) = self.pool.checkout(&key) {
             match lease.send(request).await {
                 Ok(response) => return Ok((response, lease)),
@@ -91,9 +108,22 @@ impl UpstreamClient {
                 },
             }
         }
-        let sender = connect::connect(scheme, authority, pinned, policy, grant).await?;
+        let sender = connect::connect(upstream, pinned, policy, grant).await?;
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))
+    }
+}
+
+/// A health probe on a connection of its own (never pooled): connect (with TLS for
+/// `https`), then `GET path` when a path is set. Healthy when it answers below 500.
+pub async fn probe(upstream: &Upstream, host_header: &str, path: Option<&str>, policy: &DialPolicy, grant: Option<&DialGrant>) -> bool {
+    let Ok(mut sender) = connect::connect(upstream, policy.pinned(&upstream.authority), policy, grant).await else { return false };
+    let Some(path) = path else { return true };
+    let request = Request::get(path).header(http::header::HOST, host_header).body(RequestBody::full(bytes::Bytes::new()));
+    let Ok(request) = request else { return false };
+    match sender.send_request(request).await {
+        Ok(response) => !response.status().is_server_error(),
+        Err(_) => false,
     }
 }

@@ -17,7 +17,9 @@ use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::SendRequest;
 
+use super::Upstream;
 use crate::body::RequestBody;
+use crate::tls::UpstreamTls;
 
 type Sender = SendRequest<RequestBody>;
 
@@ -32,11 +34,19 @@ pub(super) struct Key {
     /// Connections dialled under a backend's egress exception are never lent to a
     /// backend without it.
     granted: bool,
+    /// TLS connections are shared only under the same server name and configuration.
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Key {
-    pub(super) fn new(scheme: &Scheme, authority: &Authority, pinned: Option<SocketAddr>, granted: bool) -> Self {
-        Self { scheme: scheme.clone(), authority: authority.clone(), pinned, granted }
+    pub(super) fn new(upstream: &Upstream, pinned: Option<SocketAddr>, granted: bool) -> Self {
+        Self {
+            scheme: upstream.scheme.clone(),
+            authority: upstream.authority.clone(),
+            pinned,
+            granted,
+            tls: upstream.tls.clone(),
+        }
     }
 }
 

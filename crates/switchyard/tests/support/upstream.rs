@@ -1,4 +1,5 @@
-//! A real HTTP upstream on loopback that echoes what it received as JSON.
+//! A real HTTP upstream on loopback that echoes what it received as JSON (with the TLS
+//! server name the client sent, `sni`, when it serves TLS).
 //!
 //! Request headers steer it: `x-test-delay-ms: N` waits before answering,
 //! `x-test-status: N` answers with that status.
@@ -28,13 +29,19 @@ impl Upstream {
     /// Starts on an ephemeral loopback port.
     pub async fn start(name: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(name, listener, 0)
+        Self::serve(name, listener, 0, None)
+    }
+
+    /// An `https` upstream with the certificate of `config`.
+    pub async fn start_tls(name: &str, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(name, listener, 0, Some(tokio_rustls::TlsAcceptor::from(config)))
     }
 
     /// An upstream that waits `delay_ms` before every answer (a slow endpoint).
     pub async fn start_slow(name: &str, delay_ms: u64) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(name, listener, delay_ms)
+        Self::serve(name, listener, delay_ms, None)
     }
 
     /// Starts on a given address (to bring a stopped upstream back on its port).
@@ -42,10 +49,10 @@ impl Upstream {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
         socket.bind(addr).unwrap();
-        Self::serve(name, socket.listen(1024).unwrap(), 0)
+        Self::serve(name, socket.listen(1024).unwrap(), 0, None)
     }
 
-    fn serve(name: &str, listener: tokio::net::TcpListener, delay_ms: u64) -> Self {
+    fn serve(name: &str, listener: tokio::net::TcpListener, delay_ms: u64, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -54,14 +61,29 @@ impl Upstream {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (counter, label) = (counter.clone(), label.clone());
+                let (counter, label, tls, accepted) = (counter.clone(), label.clone(), tls.clone(), accepted.clone());
                 connections.spawn(async move {
-                    let service = service_fn(move |request| {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        echo(label.clone(), delay_ms, request)
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                    let serve = |sni: Option<String>| {
+                        service_fn(move |request| {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            echo(label.clone(), sni.clone(), delay_ms, request)
+                        })
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            let _ = builder.serve_connection(TokioIo::new(stream), serve(None)).await;
+                        }
+                        Some(acceptor) => {
+                            // A failed handshake (an untrusting client, a bare TCP
+                            // connectivity test) just ends the connection, uncounted.
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                            let _ = builder.serve_connection(TokioIo::new(stream), serve(sni)).await;
+                        }
+                    }
                 });
             }
         });
@@ -76,7 +98,7 @@ impl Upstream {
         self.hits.load(Ordering::SeqCst)
     }
 
-    /// TCP connections accepted so far.
+    /// Connections accepted so far (for TLS: those that completed the handshake).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
@@ -93,7 +115,12 @@ impl Drop for Upstream {
     }
 }
 
-async fn echo(name: String, delay_ms: u64, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn echo(
+    name: String,
+    sni: Option<String>,
+    delay_ms: u64,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = request.into_parts();
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let delay = header("x-test-delay-ms").unwrap_or(delay_ms);
@@ -115,6 +142,7 @@ async fn echo(name: String, delay_ms: u64, request: Request<Incoming>) -> Result
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
         "bodyLength": body.len(),
+        "sni": sni,
     });
     let mut response = Response::new(Full::new(Bytes::from(json.to_string())));
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap();

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-cost crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -14,6 +14,11 @@ test:
 
 bench:
 	bash bench/run.sh
+
+# Instructions per request under callgrind, this checkout against the baseline commit
+# (bench/cost.sh: BASELINE_REV, COST_REQUESTS, COST_CONFIGS, COST_STRICT=1 to fail above 3%).
+bench-cost:
+	bash bench/cost.sh
 
 # Regenerates crds/ from the Rust types, then the copies in the chart and deploy/.
 crds:

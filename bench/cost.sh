@@ -328,9 +328,10 @@ check() { # check NAME A B: print the ratio A/B, remember it when above LIMIT
   check "plain: new/baseline" "plain new" "plain baseline"
   check "rr2: new/baseline" "rr2 new" "rr2 baseline"
   for cfg in rr2 lr2 hash2 vpc dns; do check "$cfg/plain (new)" "$cfg new" "plain new"; done
-} | tee "$RUN/summary.txt"
+} >"$RUN/summary.txt" # not a pipe: check() must set FAILED in this shell
+cat "$RUN/summary.txt"
 cp "$RUN/summary.txt" .bench/cost-last.txt
-log "summary in .bench/cost-last.txt; dumps in $RUN (callgrind_annotate $RUN/callgrind.<config>-<binary>-1.out.1)"
+log "summary in .bench/cost-last.txt; callgrind dumps in $RUN (callgrind.<config>-<binary>-<run>.out.1)"
 
 if ((${#FAILED[@]})); then
   log "above $LIMIT: ${FAILED[*]}"

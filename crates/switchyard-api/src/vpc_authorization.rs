@@ -2,7 +2,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::CommonStatus;
+use crate::Condition;
 
 /// Authorizes the gateway to reach one private resource on given ports.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -11,7 +11,7 @@ use crate::CommonStatus;
     version = "v1alpha1",
     kind = "VpcAuthorization",
     namespaced,
-    status = "CommonStatus",
+    status = "VpcAuthorizationStatus",
     shortname = "vpca",
     category = "switchyard",
     printcolumn = r#"{"name":"Ports","type":"string","jsonPath":".spec.ports"}"#,
@@ -76,4 +76,23 @@ pub struct ConnectivityTest {
 pub struct HttpProbe {
     /// Path to GET.
     pub path: String,
+}
+
+/// Status of a VpcAuthorization: the common fields plus which test-now request the
+/// `Connected` condition answers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcAuthorizationStatus {
+    /// The metadata.generation the controller last processed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Current conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The value of the `switchyard.dev/test-connectivity` annotation when the test behind
+    /// the `Connected` condition started: that condition answers this request (what
+    /// `switchyard vpc test` waits for). Absent until the annotation is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_test_request: Option<String>,
 }

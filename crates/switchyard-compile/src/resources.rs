@@ -29,6 +29,9 @@ pub struct Connectivity {
     pub connected: bool,
     /// Latency on success, the exact error otherwise.
     pub message: String,
+    /// The `switchyard.dev/test-connectivity` annotation's value when the test started:
+    /// the test-now request this result answers (None without the annotation).
+    pub requested: Option<String>,
 }
 
 /// An app: credentials for AppCode and Signature authentication.

@@ -77,11 +77,14 @@ pub struct ResourceStatus {
     /// BackendService only: known endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<u32>,
+    /// VpcAuthorization only: the test-now request the `Connected` condition answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_test_request: Option<String>,
 }
 
 impl ResourceStatus {
     pub fn new(object: ObjectRef, generation: Option<i64>) -> Self {
-        Self { object, generation, conditions: Vec::new(), backend_kind: None, endpoints: None }
+        Self { object, generation, conditions: Vec::new(), backend_kind: None, endpoints: None, connectivity_test_request: None }
     }
 
     pub fn set(&mut self, condition: ConditionSpec) {

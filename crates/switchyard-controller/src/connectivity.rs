@@ -80,8 +80,9 @@ impl Prober {
             self.scheduled
                 .insert(key.clone(), Scheduled { fingerprint: fingerprint.clone(), interval, last_start: Instant::now(), running: true });
             let (tx, finished) = (self.done_tx.clone(), self.finished.clone());
+            let requested = test_request(auth).map(str::to_owned);
             tokio::spawn(async move {
-                let result = run(&plan).await;
+                let result = Connectivity { requested, ..run(&plan).await };
                 let _ = tx.send((key, fingerprint, result));
                 finished.notify_one();
             });
@@ -123,10 +124,14 @@ fn key(auth: &VpcAuthorization) -> Key {
     (auth.metadata.namespace.clone().unwrap_or_else(|| "default".into()), auth.metadata.name.clone().unwrap_or_default())
 }
 
+/// The test-now annotation's value: a test started while it holds answers that request.
+fn test_request(auth: &VpcAuthorization) -> Option<&str> {
+    auth.metadata.annotations.as_ref().and_then(|a| a.get(TEST_CONNECTIVITY_ANNOTATION)).map(String::as_str)
+}
+
 /// What makes a new test necessary: the spec and the test-now annotation.
 fn fingerprint(auth: &VpcAuthorization) -> String {
-    let annotation = auth.metadata.annotations.as_ref().and_then(|a| a.get(TEST_CONNECTIVITY_ANNOTATION)).cloned().unwrap_or_default();
-    format!("{}|{annotation}", serde_json::to_string(&auth.spec).unwrap_or_default())
+    format!("{}|{}", serde_json::to_string(&auth.spec).unwrap_or_default(), test_request(auth).unwrap_or_default())
 }
 
 fn interval(auth: &VpcAuthorization) -> Duration {
@@ -170,16 +175,22 @@ pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
 /// Runs one test: every target must accept (and answer the HTTP probe below 500).
 pub async fn run(plan: &Plan) -> Connectivity {
     if plan.targets.is_empty() {
-        return Connectivity { connected: false, message: "no address to test (the target has no endpoints)".into() };
+        return Connectivity { connected: false, message: "no address to test (the target has no endpoints)".into(), requested: None };
     }
     let mut reports = Vec::with_capacity(plan.targets.len());
     for target in &plan.targets {
         match probe(target, plan).await {
             Ok(report) => reports.push(report),
-            Err(error) => return Connectivity { connected: false, message: error },
+            Err(error) => return Connectivity { connected: false, message: error, requested: None },
         }
     }
-    Connectivity { connected: true, message: reports.join("; ") }
+    Connectivity { connected: true, message: reports.join("; "), requested: None }
+}
+
+/// The line `switchyard vpc test` prints, standalone or in-cluster.
+pub fn report_line(namespace: &str, name: &str, result: &Connectivity) -> String {
+    let status = if result.connected { "True" } else { "False" };
+    format!("VpcAuthorization {namespace}/{name}: Connected={status}: {}", result.message)
 }
 
 async fn probe(target: &SocketAddrOrHost, plan: &Plan) -> Result<String, String> {
@@ -223,6 +234,12 @@ mod tests {
         assert!(closed.message.contains("refused"), "{}", closed.message);
     }
 
+    #[test]
+    fn the_report_line_names_the_object_the_condition_and_the_message() {
+        let result = Connectivity { connected: false, message: "connection refused".into(), requested: None };
+        assert_eq!(report_line("shop", "orders", &result), "VpcAuthorization shop/orders: Connected=False: connection refused");
+    }
+
     #[tokio::test]
     async fn a_changed_annotation_asks_for_a_new_test() {
         let base = "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: a, annotations: {switchyard.dev/test-connectivity: 'ANNOT'}}\nspec: {target: {address: 127.0.0.1}, ports: [9]}\n";
@@ -230,7 +247,9 @@ mod tests {
         prober.start_due(&authorization(&base.replace("ANNOT", "1")));
         prober.finished.notified().await;
         prober.collect();
-        assert!(!prober.results()[&("default".into(), "a".into())].connected);
+        let first = &prober.results()[&("default".into(), "a".into())];
+        assert!(!first.connected);
+        assert_eq!(first.requested.as_deref(), Some("1"), "the result says which request it answers");
         let first_start = prober.scheduled[&("default".into(), "a".into())].last_start;
         prober.start_due(&authorization(&base.replace("ANNOT", "1")));
         assert_eq!(prober.scheduled[&("default".into(), "a".into())].last_start, first_start, "nothing changed, interval not elapsed");

@@ -45,6 +45,8 @@ pub struct ObjectStatus {
     pub backend_kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectivity_test_request: Option<String>,
 }
 
 /// A condition that appeared or changed status, reason or message.
@@ -90,6 +92,7 @@ impl StatusBook {
                 conditions,
                 backend_kind: status.backend_kind,
                 endpoints: status.endpoints,
+                connectivity_test_request: status.connectivity_test_request,
             };
             next.insert(status.object, entry);
         }

@@ -1,6 +1,7 @@
 //! Command line. Every flag can also come from a `SWITCHYARD_*` environment variable.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -34,8 +35,14 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum VpcCommand {
     /// Runs a connectivity test of one VpcAuthorization now and prints the result
-    /// (exit 1 when it fails). In a cluster, change the `switchyard.dev/test-connectivity`
-    /// annotation instead and read the `Connected` condition.
+    /// (exit 0 when connected, 1 when not).
+    ///
+    /// With --config-dir the test runs here, on the standalone folder's resources. Without it
+    /// the test runs in the cluster of the current kubeconfig (or the pod's credentials): only
+    /// the controller reaches the private network, so the command sets the
+    /// `switchyard.dev/test-connectivity` annotation to a fresh value and waits until the
+    /// status answers it (`status.connectivityTestRequest` names the request the `Connected`
+    /// condition answers). That needs get and patch on vpcauthorizations.switchyard.dev.
     Test(VpcTestArgs),
 }
 
@@ -43,11 +50,15 @@ pub enum VpcCommand {
 pub struct VpcTestArgs {
     /// The VpcAuthorization's name.
     pub name: String,
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
-    /// Folder of resource YAML files (as for standalone).
+    /// Its namespace (default: the kubeconfig's namespace in a cluster, `default` with --config-dir).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Folder of resource YAML files (as for standalone): test from here instead of in the cluster.
     #[arg(long, env = "SWITCHYARD_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+    /// In a cluster: how long to wait for the controller's answer.
+    #[arg(long, default_value = "30s", value_parser = switchyard_compile::units::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Args, Debug)]

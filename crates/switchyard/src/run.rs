@@ -61,23 +61,35 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     Ok(if any_false { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-/// `switchyard vpc test NAME`: one connectivity test now, from the standalone folder.
+/// `switchyard vpc test NAME`: one connectivity test now, from the standalone folder
+/// when given one, otherwise by the controller of the current cluster.
 async fn vpc_test(args: VpcTestArgs) -> anyhow::Result<ExitCode> {
     use switchyard_controller::connectivity;
-    let resources = switchyard_controller::folder::FolderSource::new(&args.config_dir).scan().unwrap_or_default();
+    let (namespace, result) = match &args.config_dir {
+        Some(dir) => {
+            let namespace = args.namespace.clone().unwrap_or_else(|| "default".to_owned());
+            let result = vpc_test_in_folder(dir, &namespace, &args.name).await?;
+            (namespace, result)
+        }
+        None => switchyard_controller::kubernetes::vpc_test::run(args.namespace.as_deref(), &args.name, args.timeout).await?,
+    };
+    println!("{}", connectivity::report_line(&namespace, &args.name, &result));
+    Ok(if result.connected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn vpc_test_in_folder(dir: &Path, namespace: &str, name: &str) -> anyhow::Result<switchyard_compile::Connectivity> {
+    use switchyard_controller::connectivity;
+    let resources = switchyard_controller::folder::FolderSource::new(dir).scan().unwrap_or_default();
     let wanted = |a: &&switchyard_api::VpcAuthorization| {
-        a.metadata.name.as_deref() == Some(args.name.as_str()) && a.metadata.namespace.as_deref().unwrap_or("default") == args.namespace
+        a.metadata.name.as_deref() == Some(name) && a.metadata.namespace.as_deref().unwrap_or("default") == namespace
     };
     let Some(authorization) = resources.vpc_authorizations.iter().find(wanted) else {
-        bail!("no VpcAuthorization {}/{} in {}", args.namespace, args.name, args.config_dir.display());
+        bail!("no VpcAuthorization {namespace}/{name} in {}", dir.display());
     };
     let Some(plan) = connectivity::plan(authorization, &resources) else {
-        bail!("VpcAuthorization {}/{} has no valid target to test", args.namespace, args.name);
+        bail!("VpcAuthorization {namespace}/{name} has no valid target to test");
     };
-    let result = connectivity::run(&plan).await;
-    let status = if result.connected { "True" } else { "False" };
-    println!("VpcAuthorization {}/{}: Connected={status}: {}", args.namespace, args.name, result.message);
-    Ok(if result.connected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(connectivity::run(&plan).await)
 }
 
 /// Standalone's admin view: the proxy's readiness, the published snapshot, the statuses.

@@ -1,4 +1,4 @@
-//! `switchyard crds` and `switchyard validate` as an operator runs them.
+//! `switchyard crds`, `switchyard validate` and `switchyard vpc test` as an operator runs them.
 
 use std::process::Command;
 
@@ -80,4 +80,46 @@ fn the_shipped_quickstart_validates_cleanly() {
     let (code, out) = switchyard(&["validate", "-f", file]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 route(s) programmed"), "{out}");
+}
+
+/// A folder holding one VpcAuthorization of 127.0.0.1 on `port`.
+fn vpc_folder(port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {{name: local, namespace: shop}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{port}]}}\n"
+    );
+    std::fs::write(dir.path().join("vpc.yaml"), manifest).unwrap();
+    dir
+}
+
+#[test]
+fn vpc_test_with_a_config_dir_tests_from_here_and_exits_1_when_the_port_is_closed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = vpc_folder(port);
+    let args = ["vpc", "test", "local", "-n", "shop", "--config-dir", dir.path().to_str().unwrap()];
+    let (open, out) = switchyard(&args);
+    assert_eq!(open, 0, "{out}");
+    assert!(out.starts_with("VpcAuthorization shop/local: Connected=True: 127.0.0.1:"), "{out}");
+    drop(listener);
+    let (closed, out) = switchyard(&args);
+    assert_eq!(closed, 1, "{out}");
+    assert!(out.starts_with("VpcAuthorization shop/local: Connected=False: "), "{out}");
+}
+
+#[test]
+fn vpc_test_without_a_config_dir_asks_the_cluster_and_says_when_there_are_no_credentials() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["vpc", "test", "orders", "-n", "shop"])
+        .env_remove("SWITCHYARD_CONFIG_DIR")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("KUBECONFIG", home.path().join("missing-kubeconfig"))
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("loading Kubernetes credentials"), "{stderr}");
 }

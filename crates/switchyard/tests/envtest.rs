@@ -4,7 +4,7 @@
 //! layout controller-runtime's `setup-envtest use` produces), this starts both on
 //! loopback, applies `crds/`, runs `switchyard controller` and `switchyard proxy`,
 //! applies a BackendService and an ApiRoute, waits for their conditions and sends
-//! traffic through the proxy. Without the variable it says it skipped and why: no real
+//! traffic through the proxy, then runs `switchyard vpc test` against the cluster. Without the variable it says it skipped and why: no real
 //! API server can run on machines without those binaries, and that must be visible.
 //! It also needs `openssl` on PATH (service-account keys).
 
@@ -60,7 +60,27 @@ async fn the_whole_flow_runs_against_a_real_api_server() {
         get(&proxy.proxy_url("/hello")).await.map(|r| r.text() == "from-kubernetes").unwrap_or(false)
     })
     .await;
-    drop((proxy, controller));
+
+    // `switchyard vpc test` in the cluster: the controller's leader runs the test the
+    // annotation asks for and the command prints its answer.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = target.local_addr().unwrap().port();
+    create(&client, "vpcauthorizations", &format!("apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {{name: local, namespace: default}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{port}]}}\n")).await;
+    let kubeconfig_env = kubeconfig.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["vpc", "test", "local", "-n", "default", "--timeout", "30s"])
+            .env("KUBECONFIG", kubeconfig_env)
+            .env_remove("SWITCHYARD_CONFIG_DIR")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("VpcAuthorization default/local: Connected=True: 127.0.0.1:"), "{stdout}");
+    drop((proxy, controller, target));
 }
 
 /// etcd and kube-apiserver on loopback; both stop on drop.

@@ -25,6 +25,7 @@ pub(super) fn compile_all(
                 if let Some(test) = connectivity.get(&key) {
                     let reason = if test.connected { reason::CONNECTED } else { reason::CONNECT_FAILED };
                     status.set(ConditionSpec::new(CONNECTED, test.connected, reason, test.message.clone()));
+                    status.connectivity_test_request = test.requested.clone();
                 }
                 grants.insert(key, grant);
             }
@@ -61,5 +62,26 @@ fn target(target: &switchyard_api::VpcTarget) -> Result<VpcGrantTarget, Rejectio
             .map(|()| VpcGrantTarget::Host(host.to_ascii_lowercase()))
             .map_err(|e| Rejection::new(reason::INVALID_HOST, format!("target.host: {e}"))),
         _ => Err(Rejection::new(reason::INVALID_SPEC, "target: set exactly one of address, service or host")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Connectivity, Resources, compile, manifest};
+
+    #[test]
+    fn a_connectivity_result_becomes_the_connected_condition_and_names_its_request() {
+        let mut resources = Resources::default();
+        let yaml = "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: orders, namespace: shop}\nspec: {target: {address: 10.0.3.15}, ports: [8080]}\n";
+        manifest::add_yaml(&mut resources, "t", yaml);
+        let result = Connectivity { connected: false, message: "connection refused".into(), requested: Some("r1".into()) };
+        resources.connectivity.insert(("shop".into(), "orders".into()), result);
+        let status = &compile(&resources).statuses[0];
+        let connected = status.condition("Connected").unwrap();
+        assert_eq!(
+            (connected.status, connected.reason.as_str(), connected.message.as_str()),
+            (false, "ConnectFailed", "connection refused")
+        );
+        assert_eq!(status.connectivity_test_request.as_deref(), Some("r1"));
     }
 }

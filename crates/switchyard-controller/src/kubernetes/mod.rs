@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod events;
 pub mod leader;
 pub mod status;
+pub mod vpc_test;
 pub mod writer;
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub fn status_patch(status: &ResourceStatus, current: Option<&Value>, now: &str)
     if let Some(endpoints) = status.endpoints {
         desired["endpoints"] = json!(endpoints);
     }
+    if let Some(request) = &status.connectivity_test_request {
+        desired["connectivityTestRequest"] = json!(request);
+    }
     if current.is_some_and(|c| same_status(c, &desired)) {
         return None;
     }
@@ -41,7 +44,7 @@ pub fn status_patch(status: &ResourceStatus, current: Option<&Value>, now: &str)
 
 /// Compares only the fields Switchyard owns.
 fn same_status(current: &Value, desired: &Value) -> bool {
-    ["conditions", "observedGeneration", "kind", "endpoints"].iter().all(|k| current.get(k) == desired.get(k))
+    ["conditions", "observedGeneration", "kind", "endpoints", "connectivityTestRequest"].iter().all(|k| current.get(k) == desired.get(k))
 }
 
 /// Kinds whose status Switchyard writes (apps are Secrets: no status).
@@ -111,6 +114,19 @@ mod tests {
         let patch = status_patch(&newer, Some(&first["status"]), "t2").unwrap();
         assert_eq!(patch["status"]["observedGeneration"], 5);
         assert_eq!(patch["status"]["conditions"][0]["lastTransitionTime"], "t1", "status did not flip");
+    }
+
+    #[test]
+    fn a_new_connectivity_test_request_alone_is_written() {
+        let mut vpc = ResourceStatus::new(ObjectRef::new(ResourceKind::VpcAuthorization, Some("shop"), "orders"), Some(1));
+        vpc.set(ConditionSpec::new("Connected", false, "ConnectFailed", "connection refused"));
+        vpc.connectivity_test_request = Some("first".into());
+        let first = status_patch(&vpc, None, "t1").unwrap();
+        assert_eq!(first["status"]["connectivityTestRequest"], "first");
+        vpc.connectivity_test_request = Some("second".into());
+        let second = status_patch(&vpc, Some(&first["status"]), "t2").expect("the same result answers a new request");
+        assert_eq!(second["status"]["connectivityTestRequest"], "second");
+        assert_eq!(second["status"]["conditions"][0]["lastTransitionTime"], "t1");
     }
 
     #[test]

@@ -140,3 +140,35 @@ async fn service_scale_up_and_down_reach_the_snapshot_as_new_versions() {
     assert_eq!(published_endpoints(&fixture.publisher), ["10.1.0.2:8080"]);
     assert!(one.version < two.version && two.version < down.version, "each change is a new version");
 }
+
+#[tokio::test]
+async fn an_annotation_triggered_test_is_written_with_the_request_it_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut resources = Resources::default();
+    let manifest = format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {{name: orders, namespace: shop, generation: 1, annotations: {{switchyard.dev/test-connectivity: req-7}}}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{port}]}}\n"
+    );
+    manifest::add_yaml(&mut resources, "test", &manifest);
+    let mut prober = crate::connectivity::Prober::default();
+    prober.start_due(&resources);
+    prober.finished.notified().await;
+    prober.collect();
+    resources.connectivity = prober.results();
+
+    let (client, mut handle) = mock::client();
+    let fixture = Fixture::new();
+    let mut writer = StatusWriter::new(client);
+    let path =
+        "/apis/switchyard.dev/v1alpha1/namespaces/shop/vpcauthorizations/orders/status?&force=true&fieldManager=switchyard-controller";
+    let script =
+        vec![Expect { method: Method::PATCH, path: path.into(), status: StatusCode::OK, reply: applied("VpcAuthorization", "orders") }];
+    let (_, bodies) =
+        tokio::join!(reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()), mock::serve_one_by_one(&mut handle, script));
+    let status = &bodies[0]["status"];
+    assert_eq!(status["connectivityTestRequest"], "req-7");
+    let connected = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Connected").unwrap();
+    assert_eq!(connected["status"], "True", "{connected}");
+    assert!(connected["message"].as_str().unwrap().contains("connected in"), "{connected}");
+    mock::expect_no_more_calls(&mut handle).await;
+}

@@ -32,6 +32,10 @@ pub struct Connectivity {
     /// The `switchyard.dev/test-connectivity` annotation's value when the test started:
     /// the test-now request this result answers (None without the annotation).
     pub requested: Option<String>,
+    /// For a host target: the addresses the name resolved to for this test. They become
+    /// the only addresses the proxy dials for it (a name later rebound elsewhere is
+    /// refused until a test verifies the new addresses).
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// An app: credentials for AppCode and Signature authentication.

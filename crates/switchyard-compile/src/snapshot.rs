@@ -147,9 +147,8 @@ pub struct Backend {
     /// How an endpoint is picked.
     #[serde(default)]
     pub load_balancer: LoadBalancer,
-    /// For `vpc` backends whose authorization names an address: that address and its
-    /// ports may be dialled even where the egress policy refuses them (link-local,
-    /// loopback in Kubernetes). Only this backend's dials get the exception.
+    /// For `vpc` backends: the only addresses and ports its dials may reach (and, for an
+    /// address target, the egress exception). Only this backend's dials get it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dial_grant: Option<DialGrant>,
     /// Passive outlier detection, when configured.
@@ -194,11 +193,18 @@ pub struct OutlierPolicy {
     pub ejection_ms: u64,
 }
 
-/// An address and ports one backend may dial despite the egress policy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a `vpc` backend may dial: only these addresses, on these ports, whatever a name
+/// resolves to at dial time (so a host name rebound elsewhere is refused).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DialGrant {
-    pub address: std::net::IpAddr,
+    /// `namespace/name` of the VpcAuthorization (for error messages).
+    pub authorization: String,
+    pub addresses: Vec<std::net::IpAddr>,
     pub ports: Vec<u16>,
+    /// The authorization names the address itself: it may be dialled even where the
+    /// egress policy refuses it (link-local, loopback in Kubernetes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bypass_egress: bool,
 }
 
 impl Backend {
@@ -303,6 +309,10 @@ pub struct VpcGrant {
     pub ports: Vec<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_name: Option<String>,
+    /// A host target's addresses: its DnsRecord's, else what the name resolved to at the
+    /// last connectivity test. The only addresses its backends dial; empty until known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// The authorized resource.

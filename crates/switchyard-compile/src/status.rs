@@ -126,14 +126,15 @@ pub mod reason {
     pub const INVALID_ADDRESS: &str = "InvalidAddress";
     pub const INVALID_WEIGHTS: &str = "InvalidWeights";
     pub const INVALID_AUTH: &str = "InvalidAuth";
+    pub const INVALID_TLS: &str = "InvalidTls";
     pub const CONFLICTED: &str = "Conflicted";
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     pub const BACKEND_NOT_ACCEPTED: &str = "BackendNotAccepted";
-    pub const INVALID_TLS: &str = "InvalidTls";
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub const APP_NOT_FOUND: &str = "AppNotFound";
     pub const AUTHORIZATION_NOT_FOUND: &str = "AuthorizationNotFound";
     pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
+    pub const ADDRESSES_NOT_VERIFIED: &str = "AddressesNotVerified";
     pub const REFS_NOT_RESOLVED: &str = "RefsNotResolved";
     pub const NOT_ACCEPTED: &str = "NotAccepted";
     pub const NOT_IMPLEMENTED: &str = "NotImplemented";

@@ -26,6 +26,8 @@ pub struct Plan {
     pub targets: Vec<SocketAddrOrHost>,
     pub http_path: Option<String>,
     pub host_header: String,
+    /// A host target's DnsRecord addresses: the proxy dials those, so the test does too.
+    pub dns_record: Option<Vec<IpAddr>>,
 }
 
 #[derive(Clone, Debug)]
@@ -153,9 +155,12 @@ pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
             let ip: IpAddr = address.parse().ok()?;
             spec.ports.iter().map(|p| SocketAddrOrHost::Addr(SocketAddr::new(ip, *p))).collect()
         }
-        (None, Some(host), None) => spec.ports.iter().map(|p| SocketAddrOrHost::Host(host.clone(), *p)).collect(),
+        (None, Some(host), None) => spec.ports.iter().map(|p| SocketAddrOrHost::Host(host.to_ascii_lowercase(), *p)).collect(),
         (None, None, Some(service)) => {
-            let endpoints = resources.service_endpoints.get(&(ns, service.name.clone()))?;
+            // Unknown or without endpoints: tested (and reported) as nothing to connect to.
+            let Some(endpoints) = resources.service_endpoints.get(&(ns, service.name.clone())) else {
+                return Some(plan_without_targets(spec));
+            };
             spec.ports
                 .iter()
                 .flat_map(|p| {
@@ -167,24 +172,74 @@ pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
         }
         _ => return None,
     };
-    let host_header =
-        spec.host_name.clone().or_else(|| spec.target.host.clone()).or_else(|| spec.target.address.clone()).unwrap_or_default();
-    Some(Plan { targets, http_path: spec.connectivity_test.as_ref().and_then(|t| t.http.as_ref()).map(|h| h.path.clone()), host_header })
+    let dns_record = spec.target.host.as_deref().and_then(|host| dns_record_addresses(host, resources));
+    Some(Plan { targets, dns_record, ..plan_without_targets(spec) })
 }
 
-/// Runs one test: every target must accept (and answer the HTTP probe below 500).
+fn plan_without_targets(spec: &switchyard_api::VpcAuthorizationSpec) -> Plan {
+    let host_header =
+        spec.host_name.clone().or_else(|| spec.target.host.clone()).or_else(|| spec.target.address.clone()).unwrap_or_default();
+    let http_path = spec.connectivity_test.as_ref().and_then(|t| t.http.as_ref()).map(|h| h.path.clone());
+    Plan { targets: Vec::new(), http_path, host_header, dns_record: None }
+}
+
+/// The addresses (weight above 0) of the oldest DnsRecord for `host`, as compile picks it.
+fn dns_record_addresses(host: &str, resources: &Resources) -> Option<Vec<IpAddr>> {
+    let mut records: Vec<&switchyard_api::DnsRecord> =
+        resources.dns_records.iter().filter(|r| r.spec.domain.eq_ignore_ascii_case(host)).collect();
+    records.sort_by_key(|r| (r.metadata.creation_timestamp.clone().map(|t| t.0), r.metadata.name.clone()));
+    let record = records.first()?;
+    Some(record.spec.records.iter().filter(|r| r.weight > 0).filter_map(|r| r.address.parse().ok()).collect())
+}
+
+/// Runs one test: a host target is resolved first (its DnsRecord, else DNS), then every
+/// address must accept (and answer the HTTP probe below 500). A host's resolved addresses
+/// are kept in the result: they are what the proxy may dial for it.
 pub async fn run(plan: &Plan) -> Connectivity {
-    if plan.targets.is_empty() {
-        return Connectivity { connected: false, message: "no address to test (the target has no endpoints)".into(), requested: None };
-    }
-    let mut reports = Vec::with_capacity(plan.targets.len());
+    let failed = |message: String, addresses: Vec<IpAddr>| Connectivity { connected: false, message, requested: None, addresses };
+    let mut sockets = Vec::with_capacity(plan.targets.len());
+    let mut resolved: Vec<IpAddr> = Vec::new();
     for target in &plan.targets {
-        match probe(target, plan).await {
-            Ok(report) => reports.push(report),
-            Err(error) => return Connectivity { connected: false, message: error, requested: None },
+        match target {
+            SocketAddrOrHost::Addr(addr) => sockets.push(*addr),
+            SocketAddrOrHost::Host(host, port) => match resolve(host, *port, plan.dns_record.as_deref()).await {
+                Ok(found) => {
+                    for addr in found {
+                        if !resolved.contains(&addr.ip()) {
+                            resolved.push(addr.ip());
+                        }
+                        sockets.push(addr);
+                    }
+                }
+                Err(error) => return failed(error, Vec::new()),
+            },
         }
     }
-    Connectivity { connected: true, message: reports.join("; "), requested: None }
+    if sockets.is_empty() {
+        return failed("no address to test (the target has no endpoints)".into(), resolved);
+    }
+    let mut reports = Vec::with_capacity(sockets.len());
+    for addr in &sockets {
+        match probe(*addr, plan).await {
+            Ok(report) => reports.push(report),
+            Err(error) => return failed(error, resolved),
+        }
+    }
+    Connectivity { connected: true, message: reports.join("; "), requested: None, addresses: resolved }
+}
+
+/// A host's addresses on `port`: its DnsRecord's when it has one, else DNS (the resolver
+/// the proxy uses too).
+async fn resolve(host: &str, port: u16, dns_record: Option<&[IpAddr]>) -> Result<Vec<SocketAddr>, String> {
+    if let Some(addresses) = dns_record {
+        return Ok(addresses.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, switchyard_http::resolver::resolve(host, port)).await {
+        Ok(Ok(found)) if !found.is_empty() => Ok(found),
+        Ok(Ok(_)) => Err(format!("resolving {host}: no address")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("resolving {host}: no answer within {PROBE_TIMEOUT:?}")),
+    }
 }
 
 /// The line `switchyard vpc test` prints, standalone or in-cluster.
@@ -193,11 +248,8 @@ pub fn report_line(namespace: &str, name: &str, result: &Connectivity) -> String
     format!("VpcAuthorization {namespace}/{name}: Connected={status}: {}", result.message)
 }
 
-async fn probe(target: &SocketAddrOrHost, plan: &Plan) -> Result<String, String> {
-    let addr = match target {
-        SocketAddrOrHost::Addr(addr) => ProbeAddr::Socket(*addr),
-        SocketAddrOrHost::Host(host, port) => ProbeAddr::Host(host.clone(), *port),
-    };
+async fn probe(socket: SocketAddr, plan: &Plan) -> Result<String, String> {
+    let addr = ProbeAddr::Socket(socket);
     let report = switchyard_http::probe(&addr, &plan.host_header, plan.http_path.as_deref(), PROBE_TIMEOUT).await?;
     let latency_ms = report.connect_latency.as_secs_f64() * 1e3;
     Ok(match (report.status, &plan.http_path) {
@@ -224,6 +276,7 @@ mod tests {
             targets: vec![SocketAddrOrHost::Addr(SocketAddr::from(([127, 0, 0, 1], port)))],
             http_path: None,
             host_header: String::new(),
+            dns_record: None,
         };
         let result = run(&open).await;
         assert!(result.connected, "{}", result.message);
@@ -236,7 +289,7 @@ mod tests {
 
     #[test]
     fn the_report_line_names_the_object_the_condition_and_the_message() {
-        let result = Connectivity { connected: false, message: "connection refused".into(), requested: None };
+        let result = Connectivity { connected: false, message: "connection refused".into(), requested: None, addresses: vec![] };
         assert_eq!(report_line("shop", "orders", &result), "VpcAuthorization shop/orders: Connected=False: connection refused");
     }
 

@@ -2,6 +2,8 @@
 //! port, one task per connection, graceful drain on shutdown.
 #![forbid(unsafe_code)]
 
+pub mod resolver;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

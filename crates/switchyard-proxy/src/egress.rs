@@ -8,14 +8,20 @@
 //!   exception is a `vpc` backend dialling the address and ports its VpcAuthorization
 //!   names. The exception belongs to that backend's dials only, so another backend
 //!   cannot borrow it to reach the same address.
+//! - A `vpc` backend dials only the addresses its authorization grants (the address, the
+//!   Service's endpoints, or what the host name resolved to when the controller verified
+//!   it), on the authorized ports.
 //! - Checking the resolved address rather than the configured name is what stops DNS
-//!   rebinding: a name that later resolves somewhere forbidden is refused then.
+//!   rebinding: a name that later resolves somewhere forbidden, or (for a vpc host
+//!   target) anywhere but its verified addresses, is refused then.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use switchyard_compile::snapshot::{DialGrant, Snapshot};
 
+use crate::client::Upstream;
+use crate::fast_hash::FastHash;
 use crate::weighted::WeightedCycle;
 
 /// Gateway-wide settings (from the command line).
@@ -70,14 +76,14 @@ fn masked(value: u128, bits: u8, prefix: u8) -> u128 {
 #[error("egress to {addr} is not allowed ({why})")]
 pub struct Denied {
     pub addr: SocketAddr,
-    pub why: &'static str,
+    pub why: std::borrow::Cow<'static, str>,
 }
 
 /// The policy for one snapshot: the configuration plus its DnsRecords.
 #[derive(Default)]
 pub struct DialPolicy {
     config: EgressConfig,
-    records: HashMap<String, WeightedCycle<IpAddr>>,
+    records: HashMap<String, WeightedCycle<IpAddr>, FastHash>,
 }
 
 impl DialPolicy {
@@ -97,19 +103,30 @@ impl DialPolicy {
 
     /// The address chosen before any DNS: an IP literal is its own address; a name with
     /// a DnsRecord gets a weighted pick (per call, so weights hold per request).
-    pub fn pinned(&self, authority: &http::uri::Authority) -> Option<SocketAddr> {
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-        let ip = host.parse::<IpAddr>().ok().or_else(|| self.record_address(&host.to_ascii_lowercase()))?;
-        Some(SocketAddr::new(ip, authority.port_u16().unwrap_or(80)))
+    pub fn pinned(&self, upstream: &Upstream) -> Option<SocketAddr> {
+        if let Some(literal) = upstream.literal {
+            return Some(literal);
+        }
+        if self.records.is_empty() {
+            return None;
+        }
+        // Compile lowercases host names, so the lookup needs no copy.
+        let ip = self.record_address(upstream.authority.host())?;
+        Some(SocketAddr::new(ip, upstream.authority.port_u16().unwrap_or(80)))
     }
 
     /// Whether `addr` may be dialled, by a backend holding `grant` if any.
     pub fn check(&self, addr: SocketAddr, grant: Option<&DialGrant>) -> Result<(), Denied> {
-        if grant.is_some_and(|g| canonical(g.address) == canonical(addr.ip()) && g.ports.contains(&addr.port())) {
-            return Ok(());
-        }
         let ip = canonical(addr.ip());
-        let denied = |why| Err(Denied { addr, why });
+        let denied = |why: &'static str| Err(Denied { addr, why: why.into() });
+        if let Some(grant) = grant {
+            if !grant.ports.contains(&addr.port()) || !grant.addresses.iter().any(|a| canonical(*a) == ip) {
+                return Err(Denied { addr, why: outside_grant(grant).into() });
+            }
+            if grant.bypass_egress {
+                return Ok(());
+            }
+        }
         if is_link_local(ip) {
             return denied("link-local addresses such as cloud metadata need a VpcAuthorization");
         }
@@ -124,6 +141,37 @@ impl DialPolicy {
         }
         Ok(())
     }
+}
+
+/// A backend's dial grant with a fingerprint computed once per snapshot: pooled
+/// connections are shared only between dials made under the same grant.
+#[derive(Clone, Debug)]
+pub struct Granted {
+    grant: DialGrant,
+    fingerprint: u64,
+}
+
+impl Granted {
+    pub fn new(grant: DialGrant) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        grant.hash(&mut hasher);
+        Self { fingerprint: hasher.finish(), grant }
+    }
+
+    pub fn grant(&self) -> &DialGrant {
+        &self.grant
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+/// The refusal for a vpc dial outside its authorization (cold path: only on refusal).
+fn outside_grant(grant: &DialGrant) -> String {
+    let addresses: Vec<String> = grant.addresses.iter().map(IpAddr::to_string).collect();
+    format!("VpcAuthorization {} grants only [{}] on ports {:?}", grant.authorization, addresses.join(", "), grant.ports)
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:169.254.169.254`) are checked as IPv4.
@@ -167,11 +215,32 @@ mod tests {
     #[test]
     fn a_grant_lifts_the_policy_for_exactly_its_address_and_ports() {
         let p = policy(EgressConfig { deny_loopback: true, deny: vec![] }, &Snapshot::default());
-        let grant = DialGrant { address: "169.254.169.254".parse().unwrap(), ports: vec![80] };
+        let grant = DialGrant {
+            authorization: "shop/metadata".into(),
+            addresses: vec!["169.254.169.254".parse().unwrap()],
+            ports: vec![80],
+            bypass_egress: true,
+        };
         assert!(p.check(addr("169.254.169.254:80"), Some(&grant)).is_ok());
+        assert!(p.check(addr("[::ffff:169.254.169.254]:80"), Some(&grant)).is_ok(), "the IPv4-mapped form is the same address");
         assert!(p.check(addr("169.254.169.254:8080"), Some(&grant)).is_err(), "another port of the granted address");
         assert!(p.check(addr("169.254.169.254:80"), None).is_err(), "a backend without the grant");
-        assert!(p.check(addr("127.0.0.1:80"), Some(&grant)).is_err(), "another address");
+        let other = p.check(addr("127.0.0.1:80"), Some(&grant)).unwrap_err();
+        assert_eq!(other.why, "VpcAuthorization shop/metadata grants only [169.254.169.254] on ports [80]");
+    }
+
+    #[test]
+    fn a_grant_without_the_exception_restricts_dials_and_keeps_the_policy() {
+        let p = policy(EgressConfig { deny_loopback: true, deny: vec![] }, &Snapshot::default());
+        let grant = DialGrant {
+            authorization: "shop/orders".into(),
+            addresses: vec!["10.0.3.15".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+            ports: vec![8080],
+            bypass_egress: false,
+        };
+        assert!(p.check(addr("10.0.3.15:8080"), Some(&grant)).is_ok());
+        assert!(p.check(addr("10.0.3.16:8080"), Some(&grant)).is_err(), "a host name rebound to another address");
+        assert!(p.check(addr("127.0.0.1:8080"), Some(&grant)).is_err(), "granted, but the policy still refuses loopback");
     }
 
     #[test]

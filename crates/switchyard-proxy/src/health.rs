@@ -11,11 +11,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
-use switchyard_compile::snapshot::{ActiveHealthPolicy, DialGrant};
+use switchyard_compile::snapshot::ActiveHealthPolicy;
 use switchyard_http::ProbeAddr;
 
 use crate::client::Upstream;
-use crate::egress::DialPolicy;
+use crate::egress::{DialPolicy, Granted};
 
 /// One probe may take this long.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,7 +78,7 @@ pub struct ProbeTargets {
     pub upstreams: Vec<Upstream>,
     pub host_headers: Vec<String>,
     pub dial: Arc<DialPolicy>,
-    pub grant: Option<DialGrant>,
+    pub grant: Option<Granted>,
 }
 
 /// Starts the probe task when a runtime is available (not in plain unit tests).
@@ -112,9 +112,9 @@ async fn probe_one(upstream: &Upstream, host_header: &str, policy: &ActiveHealth
     }
     let authority = &upstream.authority;
     // The address a request would use: IP literal, DnsRecord pick, or DNS.
-    let pinned = targets.dial.pinned(authority);
+    let pinned = targets.dial.pinned(upstream);
     let Some(addr) = crate::resolver::addresses(authority, pinned).await.ok().and_then(|a| a.into_iter().next()) else { return false };
-    if targets.dial.check(addr, targets.grant.as_ref()).is_err() {
+    if targets.dial.check(addr, targets.grant.as_ref().map(Granted::grant)).is_err() {
         return false;
     }
     switchyard_http::probe(&ProbeAddr::Socket(addr), host_header, policy.path.as_deref(), PROBE_TIMEOUT).await.is_ok()

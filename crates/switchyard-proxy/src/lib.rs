@@ -12,6 +12,7 @@ pub mod body;
 mod client;
 pub mod egress;
 pub mod error;
+mod fast_hash;
 mod health;
 mod metrics;
 mod outlier;

@@ -74,6 +74,8 @@ pub struct StandaloneArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub egress: EgressArgs,
+    #[command(flatten)]
+    pub dns: DnsArgs,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
     pub admin_listen: String,
@@ -100,6 +102,8 @@ pub struct ProxyArgs {
     pub workers: Option<usize>,
     #[command(flatten)]
     pub egress: EgressArgs,
+    #[command(flatten)]
+    pub dns: DnsArgs,
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9901")]
     pub admin_listen: String,
     /// Where the last good snapshot is kept for restarts while the controller is down.
@@ -121,6 +125,9 @@ pub struct ControllerArgs {
     /// This replica's identity in the Lease (default: the host name).
     #[arg(long, env = "SWITCHYARD_POD_NAME")]
     pub pod_name: Option<String>,
+    /// Connectivity tests resolve host targets here (as the proxies must, to agree).
+    #[command(flatten)]
+    pub dns: DnsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +148,24 @@ pub struct EgressArgs {
     /// Also refuse this range (`10.96.0.0/12`); repeatable, or comma-separated in the env var.
     #[arg(long = "egress-deny", env = "SWITCHYARD_EGRESS_DENY", value_delimiter = ',')]
     pub egress_deny: Vec<switchyard_proxy::egress::IpRange>,
+}
+
+/// Where host names without a DnsRecord are resolved.
+#[derive(Args, Debug)]
+pub struct DnsArgs {
+    /// Resolve at this DNS server (`10.96.0.10:53`) instead of the system's
+    /// (/etc/resolv.conf); repeatable, or comma-separated in the env var.
+    #[arg(long = "dns-server", env = "SWITCHYARD_DNS_SERVER", value_delimiter = ',')]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+}
+
+impl DnsArgs {
+    /// Applies the choice process-wide; call before anything resolves.
+    pub fn apply(&self) {
+        if !self.dns_servers.is_empty() {
+            switchyard_http::resolver::use_name_servers(self.dns_servers.clone());
+        }
+    }
 }
 
 impl EgressArgs {

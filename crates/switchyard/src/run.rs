@@ -128,6 +128,7 @@ fn with_endpoint_health(snapshot: Bytes, health: Vec<serde_json::Value>) -> Byte
 }
 
 async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
+    args.dns.apply();
     if !args.config_dir.is_dir() {
         bail!("--config-dir {} is not a directory", args.config_dir.display());
     }
@@ -192,6 +193,7 @@ impl AdminView for ControllerView {
 }
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    args.dns.apply();
     use switchyard_controller::kubernetes::{self, ControllerIdentity};
     let mut registry = Registry::default();
     let publisher = Arc::new(Publisher::new());
@@ -242,6 +244,7 @@ impl AdminView for ProxyView {
 }
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    args.dns.apply();
     let mut registry = Registry::default();
     let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config()));
     let token = read_token(&args.token_file)?;

@@ -208,3 +208,60 @@ async fn a_name_resolved_by_dns_is_checked_after_resolution() {
     assert_eq!(reply.error_code(), Some("D502ED"), "the name resolved to loopback, which this gateway refuses");
     assert_eq!(up.hits(), 1);
 }
+
+/// A VpcAuthorization for host `orders.test` on `port`, tested hourly (so only the start
+/// and the test-now annotation verify it during a test).
+fn host_authorization(port: u16, annotation: &str) -> String {
+    format!(
+        "{API}\nkind: VpcAuthorization\nmetadata: {{name: orders, annotations: {{switchyard.dev/test-connectivity: '{annotation}'}}}}\n\
+         spec: {{target: {{host: orders.test}}, ports: [{port}], connectivityTest: {{interval: 1h}}}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vpc_host_name_rebound_elsewhere_is_refused_until_a_connectivity_test_verifies_it() {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+    use support::dns::TestDns;
+    let dns = TestDns::start().await;
+    dns.set("orders.test", &[Ipv4Addr::LOCALHOST]);
+    let first = Upstream::start("first").await;
+    let port = first.addr.port();
+    // Another address, same port: where a rebound name would lead.
+    let rebound = Upstream::start_on("rebound", SocketAddr::from(([127, 0, 0, 2], port))).await;
+    let vpc = backend_and_route("orders", &format!("  vpc: {{authorizationRef: orders, port: {port}}}"));
+    let auth = host_authorization(port, "1");
+    let dns_server = dns.addr.to_string();
+    let (config, gw) = gateway(&[("auth.yaml", &auth), ("vpc.yaml", &vpc)], &["--dns-server", &dns_server]).await;
+    let served_by = |gw: &Switchyard| {
+        let url = gw.proxy_url("/orders");
+        async move { get(&url).await.ok().filter(|r| r.status == 200).map(|r| r.json()["upstream"].as_str().unwrap_or("").to_owned()) }
+    };
+    support::wait_until("the verified address serves", Duration::from_secs(10), || async {
+        served_by(&gw).await.as_deref() == Some("first")
+    })
+    .await;
+    let dump = get(&gw.url("admin", "/config_dump")).await.unwrap().json();
+    let grant = &dump["vpc_authorizations"][0];
+    assert_eq!(grant["addresses"], serde_json::json!(["127.0.0.1"]), "the verified addresses are in the snapshot: {grant}");
+
+    // The name now resolves elsewhere; the open connection goes away with its server.
+    dns.set("orders.test", &[Ipv4Addr::new(127, 0, 0, 2)]);
+    first.stop();
+    drop(first);
+    let url = gw.proxy_url("/orders");
+    support::wait_until("a rebound dial is refused", Duration::from_secs(5), || async {
+        let reply = get(&url).await.unwrap();
+        reply.error_code() == Some("D502ED")
+            && reply.header("x-ca-error-message").is_some_and(|m| m.contains("127.0.0.2") && m.contains("grants only [127.0.0.1]"))
+    })
+    .await;
+    assert_eq!(rebound.hits(), 0, "nothing reached the rebound address");
+
+    // An operator asks for a test now: the controller verifies the new address.
+    config.write("auth.yaml", &host_authorization(port, "2"));
+    support::wait_until("the newly verified address serves", Duration::from_secs(10), || async {
+        served_by(&gw).await.as_deref() == Some("rebound")
+    })
+    .await;
+}

@@ -280,10 +280,7 @@ fn compile_kind(
                 )));
             }
             entry.authorization_host = grant.host_name.clone();
-            if let VpcGrantTarget::Address(address) = grant.target {
-                entry.dial_grant = Some(DialGrant { address, ports: grant.ports.clone() });
-            }
-            let resolved = vpc_kind(vpc, grant, ns, resources)?;
+            let resolved = vpc_kind(vpc, grant, ns, resources, &mut entry.dial_grant)?;
             entry.tls = tls_trust_if_needed(&resolved, vpc.tls.as_ref(), "vpc.tls")?;
             Ok(resolved)
         }
@@ -291,18 +288,25 @@ fn compile_kind(
     }
 }
 
-/// A vpc backend dials only what its authorization names: the address, the host, or
-/// the Service's ready endpoints, on the backend's (authorized) port.
-fn vpc_kind(vpc: &switchyard_api::VpcBackend, grant: &VpcGrant, ns: &str, resources: &Resources) -> Result<Resolved, Rejection> {
-    let endpoints = match &grant.target {
-        VpcGrantTarget::Address(ip) => vec![endpoint_for(*ip, vpc.port)],
-        VpcGrantTarget::Host(host) => vec![Endpoint {
-            scheme: "http".into(),
-            authority: format!("{host}:{}", vpc.port),
-            host: host_with_port(host, vpc.port, "http"),
-            base_path: String::new(),
-            tls_server_name: None,
-        }],
+/// A vpc backend dials only what its authorization names: the address, the host (at
+/// its verified addresses), or the Service's ready endpoints, on the backend's
+/// (authorized) port. `dial_grant` gets those addresses, enforced again at dial time.
+fn vpc_kind(
+    vpc: &switchyard_api::VpcBackend,
+    grant: &VpcGrant,
+    ns: &str,
+    resources: &Resources,
+    dial_grant: &mut Option<DialGrant>,
+) -> Result<Resolved, Rejection> {
+    // The sockets dialled: the authorized port, or each Service endpoint's target port.
+    let (sockets, bypass_egress): (Vec<(IpAddr, u16)>, bool) = match &grant.target {
+        VpcGrantTarget::Address(ip) => (vec![(*ip, vpc.port)], true),
+        VpcGrantTarget::Host(host) => {
+            if grant.addresses.is_empty() {
+                return Ok(Resolved::Unresolved(unverified_host(host, grant, ns, resources)));
+            }
+            (grant.addresses.iter().map(|ip| (*ip, vpc.port)).collect(), false)
+        }
         VpcGrantTarget::Service(name) => {
             let Some(ready) = resources.service_endpoints.get(&(ns.to_owned(), name.clone())) else {
                 return Ok(Resolved::Unresolved(Rejection::new(
@@ -310,9 +314,27 @@ fn vpc_kind(vpc: &switchyard_api::VpcBackend, grant: &VpcGrant, ns: &str, resour
                     format!("Service {ns}/{name} named by VpcAuthorization {} is not known", grant.id),
                 )));
             };
-            ready.iter().filter_map(|ep| ep.target(Some(vpc.port), None).map(|t| endpoint_for(ep.address, t))).collect()
+            (ready.iter().filter_map(|ep| ep.target(Some(vpc.port), None).map(|t| (ep.address, t))).collect(), false)
         }
     };
+    let endpoints = match &grant.target {
+        // One endpoint: the name, resolved at dial time (and checked against the grant).
+        VpcGrantTarget::Host(host) => vec![Endpoint {
+            scheme: "http".into(),
+            authority: format!("{host}:{}", vpc.port),
+            host: host_with_port(host, vpc.port, "http"),
+            base_path: String::new(),
+            tls_server_name: None,
+        }],
+        _ => sockets.iter().map(|(ip, port)| endpoint_for(*ip, *port)).collect(),
+    };
+    let mut addresses: Vec<IpAddr> = sockets.iter().map(|(ip, _)| *ip).collect();
+    let mut ports: Vec<u16> = sockets.iter().map(|(_, port)| *port).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    ports.sort_unstable();
+    ports.dedup();
+    *dial_grant = Some(DialGrant { authorization: grant.id.clone(), addresses, ports, bypass_egress });
     let endpoints = if vpc.scheme == switchyard_api::Scheme::Https {
         // SNI: the backend's own setting, else the authorization's hostName, else the
         // target's name (a host, or the Service's DNS name); an address stays an address.
@@ -327,6 +349,17 @@ fn vpc_kind(vpc: &switchyard_api::VpcBackend, grant: &VpcGrant, ns: &str, resour
     };
     let count = endpoints.len() as u32;
     Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
+}
+
+/// Why a host target is not usable yet: no connectivity test has resolved the name (or
+/// the last one could not).
+fn unverified_host(host: &str, grant: &VpcGrant, ns: &str, resources: &Resources) -> Rejection {
+    let auth_name = grant.id.rsplit_once('/').map_or(grant.id.as_str(), |(_, n)| n);
+    let why = match resources.connectivity.get(&(ns.to_owned(), auth_name.to_owned())) {
+        Some(test) => format!("the last connectivity test resolved no address: {}", test.message),
+        None => "no connectivity test has resolved it yet".to_owned(),
+    };
+    Rejection::new(reason::ADDRESSES_NOT_VERIFIED, format!("the addresses of {host} (VpcAuthorization {}) are not known: {why}", grant.id))
 }
 
 /// The backend's TLS trust when one of its endpoints is `https` (checked even when none
@@ -527,6 +560,67 @@ mod tests {
         assert!(endpoints_of(&service_backend("port: 81")).is_empty(), "no endpoint serves another port");
         let both = crate::compile(&service_backend("port: 80, portName: http"));
         assert_eq!(both.statuses[0].condition("Accepted").unwrap().reason, reason::INVALID_SPEC);
+    }
+
+    fn host_target(connectivity: Option<crate::Connectivity>) -> Resources {
+        let mut resources = Resources::default();
+        let yaml = "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: a, namespace: shop}\n\
+                    spec: {target: {host: orders.test}, ports: [8080]}\n---\n\
+                    apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b, namespace: shop}\n\
+                    spec: {vpc: {authorizationRef: a, port: 8080}}\n";
+        crate::manifest::add_yaml(&mut resources, "t", yaml);
+        if let Some(test) = connectivity {
+            resources.connectivity.insert(("shop".into(), "a".into()), test);
+        }
+        resources
+    }
+
+    #[test]
+    fn a_host_target_is_dialled_only_at_the_addresses_its_connectivity_test_resolved() {
+        let resolved = crate::Connectivity {
+            connected: true,
+            message: "10.0.3.15:8080 connected in 1.0 ms".into(),
+            requested: None,
+            addresses: vec!["10.0.3.15".parse().unwrap()],
+        };
+        let compiled = crate::compile(&host_target(Some(resolved)));
+        let backend = &compiled.snapshot.backends[0];
+        let grant = backend.dial_grant.as_ref().expect("a vpc backend always has a grant");
+        assert_eq!(grant.addresses, ["10.0.3.15".parse::<IpAddr>().unwrap()]);
+        assert!(!grant.bypass_egress, "a host target gets no egress exception");
+        assert!(matches!(&backend.kind, BackendKind::Http { endpoints } if endpoints[0].authority == "orders.test:8080"));
+
+        let failed = crate::Connectivity {
+            connected: false,
+            message: "resolving orders.test: no record found".into(),
+            requested: None,
+            addresses: vec![],
+        };
+        for (test, why) in [(None, "no connectivity test has resolved it yet"), (Some(failed), "resolving orders.test: no record found")] {
+            let compiled = crate::compile(&host_target(test));
+            let BackendKind::Unavailable { reason, message } = &compiled.snapshot.backends[0].kind else { panic!("not unavailable") };
+            assert_eq!(reason, reason::ADDRESSES_NOT_VERIFIED);
+            assert!(message.contains(why), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_service_target_grants_exactly_its_ready_endpoints() {
+        let mut resources = Resources::default();
+        let yaml = "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: a, namespace: shop}\n\
+                    spec: {target: {service: {name: orders}}, ports: [80]}\n---\n\
+                    apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b, namespace: shop}\n\
+                    spec: {vpc: {authorizationRef: a, port: 80}}\n";
+        crate::manifest::add_yaml(&mut resources, "t", yaml);
+        let target = crate::ServicePortTarget { port: 80, name: "http".into(), target: 8080 };
+        let endpoints =
+            ["10.0.0.7", "10.0.0.8"].map(|a| crate::ServiceEndpoint { address: a.parse().unwrap(), ports: vec![target.clone()] });
+        resources.service_endpoints.insert(("shop".into(), "orders".into()), endpoints.to_vec());
+        let compiled = crate::compile(&resources);
+        let grant = compiled.snapshot.backends[0].dial_grant.clone().unwrap();
+        assert_eq!(grant.addresses, ["10.0.0.7".parse::<IpAddr>().unwrap(), "10.0.0.8".parse().unwrap()]);
+        assert_eq!(grant.ports, [8080], "the Service's target port is what is dialled");
+        assert!(!grant.bypass_egress);
     }
 
     #[test]

@@ -37,8 +37,9 @@ impl Compiled {
 /// Compiles the whole set of resources. Pure: no I/O, no clock.
 pub fn compile(resources: &Resources) -> Compiled {
     let mut statuses: Vec<ResourceStatus> = resources.invalid.iter().map(invalid_status).collect();
-    let grants = vpc::compile_all(&resources.vpc_authorizations, &resources.connectivity, &mut statuses);
+    let mut grants = vpc::compile_all(&resources.vpc_authorizations, &resources.connectivity, &mut statuses);
     let dns_records = dns::compile_all(&resources.dns_records, &mut statuses);
+    vpc::pin_to_dns_records(&mut grants, &dns_records);
     let backends = backends::compile_all(resources, &grants, &mut statuses);
     let apps = apps(resources);
     let routes = routes::compile_all(&resources.api_routes, &backends, &apps, &mut statuses);

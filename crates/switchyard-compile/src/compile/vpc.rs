@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use switchyard_api::VpcAuthorization;
 
 use super::{ByName, Rejection, accept, age_key, name, namespace, reject, status_for};
-use crate::snapshot::{VpcGrant, VpcGrantTarget};
+use crate::snapshot::{DnsEntry, VpcGrant, VpcGrantTarget};
 use crate::{ConditionSpec, Connectivity, ResourceKind, ResourceStatus, reason, validate};
 use switchyard_api::condition_type::CONNECTED;
 
@@ -19,10 +19,13 @@ pub(super) fn compile_all(
     for auth in sorted {
         let mut status = status_for(ResourceKind::VpcAuthorization, &auth.metadata, true);
         match grant(auth) {
-            Ok(grant) => {
+            Ok(mut grant) => {
                 accept(&mut status);
                 let key = (namespace(&auth.metadata).to_owned(), name(&auth.metadata).to_owned());
                 if let Some(test) = connectivity.get(&key) {
+                    if matches!(grant.target, VpcGrantTarget::Host(_)) {
+                        grant.addresses = test.addresses.clone();
+                    }
                     let reason = if test.connected { reason::CONNECTED } else { reason::CONNECT_FAILED };
                     status.set(ConditionSpec::new(CONNECTED, test.connected, reason, test.message.clone()));
                     status.connectivity_test_request = test.requested.clone();
@@ -48,7 +51,19 @@ fn grant(auth: &VpcAuthorization) -> Result<VpcGrant, Rejection> {
     let mut ports = spec.ports.clone();
     ports.sort_unstable();
     ports.dedup();
-    Ok(VpcGrant { id: format!("{}/{}", namespace(&auth.metadata), name(&auth.metadata)), target, ports, host_name: spec.host_name.clone() })
+    let id = format!("{}/{}", namespace(&auth.metadata), name(&auth.metadata));
+    Ok(VpcGrant { id, target, ports, host_name: spec.host_name.clone(), addresses: Vec::new() })
+}
+
+/// A host target whose name has a DnsRecord is dialled at the record's addresses (the
+/// proxy resolves it through the record): those are its addresses, whatever DNS said.
+pub(super) fn pin_to_dns_records(grants: &mut ByName<VpcGrant>, dns_records: &[DnsEntry]) {
+    for grant in grants.values_mut() {
+        let VpcGrantTarget::Host(host) = &grant.target else { continue };
+        if let Some(entry) = dns_records.iter().find(|e| &e.domain == host) {
+            grant.addresses = entry.records.iter().filter(|(_, weight)| *weight > 0).map(|(address, _)| *address).collect();
+        }
+    }
 }
 
 fn target(target: &switchyard_api::VpcTarget) -> Result<VpcGrantTarget, Rejection> {
@@ -74,7 +89,8 @@ mod tests {
         let mut resources = Resources::default();
         let yaml = "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: orders, namespace: shop}\nspec: {target: {address: 10.0.3.15}, ports: [8080]}\n";
         manifest::add_yaml(&mut resources, "t", yaml);
-        let result = Connectivity { connected: false, message: "connection refused".into(), requested: Some("r1".into()) };
+        let result =
+            Connectivity { connected: false, message: "connection refused".into(), requested: Some("r1".into()), addresses: vec![] };
         resources.connectivity.insert(("shop".into(), "orders".into()), result);
         let status = &compile(&resources).statuses[0];
         let connected = status.condition("Connected").unwrap();

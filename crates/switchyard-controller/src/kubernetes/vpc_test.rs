@@ -67,6 +67,8 @@ pub fn answer(auth: &VpcAuthorization, requested: &str) -> Option<Answer> {
         connected: connected.status == "True",
         message: connected.message.clone(),
         requested: Some(requested.to_owned()),
+        // The status carries the verdict only; the addresses stay with the controller.
+        addresses: Vec::new(),
     }))
 }
 

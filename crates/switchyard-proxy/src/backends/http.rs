@@ -10,12 +10,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use switchyard_compile::snapshot::{Backend as BackendSpec, DialGrant, Endpoint, RetryPolicy};
+use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy};
 
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
 use crate::body::{RequestBody, ResponseBody, is_body_too_large};
 use crate::client::{Lease, Upstream};
+use crate::egress::Granted;
 use crate::error::GatewayError;
 use crate::health::{self, ActiveHealth, ProbeTargets};
 use crate::outlier::Outlier;
@@ -32,8 +33,8 @@ pub struct HttpBackend {
     id: String,
     endpoints: Vec<HttpEndpoint>,
     balancer: Balancer,
-    /// A vpc backend's egress exception (see `egress`).
-    dial_grant: Option<DialGrant>,
+    /// A vpc backend's grant: where it may dial (see `egress`).
+    dial_grant: Option<Granted>,
     /// Passive health, when configured.
     outlier: Option<Outlier>,
     /// Caps retries in flight against this backend.
@@ -66,12 +67,16 @@ impl HttpBackend {
                     Some(name) => Some(Arc::new(UpstreamTls::new(&trust, name)?)),
                     None => None,
                 };
-                let upstream = Upstream {
-                    scheme: Scheme::try_from(e.scheme.as_str()).map_err(|e| e.to_string())?,
-                    authority: Authority::try_from(e.authority.as_str()).map_err(|e| e.to_string())?,
+                let upstream = Upstream::new(
+                    Scheme::try_from(e.scheme.as_str()).map_err(|e| e.to_string())?,
+                    Authority::try_from(e.authority.as_str()).map_err(|e| e.to_string())?,
                     tls,
-                };
-                Ok(HttpEndpoint { upstream, host: HeaderValue::from_str(&e.host).map_err(|e| e.to_string())?, base_path: e.base_path.clone() })
+                );
+                Ok(HttpEndpoint {
+                    upstream,
+                    host: HeaderValue::from_str(&e.host).map_err(|e| e.to_string())?,
+                    base_path: e.base_path.clone(),
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let names: Vec<String> = endpoints.iter().map(|e| e.upstream.authority.to_string()).collect();
@@ -84,7 +89,7 @@ impl HttpBackend {
                 upstreams: endpoints.iter().map(|e| e.upstream.clone()).collect(),
                 host_headers: endpoints.iter().map(|e| e.host.to_str().unwrap_or_default().to_owned()).collect(),
                 dial: ctx.dial.clone(),
-                grant: spec.dial_grant.clone(),
+                grant: spec.dial_grant.clone().map(Granted::new),
             };
             health::spawn(health, targets);
         }
@@ -92,7 +97,7 @@ impl HttpBackend {
             id: spec.id.clone(),
             endpoints,
             balancer: Balancer::build(&spec.load_balancer, &names),
-            dial_grant: spec.dial_grant.clone(),
+            dial_grant: spec.dial_grant.clone().map(Granted::new),
             outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len(), ctx.health.outlier_ejections.clone())),
             retry_budget: RetryBudget::default(),
             active_health,
@@ -168,11 +173,8 @@ impl HttpBackend {
         budget: Duration,
     ) -> Result<(Response<hyper::body::Incoming>, Lease), AttemptError> {
         let timeout_ms = budget.as_millis() as u64;
-        let outcome = tokio::time::timeout(
-            budget,
-            ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref()),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(budget, ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref())).await;
         let id = || self.id.clone();
         match outcome {
             Err(_) => Err(AttemptError::Final(GatewayError::BackendTimeout { backend: id(), timeout_ms })),

@@ -11,8 +11,7 @@ use tokio::net::TcpStream;
 
 use super::{CONNECT_TIMEOUT, ClientError, Upstream};
 use crate::body::RequestBody;
-use crate::egress::DialPolicy;
-use switchyard_compile::snapshot::DialGrant;
+use crate::egress::{DialPolicy, Granted};
 
 /// A new connection to `upstream` (at `pinned` when the address is already chosen),
 /// driven by a task of its own; every error here means the backend was never reached.
@@ -20,7 +19,7 @@ pub(super) async fn connect(
     upstream: &Upstream,
     pinned: Option<SocketAddr>,
     policy: &DialPolicy,
-    grant: Option<&DialGrant>,
+    grant: Option<&Granted>,
 ) -> Result<SendRequest<RequestBody>, ClientError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(e);
     let authority = &upstream.authority;
@@ -30,7 +29,7 @@ pub(super) async fn connect(
     let mut allowed = Vec::with_capacity(candidates.len());
     let mut first_denial = None;
     for addr in candidates {
-        match policy.check(addr, grant) {
+        match policy.check(addr, grant.map(Granted::grant)) {
             Ok(()) => allowed.push(addr),
             Err(denied) => first_denial = first_denial.or(Some(denied)),
         }

@@ -17,9 +17,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::body::{BoxError, RequestBody};
-use crate::egress::DialPolicy;
+use crate::egress::{DialPolicy, Granted};
 use crate::tls::UpstreamTls;
-use switchyard_compile::snapshot::DialGrant;
 
 pub use self::pool::Lease;
 use self::pool::{Key, Pool};
@@ -73,6 +72,19 @@ pub struct Upstream {
     pub authority: Authority,
     /// Shared so the pool key clones a pointer, not the server name.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// The authority as a socket address when its host is an IP literal (parsed once
+    /// here, not per request).
+    pub literal: Option<std::net::SocketAddr>,
+}
+
+impl Upstream {
+    pub fn new(scheme: Scheme, authority: Authority, tls: Option<Arc<UpstreamTls>>) -> Self {
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let literal =
+            host.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(default_port)));
+        Self { scheme, authority, tls, literal }
+    }
 }
 
 /// A worker's upstream client: its pool of keep-alive connections.
@@ -93,10 +105,10 @@ impl UpstreamClient {
         upstream: &Upstream,
         mut request: Request<RequestBody>,
         policy: &DialPolicy,
-        grant: Option<&DialGrant>,
+        grant: Option<&Granted>,
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
-        let pinned = policy.pinned(&upstream.authority);
-        let key = Key::new(upstream, pinned, grant.is_some());
+        let pinned = policy.pinned(upstream);
+        let key = Key::new(upstream, pinned, grant.map(Granted::fingerprint));
         if let Some(mut lease) = self.pool.checkout(&key) {
             match lease.send(request).await {
                 Ok(response) => return Ok((response, lease)),
@@ -108,7 +120,9 @@ impl UpstreamClient {
                 },
             }
         }
-        let sender = connect::connect(upstream, pinned, policy, grant).await?;
+        // Boxed: dialling (DNS, TLS) is rare next to reusing a pooled connection, and its
+        // large state would otherwise be moved around with every request's future.
+        let sender = Box::pin(connect::connect(upstream, pinned, policy, grant)).await?;
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))
@@ -117,8 +131,8 @@ impl UpstreamClient {
 
 /// A health probe on a connection of its own (never pooled): connect (with TLS for
 /// `https`), then `GET path` when a path is set. Healthy when it answers below 500.
-pub async fn probe(upstream: &Upstream, host_header: &str, path: Option<&str>, policy: &DialPolicy, grant: Option<&DialGrant>) -> bool {
-    let Ok(mut sender) = connect::connect(upstream, policy.pinned(&upstream.authority), policy, grant).await else { return false };
+pub async fn probe(upstream: &Upstream, host_header: &str, path: Option<&str>, policy: &DialPolicy, grant: Option<&Granted>) -> bool {
+    let Ok(mut sender) = connect::connect(upstream, policy.pinned(upstream), policy, grant).await else { return false };
     let Some(path) = path else { return true };
     let request = Request::get(path).header(http::header::HOST, host_header).body(RequestBody::full(bytes::Bytes::new()));
     let Ok(request) = request else { return false };

@@ -19,6 +19,7 @@ use hyper::client::conn::http1::SendRequest;
 
 use super::Upstream;
 use crate::body::RequestBody;
+use crate::fast_hash::FastHash;
 use crate::tls::UpstreamTls;
 
 type Sender = SendRequest<RequestBody>;
@@ -31,22 +32,17 @@ pub(super) struct Key {
     /// The address chosen before dialling (an IP literal or a DnsRecord pick), so each
     /// weighted address keeps its own connections; None when the system resolver picks.
     pinned: Option<SocketAddr>,
-    /// Connections dialled under a backend's egress exception are never lent to a
-    /// backend without it.
-    granted: bool,
+    /// Connections dialled under a vpc backend's grant (its fingerprint) are lent only
+    /// to dials under the same grant: never to a backend without it, nor to one whose
+    /// authorization grants other addresses.
+    grant: Option<u64>,
     /// TLS connections are shared only under the same server name and configuration.
     tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Key {
-    pub(super) fn new(upstream: &Upstream, pinned: Option<SocketAddr>, granted: bool) -> Self {
-        Self {
-            scheme: upstream.scheme.clone(),
-            authority: upstream.authority.clone(),
-            pinned,
-            granted,
-            tls: upstream.tls.clone(),
-        }
+    pub(super) fn new(upstream: &Upstream, pinned: Option<SocketAddr>, grant: Option<u64>) -> Self {
+        Self { scheme: upstream.scheme.clone(), authority: upstream.authority.clone(), pinned, grant, tls: upstream.tls.clone() }
     }
 }
 
@@ -56,7 +52,7 @@ struct Idle {
 }
 
 pub(super) struct Pool {
-    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>, FastHash>>,
     idle_timeout: Duration,
     max_idle: usize,
     reaper_started: AtomicBool,
@@ -64,7 +60,7 @@ pub(super) struct Pool {
 
 impl Pool {
     pub(super) fn new(idle_timeout: Duration, max_idle: usize) -> Self {
-        Self { idle: Mutex::default(), idle_timeout, max_idle, reaper_started: AtomicBool::new(false) }
+        Self { idle: Mutex::new(HashMap::with_hasher(FastHash)), idle_timeout, max_idle, reaper_started: AtomicBool::new(false) }
     }
 
     /// The most recently used idle connection that is still open and fresh: reusing

@@ -2,6 +2,7 @@
 //! and a small client. Every process and server stops when its handle drops.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod pki;
 pub mod upstream;
 

@@ -31,6 +31,10 @@ pub struct EgressConfig {
     pub deny_loopback: bool,
     /// More ranges to refuse, as `address/prefix`.
     pub deny: Vec<IpRange>,
+    /// This process's own listeners (proxy, admin, snapshot): never dialled, in any mode,
+    /// since a request there would loop back into the gateway. An unspecified address
+    /// (`0.0.0.0:8080`) stands for that port on every local address, pod IP included.
+    pub own_listeners: Vec<SocketAddr>,
 }
 
 /// An address range `address/prefix`.
@@ -119,6 +123,9 @@ impl DialPolicy {
     pub fn check(&self, addr: SocketAddr, grant: Option<&DialGrant>) -> Result<(), Denied> {
         let ip = canonical(addr.ip());
         let denied = |why: &'static str| Err(Denied { addr, why: why.into() });
+        if self.is_own_listener(addr.port(), ip) {
+            return denied("it is this gateway's own listener: the request would loop");
+        }
         if let Some(grant) = grant {
             if !grant.ports.contains(&addr.port()) || !grant.addresses.iter().any(|a| canonical(*a) == ip) {
                 return Err(Denied { addr, why: outside_grant(grant).into() });
@@ -141,6 +148,20 @@ impl DialPolicy {
         }
         Ok(())
     }
+}
+
+impl DialPolicy {
+    fn is_own_listener(&self, port: u16, ip: IpAddr) -> bool {
+        self.config.own_listeners.iter().any(|listener| {
+            listener.port() == port && (canonical(listener.ip()) == ip || (listener.ip().is_unspecified() && is_local_address(ip)))
+        })
+    }
+}
+
+/// Whether `ip` belongs to this host: loopback, or an address a socket can bind to. A
+/// syscall, but only for a dial to one of the gateway's own ports (rare, and cold).
+fn is_local_address(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// A backend's dial grant with a fingerprint computed once per snapshot: pooled
@@ -214,7 +235,7 @@ mod tests {
 
     #[test]
     fn a_grant_lifts_the_policy_for_exactly_its_address_and_ports() {
-        let p = policy(EgressConfig { deny_loopback: true, deny: vec![] }, &Snapshot::default());
+        let p = policy(EgressConfig { deny_loopback: true, ..EgressConfig::default() }, &Snapshot::default());
         let grant = DialGrant {
             authorization: "shop/metadata".into(),
             addresses: vec!["169.254.169.254".parse().unwrap()],
@@ -231,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_grant_without_the_exception_restricts_dials_and_keeps_the_policy() {
-        let p = policy(EgressConfig { deny_loopback: true, deny: vec![] }, &Snapshot::default());
+        let p = policy(EgressConfig { deny_loopback: true, ..EgressConfig::default() }, &Snapshot::default());
         let grant = DialGrant {
             authorization: "shop/orders".into(),
             addresses: vec!["10.0.3.15".parse().unwrap(), "127.0.0.1".parse().unwrap()],
@@ -244,8 +265,26 @@ mod tests {
     }
 
     #[test]
+    fn the_gateways_own_listeners_are_refused_even_with_a_grant() {
+        let config = EgressConfig { own_listeners: vec![addr("127.0.0.1:8080"), addr("0.0.0.0:9901")], ..EgressConfig::default() };
+        let p = policy(config, &Snapshot::default());
+        let grant = DialGrant {
+            authorization: "shop/self".into(),
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            ports: vec![8080],
+            bypass_egress: true,
+        };
+        let looped = p.check(addr("127.0.0.1:8080"), Some(&grant)).unwrap_err();
+        assert!(looped.why.contains("own listener"), "{}", looped.why);
+        assert!(p.check(addr("127.0.0.1:8081"), None).is_ok(), "another port of the same address");
+        assert!(p.check(addr("127.0.0.2:8080"), None).is_ok(), "the 8080 listener is bound to 127.0.0.1 only");
+        assert!(p.check(addr("127.0.0.2:9901"), None).is_err(), "0.0.0.0:9901 listens on every local address");
+        assert!(p.check(addr("192.0.2.1:9901"), None).is_ok(), "a remote host's 9901 is someone else's");
+    }
+
+    #[test]
     fn loopback_and_configured_ranges_are_refused_when_configured() {
-        let config = EgressConfig { deny_loopback: true, deny: vec!["10.96.0.0/12".parse().unwrap()] };
+        let config = EgressConfig { deny_loopback: true, deny: vec!["10.96.0.0/12".parse().unwrap()], ..EgressConfig::default() };
         let p = policy(config, &Snapshot::default());
         assert!(p.check(addr("127.0.0.1:8080"), None).is_err());
         assert!(p.check(addr("[::1]:9901"), None).is_err());

@@ -169,7 +169,12 @@ impl DnsArgs {
 }
 
 impl EgressArgs {
+    /// The policy; the caller adds its own listeners once they are bound.
     pub fn config(&self) -> switchyard_proxy::egress::EgressConfig {
-        switchyard_proxy::egress::EgressConfig { deny_loopback: self.egress_deny_loopback, deny: self.egress_deny.clone() }
+        switchyard_proxy::egress::EgressConfig {
+            deny_loopback: self.egress_deny_loopback,
+            deny: self.egress_deny.clone(),
+            own_listeners: Vec::new(),
+        }
     }
 }

@@ -12,6 +12,7 @@ use switchyard_controller::snapshot_server::{DEFAULT_HOLD, SnapshotServer};
 use switchyard_controller::status::StatusBook;
 use switchyard_proxy::Proxy;
 use switchyard_proxy::admin::{self, AdminView};
+use switchyard_proxy::egress::EgressConfig;
 
 use crate::cli::{Cli, Command, ControllerArgs, ProxyArgs, StandaloneArgs, ValidateArgs, VpcCommand, VpcTestArgs};
 
@@ -133,17 +134,19 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         bail!("--config-dir {} is not a directory", args.config_dir.display());
     }
     let mut registry = Registry::default();
-    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config()));
     let publisher = Arc::new(Publisher::new());
     let book = Arc::new(StatusBook::default());
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
+    let mut own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?];
     if let (Some(addr), Some(token_file)) = (&args.snapshot_listen, &args.token_file) {
         let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(token_file)?, DEFAULT_HOLD));
         registry.register("switchyard_controller_snapshot_polls_waiting", "Long-polls held open by proxies", server.waiting.clone());
         let listener = listen("snapshot", addr).await?;
+        own.push(listener.local_addr()?);
         tokio::spawn(serve_snapshots(listener, server));
     }
+    let proxy = Arc::new(Proxy::new(&mut registry, EgressConfig { own_listeners: own, ..args.egress.config() }));
     tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), publisher.clone(), book.clone()));
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
@@ -246,13 +249,14 @@ impl AdminView for ProxyView {
 async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     args.dns.apply();
     let mut registry = Registry::default();
-    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config()));
     let token = read_token(&args.token_file)?;
+    let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
+    let admin_listener = listen("admin", &args.admin_listen).await?;
+    let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?];
+    let proxy = Arc::new(Proxy::new(&mut registry, EgressConfig { own_listeners: own, ..args.egress.config() }));
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
-    let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
-    let admin_listener = listen("admin", &args.admin_listen).await?;
     let config = switchyard_proxy::pull::PullConfig { controller: args.controller.clone(), token, cache_dir: args.cache_dir.clone() };
     tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
     let view: Arc<dyn AdminView> = Arc::new(ProxyView { proxy: proxy.clone() });

@@ -265,3 +265,31 @@ async fn a_vpc_host_name_rebound_elsewhere_is_refused_until_a_connectivity_test_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_listeners_are_never_dialled_on_any_local_address() {
+    use std::time::Duration;
+    // Listening on every address, as in a pod: its own port is refused on loopback and on
+    // any other local address (a pod IP), in standalone mode too.
+    let config = ConfigDir::new();
+    let dir = config.path().to_str().unwrap().to_owned();
+    let args = ["standalone", "--config-dir", &dir, "--listen", "0.0.0.0:0", "--admin-listen", "127.0.0.1:0"];
+    let gw = Switchyard::start(&args, &["proxy", "admin"]);
+    gw.wait_ready().await;
+    let (proxy_port, admin) = (gw.addrs["proxy"].port(), gw.addrs["admin"]);
+    let routes = [
+        backend_and_route("self", &format!("  http: {{urls: ['http://127.0.0.1:{proxy_port}']}}")),
+        backend_and_route("podip", &format!("  http: {{urls: ['http://127.0.0.2:{proxy_port}']}}")),
+        backend_and_route("admin", &format!("  http: {{urls: ['http://{admin}']}}")),
+    ];
+    config.write("loops.yaml", &routes.join("---\n"));
+    let url = format!("http://127.0.0.1:{proxy_port}");
+    for path in ["/self", "/podip", "/admin"] {
+        let target = format!("{url}{path}");
+        support::wait_until("the route is programmed and refused", Duration::from_secs(5), || async {
+            let reply = get(&target).await.unwrap();
+            reply.error_code() == Some("D502ED") && reply.header("x-ca-error-message").is_some_and(|m| m.contains("own listener"))
+        })
+        .await;
+    }
+}

@@ -42,8 +42,9 @@ STRICT=${COST_STRICT:-0}
 BASELINE_REV=${BASELINE_REV:-bb4263c}
 LIMIT=1.03
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'cost: error: %s\n' "$*" >&2; exit 1; }
+LOG_PREFIX=cost
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 for c in $CONFIGS; do
   [[ $c =~ ^(plain|rr2|lr2|hash2|vpc|dns)$ ]] || die "unknown config '$c' in COST_CONFIGS"
 done
@@ -135,27 +136,6 @@ chmod 755 "$RUN" # nginx workers run as nobody when started by root
 log "run dir: $RUN"
 
 # ------------------------------------------------------------------ helpers ---
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-# wait_http LOG PID URL SECONDS: wait until URL answers 200 while PID stays alive.
-wait_http() {
-  local logf=$1 pid=$2 url=$3 secs=$4 i
-  for ((i = 0; i < secs * 5; i++)); do
-    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$logf" >&2 || true; die "pid $pid exited during startup (log: $logf)"; }
-    [[ $(curl -s -o /dev/null -m 5 -w '%{http_code}' "$url" || true) == 200 ]] && return 0
-    sleep 0.2
-  done
-  tail -n 30 "$logf" >&2 || true
-  die "$url did not answer 200 within ${secs}s (log: $logf)"
-}
-
 # Deterministic keep-alive client: exactly N requests over C connections, all must be 200.
 cat >"$RUN/client.py" <<'EOF'
 import http.client, sys, threading

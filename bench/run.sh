@@ -21,8 +21,9 @@ TARGETS=${BENCH_TARGETS:-direct switchyard nginx}
 COMPILE=${BENCH_COMPILE:-1}
 BIN=${SWITCHYARD_BIN:-$ROOT/target/release/switchyard}
 
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+LOG_PREFIX=bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 for t in $TARGETS; do
   [[ $t =~ ^(direct|switchyard|nginx)$ ]] || die "unknown target '$t' in BENCH_TARGETS (known: direct switchyard nginx)"
@@ -50,28 +51,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# wait_http NAME PID URL: wait until URL answers 200 while PID stays alive.
-wait_http() {
-  local name=$1 pid=$2 url=$3 i
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$RUN/$name.log" >&2 || true; die "$name exited during startup (log: $RUN/$name.log)"; }
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return 0
-    sleep 0.1
-  done
-  tail -n 30 "$RUN/$name.log" >&2 || true
-  die "$name not ready at $url after 15s (log: $RUN/$name.log)"
-}
-
-# free_ports N: print N distinct free loopback ports.
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # nginx_conf NAME WORKERS SERVER_BLOCK: write $RUN/NAME/nginx.conf, prefix-local.
 nginx_conf() {
@@ -134,7 +113,7 @@ nginx_conf upstream 1 "  server {
     location / { return 200 \"ok\\n\"; }
   }"
 start upstream nginx -p "$RUN/upstream" -c "$RUN/upstream/nginx.conf"
-wait_http upstream "$LAST_PID" "http://127.0.0.1:$UP_PORT/"
+wait_http "$RUN/upstream.log" "$LAST_PID" "http://127.0.0.1:$UP_PORT/" 15
 
 declare -A URL=([direct]="http://127.0.0.1:$UP_PORT/")
 
@@ -157,8 +136,8 @@ spec:
 EOF
   start switchyard "$BIN" standalone --config-dir "$RUN/config" \
     --listen "127.0.0.1:$SY_PORT" --admin-listen "127.0.0.1:$SY_ADMIN"
-  wait_http switchyard "$LAST_PID" "http://127.0.0.1:$SY_ADMIN/readyz"
-  wait_http switchyard "$LAST_PID" "http://127.0.0.1:$SY_PORT/"
+  wait_http "$RUN/switchyard.log" "$LAST_PID" "http://127.0.0.1:$SY_ADMIN/readyz" 15
+  wait_http "$RUN/switchyard.log" "$LAST_PID" "http://127.0.0.1:$SY_PORT/" 15
   URL[switchyard]="http://127.0.0.1:$SY_PORT/"
 fi
 
@@ -177,7 +156,7 @@ if has_target nginx; then
     }
   }"
   start nginx nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf"
-  wait_http nginx "$LAST_PID" "http://127.0.0.1:$NG_PORT/"
+  wait_http "$RUN/nginx.log" "$LAST_PID" "http://127.0.0.1:$NG_PORT/" 15
   URL[nginx]="http://127.0.0.1:$NG_PORT/"
 fi
 

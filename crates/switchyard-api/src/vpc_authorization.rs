@@ -76,6 +76,15 @@ pub struct ConnectivityTest {
 pub struct HttpProbe {
     /// Path to GET.
     pub path: String,
+    /// `http` (default) or `https`: over TLS, with `hostName` (else the target host) as
+    /// SNI. The handshake tests reachability, not trust: the certificate is not verified
+    /// here (the proxy verifies it on every connection).
+    #[serde(default, skip_serializing_if = "is_http")]
+    pub scheme: crate::Scheme,
+}
+
+fn is_http(scheme: &crate::Scheme) -> bool {
+    *scheme == crate::Scheme::Http
 }
 
 /// Status of a VpcAuthorization: the common fields plus which test-now request the

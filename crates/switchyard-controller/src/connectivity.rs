@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_api::{TEST_CONNECTIVITY_ANNOTATION, VpcAuthorization};
 use switchyard_compile::{Connectivity, Resources, units};
-use switchyard_http::ProbeAddr;
+use switchyard_http::tls::{Trust, UpstreamTls};
 use tokio::sync::{Notify, mpsc};
 
 /// Default time between tests.
@@ -26,6 +26,8 @@ pub struct Plan {
     pub targets: Vec<SocketAddrOrHost>,
     pub http_path: Option<String>,
     pub host_header: String,
+    /// The HTTP probe goes over TLS (`connectivityTest.http.scheme: https`).
+    pub tls: Option<Arc<UpstreamTls>>,
     /// A host target's DnsRecord addresses: the proxy dials those, so the test does too.
     pub dns_record: Option<Vec<IpAddr>>,
 }
@@ -179,8 +181,16 @@ pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
 fn plan_without_targets(spec: &switchyard_api::VpcAuthorizationSpec) -> Plan {
     let host_header =
         spec.host_name.clone().or_else(|| spec.target.host.clone()).or_else(|| spec.target.address.clone()).unwrap_or_default();
-    let http_path = spec.connectivity_test.as_ref().and_then(|t| t.http.as_ref()).map(|h| h.path.clone());
-    Plan { targets: Vec::new(), http_path, host_header, dns_record: None }
+    let http = spec.connectivity_test.as_ref().and_then(|t| t.http.as_ref());
+    let tls = http.filter(|h| h.scheme == switchyard_api::Scheme::Https).and_then(|_| reachability_tls(&host_header));
+    Plan { targets: Vec::new(), http_path: http.map(|h| h.path.clone()), host_header, dns_record: None, tls }
+}
+
+/// TLS for a connectivity test: SNI as the proxy would send it, no verification (the
+/// test is about reachability; the proxy verifies certificates on its own connections).
+fn reachability_tls(server_name: &str) -> Option<Arc<UpstreamTls>> {
+    let trust = Trust { ca_certificates: None, insecure_skip_verify: true };
+    UpstreamTls::new(&trust, server_name).ok().map(Arc::new)
 }
 
 /// The addresses (weight above 0) of the oldest DnsRecord for `host`, as compile picks it.
@@ -248,13 +258,14 @@ pub fn report_line(namespace: &str, name: &str, result: &Connectivity) -> String
     format!("VpcAuthorization {namespace}/{name}: Connected={status}: {}", result.message)
 }
 
-async fn probe(socket: SocketAddr, plan: &Plan) -> Result<String, String> {
-    let addr = ProbeAddr::Socket(socket);
-    let report = switchyard_http::probe(&addr, &plan.host_header, plan.http_path.as_deref(), PROBE_TIMEOUT).await?;
+async fn probe(addr: SocketAddr, plan: &Plan) -> Result<String, String> {
+    let tls = plan.tls.as_deref();
+    let report = switchyard_http::probe(addr, &plan.host_header, plan.http_path.as_deref(), PROBE_TIMEOUT, tls).await?;
     let latency_ms = report.connect_latency.as_secs_f64() * 1e3;
+    let over = if tls.is_some() { " (TLS)" } else { "" };
     Ok(match (report.status, &plan.http_path) {
-        (Some(status), Some(path)) => format!("{addr} connected in {latency_ms:.1} ms, GET {path} answered {status}"),
-        _ => format!("{addr} connected in {latency_ms:.1} ms"),
+        (Some(status), Some(path)) => format!("{addr} connected{over} in {latency_ms:.1} ms, GET {path} answered {status}"),
+        _ => format!("{addr} connected{over} in {latency_ms:.1} ms"),
     })
 }
 
@@ -276,6 +287,7 @@ mod tests {
             targets: vec![SocketAddrOrHost::Addr(SocketAddr::from(([127, 0, 0, 1], port)))],
             http_path: None,
             host_header: String::new(),
+            tls: None,
             dns_record: None,
         };
         let result = run(&open).await;

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod resolver;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -136,46 +137,54 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Where a probe connects.
-#[derive(Clone, Debug)]
-pub enum ProbeAddr {
-    Socket(SocketAddr),
-    Host(String, u16),
-}
-
-impl std::fmt::Display for ProbeAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Socket(addr) => write!(f, "{addr}"),
-            Self::Host(host, port) => write!(f, "{host}:{port}"),
-        }
-    }
-}
-
 /// What a passing probe saw.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeReport {
+    /// Until the TCP connection (and, with TLS, the handshake) was up.
     pub connect_latency: Duration,
     /// The HTTP status, when a path was probed.
     pub status: Option<u16>,
 }
 
 /// One health probe, shared by the controller's connectivity tests and the proxy's
-/// active health checks: a TCP connect, then, when `path` is set, `GET path` whose
-/// status must be below 500. Errors name the address and the exact cause.
-pub async fn probe(addr: &ProbeAddr, host_header: &str, path: Option<&str>, timeout: Duration) -> Result<ProbeReport, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// active health checks: a TCP connect (then the TLS handshake, with `tls`), then, when
+/// `path` is set, `GET path` whose status must be below 500. Errors name the address and
+/// the exact cause.
+pub async fn probe(
+    addr: SocketAddr,
+    host_header: &str,
+    path: Option<&str>,
+    timeout: Duration,
+    tls: Option<&tls::UpstreamTls>,
+) -> Result<ProbeReport, String> {
     let started = std::time::Instant::now();
-    let connect = async {
-        match addr {
-            ProbeAddr::Socket(socket) => tokio::net::TcpStream::connect(socket).await,
-            ProbeAddr::Host(host, port) => tokio::net::TcpStream::connect((host.as_str(), *port)).await,
-        }
-    };
-    let mut stream = tokio::time::timeout(timeout, connect)
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr}: no connection within {timeout:?}"))?
         .map_err(|e| format!("{addr}: {e}"))?;
+    let Some(tls) = tls else {
+        return exchange(stream, addr, host_header, path, timeout, started).await;
+    };
+    let stream = tokio::time::timeout(timeout, tls.connect(stream))
+        .await
+        .map_err(|_| format!("{addr}: no TLS handshake within {timeout:?}"))?
+        .map_err(|e| format!("{addr}: TLS handshake: {e}"))?;
+    exchange(stream, addr, host_header, path, timeout, started).await
+}
+
+/// The probe's HTTP part on an open stream (plain or TLS).
+async fn exchange<S>(
+    mut stream: S,
+    addr: SocketAddr,
+    host_header: &str,
+    path: Option<&str>,
+    timeout: Duration,
+    started: std::time::Instant,
+) -> Result<ProbeReport, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connect_latency = started.elapsed();
     let Some(path) = path else { return Ok(ProbeReport { connect_latency, status: None }) };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: switchyard-probe\r\nConnection: close\r\n\r\n");

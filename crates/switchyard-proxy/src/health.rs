@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard_compile::snapshot::ActiveHealthPolicy;
-use switchyard_http::ProbeAddr;
 
 use crate::client::Upstream;
 use crate::egress::{DialPolicy, Granted};
@@ -104,20 +103,18 @@ async fn run(health: Weak<ActiveHealth>, targets: ProbeTargets) {
 }
 
 async fn probe_one(upstream: &Upstream, host_header: &str, policy: &ActiveHealthPolicy, targets: &ProbeTargets) -> bool {
-    if upstream.tls.is_some() {
-        // Through the TLS handshake, so an expired or untrusted certificate takes the
-        // endpoint out of rotation too.
-        let probe = crate::client::probe(upstream, host_header, policy.path.as_deref(), &targets.dial, targets.grant.as_ref());
-        return tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or(false);
-    }
-    let authority = &upstream.authority;
-    // The address a request would use: IP literal, DnsRecord pick, or DNS.
+    // The address a request would use: IP literal, DnsRecord pick, or DNS; through the
+    // egress policy like traffic, and through the TLS handshake for `https` (so an expired
+    // or untrusted certificate takes the endpoint out of rotation too).
     let pinned = targets.dial.pinned(upstream);
-    let Some(addr) = crate::resolver::addresses(authority, pinned).await.ok().and_then(|a| a.into_iter().next()) else { return false };
+    let Some(addr) = crate::resolver::addresses(&upstream.authority, pinned).await.ok().and_then(|a| a.into_iter().next()) else {
+        return false;
+    };
     if targets.dial.check(addr, targets.grant.as_ref().map(Granted::grant)).is_err() {
         return false;
     }
-    switchyard_http::probe(&ProbeAddr::Socket(addr), host_header, policy.path.as_deref(), PROBE_TIMEOUT).await.is_ok()
+    let tls = upstream.tls.as_deref();
+    switchyard_http::probe(addr, host_header, policy.path.as_deref(), PROBE_TIMEOUT, tls).await.is_ok()
 }
 
 #[cfg(test)]

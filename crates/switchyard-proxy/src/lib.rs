@@ -25,7 +25,6 @@ pub mod router;
 pub mod runtime;
 mod service;
 mod shape;
-mod tls;
 mod weighted;
 
 use std::sync::Arc;

@@ -166,3 +166,39 @@ async fn active_health_checks_over_tls_take_out_an_endpoint_whose_certificate_do
     }
     assert_eq!(impostor.hits(), 0, "neither probes nor requests were sent over an unverified connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connectivity_test_probes_over_tls_when_its_http_probe_says_https() {
+    use std::time::Duration;
+    let ca = TestCa::new("private ca");
+    let upstream = Upstream::start_tls("orders", ca.server_config(&["orders.internal"])).await;
+    let port = upstream.addr.port();
+    let authorization = |name: &str, scheme: &str| {
+        format!(
+            "{API}\nkind: VpcAuthorization\nmetadata: {{name: {name}}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [{port}], \
+             hostName: orders.internal, connectivityTest: {{interval: 1h, http: {{path: /healthz{scheme}}}}}}}\n"
+        )
+    };
+    let files = [("tls.yaml", authorization("over-tls", ", scheme: https")), ("plain.yaml", authorization("plain", ""))];
+    let files: Vec<(&str, &str)> = files.iter().map(|(f, y)| (*f, y.as_str())).collect();
+    let (_config, gw) = gateway(&files).await;
+    let message = |name: &'static str| {
+        let gw = &gw;
+        async move {
+            let status = gw.status().await;
+            let resource = status["resources"].as_array()?.iter().find(|r| r["kind"] == "VpcAuthorization" && r["name"] == name)?.clone();
+            let c = resource["conditions"].as_array()?.iter().find(|c| c["type"] == "Connected")?.clone();
+            Some((c["status"].as_str()?.to_owned(), c["message"].as_str()?.to_owned()))
+        }
+    };
+    support::wait_until("both tests ran", Duration::from_secs(10), || async {
+        message("over-tls").await.is_some() && message("plain").await.is_some()
+    })
+    .await;
+    let (status, text) = message("over-tls").await.unwrap();
+    assert_eq!(status, "True", "{text}");
+    assert!(text.contains("connected (TLS)") && text.contains("GET /healthz answered 200"), "{text}");
+    assert!(upstream.server_names().contains(&Some("orders.internal".to_owned())), "the hostName is the probe's SNI");
+    let (status, text) = message("plain").await.unwrap();
+    assert_eq!(status, "False", "plain HTTP to a TLS port does not pass: {text}");
+}

@@ -23,7 +23,7 @@ use crate::outlier::Outlier;
 use crate::retry_budget::RetryBudget;
 use crate::runtime::DEFAULT_TIMEOUT;
 use crate::shape::strip_hop_by_hop;
-use crate::tls::UpstreamTls;
+use switchyard_http::tls::UpstreamTls;
 
 /// Bodies up to this size are buffered when a retry may need to send them again;
 /// larger ones stream and are not retried.
@@ -59,7 +59,10 @@ enum AttemptError {
 
 impl HttpBackend {
     pub fn build(spec: &BackendSpec, endpoints: &[Endpoint], ctx: &BuildContext) -> Result<Self, String> {
-        let trust = spec.tls.clone().unwrap_or_default();
+        let trust = spec.tls.clone().map_or_else(Default::default, |t| switchyard_http::tls::Trust {
+            ca_certificates: t.ca_certificates,
+            insecure_skip_verify: t.insecure_skip_verify,
+        });
         let endpoints = endpoints
             .iter()
             .map(|e| {

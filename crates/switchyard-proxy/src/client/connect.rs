@@ -47,8 +47,7 @@ pub(super) async fn connect(
     // Requests and responses are small and latency-bound: do not wait to coalesce.
     stream.set_nodelay(true).map_err(|e| failed(e.into()))?;
     let Some(tls) = &upstream.tls else { return http1_over(stream).await };
-    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(tls.server_name.clone(), stream))
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(stream))
         .await
         .map_err(|_| ClientError::Tls(format!("TLS handshake with {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
         .map_err(|e| ClientError::Tls(e.into()))?;

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use crate::body::{BoxError, RequestBody};
 use crate::egress::{DialPolicy, Granted};
-use crate::tls::UpstreamTls;
+use switchyard_http::tls::UpstreamTls;
 
 pub use self::pool::Lease;
 use self::pool::{Key, Pool};
@@ -126,18 +126,5 @@ impl UpstreamClient {
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))
-    }
-}
-
-/// A health probe on a connection of its own (never pooled): connect (with TLS for
-/// `https`), then `GET path` when a path is set. Healthy when it answers below 500.
-pub async fn probe(upstream: &Upstream, host_header: &str, path: Option<&str>, policy: &DialPolicy, grant: Option<&Granted>) -> bool {
-    let Ok(mut sender) = connect::connect(upstream, policy.pinned(upstream), policy, grant).await else { return false };
-    let Some(path) = path else { return true };
-    let request = Request::get(path).header(http::header::HOST, host_header).body(RequestBody::full(bytes::Bytes::new()));
-    let Ok(request) = request else { return false };
-    match sender.send_request(request).await {
-        Ok(response) => !response.status().is_server_error(),
-        Err(_) => false,
     }
 }

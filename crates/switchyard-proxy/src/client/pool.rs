@@ -20,7 +20,7 @@ use hyper::client::conn::http1::SendRequest;
 use super::Upstream;
 use crate::body::RequestBody;
 use crate::fast_hash::FastHash;
-use crate::tls::UpstreamTls;
+use switchyard_http::tls::UpstreamTls;
 
 type Sender = SendRequest<RequestBody>;
 

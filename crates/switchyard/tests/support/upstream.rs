@@ -22,6 +22,8 @@ pub struct Upstream {
     pub name: String,
     hits: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    /// The server name of every TLS handshake (None: the client sent no SNI).
+    server_names: Arc<std::sync::Mutex<Vec<Option<String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,12 +58,13 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (counter, label, accepted) = (hits.clone(), name.to_owned(), connections.clone());
+        let server_names = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (counter, label, accepted, names) = (hits.clone(), name.to_owned(), connections.clone(), server_names.clone());
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (counter, label, tls, accepted) = (counter.clone(), label.clone(), tls.clone(), accepted.clone());
+                let (counter, label, tls, accepted, names) = (counter.clone(), label.clone(), tls.clone(), accepted.clone(), names.clone());
                 connections.spawn(async move {
                     let serve = |sni: Option<String>| {
                         service_fn(move |request| {
@@ -81,13 +84,14 @@ impl Upstream {
                             let Ok(stream) = acceptor.accept(stream).await else { return };
                             accepted.fetch_add(1, Ordering::SeqCst);
                             let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                            names.lock().unwrap().push(sni.clone());
                             let _ = builder.serve_connection(TokioIo::new(stream), serve(sni)).await;
                         }
                     }
                 });
             }
         });
-        Self { addr, name: name.to_owned(), hits, connections, task }
+        Self { addr, name: name.to_owned(), hits, connections, server_names, task }
     }
 
     pub fn url(&self) -> String {
@@ -101,6 +105,11 @@ impl Upstream {
     /// Connections accepted so far (for TLS: those that completed the handshake).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The server names (SNI) of the TLS handshakes so far, in order.
+    pub fn server_names(&self) -> Vec<Option<String>> {
+        self.server_names.lock().unwrap().clone()
     }
 
     /// Stops accepting and drops every open connection.

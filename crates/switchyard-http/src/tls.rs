@@ -1,12 +1,13 @@
-//! TLS towards upstreams: one rustls client configuration per distinct trust setting,
-//! built when a snapshot is loaded (never on the request path) and kept for the life of
-//! the process, so TLS session resumption survives configuration changes and pooled
-//! connections can be told apart by the configuration that verified them.
+//! TLS towards upstreams, for the proxy (requests, health probes) and the controller
+//! (connectivity tests): one rustls client configuration per distinct trust setting,
+//! built when configuration is loaded (never on the request path) and kept for the life
+//! of the process, so TLS session resumption survives configuration changes and pooled
+//! connections can be told apart by the configuration that verified them. rustls runs on
+//! ring, which kube's client already builds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use switchyard_compile::snapshot::TlsTrust;
 use tokio_rustls::rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use tokio_rustls::rustls::crypto::{WebPkiSupportedAlgorithms, ring};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -21,10 +22,26 @@ pub struct UpstreamTls {
     pub server_name: ServerName<'static>,
 }
 
+/// What verifies a server's certificate: the system roots, only the PEM CAs given, or
+/// nothing (`insecure_skip_verify`, for tests and reachability checks).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Trust {
+    pub ca_certificates: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
 impl UpstreamTls {
-    pub fn new(trust: &TlsTrust, server_name: &str) -> Result<Self, String> {
+    pub fn new(trust: &Trust, server_name: &str) -> Result<Self, String> {
         let server_name = ServerName::try_from(server_name.to_owned()).map_err(|e| format!("TLS server name {server_name:?}: {e}"))?;
         Ok(Self { config: client_config(trust)?, server_name })
+    }
+
+    /// The TLS handshake on `stream`.
+    pub async fn connect<S>(&self, stream: S) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        tokio_rustls::TlsConnector::from(self.config.clone()).connect(self.server_name.clone(), stream).await
     }
 }
 
@@ -46,8 +63,8 @@ impl std::hash::Hash for UpstreamTls {
 }
 
 /// The process-wide configuration for `trust`, built once.
-pub fn client_config(trust: &TlsTrust) -> Result<Arc<ClientConfig>, String> {
-    static CONFIGS: OnceLock<Mutex<HashMap<TlsTrust, Arc<ClientConfig>>>> = OnceLock::new();
+pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
+    static CONFIGS: OnceLock<Mutex<HashMap<Trust, Arc<ClientConfig>>>> = OnceLock::new();
     let mut configs = CONFIGS.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some(config) = configs.get(trust) {
         return Ok(config.clone());
@@ -57,7 +74,7 @@ pub fn client_config(trust: &TlsTrust) -> Result<Arc<ClientConfig>, String> {
     Ok(config)
 }
 
-fn build(trust: &TlsTrust) -> Result<ClientConfig, String> {
+fn build(trust: &Trust) -> Result<ClientConfig, String> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
     let mut config = if trust.insecure_skip_verify {
@@ -149,28 +166,28 @@ mod tests {
 
     #[test]
     fn one_configuration_per_trust_setting() {
-        let insecure = TlsTrust { ca_certificates: None, insecure_skip_verify: true };
+        let insecure = Trust { ca_certificates: None, insecure_skip_verify: true };
         let a = client_config(&insecure).unwrap();
         let b = client_config(&insecure.clone()).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "the same setting reuses the configuration (and its session cache)");
         assert_eq!(a.alpn_protocols, [b"http/1.1".to_vec()]);
-        let verifying = client_config(&TlsTrust::default()).unwrap();
+        let verifying = client_config(&Trust::default()).unwrap();
         assert!(!Arc::ptr_eq(&a, &verifying));
     }
 
     #[test]
     fn pooled_connections_are_keyed_by_name_and_configuration() {
-        let insecure = TlsTrust { ca_certificates: None, insecure_skip_verify: true };
+        let insecure = Trust { ca_certificates: None, insecure_skip_verify: true };
         let a = UpstreamTls::new(&insecure, "orders.internal").unwrap();
         assert_eq!(a, UpstreamTls::new(&insecure, "orders.internal").unwrap());
         assert_ne!(a, UpstreamTls::new(&insecure, "billing.internal").unwrap());
-        assert_ne!(a, UpstreamTls::new(&TlsTrust::default(), "orders.internal").unwrap());
+        assert_ne!(a, UpstreamTls::new(&Trust::default(), "orders.internal").unwrap());
         assert!(UpstreamTls::new(&insecure, "10.0.0.5").is_ok(), "an address is verified against IP SANs");
     }
 
     #[test]
     fn a_bundle_without_certificates_is_an_error() {
-        let trust = TlsTrust { ca_certificates: Some("nothing here".into()), insecure_skip_verify: false };
+        let trust = Trust { ca_certificates: Some("nothing here".into()), insecure_skip_verify: false };
         assert!(client_config(&trust).unwrap_err().contains("no certificate"));
     }
 }

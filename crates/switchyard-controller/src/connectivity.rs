@@ -50,6 +50,8 @@ pub struct Prober {
 
 struct Scheduled {
     fingerprint: String,
+    /// The spec alone (the fingerprint also holds the test-now request).
+    spec: String,
     interval: Duration,
     last_start: Instant,
     running: bool,
@@ -72,17 +74,25 @@ impl Prober {
         for auth in &resources.vpc_authorizations {
             let key = key(auth);
             let fingerprint = fingerprint(auth);
+            let spec = serde_json::to_string(&auth.spec).unwrap_or_default();
             let interval = interval(auth);
             let due = match self.scheduled.get(&key) {
                 None => true,
                 Some(s) => !s.running && (s.fingerprint != fingerprint || s.last_start.elapsed() >= s.interval),
             };
+            if self.scheduled.get(&key).is_some_and(|s| s.spec != spec) {
+                // A new target: the old result (and the addresses it resolved) no longer
+                // applies. A test-now request alone keeps it until the new one is in.
+                self.results.remove(&key);
+            }
             if !due {
                 continue;
             }
             let Some(plan) = plan(auth, resources) else { continue };
-            self.scheduled
-                .insert(key.clone(), Scheduled { fingerprint: fingerprint.clone(), interval, last_start: Instant::now(), running: true });
+            self.scheduled.insert(
+                key.clone(),
+                Scheduled { fingerprint: fingerprint.clone(), spec, interval, last_start: Instant::now(), running: true },
+            );
             let (tx, finished) = (self.done_tx.clone(), self.finished.clone());
             let requested = test_request(auth).map(str::to_owned);
             tokio::spawn(async move {
@@ -186,10 +196,16 @@ fn plan_without_targets(spec: &switchyard_api::VpcAuthorizationSpec) -> Plan {
     Plan { targets: Vec::new(), http_path: http.map(|h| h.path.clone()), host_header, dns_record: None, tls }
 }
 
-/// TLS for a connectivity test: SNI as the proxy would send it, no verification (the
-/// test is about reachability; the proxy verifies certificates on its own connections).
-fn reachability_tls(server_name: &str) -> Option<Arc<UpstreamTls>> {
+/// TLS for a connectivity test: SNI as the proxy would send it (a `host:port` hostName
+/// without its port), no verification (the test is about reachability; the proxy
+/// verifies certificates on its own connections).
+fn reachability_tls(host_header: &str) -> Option<Arc<UpstreamTls>> {
     let trust = Trust { ca_certificates: None, insecure_skip_verify: true };
+    let server_name = match host_header.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => host_header.trim_start_matches('[').trim_end_matches(']'),
+    };
+    // Compile accepted the name as a Host header, so it parses as a server name too.
     UpstreamTls::new(&trust, server_name).ok().map(Arc::new)
 }
 
@@ -320,5 +336,27 @@ mod tests {
         assert_eq!(prober.scheduled[&("default".into(), "a".into())].last_start, first_start, "nothing changed, interval not elapsed");
         prober.start_due(&authorization(&base.replace("ANNOT", "2")));
         assert_ne!(prober.scheduled[&("default".into(), "a".into())].last_start, first_start, "the annotation asks for a test now");
+    }
+
+    #[tokio::test]
+    async fn a_new_target_drops_the_old_result_but_a_test_now_request_keeps_it_until_the_answer() {
+        let yaml = |port: u16, annotation: &str| {
+            format!(
+                "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {{name: a, annotations: {{switchyard.dev/test-connectivity: '{annotation}'}}}}\n\
+                 spec: {{target: {{address: 127.0.0.1}}, ports: [{port}]}}\n"
+            )
+        };
+        let key: Key = ("default".into(), "a".into());
+        let mut prober = Prober::default();
+        prober.start_due(&authorization(&yaml(9, "1")));
+        prober.finished.notified().await;
+        prober.collect();
+        assert!(prober.results().contains_key(&key));
+        prober.start_due(&authorization(&yaml(9, "2")));
+        assert!(prober.results().contains_key(&key), "a test-now request keeps the last result until its own arrives");
+        prober.finished.notified().await;
+        prober.collect();
+        prober.start_due(&authorization(&yaml(10, "2")));
+        assert!(!prober.results().contains_key(&key), "another target: the old result (and its addresses) is gone at once");
     }
 }

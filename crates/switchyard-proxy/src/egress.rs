@@ -88,6 +88,9 @@ pub struct Denied {
 pub struct DialPolicy {
     config: EgressConfig,
     records: HashMap<String, WeightedCycle<IpAddr>, FastHash>,
+    /// Whether an address is this host's, found out once per address (a bind syscall)
+    /// for dials to one of the gateway's own ports on an unspecified listener.
+    local_addresses: std::sync::Mutex<HashMap<IpAddr, bool, FastHash>>,
 }
 
 impl DialPolicy {
@@ -97,7 +100,7 @@ impl DialPolicy {
             .iter()
             .filter_map(|entry| Some((entry.domain.clone(), WeightedCycle::new(entry.records.iter().copied())?)))
             .collect();
-        Self { config: config.clone(), records }
+        Self { config: config.clone(), records, local_addresses: std::sync::Mutex::default() }
     }
 
     /// The address a DnsRecord gives `host` for this request (weighted), if it has one.
@@ -153,15 +156,21 @@ impl DialPolicy {
 impl DialPolicy {
     fn is_own_listener(&self, port: u16, ip: IpAddr) -> bool {
         self.config.own_listeners.iter().any(|listener| {
-            listener.port() == port && (canonical(listener.ip()) == ip || (listener.ip().is_unspecified() && is_local_address(ip)))
+            listener.port() == port && (canonical(listener.ip()) == ip || (listener.ip().is_unspecified() && self.is_local_address(ip)))
         })
     }
-}
 
-/// Whether `ip` belongs to this host: loopback, or an address a socket can bind to. A
-/// syscall, but only for a dial to one of the gateway's own ports (rare, and cold).
-fn is_local_address(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    /// Whether `ip` belongs to this host: loopback, or an address a socket can bind to
+    /// (a host with `ip_nonlocal_bind` set would count every address). Remembered per
+    /// address for the snapshot's life, so a busy backend on the same port as a
+    /// listener (8080 is common) costs one syscall, not one per dial.
+    fn is_local_address(&self, ip: IpAddr) -> bool {
+        if ip.is_loopback() {
+            return true;
+        }
+        let mut known = self.local_addresses.lock().unwrap_or_else(|e| e.into_inner());
+        *known.entry(ip).or_insert_with(|| std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
+    }
 }
 
 /// A backend's dial grant with a fingerprint computed once per snapshot: pooled
@@ -190,9 +199,11 @@ impl Granted {
 }
 
 /// The refusal for a vpc dial outside its authorization (cold path: only on refusal).
+/// Clients see which authorization refused; the granted addresses, internal detail, go
+/// to the log (and are in `/config_dump`) only.
 fn outside_grant(grant: &DialGrant) -> String {
-    let addresses: Vec<String> = grant.addresses.iter().map(IpAddr::to_string).collect();
-    format!("VpcAuthorization {} grants only [{}] on ports {:?}", grant.authorization, addresses.join(", "), grant.ports)
+    tracing::debug!(authorization = %grant.authorization, addresses = ?grant.addresses, ports = ?grant.ports, "dial outside the grant refused");
+    format!("not an address and port VpcAuthorization {} grants", grant.authorization)
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:169.254.169.254`) are checked as IPv4.
@@ -203,10 +214,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Link-local addresses, and the other spellings of cloud metadata endpoints: AWS's IPv6
+/// `fd00:ec2::254`, and 169.254.0.0/16 behind the NAT64 prefix `64:ff9b::/96`.
 fn is_link_local(ip: IpAddr) -> bool {
+    const AWS_METADATA_V6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let nat64 =
+                s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && std::net::Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])).is_link_local();
+            (s[0] & 0xffc0) == 0xfe80 || v6 == AWS_METADATA_V6 || nat64
+        }
     }
 }
 
@@ -229,6 +248,9 @@ mod tests {
         assert!(p.check(addr("169.254.169.254:80"), None).is_err());
         assert!(p.check(addr("[fe80::1]:80"), None).is_err());
         assert!(p.check(addr("[::ffff:169.254.169.254]:80"), None).is_err(), "IPv4-mapped forms are caught too");
+        assert!(p.check(addr("[64:ff9b::a9fe:a9fe]:80"), None).is_err(), "so is the NAT64 form");
+        assert!(p.check(addr("[fd00:ec2::254]:80"), None).is_err(), "AWS's IPv6 metadata address");
+        assert!(p.check(addr("[fd00:ec2::253]:80"), None).is_ok());
         assert!(p.check(addr("0.0.0.0:80"), None).is_err());
         assert!(p.check(addr("10.0.0.5:8080"), None).is_ok());
     }
@@ -247,7 +269,7 @@ mod tests {
         assert!(p.check(addr("169.254.169.254:8080"), Some(&grant)).is_err(), "another port of the granted address");
         assert!(p.check(addr("169.254.169.254:80"), None).is_err(), "a backend without the grant");
         let other = p.check(addr("127.0.0.1:80"), Some(&grant)).unwrap_err();
-        assert_eq!(other.why, "VpcAuthorization shop/metadata grants only [169.254.169.254] on ports [80]");
+        assert_eq!(other.why, "not an address and port VpcAuthorization shop/metadata grants");
     }
 
     #[test]
@@ -280,6 +302,22 @@ mod tests {
         assert!(p.check(addr("127.0.0.2:8080"), None).is_ok(), "the 8080 listener is bound to 127.0.0.1 only");
         assert!(p.check(addr("127.0.0.2:9901"), None).is_err(), "0.0.0.0:9901 listens on every local address");
         assert!(p.check(addr("192.0.2.1:9901"), None).is_ok(), "a remote host's 9901 is someone else's");
+        // This host's own non-loopback address (a pod IP in Kubernetes), when it has a route out.
+        if let Some(own_ip) = non_loopback_local_address() {
+            let refused = p.check(SocketAddr::new(own_ip, 9901), None).unwrap_err();
+            assert!(refused.why.contains("own listener"), "{own_ip}: {}", refused.why);
+            assert!(p.check(SocketAddr::new(own_ip, 9902), None).is_ok());
+        } else {
+            eprintln!("no non-loopback address on this host: only the loopback cases ran");
+        }
+    }
+
+    /// The source address the kernel would use towards a documentation address (no
+    /// packet is sent: connecting a UDP socket only picks a route).
+    fn non_loopback_local_address() -> Option<IpAddr> {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket.connect("192.0.2.1:9").ok()?;
+        Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
     }
 
     #[test]

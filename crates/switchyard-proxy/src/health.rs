@@ -107,12 +107,10 @@ async fn probe_one(upstream: &Upstream, host_header: &str, policy: &ActiveHealth
     // egress policy like traffic, and through the TLS handshake for `https` (so an expired
     // or untrusted certificate takes the endpoint out of rotation too).
     let pinned = targets.dial.pinned(upstream);
-    let Some(addr) = crate::resolver::addresses(&upstream.authority, pinned).await.ok().and_then(|a| a.into_iter().next()) else {
-        return false;
-    };
-    if targets.dial.check(addr, targets.grant.as_ref().map(Granted::grant)).is_err() {
-        return false;
-    }
+    let Ok(candidates) = crate::resolver::addresses(&upstream.authority, pinned).await else { return false };
+    // The first address a request could use, as the connector picks among them.
+    let grant = targets.grant.as_ref().map(Granted::grant);
+    let Some(addr) = candidates.into_iter().find(|addr| targets.dial.check(*addr, grant).is_ok()) else { return false };
     let tls = upstream.tls.as_deref();
     switchyard_http::probe(addr, host_header, policy.path.as_deref(), PROBE_TIMEOUT, tls).await.is_ok()
 }

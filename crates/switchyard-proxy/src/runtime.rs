@@ -73,7 +73,7 @@ impl Runtime {
         let router = Router::build(&snapshot.routes)?;
         let dial = Arc::new(DialPolicy::build(egress, &snapshot));
         let ctx = BuildContext { dial: dial.clone(), health: health.clone() };
-        let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &ctx)).collect::<Result<Vec<_>, _>>()?;
+        let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &ctx)).collect();
         let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
         Ok(Self { snapshot, dial, router, routes, backends })
     }
@@ -257,5 +257,21 @@ mod tests {
         let mut r = route("/x", PathKind::Exact, None);
         r.backends[0].backend = 5;
         assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default(), &HealthMetrics::default()).is_err());
+    }
+
+    #[test]
+    fn a_backend_this_proxy_cannot_build_is_unavailable_and_the_rest_of_the_snapshot_loads() {
+        let mut snapshot = snapshot_with(route("/x", PathKind::Exact, None), 2);
+        let endpoint = switchyard_compile::snapshot::Endpoint {
+            scheme: "https".into(),
+            authority: "10.0.0.5:443".into(),
+            host: "10.0.0.5".into(),
+            base_path: String::new(),
+            tls_server_name: Some("not a server name:443".into()),
+        };
+        snapshot.backends[1].kind = BackendKind::Http { endpoints: vec![endpoint] };
+        let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &HealthMetrics::default()).unwrap();
+        assert!(matches!(rt.backends[0], BackendRuntime::Mock(_)), "the good backend is built");
+        assert!(matches!(rt.backends[1], BackendRuntime::Unavailable(_)), "the bad one answers 503 instead of failing the snapshot");
     }
 }

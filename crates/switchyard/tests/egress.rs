@@ -253,7 +253,9 @@ async fn a_vpc_host_name_rebound_elsewhere_is_refused_until_a_connectivity_test_
     support::wait_until("a rebound dial is refused", Duration::from_secs(5), || async {
         let reply = get(&url).await.unwrap();
         reply.error_code() == Some("D502ED")
-            && reply.header("x-ca-error-message").is_some_and(|m| m.contains("127.0.0.2") && m.contains("grants only [127.0.0.1]"))
+            && reply
+                .header("x-ca-error-message")
+                .is_some_and(|m| m.contains("127.0.0.2") && m.contains("VpcAuthorization default/orders grants"))
     })
     .await;
     assert_eq!(rebound.hits(), 0, "nothing reached the rebound address");

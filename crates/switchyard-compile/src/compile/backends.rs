@@ -343,7 +343,7 @@ fn vpc_kind(
             _ => None,
         };
         let sni = vpc.tls.as_ref().and_then(|t| t.sni.clone()).or_else(|| grant.host_name.clone()).or(service_name);
-        endpoints.into_iter().map(|e| tls::secure(e, sni.as_deref())).collect()
+        endpoints.into_iter().map(|e| tls::secure(e, sni.as_deref())).collect::<Result<_, _>>()?
     } else {
         endpoints
     };
@@ -395,7 +395,7 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
         let sni = http.tls.as_ref().and_then(|t| t.sni.as_deref());
         let endpoints = urls
             .iter()
-            .map(|u| parse_url(u).map(|e| if e.scheme == "https" { tls::secure(e, sni) } else { e }))
+            .map(|u| parse_url(u).and_then(|e| if e.scheme == "https" { tls::secure(e, sni) } else { Ok(e) }))
             .collect::<Result<Vec<_>, _>>()?;
         let count = endpoints.len() as u32;
         return Ok(Resolved::Ready(BackendKind::Http { endpoints }, count));
@@ -420,7 +420,7 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
     let endpoints: Vec<Endpoint> = match &http.tls {
         Some(tls) => {
             let sni = tls.sni.clone().unwrap_or_else(|| format!("{}.{svc_ns}.svc", service.name));
-            endpoints.map(|e| tls::secure(e, Some(&sni))).collect()
+            endpoints.map(|e| tls::secure(e, Some(&sni))).collect::<Result<_, _>>()?
         }
         None => endpoints.collect(),
     };

@@ -30,12 +30,16 @@ pub(super) fn trust(options: Option<&TlsOptions>, field: &str) -> Result<TlsTrus
 }
 
 /// Turns a plain endpoint into an `https` one verified against `server_name` (or, when
-/// None, the endpoint's own host: a DNS name or an IP address).
-pub(super) fn secure(mut endpoint: Endpoint, server_name: Option<&str>) -> Endpoint {
+/// None, the endpoint's own host: a DNS name or an IP address). A `host:port` name (a
+/// Host-header style `hostName`) is verified as its host.
+pub(super) fn secure(mut endpoint: Endpoint, server_name: Option<&str>) -> Result<Endpoint, Rejection> {
     let port = endpoint.authority.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
     let host = endpoint.authority.rsplit_once(':').map_or(endpoint.authority.as_str(), |(h, _)| h);
     let own = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    endpoint.tls_server_name = Some(server_name.map_or(own, str::to_owned));
+    let name = server_name.map_or(own, without_port);
+    server_name_ok(&name)
+        .map_err(|e| Rejection::new(reason::INVALID_TLS, format!("TLS server name {name:?} for {}: {e}", endpoint.authority)))?;
+    endpoint.tls_server_name = Some(name);
     if endpoint.scheme != "https" {
         // The Host header drops the port only when it is the scheme's default.
         endpoint.host = match port {
@@ -44,25 +48,34 @@ pub(super) fn secure(mut endpoint: Endpoint, server_name: Option<&str>) -> Endpo
         };
         endpoint.scheme = "https".into();
     }
-    endpoint
+    Ok(endpoint)
 }
 
-/// A name a certificate can be verified against: a DNS name or an IP address.
-fn server_name_ok(name: &str) -> Result<(), String> {
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
+/// `orders.internal:8443` -> `orders.internal`; an IPv6 literal keeps its colons.
+fn without_port(name: &str) -> String {
+    match name.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host.to_owned(),
+        _ => name.trim_start_matches('[').trim_end_matches(']').to_owned(),
     }
-    validate::dns_name(name)
 }
 
+/// A name a certificate can be verified against (a DNS name or an IP address), checked
+/// as rustls will take it.
+fn server_name_ok(name: &str) -> Result<(), String> {
+    if name.parse::<std::net::IpAddr>().is_err() {
+        validate::dns_name(name)?;
+    }
+    rustls_pki_types::ServerName::try_from(name).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Every CERTIFICATE block must be a certificate rustls can trust as a root (parsed by
+/// webpki, as the proxy will): a bundle the proxy would refuse is refused here instead.
 fn ca_certificate_count(pem: &str) -> Result<usize, String> {
     let mut count = 0;
     for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         let der = certificate.map_err(|e| format!("not valid PEM: {e:?}"))?;
-        if der.is_empty() {
-            return Err("an empty CERTIFICATE block".into());
-        }
         count += 1;
+        webpki::anchor_from_trusted_cert(&der).map_err(|e| format!("certificate {count} is not a usable CA certificate: {e}"))?;
     }
     Ok(count)
 }
@@ -75,8 +88,8 @@ mod tests {
         TlsOptions { sni: sni.map(Into::into), ca_certificate: ca.map(Into::into), insecure_skip_verify: insecure }
     }
 
-    // A syntactically valid PEM block; the proxy, not compile, checks it is a certificate.
-    const PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    // A real (self-signed, CA) certificate: compile parses it as the proxy will.
+    const PEM: &str = include_str!("../../tests/fixtures/ca.pem");
 
     #[test]
     fn absent_options_trust_the_system_roots() {
@@ -87,7 +100,8 @@ mod tests {
     fn a_ca_bundle_is_kept_and_must_hold_a_certificate() {
         let trusted = trust(Some(&options(None, Some(PEM), false)), "http.tls").unwrap();
         assert_eq!(trusted.ca_certificates.as_deref(), Some(PEM));
-        for bad in ["", "not pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"] {
+        let not_a_certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        for bad in ["", "not pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", not_a_certificate] {
             let why = trust(Some(&options(None, Some(bad), false)), "http.tls").unwrap_err();
             assert_eq!(why.reason, reason::INVALID_TLS, "{bad:?}");
             assert!(why.message.starts_with("http.tls.caCertificate: "), "{}", why.message);
@@ -112,11 +126,15 @@ mod tests {
             base_path: String::new(),
             tls_server_name: None,
         };
-        let secured = secure(plain.clone(), None);
+        let secured = secure(plain.clone(), None).unwrap();
         assert_eq!((secured.scheme.as_str(), secured.host.as_str()), ("https", "10.0.0.5"));
         assert_eq!(secured.tls_server_name.as_deref(), Some("10.0.0.5"));
-        let named = secure(Endpoint { authority: "[::1]:8443".into(), ..plain }, Some("orders.internal"));
+        let named = secure(Endpoint { authority: "[::1]:8443".into(), ..plain.clone() }, Some("orders.internal:8443")).unwrap();
         assert_eq!(named.host, "[::1]:8443");
-        assert_eq!(named.tls_server_name.as_deref(), Some("orders.internal"));
+        assert_eq!(named.tls_server_name.as_deref(), Some("orders.internal"), "a hostName's port is not part of the SNI");
+        let v6 = secure(Endpoint { authority: "[::1]:8443".into(), ..plain.clone() }, None).unwrap();
+        assert_eq!(v6.tls_server_name.as_deref(), Some("::1"));
+        let bad = secure(plain, Some("bad name")).unwrap_err();
+        assert_eq!(bad.reason, reason::INVALID_TLS);
     }
 }

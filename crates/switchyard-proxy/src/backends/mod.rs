@@ -79,12 +79,19 @@ pub enum BackendRuntime {
 }
 
 impl BackendRuntime {
-    pub fn build(spec: &BackendSpec, ctx: &BuildContext) -> Result<Self, String> {
-        Ok(match &spec.kind {
-            BackendKind::Http { endpoints } => Self::Http(HttpBackend::build(spec, endpoints, ctx)?),
-            BackendKind::Mock { status, headers, body } => Self::Mock(MockBackend::build(*status, headers, body)?),
-            BackendKind::Unimplemented { kind } => Self::Unimplemented(Unimplemented::new(kind, &spec.id)),
-            BackendKind::Unavailable { reason, message } => Self::Unavailable(Unavailable::new(&spec.id, reason, message)),
+    /// Builds one backend. One that this proxy cannot build (compile should have refused
+    /// it) answers 503 with the reason instead of failing the whole snapshot, so one bad
+    /// object never keeps every other change from reaching traffic.
+    pub fn build(spec: &BackendSpec, ctx: &BuildContext) -> Self {
+        let built = match &spec.kind {
+            BackendKind::Http { endpoints } => HttpBackend::build(spec, endpoints, ctx).map(Self::Http),
+            BackendKind::Mock { status, headers, body } => MockBackend::build(*status, headers, body).map(Self::Mock),
+            BackendKind::Unimplemented { kind } => Ok(Self::Unimplemented(Unimplemented::new(kind, &spec.id))),
+            BackendKind::Unavailable { reason, message } => Ok(Self::Unavailable(Unavailable::new(&spec.id, reason, message))),
+        };
+        built.unwrap_or_else(|why| {
+            tracing::warn!(backend = %spec.id, error = %why, "backend cannot be built; its requests answer 503");
+            Self::Unavailable(Unavailable::new(&spec.id, "InvalidBackend", &format!("this proxy cannot use it: {why}")))
         })
     }
 

@@ -55,6 +55,16 @@ pub fn header_value(value: &str) -> Result<(), String> {
     }
 }
 
+/// A Host-header style name (`orders.internal:8443`) as a TLS server name: without its
+/// port and IPv6 brackets. Compile (SNI of vpc backends) and the controller (SNI of TLS
+/// connectivity probes) both derive it from an authorization's `hostName`.
+pub fn server_name_of_host(name: &str) -> String {
+    match name.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host.to_owned(),
+        _ => name.trim_start_matches('[').trim_end_matches(']').to_owned(),
+    }
+}
+
 /// A Host header value: a host name or IP literal, optionally with a port.
 pub fn host_header(value: &str) -> Result<(), String> {
     header_value(value)?;

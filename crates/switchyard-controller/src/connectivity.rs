@@ -201,12 +201,8 @@ fn plan_without_targets(spec: &switchyard_api::VpcAuthorizationSpec) -> Plan {
 /// verifies certificates on its own connections).
 fn reachability_tls(host_header: &str) -> Option<Arc<UpstreamTls>> {
     let trust = Trust { ca_certificates: None, insecure_skip_verify: true };
-    let server_name = match host_header.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
-        _ => host_header.trim_start_matches('[').trim_end_matches(']'),
-    };
     // Compile accepted the name as a Host header, so it parses as a server name too.
-    UpstreamTls::new(&trust, server_name).ok().map(Arc::new)
+    UpstreamTls::new(&trust, &switchyard_compile::validate::server_name_of_host(host_header)).ok().map(Arc::new)
 }
 
 /// The addresses (weight above 0) of the oldest DnsRecord for `host`, as compile picks it.

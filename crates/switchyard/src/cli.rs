@@ -169,12 +169,8 @@ impl DnsArgs {
 }
 
 impl EgressArgs {
-    /// The policy; the caller adds its own listeners once they are bound.
-    pub fn config(&self) -> switchyard_proxy::egress::EgressConfig {
-        switchyard_proxy::egress::EgressConfig {
-            deny_loopback: self.egress_deny_loopback,
-            deny: self.egress_deny.clone(),
-            own_listeners: Vec::new(),
-        }
+    /// The policy, given the gateway's own (bound) listeners, which it never dials.
+    pub fn config(&self, own_listeners: Vec<std::net::SocketAddr>) -> switchyard_proxy::egress::EgressConfig {
+        switchyard_proxy::egress::EgressConfig { deny_loopback: self.egress_deny_loopback, deny: self.egress_deny.clone(), own_listeners }
     }
 }

@@ -12,7 +12,6 @@ use switchyard_controller::snapshot_server::{DEFAULT_HOLD, SnapshotServer};
 use switchyard_controller::status::StatusBook;
 use switchyard_proxy::Proxy;
 use switchyard_proxy::admin::{self, AdminView};
-use switchyard_proxy::egress::EgressConfig;
 
 use crate::cli::{Cli, Command, ControllerArgs, ProxyArgs, StandaloneArgs, ValidateArgs, VpcCommand, VpcTestArgs};
 
@@ -146,7 +145,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         own.push(listener.local_addr()?);
         tokio::spawn(serve_snapshots(listener, server));
     }
-    let proxy = Arc::new(Proxy::new(&mut registry, EgressConfig { own_listeners: own, ..args.egress.config() }));
+    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
     tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), publisher.clone(), book.clone()));
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
@@ -253,7 +252,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?];
-    let proxy = Arc::new(Proxy::new(&mut registry, EgressConfig { own_listeners: own, ..args.egress.config() }));
+    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }

@@ -36,7 +36,7 @@ pub(super) fn secure(mut endpoint: Endpoint, server_name: Option<&str>) -> Resul
     let port = endpoint.authority.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
     let host = endpoint.authority.rsplit_once(':').map_or(endpoint.authority.as_str(), |(h, _)| h);
     let own = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let name = server_name.map_or(own, without_port);
+    let name = server_name.map_or(own, validate::server_name_of_host);
     server_name_ok(&name)
         .map_err(|e| Rejection::new(reason::INVALID_TLS, format!("TLS server name {name:?} for {}: {e}", endpoint.authority)))?;
     endpoint.tls_server_name = Some(name);
@@ -49,14 +49,6 @@ pub(super) fn secure(mut endpoint: Endpoint, server_name: Option<&str>) -> Resul
         endpoint.scheme = "https".into();
     }
     Ok(endpoint)
-}
-
-/// `orders.internal:8443` -> `orders.internal`; an IPv6 literal keeps its colons.
-fn without_port(name: &str) -> String {
-    match name.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host.to_owned(),
-        _ => name.trim_start_matches('[').trim_end_matches(']').to_owned(),
-    }
 }
 
 /// A name a certificate can be verified against (a DNS name or an IP address), checked

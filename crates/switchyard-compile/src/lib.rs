@@ -14,5 +14,5 @@ pub mod units;
 pub mod validate;
 
 pub use compile::{Compiled, compile};
-pub use resources::{AppSecret, Connectivity, InvalidObject, Resources, ServiceEndpoint, ServicePortTarget};
+pub use resources::{AppSecret, CompileOptions, Connectivity, HostOwnership, InvalidObject, Resources, ServiceEndpoint, ServicePortTarget};
 pub use status::{ConditionSpec, ObjectRef, ResourceKind, ResourceStatus, reason};

@@ -21,6 +21,29 @@ pub struct Resources {
     /// The latest connectivity test of each VpcAuthorization, keyed by (namespace, name).
     /// Tests run outside compile (they are I/O); compile turns them into `Connected`.
     pub connectivity: BTreeMap<(String, String), Connectivity>,
+    /// Gateway-wide choices that change what compile accepts (command-line flags).
+    pub options: CompileOptions,
+}
+
+/// Gateway-wide settings compile reads; set from the command line, the same on every
+/// controller replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Whether hosts belong to the namespace that named them first.
+    pub host_ownership: HostOwnership,
+    /// Lets a VpcAuthorization grant a link-local address (cloud metadata and the like).
+    pub allow_link_local_grants: bool,
+}
+
+/// Who may serve a host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostOwnership {
+    /// Any namespace's routes may name any host (one tenant: standalone's default).
+    #[default]
+    Shared,
+    /// A host belongs to the namespace of the oldest accepted ApiRoute naming it
+    /// (Kubernetes mode's default).
+    PerNamespace,
 }
 
 /// How a connectivity test went.

@@ -23,6 +23,12 @@ pub enum GatewayError {
     BodyTooLarge { limit: u64 },
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("the request path is refused: {0}")]
+    PathRefused(&'static str),
+    #[error("the Host header {host:?} disagrees with the request's authority {authority:?}")]
+    HostMismatch { host: String, authority: String },
+    #[error("route {route} cannot authenticate requests: {why}")]
+    AuthUnavailable { route: String, why: String },
     #[error("authentication failed: {0}")]
     AuthFailed(String),
     #[error("the gateway has no routing snapshot yet")]
@@ -55,6 +61,9 @@ impl GatewayError {
             Self::HeadersTooLarge { .. } => "A431HL",
             Self::BodyTooLarge { .. } => "A413BL",
             Self::BadRequest(_) => "A400BR",
+            Self::PathRefused(_) => "A400PR",
+            Self::HostMismatch { .. } => "A400HM",
+            Self::AuthUnavailable { .. } => "A503AU",
             Self::AuthFailed(_) => "A401AF",
             Self::NotReady => "A503NR",
             Self::BackendTimeout { .. } => "D504TO",
@@ -74,9 +83,11 @@ impl GatewayError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::PathRefused(_) | Self::HostMismatch { .. } => StatusCode::BAD_REQUEST,
             Self::AuthFailed(_) => StatusCode::UNAUTHORIZED,
-            Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } | Self::AuthUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::BackendTls { .. } | Self::EgressDenied { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -119,6 +130,9 @@ mod tests {
             GatewayError::HeadersTooLarge { size: 9000, limit: 8192 },
             GatewayError::BodyTooLarge { limit: 1 },
             GatewayError::BadRequest("x".into()),
+            GatewayError::PathRefused("a dot segment climbs above the root"),
+            GatewayError::HostMismatch { host: "a".into(), authority: "b".into() },
+            GatewayError::AuthUnavailable { route: "r".into(), why: "AppNotFound".into() },
             GatewayError::AuthFailed("x".into()),
             GatewayError::NotReady,
             GatewayError::BackendTimeout { backend: "b".into(), timeout_ms: 1 },

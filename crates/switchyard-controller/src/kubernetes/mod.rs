@@ -96,6 +96,8 @@ impl Stores {
             service_endpoints: endpoints::service_endpoints(&services, &slices),
             // Filled by the run loop from the prober (leader only).
             connectivity: Default::default(),
+            // Set by the run loop from the command line.
+            options: Default::default(),
         }
     }
 

@@ -1,11 +1,18 @@
-//! `GET /v1/snapshot[?after=VERSION]`, behind `Authorization: Bearer <token>`.
+//! `GET /v1/snapshot[?after=VERSION]`, behind `Authorization: Bearer <token>`, served
+//! over TLS ([`tls`]) unless plain HTTP was asked for explicitly.
+//!
+//! The token comes from a [`TokenSource`]; a [`TokenFile`] re-reads its file when it
+//! changes, so the token rotates without a restart.
 //!
 //! Without `after`, or when the current version differs from it, the snapshot is
 //! returned at once. Otherwise the request is held until a new version is published or
 //! the hold time passes (304). "Differs" rather than "is newer": a restarted controller
 //! may number from elsewhere, and a proxy must still pick its snapshot up.
 
-use std::sync::Arc;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,17 +25,101 @@ use crate::publisher::Publisher;
 /// How long a long-poll is held before answering 304.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(30);
 
+/// Where the bearer token comes from: fixed, or a file that may change.
+pub trait TokenSource: Send + Sync + 'static {
+    /// The token in force now; `None` when there is none (every request is refused).
+    fn current(&self) -> Option<Arc<str>>;
+}
+
+/// A fixed token (tests, embedding).
+impl TokenSource for String {
+    fn current(&self) -> Option<Arc<str>> {
+        (!self.is_empty()).then(|| Arc::from(self.as_str()))
+    }
+}
+
+/// A token file, re-read whenever it changes (size, modification or change time, inode:
+/// a Kubernetes Secret volume swaps a symlink, an editor renames over the file), checked
+/// with one `stat` per use. Surrounding whitespace is ignored. When the file cannot be
+/// read or is empty, the last good token stays in force and a warning is logged.
+pub struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<(Option<FileStamp>, Arc<str>)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FileStamp {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    inode: (u64, u64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Self { len: m.len(), modified: (m.mtime(), m.mtime_nsec()), changed: (m.ctime(), m.ctime_nsec()), inode: (m.dev(), m.ino()) })
+    }
+}
+
+impl TokenFile {
+    /// Reads the file once; an unreadable or empty file is an error (at start, fail loudly).
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let stamp = FileStamp::of(path).with_context(|| format!("reading the token file {}", path.display()))?;
+        let token = read_token(path)?;
+        Ok(Self { path: path.to_owned(), cached: Mutex::new((Some(stamp), token)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenSource for TokenFile {
+    fn current(&self) -> Option<Arc<str>> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = FileStamp::of(&self.path).ok();
+        if stamp.is_some() && stamp != cached.0 {
+            match read_token(&self.path) {
+                Ok(token) => {
+                    if *token != *cached.1 {
+                        tracing::info!(path = %self.path.display(), "the token file changed: using the new token");
+                    }
+                    *cached = (stamp, token);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "keeping the previous token");
+                    cached.0 = stamp;
+                }
+            }
+        }
+        Some(cached.1.clone())
+    }
+}
+
+/// The trimmed, non-empty content of a token file.
+pub fn read_token(path: &Path) -> anyhow::Result<Arc<str>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", path.display());
+    }
+    Ok(Arc::from(token))
+}
+
 pub struct SnapshotServer {
     publisher: Arc<Publisher>,
-    token: String,
+    token: Box<dyn TokenSource>,
     hold: Duration,
     /// Long-polls open now: roughly, the proxies connected.
     pub waiting: Gauge,
 }
 
 impl SnapshotServer {
-    pub fn new(publisher: Arc<Publisher>, token: String, hold: Duration) -> Self {
-        Self { publisher, token, hold, waiting: Gauge::default() }
+    pub fn new(publisher: Arc<Publisher>, token: impl TokenSource, hold: Duration) -> Self {
+        Self { publisher, token: Box::new(token), hold, waiting: Gauge::default() }
     }
 
     pub async fn respond<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
@@ -75,7 +166,8 @@ impl SnapshotServer {
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let presented =
             headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        !self.token.is_empty() && switchyard_http::constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+        let Some(token) = self.token.current() else { return false };
+        !token.is_empty() && switchyard_http::constant_time_eq(presented.as_bytes(), token.as_bytes())
     }
 }
 
@@ -116,7 +208,7 @@ mod tests {
 
     fn server(hold_ms: u64) -> (Arc<Publisher>, SnapshotServer) {
         let publisher = Arc::new(Publisher::starting_at(1));
-        let server = SnapshotServer::new(publisher.clone(), "t0ken".into(), Duration::from_millis(hold_ms));
+        let server = SnapshotServer::new(publisher.clone(), String::from("t0ken"), Duration::from_millis(hold_ms));
         (publisher, server)
     }
 
@@ -177,6 +269,36 @@ mod tests {
         publisher.publish(with_route("a"));
         let response = server.respond(get("/v1/snapshot?after=999", Some("t0ken"))).await;
         assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_rewritten_token_file_takes_effect_at_once_and_the_old_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let publisher = Arc::new(Publisher::starting_at(1));
+        publisher.publish(with_route("a"));
+        let server = SnapshotServer::new(publisher, TokenFile::open(&path).unwrap(), Duration::from_millis(10));
+        assert_eq!(server.respond(get("/v1/snapshot", Some("first"))).await.status(), StatusCode::OK);
+        // Rotated as a Secret volume does it: a new file renamed over the old one.
+        std::fs::write(dir.path().join("token.new"), "second").unwrap();
+        std::fs::rename(dir.path().join("token.new"), &path).unwrap();
+        assert_eq!(server.respond(get("/v1/snapshot", Some("first"))).await.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(server.respond(get("/v1/snapshot", Some("second"))).await.status(), StatusCode::OK);
+        // An empty or missing file keeps the last good token.
+        std::fs::write(&path, "  \n").unwrap();
+        assert_eq!(server.respond(get("/v1/snapshot", Some("second"))).await.status(), StatusCode::OK);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(server.respond(get("/v1/snapshot", Some("second"))).await.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn an_empty_token_file_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(TokenFile::open(&path).is_err_and(|e| e.to_string().contains("empty")));
+        assert!(TokenFile::open(&dir.path().join("missing")).is_err());
     }
 
     #[tokio::test]

@@ -6,6 +6,12 @@
 //! - `GET /v1/snapshot?after=V` returns as soon as the controller's version differs from
 //!   V (newer, or a restarted controller), or 304 after the hold time.
 //! - Errors keep the current snapshot and retry with backoff; nothing is dropped.
+//! - The channel is HTTPS, verified against `--controller-ca` (or the system roots);
+//!   `http://` only when the operator opted in ([`ControllerUrl::parse`]).
+//! - The bearer token is asked for before every poll, so a rotated token file is used
+//!   from the next poll on.
+//! - The disk cache holds app credentials: it is created mode 0600 (the temporary file
+//!   too, from its first byte), in a directory created 0700.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,10 +20,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use switchyard_compile::snapshot::Snapshot;
+use switchyard_http::tls::{Trust, UpstreamTls};
 
 use crate::proxy::Proxy;
 
@@ -27,10 +33,88 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CACHE_FILE: &str = "snapshot.json";
 
 pub struct PullConfig {
-    /// Base URL of the controller's snapshot listener.
-    pub controller: String,
-    pub token: String,
+    /// The controller's snapshot listener.
+    pub controller: ControllerUrl,
+    /// The bearer token in force now (re-read from its file when that changes).
+    pub token: Box<dyn Fn() -> Option<Arc<str>> + Send + Sync>,
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Where and how the snapshot is pulled from.
+#[derive(Clone, Debug)]
+pub struct ControllerUrl {
+    /// `scheme://host:port`, for logs and request URIs.
+    pub base: String,
+    host: String,
+    port: u16,
+    /// `None` for plain HTTP.
+    tls: Option<UpstreamTls>,
+}
+
+impl ControllerUrl {
+    /// `https://HOST[:PORT]` verified against `ca_pem` (only those CAs) or, without it, the
+    /// system's roots; `http://` only with `insecure_http`, so a typo cannot silently turn
+    /// the channel (which carries every app credential) into plain text.
+    pub fn parse(url: &str, ca_pem: Option<&str>, insecure_http: bool) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("--controller {url}: {e}"))?;
+        let host = uri.host().ok_or_else(|| format!("--controller {url}: no host"))?.trim_matches(['[', ']']).to_owned();
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!("--controller {url}: give only scheme, host and port (the path is always /v1/snapshot)"));
+        }
+        let (tls, default_port) = match uri.scheme_str() {
+            Some("https") => {
+                let trust = Trust { ca_certificates: ca_pem.map(str::to_owned), insecure_skip_verify: false };
+                (Some(UpstreamTls::new(&trust, &host).map_err(|e| format!("--controller-ca: {e}"))?), 443)
+            }
+            Some("http") if insecure_http => {
+                if ca_pem.is_some() {
+                    return Err("--controller-ca is given but --controller is http://; use https://".into());
+                }
+                (None, 80)
+            }
+            Some("http") => {
+                return Err(format!(
+                    "--controller {url} is plain HTTP: the snapshot carries every app credential; use https:// \
+                     (with --controller-ca), or pass --controller-insecure-http for local development"
+                ));
+            }
+            other => return Err(format!("--controller {url}: scheme {other:?} is neither https nor http")),
+        };
+        let port = uri.port_u16().unwrap_or(default_port);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        Ok(Self { base: format!("{scheme}://{authority}"), host, port, tls })
+    }
+
+    /// A new HTTP/1.1 connection (TLS-verified for https).
+    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>, String> {
+        let stream = tokio::time::timeout(POLL_TIMEOUT, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => handshake(stream).await,
+            Some(tls) => {
+                let stream = tokio::time::timeout(POLL_TIMEOUT, tls.connect(stream))
+                    .await
+                    .map_err(|_| "TLS handshake timed out".to_owned())?
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                handshake(stream).await
+            }
+        }
+    }
+}
+
+async fn handshake<S>(stream: S) -> Result<SendRequest<Empty<Bytes>>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 /// Loads the disk cache (if any) into the proxy. Returns whether one was loaded.
@@ -55,14 +139,23 @@ pub async fn load_cache(proxy: &Proxy, cache_dir: &Path) -> bool {
 
 /// Pulls forever.
 pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let base = config.controller.trim_end_matches('/').to_owned();
+    let base = config.controller.base.clone();
+    let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
     let mut backoff = Duration::from_millis(100);
     // The version last received, applied or refused: polling after a refused version
     // waits for the next one instead of fetching the same bad snapshot in a loop.
     let mut seen = proxy.version();
     loop {
-        match poll_once(&client, &base, &config.token, seen).await {
+        let Some(token) = (config.token)() else {
+            tracing::warn!("no snapshot token; retrying");
+            tokio::time::sleep(MAX_BACKOFF).await;
+            continue;
+        };
+        let polled = poll_once(&config.controller, &mut connection, &token, seen).await;
+        if polled.is_err() {
+            connection = None;
+        }
+        match polled {
             Ok(Some((snapshot, raw))) => {
                 backoff = Duration::from_millis(100);
                 let version = snapshot.version;
@@ -86,21 +179,30 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
 }
 
 /// One long-poll: `Some` with a new snapshot, `None` when unchanged.
+/// The connection is kept between polls while the controller keeps it open.
 async fn poll_once(
-    client: &Client<HttpConnector, Empty<Bytes>>,
-    base: &str,
+    controller: &ControllerUrl,
+    connection: &mut Option<SendRequest<Empty<Bytes>>>,
     token: &str,
     after: Option<u64>,
 ) -> Result<Option<(Snapshot, Bytes)>, String> {
-    let uri: Uri = match after {
-        Some(v) => format!("{base}/v1/snapshot?after={v}"),
-        None => format!("{base}/v1/snapshot"),
-    }
-    .parse()
-    .map_err(|e| format!("bad controller URL: {e}"))?;
-    let request =
-        Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}")).body(Empty::new()).map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(POLL_TIMEOUT, client.request(request))
+    let path = match after {
+        Some(v) => format!("/v1/snapshot?after={v}"),
+        None => "/v1/snapshot".to_owned(),
+    };
+    let authority = controller.base.split_once("://").map_or(controller.base.as_str(), |(_, a)| a);
+    let request = Request::get(path)
+        .header(header::HOST, authority)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let reusable = connection.as_mut().filter(|c| !c.is_closed());
+    let sender = match reusable {
+        Some(sender) => sender,
+        None => connection.insert(controller.connect().await?),
+    };
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(POLL_TIMEOUT, sender.send_request(request))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default()))?;
@@ -116,15 +218,62 @@ async fn poll_once(
 }
 
 /// Writes atomically (temporary file, then rename) so a crash never leaves half a file.
-async fn write_cache(dir: &Path, raw: &Bytes) {
+/// The temporary file is created 0600 (owner only) before a byte is written: the snapshot
+/// holds app secrets.
+pub async fn write_cache(dir: &Path, raw: &Bytes) {
     let tmp = dir.join(format!("{CACHE_FILE}.tmp"));
     let result = async {
-        tokio::fs::create_dir_all(dir).await?;
-        tokio::fs::write(&tmp, raw).await?;
+        tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).await?;
+        // A temporary file left by a crash may have any mode: start from a fresh one.
+        match tokio::fs::remove_file(&tmp).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, raw).await?;
+        file.sync_all().await?;
+        drop(file);
         tokio::fs::rename(&tmp, dir.join(CACHE_FILE)).await
     }
     .await;
     if let Err(e) = result {
         tracing::warn!(dir = %dir.display(), error = %e, "could not cache the snapshot on disk");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn the_cache_file_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        // A stale temporary file with a loose mode is replaced, not reused.
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(cache.join("snapshot.json.tmp"), "old").unwrap();
+        std::fs::set_permissions(cache.join("snapshot.json.tmp"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_cache(&cache, &Bytes::from_static(b"{}")).await;
+        let mode = std::fs::metadata(cache.join(CACHE_FILE)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!cache.join("snapshot.json.tmp").exists());
+        let fresh = dir.path().join("fresh/dir");
+        write_cache(&fresh, &Bytes::from_static(b"{}")).await;
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn plain_http_needs_the_explicit_opt_in_and_https_is_verified() {
+        let err = ControllerUrl::parse("http://controller:18000", None, false).unwrap_err();
+        assert!(err.contains("--controller-insecure-http"), "{err}");
+        let plain = ControllerUrl::parse("http://controller:18000", None, true).unwrap();
+        assert!(plain.tls.is_none());
+        let tls = ControllerUrl::parse("https://switchyard-controller.ns.svc:18000/", None, false).unwrap();
+        assert_eq!(tls.base, "https://switchyard-controller.ns.svc:18000");
+        assert!(tls.tls.is_some());
+        assert!(ControllerUrl::parse("htps://x:1", None, false).is_err());
+        assert!(ControllerUrl::parse("https://x:1", Some("not a certificate"), false).is_err());
+        assert!(ControllerUrl::parse("https://x:1/v1/snapshot", None, false).is_err());
     }
 }

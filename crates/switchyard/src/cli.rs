@@ -76,23 +76,38 @@ pub struct StandaloneArgs {
     pub egress: EgressArgs,
     #[command(flatten)]
     pub dns: DnsArgs,
-    /// Admin listener (/healthz /readyz /metrics /config_dump /status).
+    /// Admin listener (/healthz /readyz /metrics /config_dump /status). Keep it on
+    /// loopback: /config_dump shows the whole routing configuration (secrets redacted).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
     pub admin_listen: String,
-    /// Also serve snapshots to remote proxies on this address (needs --token-file).
+    /// Also serve /metrics /healthz /readyz (and nothing else) on this address.
+    #[arg(long, env = "SWITCHYARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Also serve snapshots to remote proxies on this address (needs --token-file, and
+    /// --snapshot-tls-cert/--snapshot-tls-key or --snapshot-insecure-http).
     #[arg(long, env = "SWITCHYARD_SNAPSHOT_LISTEN", requires = "token_file")]
     pub snapshot_listen: Option<String>,
-    /// File holding the bearer token proxies present.
+    /// File holding the bearer token proxies present; re-read when it changes.
     #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub snapshot_tls: SnapshotTlsArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ProxyArgs {
-    /// Controller snapshot URL, e.g. http://switchyard-controller:18000.
+    /// Controller snapshot URL, e.g. https://switchyard-controller:18000.
     #[arg(long, env = "SWITCHYARD_CONTROLLER")]
     pub controller: String,
-    /// File holding the bearer token.
+    /// PEM CA certificate(s) the controller's certificate must chain to (only these; without
+    /// it, the system's trusted roots).
+    #[arg(long, env = "SWITCHYARD_CONTROLLER_CA")]
+    pub controller_ca: Option<PathBuf>,
+    /// Allow an http:// --controller URL: the snapshot (app credentials included) then
+    /// travels in plain text. Local development only.
+    #[arg(long, env = "SWITCHYARD_CONTROLLER_INSECURE_HTTP")]
+    pub controller_insecure_http: bool,
+    /// File holding the bearer token; re-read when it changes.
     #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
     pub token_file: PathBuf,
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
@@ -104,8 +119,13 @@ pub struct ProxyArgs {
     pub egress: EgressArgs,
     #[command(flatten)]
     pub dns: DnsArgs,
-    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9901")]
+    /// Admin listener (/healthz /readyz /metrics /config_dump /status); loopback by
+    /// default (reach it with kubectl port-forward).
+    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
     pub admin_listen: String,
+    /// Metrics listener: /metrics /healthz /readyz only (what a Service exposes).
+    #[arg(long, env = "SWITCHYARD_METRICS_LISTEN", default_value = "0.0.0.0:9101")]
+    pub metrics_listen: String,
     /// Where the last good snapshot is kept for restarts while the controller is down.
     #[arg(long, env = "SWITCHYARD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -113,12 +133,21 @@ pub struct ProxyArgs {
 
 #[derive(Args, Debug)]
 pub struct ControllerArgs {
+    /// Snapshot listener (HTTPS with --snapshot-tls-cert/--snapshot-tls-key).
     #[arg(long, env = "SWITCHYARD_SNAPSHOT_LISTEN", default_value = "0.0.0.0:18000")]
     pub snapshot_listen: String,
-    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "0.0.0.0:9902")]
+    /// Admin listener (/healthz /readyz /metrics /config_dump /status); loopback by
+    /// default (reach it with kubectl port-forward).
+    #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9902")]
     pub admin_listen: String,
+    /// Metrics listener: /metrics /healthz /readyz only (what a Service exposes).
+    #[arg(long, env = "SWITCHYARD_METRICS_LISTEN", default_value = "0.0.0.0:9102")]
+    pub metrics_listen: String,
+    /// File holding the bearer token proxies present; re-read when it changes.
     #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
     pub token_file: PathBuf,
+    #[command(flatten)]
+    pub snapshot_tls: SnapshotTlsArgs,
     /// Namespace of the leader-election Lease (default: the pod's namespace).
     #[arg(long, env = "SWITCHYARD_LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
@@ -148,6 +177,20 @@ pub struct EgressArgs {
     /// Also refuse this range (`10.96.0.0/12`); repeatable, or comma-separated in the env var.
     #[arg(long = "egress-deny", env = "SWITCHYARD_EGRESS_DENY", value_delimiter = ',')]
     pub egress_deny: Vec<switchyard_proxy::egress::IpRange>,
+}
+
+/// How the snapshot listener is secured: TLS, or plain HTTP by explicit choice.
+#[derive(Args, Debug)]
+pub struct SnapshotTlsArgs {
+    /// PEM certificate chain of the snapshot listener (re-read when it changes).
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_TLS_CERT", requires = "snapshot_tls_key")]
+    pub snapshot_tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_TLS_KEY", requires = "snapshot_tls_cert")]
+    pub snapshot_tls_key: Option<PathBuf>,
+    /// Serve snapshots over plain HTTP (they hold every app credential). Local development only.
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_INSECURE_HTTP", conflicts_with = "snapshot_tls_cert")]
+    pub snapshot_insecure_http: bool,
 }
 
 /// Where host names without a DnsRecord are resolved.

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use prometheus_client::registry::Registry;
+use switchyard_compile::snapshot::Snapshot;
 use switchyard_controller::publisher::Publisher;
-use switchyard_controller::snapshot_server::{DEFAULT_HOLD, SnapshotServer};
+use switchyard_controller::snapshot_server::tls::Transport;
+use switchyard_controller::snapshot_server::{DEFAULT_HOLD, SnapshotServer, TokenFile, TokenSource};
 use switchyard_controller::status::StatusBook;
 use switchyard_proxy::Proxy;
-use switchyard_proxy::admin::{self, AdminView};
+use switchyard_proxy::admin::{self, AdminView, Scope};
 
 use crate::cli::{Cli, Command, ControllerArgs, ProxyArgs, StandaloneArgs, ValidateArgs, VpcCommand, VpcTestArgs};
 
@@ -103,28 +104,36 @@ impl AdminView for StandaloneView {
     fn ready(&self) -> bool {
         self.proxy.version().is_some()
     }
-    fn config_dump(&self) -> Bytes {
-        let snapshot = self.publisher.current().map_or_else(|| Bytes::from_static(b"null"), |p| p.json.clone());
-        with_endpoint_health(snapshot, self.proxy.endpoint_health())
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.publisher.current().map(|p| p.snapshot.clone())
     }
-    fn status(&self) -> Bytes {
-        Bytes::from(self.book.to_json())
+    fn endpoint_health(&self) -> Vec<serde_json::Value> {
+        self.proxy.endpoint_health()
+    }
+    fn status(&self) -> serde_json::Value {
+        book_json(&self.book)
     }
 }
 
-/// The snapshot JSON plus `endpointHealth` when any backend checks health: the live
-/// state next to the configuration it came from.
-fn with_endpoint_health(snapshot: Bytes, health: Vec<serde_json::Value>) -> Bytes {
-    if health.is_empty() {
-        return snapshot;
+/// `{"resources": [...]}`: every object's conditions.
+fn book_json(book: &StatusBook) -> serde_json::Value {
+    serde_json::json!({ "resources": book.snapshot() })
+}
+
+/// The admin listener (everything) and, when given, the metrics listener (health and
+/// metrics only), both on the side runtime.
+fn serve_admin(
+    view: Arc<dyn AdminView>,
+    registry: Registry,
+    admin_listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+) {
+    let registry = Arc::new(registry);
+    if let Some(listener) = metrics_listener {
+        let handler = admin::handler(view.clone(), registry.clone(), Scope::Metrics);
+        tokio::spawn(switchyard_http::serve(listener, handler, std::future::pending()));
     }
-    match serde_json::from_slice::<serde_json::Value>(&snapshot) {
-        Ok(serde_json::Value::Object(mut dump)) => {
-            dump.insert("endpointHealth".into(), serde_json::Value::Array(health));
-            Bytes::from(serde_json::to_vec(&dump).expect("JSON values serialize"))
-        }
-        _ => snapshot,
-    }
+    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, registry, Scope::Admin), std::future::pending()));
 }
 
 async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
@@ -137,19 +146,27 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     let book = Arc::new(StatusBook::default());
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(addr) => Some(listen("metrics", addr).await?),
+        None => None,
+    };
     let mut own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?];
+    own.extend(metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?);
     if let (Some(addr), Some(token_file)) = (&args.snapshot_listen, &args.token_file) {
-        let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(token_file)?, DEFAULT_HOLD));
+        let tls = &args.snapshot_tls;
+        let transport =
+            Transport::from_flags(tls.snapshot_tls_cert.as_deref(), tls.snapshot_tls_key.as_deref(), tls.snapshot_insecure_http)?;
+        let server = Arc::new(SnapshotServer::new(publisher.clone(), TokenFile::open(token_file)?, DEFAULT_HOLD));
         registry.register("switchyard_controller_snapshot_polls_waiting", "Long-polls held open by proxies", server.waiting.clone());
         let listener = listen("snapshot", addr).await?;
         own.push(listener.local_addr()?);
-        tokio::spawn(serve_snapshots(listener, server));
+        tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(listener, transport, server));
     }
     let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
     tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), publisher.clone(), book.clone()));
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
-    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
+    serve_admin(view, registry, admin_listener, metrics_listener);
     serve_until_signal(proxy_listeners, proxy).await
 }
 
@@ -167,14 +184,6 @@ async fn apply_published(publisher: Arc<Publisher>, proxy: Arc<Proxy>) {
     }
 }
 
-async fn serve_snapshots(listener: tokio::net::TcpListener, server: Arc<SnapshotServer>) {
-    let handler = move |request, _client| {
-        let server = server.clone();
-        async move { server.respond(request).await }
-    };
-    switchyard_http::serve(listener, handler, std::future::pending()).await;
-}
-
 /// The controller's admin view: ready once a snapshot is published (on every replica,
 /// leader or not: each one serves snapshots).
 struct ControllerView {
@@ -186,11 +195,11 @@ impl AdminView for ControllerView {
     fn ready(&self) -> bool {
         self.publisher.current().is_some()
     }
-    fn config_dump(&self) -> Bytes {
-        self.publisher.current().map_or_else(|| Bytes::from_static(b"null"), |p| p.json.clone())
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.publisher.current().map(|p| p.snapshot.clone())
     }
-    fn status(&self) -> Bytes {
-        Bytes::from(self.book.to_json())
+    fn status(&self) -> serde_json::Value {
+        book_json(&self.book)
     }
 }
 
@@ -201,17 +210,22 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let publisher = Arc::new(Publisher::new());
     let book = Arc::new(StatusBook::default());
     let metrics = Arc::new(switchyard_controller::metrics::ControllerMetrics::register(&mut registry));
-    let server = Arc::new(SnapshotServer::new(publisher.clone(), read_token(&args.token_file)?, DEFAULT_HOLD));
+    let tls = &args.snapshot_tls;
+    let transport = Transport::from_flags(tls.snapshot_tls_cert.as_deref(), tls.snapshot_tls_key.as_deref(), tls.snapshot_insecure_http)?;
+    let server = Arc::new(SnapshotServer::new(publisher.clone(), TokenFile::open(&args.token_file)?, DEFAULT_HOLD));
     registry.register("switchyard_controller_snapshot_polls_waiting", "Long-polls held open by proxies", server.waiting.clone());
+    // Listen before connecting to the API server: a port or certificate problem shows at
+    // once, and the probes answer (not ready) while the first lists load.
+    let snapshot_listener = listen("snapshot", &args.snapshot_listen).await?;
+    let admin_listener = listen("admin", &args.admin_listen).await?;
+    let metrics_listener = listen("metrics", &args.metrics_listen).await?;
     let identity =
         ControllerIdentity { lease_namespace: args.lease_namespace.clone(), identity: args.pod_name.clone().unwrap_or_else(host_name) };
     let kube_controller =
         kubernetes::start(identity, publisher.clone(), book.clone(), metrics).await.context("connecting to the Kubernetes API")?;
-    let snapshot_listener = listen("snapshot", &args.snapshot_listen).await?;
-    let admin_listener = listen("admin", &args.admin_listen).await?;
-    tokio::spawn(serve_snapshots(snapshot_listener, server));
+    tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(snapshot_listener, transport, server));
     let view: Arc<dyn AdminView> = Arc::new(ControllerView { publisher, book });
-    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
+    serve_admin(view, registry, admin_listener, Some(metrics_listener));
     shutdown_signal().await;
     kube_controller.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -230,36 +244,47 @@ impl AdminView for ProxyView {
     fn ready(&self) -> bool {
         self.proxy.version().is_some()
     }
-    fn config_dump(&self) -> Bytes {
-        let runtime = self.proxy.runtime();
-        let snapshot = runtime.as_ref().map(|rt| &*rt.snapshot);
-        with_endpoint_health(Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots serialize")), self.proxy.endpoint_health())
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.proxy.runtime().map(|rt| rt.snapshot.clone())
     }
-    fn status(&self) -> Bytes {
-        let body = serde_json::json!({
+    fn endpoint_health(&self) -> Vec<serde_json::Value> {
+        self.proxy.endpoint_health()
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
             "resources": [],
             "note": "resource conditions live on the controller; this proxy reports its snapshot version",
             "snapshotVersion": self.proxy.version(),
-        });
-        Bytes::from(body.to_string())
+        })
     }
 }
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     args.dns.apply();
     let mut registry = Registry::default();
-    let token = read_token(&args.token_file)?;
+    let token = TokenFile::open(&args.token_file)?;
+    let ca = match &args.controller_ca {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading --controller-ca {}", path.display()))?),
+        None => None,
+    };
+    let controller = switchyard_proxy::pull::ControllerUrl::parse(&args.controller, ca.as_deref(), args.controller_insecure_http)
+        .map_err(anyhow::Error::msg)?;
+    if args.controller_insecure_http {
+        tracing::warn!(controller = %controller.base, "--controller-insecure-http: snapshots may travel in plain text; local development only");
+    }
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
-    let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?];
+    let metrics_listener = listen("metrics", &args.metrics_listen).await?;
+    let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?, metrics_listener.local_addr()?];
     let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
-    let config = switchyard_proxy::pull::PullConfig { controller: args.controller.clone(), token, cache_dir: args.cache_dir.clone() };
+    let token = Box::new(move || token.current());
+    let config = switchyard_proxy::pull::PullConfig { controller, token, cache_dir: args.cache_dir.clone() };
     tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
     let view: Arc<dyn AdminView> = Arc::new(ProxyView { proxy: proxy.clone() });
-    tokio::spawn(switchyard_http::serve(admin_listener, admin::handler(view, Arc::new(registry)), std::future::pending()));
+    serve_admin(view, registry, admin_listener, Some(metrics_listener));
     serve_until_signal(proxy_listeners, proxy).await
 }
 
@@ -288,15 +313,6 @@ async fn listen(role: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListene
     let listener = switchyard_http::bind(addr).await?;
     eprintln!("switchyard: listening role={role} addr={}", listener.local_addr()?);
     Ok(listener)
-}
-
-fn read_token(path: &Path) -> anyhow::Result<String> {
-    let token = std::fs::read_to_string(path).with_context(|| format!("reading the token file {}", path.display()))?;
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        bail!("the token file {} is empty", path.display());
-    }
-    Ok(token)
 }
 
 /// Resolves on SIGINT or SIGTERM.

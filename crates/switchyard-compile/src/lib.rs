@@ -7,6 +7,7 @@
 mod compile;
 pub mod manifest;
 pub mod path_template;
+pub mod request_path;
 mod resources;
 pub mod snapshot;
 mod status;

@@ -21,6 +21,17 @@ pub struct Snapshot {
     /// Accepted VpcAuthorizations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vpc_authorizations: Vec<VpcGrant>,
+    /// Which namespace owns each host a route names (hosts per namespace); empty when
+    /// hosts are shared. A request for an owned host matches only its owner's routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_owners: Vec<HostOwner>,
+}
+
+/// A host (exact, or `*.suffix`) and the namespace it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostOwner {
+    pub host: String,
+    pub namespace: String,
 }
 
 impl Snapshot {
@@ -31,6 +42,7 @@ impl Snapshot {
             && self.apps == other.apps
             && self.dns_records == other.dns_records
             && self.vpc_authorizations == other.vpc_authorizations
+            && self.host_owners == other.host_owners
     }
 }
 
@@ -122,6 +134,11 @@ pub enum Auth {
     Signature {
         apps: Vec<String>,
     },
+    /// The route names an app that is missing or cannot authenticate this way: it stays
+    /// programmed and answers 503 (fail closed), so a broader route never serves its paths.
+    Unresolved {
+        why: String,
+    },
 }
 
 /// A retry policy.
@@ -131,6 +148,10 @@ pub struct RetryPolicy {
     pub on_connect_failure: bool,
     pub on_gateway_error: bool,
     pub on_reset: bool,
+    /// Retries after the request may have reached the upstream (a reset, a 502/503/504)
+    /// also for methods that are not idempotent (POST, PATCH).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_idempotent: bool,
 }
 
 /// An accepted BackendService.

@@ -132,6 +132,8 @@ pub mod reason {
     pub const BACKEND_NOT_ACCEPTED: &str = "BackendNotAccepted";
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub const APP_NOT_FOUND: &str = "AppNotFound";
+    pub const APP_NOT_USABLE: &str = "AppNotUsable";
+    pub const HOST_OWNED_BY_ANOTHER_NAMESPACE: &str = "HostOwnedByAnotherNamespace";
     pub const AUTHORIZATION_NOT_FOUND: &str = "AuthorizationNotFound";
     pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
     pub const ADDRESSES_NOT_VERIFIED: &str = "AddressesNotVerified";

@@ -1,30 +1,44 @@
 //! The authentication phase. AppCode is checked here; Signature is refused (fail
-//! closed) until its own issue lands, so a route asking for it is never left open.
+//! closed) until its own issue lands, so a route asking for it is never left open. A
+//! route whose apps do not resolve answers 503: it stays in the snapshot, so no broader
+//! route serves its paths meanwhile.
 
-use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use switchyard_compile::snapshot::{Auth, Snapshot};
 
 use switchyard_http::constant_time_eq;
 
 use crate::error::GatewayError;
 
+/// The query parameter carrying an AppCode (compared as written, not decoded, so the
+/// parameter that authenticates is exactly the one removed before the backend).
+const APP_CODE_PARAM: &str = "AppCode";
+
 /// Per-route authentication, with the allowed credentials resolved from the snapshot.
 pub enum Authenticator {
     Anonymous,
     AppCode { codes: Vec<String> },
     Signature,
+    Unresolved { route: String, why: String },
 }
 
 impl Authenticator {
-    pub fn build(auth: &Auth, route_namespace: &str, snapshot: &Snapshot) -> Self {
+    pub fn build(auth: &Auth, route_id: &str, snapshot: &Snapshot) -> Self {
+        let route_namespace = route_id.split('/').next().unwrap_or_default();
         let allowed = |apps: &[String]| -> Vec<String> {
-            snapshot.apps.iter().filter(|a| a.namespace == route_namespace && apps.contains(&a.name)).map(|a| a.app_code.clone()).collect()
+            snapshot
+                .apps
+                .iter()
+                .filter(|a| a.namespace == route_namespace && apps.contains(&a.name) && !a.app_code.is_empty())
+                .map(|a| a.app_code.clone())
+                .collect()
         };
         match auth {
             Auth::Anonymous => Self::Anonymous,
             Auth::AppCode { apps } => Self::AppCode { codes: allowed(apps) },
             Auth::Signature { .. } => Self::Signature,
+            Auth::Unresolved { why } => Self::Unresolved { route: route_id.to_owned(), why: why.clone() },
         }
     }
 
@@ -34,13 +48,15 @@ impl Authenticator {
             Self::AppCode { codes } => {
                 let presented = app_code(headers, query)
                     .ok_or_else(|| GatewayError::AuthFailed("send Authorization: APPCODE <code> or the AppCode query parameter".into()))?;
-                if codes.iter().any(|c| constant_time_eq(c.as_bytes(), presented.as_bytes())) {
+                // An empty code never authenticates, whatever an app holds.
+                if !presented.is_empty() && codes.iter().any(|c| constant_time_eq(c.as_bytes(), presented.as_bytes())) {
                     Ok(())
                 } else {
                     Err(GatewayError::AuthFailed("the AppCode is not allowed on this API".into()))
                 }
             }
             Self::Signature => Err(GatewayError::AuthFailed("Signature authentication is not implemented in this build".into())),
+            Self::Unresolved { route, why } => Err(GatewayError::AuthUnavailable { route: route.clone(), why: why.clone() }),
         }
     }
 }
@@ -50,7 +66,35 @@ fn app_code(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         let (scheme, code) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("APPCODE").then(|| code.trim().to_owned())
     });
-    from_header.or_else(|| form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "AppCode").map(|(_, v)| v.into_owned()))
+    from_header.or_else(|| {
+        let value = query?.split('&').find_map(|pair| pair.strip_prefix(APP_CODE_PARAM)?.strip_prefix('='))?;
+        Some(form_urlencoded::parse(format!("v={value}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default())
+    })
+}
+
+/// Removes AppCode credentials (an `Authorization: APPCODE ...` header, the `AppCode`
+/// query parameter) so they never reach a backend. Returns the query to forward when it
+/// changed. Cheap when there are none: one header lookup and one substring search.
+pub fn strip_app_code(headers: &mut HeaderMap, query: Option<&str>) -> Option<String> {
+    if headers.get(AUTHORIZATION).is_some() {
+        let is_app_code = |v: &HeaderValue| v.as_bytes().get(..8).is_some_and(|s| s.eq_ignore_ascii_case(b"APPCODE "));
+        if headers.get_all(AUTHORIZATION).iter().any(is_app_code) {
+            let kept: Vec<HeaderValue> = headers.get_all(AUTHORIZATION).iter().filter(|v| !is_app_code(v)).cloned().collect();
+            headers.remove(AUTHORIZATION);
+            for value in kept {
+                headers.append(AUTHORIZATION, value);
+            }
+        }
+    }
+    let query = query?;
+    if !query.contains(APP_CODE_PARAM) {
+        return None;
+    }
+    let is_app_code = |pair: &&str| pair.strip_prefix(APP_CODE_PARAM).is_some_and(|rest| rest.is_empty() || rest.starts_with('='));
+    if !query.split('&').any(|pair| is_app_code(&pair)) {
+        return None;
+    }
+    Some(query.split('&').filter(|pair| !is_app_code(pair)).collect::<Vec<_>>().join("&"))
 }
 
 #[cfg(test)]
@@ -78,6 +122,40 @@ mod tests {
         headers.insert(AUTHORIZATION, HeaderValue::from_static("APPCODE nope"));
         assert!(matches!(auth.check(&headers, None), Err(GatewayError::AuthFailed(_))));
         assert!(matches!(auth.check(&HeaderMap::new(), None), Err(GatewayError::AuthFailed(_))));
+    }
+
+    #[test]
+    fn an_empty_app_code_never_authenticates() {
+        let auth = appcode(&[""]);
+        assert!(auth.check(&HeaderMap::new(), Some("AppCode=")).is_err());
+        assert!(auth.check(&HeaderMap::new(), Some("AppCode")).is_err());
+    }
+
+    #[test]
+    fn the_query_app_code_is_the_exact_parameter_name_and_its_value_is_decoded() {
+        let auth = appcode(&["c 0/de"]);
+        assert!(auth.check(&HeaderMap::new(), Some("x=1&AppCode=c+0%2Fde")).is_ok());
+        assert!(auth.check(&HeaderMap::new(), Some("App%43ode=c+0%2Fde")).is_err(), "an encoded name is not the parameter");
+        assert!(auth.check(&HeaderMap::new(), Some("XAppCode=c+0%2Fde")).is_err());
+    }
+
+    #[test]
+    fn app_code_credentials_are_stripped_and_other_authorization_kept() {
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, HeaderValue::from_static("APPCODE c0de"));
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer upstream-token"));
+        let query = strip_app_code(&mut headers, Some("a=1&AppCode=c0de&AppCodeX=2&b"));
+        assert_eq!(query.as_deref(), Some("a=1&AppCodeX=2&b"));
+        assert_eq!(headers.get_all(AUTHORIZATION).iter().collect::<Vec<_>>(), ["Bearer upstream-token"]);
+        let mut plain = HeaderMap::new();
+        assert_eq!(strip_app_code(&mut plain, Some("a=1&AppCodeX=2")), None, "nothing to strip: the query is forwarded as it is");
+    }
+
+    #[test]
+    fn a_route_with_unresolved_apps_answers_503() {
+        let auth = Authenticator::Unresolved { route: "shop/orders".into(), why: "AppNotFound: app shop/partner does not exist".into() };
+        let err = auth.check(&HeaderMap::new(), None).unwrap_err();
+        assert_eq!(err.code(), "A503AU");
     }
 
     #[test]

@@ -12,13 +12,17 @@
 //! 6. The older route (snapshot order) first.
 //!
 //! A path that matches only with another method answers 405; anything else 404.
+//!
+//! Hosts per namespace: when the snapshot lists host owners, a request for an owned host
+//! (its exact owner, else the longest owned wildcard covering it) is matched only against
+//! tables of the owner's namespace, and routes with no hosts serve only hosts nobody owns.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use switchyard_compile::path_template::{PathTemplate, Segment};
-use switchyard_compile::snapshot::{PathKind, Route};
+use switchyard_compile::snapshot::{HostOwner, PathKind, Route};
 
 /// A matched route and the byte ranges of its template parameters in the path.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,10 +50,19 @@ pub struct RequestView<'a> {
 
 #[derive(Default)]
 pub struct Router {
-    exact_hosts: HashMap<Box<str>, Table>,
+    exact_hosts: HashMap<Box<str>, HostTable>,
     /// `(".example.com", table)`, longest suffix first.
-    wildcard_hosts: Vec<(Box<str>, Table)>,
+    wildcard_hosts: Vec<(Box<str>, HostTable)>,
     any_host: Table,
+    /// True when hosts belong to namespaces (the snapshot lists owners).
+    owned: bool,
+}
+
+/// The routes naming one host pattern, and the namespace owning it (by index).
+#[derive(Default)]
+struct HostTable {
+    owner: Option<u32>,
+    table: Table,
 }
 
 #[derive(Default)]
@@ -90,20 +103,27 @@ struct Precedence {
 }
 
 impl Router {
-    /// Builds the router from the snapshot's routes (already validated by compile).
-    pub fn build(routes: &[Route]) -> Result<Self, String> {
-        let mut router = Router::default();
+    /// Builds the router from the snapshot's routes (already validated by compile) and
+    /// host owners (empty when hosts are shared).
+    pub fn build(routes: &[Route], owners: &[HostOwner]) -> Result<Self, String> {
+        let mut router = Router { owned: !owners.is_empty(), ..Router::default() };
+        // Namespaces by index, one order for owners and routes alike.
+        let mut namespaces: Vec<&str> = Vec::new();
+        let owner_ids: Vec<u32> = owners.iter().map(|o| intern(&mut namespaces, &o.namespace)).collect();
+        let route_ids: Vec<u32> = routes.iter().map(|r| intern(&mut namespaces, r.id.split('/').next().unwrap_or_default())).collect();
+        for (owner, id) in owners.iter().zip(owner_ids) {
+            router.host_table(&owner.host).owner = Some(id);
+        }
         for (index, route) in routes.iter().enumerate() {
-            let hosts: Vec<&str> = route.hosts.iter().map(String::as_str).collect();
-            if hosts.is_empty() {
+            if route.hosts.is_empty() {
                 router.any_host.insert(candidate(index, route)?, &route.path, route.path_type);
             }
-            for host in hosts {
-                let table = match host.strip_prefix('*') {
-                    Some(suffix) => router.wildcard_table(suffix),
-                    None => router.exact_hosts.entry(host.into()).or_default(),
-                };
-                table.insert(candidate(index, route)?, &route.path, route.path_type);
+            for host in &route.hosts {
+                let entry = router.host_table(host);
+                if entry.owner.is_some_and(|owner| owner != route_ids[index]) {
+                    return Err(format!("route {} names host {host}, which another namespace owns", route.id));
+                }
+                entry.table.insert(candidate(index, route)?, &route.path, route.path_type);
             }
         }
         router.wildcard_hosts.sort_by_key(|(suffix, _)| Reverse(suffix.len()));
@@ -113,11 +133,15 @@ impl Router {
         Ok(router)
     }
 
-    fn wildcard_table(&mut self, suffix: &str) -> &mut Table {
+    /// The table of an exact host or a `*.suffix` pattern, created empty when new.
+    fn host_table(&mut self, host: &str) -> &mut HostTable {
+        let Some(suffix) = host.strip_prefix('*') else {
+            return self.exact_hosts.entry(host.into()).or_default();
+        };
         let at = match self.wildcard_hosts.iter().position(|(s, _)| &**s == suffix) {
             Some(at) => at,
             None => {
-                self.wildcard_hosts.push((suffix.into(), Table::default()));
+                self.wildcard_hosts.push((suffix.into(), HostTable::default()));
                 self.wildcard_hosts.len() - 1
             }
         };
@@ -125,7 +149,11 @@ impl Router {
     }
 
     fn tables_mut(&mut self) -> impl Iterator<Item = &mut Table> {
-        self.exact_hosts.values_mut().chain(self.wildcard_hosts.iter_mut().map(|(_, t)| t)).chain(std::iter::once(&mut self.any_host))
+        self.exact_hosts
+            .values_mut()
+            .chain(self.wildcard_hosts.iter_mut().map(|(_, t)| t))
+            .map(|t| &mut t.table)
+            .chain(std::iter::once(&mut self.any_host))
     }
 
     /// Finds the route for a request.
@@ -140,11 +168,14 @@ impl Router {
         };
         let exact = self.exact_hosts.get(host);
         let wildcards =
-            self.wildcard_hosts.iter().filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix)).map(|(_, table)| table);
-        for table in exact.into_iter().chain(wildcards).chain(std::iter::once(&self.any_host)) {
-            match table.find(request, &mut method_mismatch) {
-                Some(found) => return Ok(found),
-                None => continue,
+            || self.wildcard_hosts.iter().filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix)).map(|(_, t)| t);
+        // Shared hosts: every owner is None, so every table is consulted.
+        let owner = if self.owned { exact.and_then(|t| t.owner).or_else(|| wildcards().find_map(|t| t.owner)) } else { None };
+        let named = exact.into_iter().chain(wildcards()).filter(|t| t.owner == owner).map(|t| &t.table);
+        let unnamed = owner.is_none().then_some(&self.any_host);
+        for table in named.chain(unnamed) {
+            if let Some(found) = table.find(request, &mut method_mismatch) {
+                return Ok(found);
             }
         }
         Err(if method_mismatch { NoMatch::MethodNotAllowed } else { NoMatch::NotFound })
@@ -229,6 +260,14 @@ impl Candidate {
             }
         })
     }
+}
+
+fn intern<'a>(namespaces: &mut Vec<&'a str>, namespace: &'a str) -> u32 {
+    let at = namespaces.iter().position(|n| *n == namespace).unwrap_or_else(|| {
+        namespaces.push(namespace);
+        namespaces.len() - 1
+    });
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 /// Matches `/a/{x}/c` against a path, returning each parameter's byte range.

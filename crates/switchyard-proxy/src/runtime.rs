@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use switchyard_compile::path_template::{PathTemplate, RewritePart, parse_rewrite};
+use switchyard_compile::request_path;
 use switchyard_compile::snapshot::{HostRule, PathKind, RetryPolicy, Route, Snapshot};
 
 use crate::auth::Authenticator;
 use crate::egress::{DialPolicy, EgressConfig};
+use crate::error::GatewayError;
 
 use crate::backends::{BackendRuntime, BuildContext};
 use crate::metrics::HealthMetrics;
@@ -70,7 +72,7 @@ impl Runtime {
     /// Builds the runtime; an inconsistent snapshot (which compile never publishes, but
     /// the wire could carry) is refused so the proxy keeps the one it has.
     pub fn build(snapshot: Arc<Snapshot>, egress: &EgressConfig, health: &HealthMetrics) -> Result<Self, String> {
-        let router = Router::build(&snapshot.routes)?;
+        let router = Router::build(&snapshot.routes, &snapshot.host_owners)?;
         let dial = Arc::new(DialPolicy::build(egress, &snapshot));
         let ctx = BuildContext { dial: dial.clone(), health: health.clone() };
         let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &ctx)).collect();
@@ -113,7 +115,7 @@ impl RouteRuntime {
             rewrite: rewrite(route).map_err(|e| bad(&e))?,
             add_headers,
             add_query,
-            auth: Authenticator::build(&route.auth, route.id.split('/').next().unwrap_or_default(), snapshot),
+            auth: Authenticator::build(&route.auth, &route.id, snapshot),
             timeout: route.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: route.retries.clone(),
             body_limit: route.body_limit,
@@ -126,8 +128,19 @@ impl RouteRuntime {
         self.targets.pick()
     }
 
-    /// The backend path for a request: rewritten, or the client's path unchanged.
-    pub fn backend_path<'a>(&self, path: &'a str, params: &[(usize, usize)]) -> std::borrow::Cow<'a, str> {
+    /// The backend path for a request: rewritten, or the client's (normalized) path
+    /// unchanged. A rewrite can never produce a dot segment: compile refuses them in the
+    /// target and normalization removes them from captures; the check here keeps that
+    /// true whatever a snapshot says.
+    pub fn backend_path<'a>(&self, path: &'a str, params: &[(usize, usize)]) -> Result<std::borrow::Cow<'a, str>, GatewayError> {
+        let rewritten = self.rewritten(path, params);
+        if self.rewrite.is_some() && request_path::has_dot_segment(&rewritten) {
+            return Err(GatewayError::PathRefused("the rewritten path would hold a dot segment"));
+        }
+        Ok(rewritten)
+    }
+
+    fn rewritten<'a>(&self, path: &'a str, params: &[(usize, usize)]) -> std::borrow::Cow<'a, str> {
         match &self.rewrite {
             None => path.into(),
             Some(Rewrite::Template(parts)) => {
@@ -217,18 +230,18 @@ mod tests {
     fn a_template_rewrite_fills_parameters_from_the_request_path() {
         let rt = runtime(route("/orders/{id}/items/{item}", PathKind::Template, Some("/v1/{item}/of/{id}")), 1);
         let path = "/orders/42/items/7";
-        assert_eq!(rt.routes[0].backend_path(path, &[(8, 10), (17, 18)]), "/v1/7/of/42");
+        assert_eq!(rt.routes[0].backend_path(path, &[(8, 10), (17, 18)]).unwrap(), "/v1/7/of/42");
     }
 
     #[test]
     fn a_prefix_rewrite_replaces_only_the_matched_prefix() {
         let rt = runtime(route("/api/", PathKind::Prefix, Some("/internal")), 1);
         let r = &rt.routes[0];
-        assert_eq!(r.backend_path("/api/users/1", &[]), "/internal/users/1");
-        assert_eq!(r.backend_path("/api", &[]), "/internal");
+        assert_eq!(r.backend_path("/api/users/1", &[]).unwrap(), "/internal/users/1");
+        assert_eq!(r.backend_path("/api", &[]).unwrap(), "/internal");
         let rt = runtime(route("/api", PathKind::Prefix, Some("/")), 1);
-        assert_eq!(rt.routes[0].backend_path("/api/users", &[]), "/users");
-        assert_eq!(rt.routes[0].backend_path("/api", &[]), "/");
+        assert_eq!(rt.routes[0].backend_path("/api/users", &[]).unwrap(), "/users");
+        assert_eq!(rt.routes[0].backend_path("/api", &[]).unwrap(), "/");
     }
 
     #[test]

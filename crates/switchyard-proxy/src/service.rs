@@ -14,7 +14,10 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use http::{Request, Response};
+use std::borrow::Cow;
+
+use http::header::HOST;
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::backends::CallContext;
@@ -25,6 +28,7 @@ use crate::proxy::Proxy;
 use crate::router::{NoMatch, RequestView};
 use crate::runtime::Runtime;
 use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
+use switchyard_compile::request_path;
 
 /// Largest request line plus headers accepted.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -59,16 +63,24 @@ async fn serve(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
+    let client_host = one_host(&parts)?;
+    // Routing, auth and the backend all see the normalized path (`request_path`).
+    let normalized_path = match request_path::normalize(parts.uri.path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(normal)) => Some(normal),
+        Err(refusal) => return Err(GatewayError::PathRefused(refusal.message())),
+    };
     let matched = {
-        let host = request_host(&parts);
-        let view = RequestView { host, method: &parts.method, path: parts.uri.path(), query: parts.uri.query(), headers: &parts.headers };
+        let host = strip_port(client_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""));
+        let path = normalized_path.as_deref().unwrap_or(parts.uri.path());
+        let view = RequestView { host, method: &parts.method, path, query: parts.uri.query(), headers: &parts.headers };
         runtime.router.find(&view).map_err(|why| no_match(why, &view))?
     };
     let route = &runtime.routes[matched.route];
     route.auth.check(&parts.headers, parts.uri.query())?;
     let target = route.pick();
     let deadline = Instant::now() + route.timeout;
-    let input = ShapeInput { route, host: &target.host, params: &matched.params, client_addr, request_id };
+    let input = ShapeInput { route, host: &target.host, normalized_path, client_host, params: &matched.params, client_addr, request_id };
     let shaped = shape(parts, body, input)?;
     let ctx = CallContext { client, dial: &runtime.dial, budget: route.timeout, deadline, route_retries: route.retries.as_ref() };
     runtime.backends[target.backend].serve(shaped, &ctx).await
@@ -86,10 +98,39 @@ fn check_limits(request: &Request<Incoming>) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// The host the client addressed, without a port.
-fn request_host(parts: &http::request::Parts) -> &str {
-    let raw = parts.uri.host().or_else(|| parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok())).unwrap_or("");
-    strip_port(raw)
+/// The request's one host: its authority (HTTP/2 `:authority`, an HTTP/1.1 absolute-form
+/// target), else its Host header. A Host header that disagrees with the authority, or a
+/// second Host header, is refused: routing, `passHostHeader` and `X-Forwarded-Host` must
+/// all see the same host.
+fn one_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, GatewayError> {
+    let mut headers = parts.headers.get_all(HOST).iter();
+    let header = headers.next();
+    if headers.next().is_some() {
+        return Err(GatewayError::BadRequest("more than one Host header".into()));
+    }
+    if header.is_some_and(|h| h.to_str().is_err()) {
+        return Err(GatewayError::BadRequest("the Host header is not visible ASCII".into()));
+    }
+    let Some(authority) = parts.uri.authority() else { return Ok(header.cloned()) };
+    if authority.as_str().contains('@') {
+        return Err(GatewayError::BadRequest("the request target carries user information".into()));
+    }
+    match header {
+        Some(host) if !same_authority(authority.as_str(), host.as_bytes(), parts.uri.scheme_str()) => Err(GatewayError::HostMismatch {
+            host: String::from_utf8_lossy(host.as_bytes()).into_owned(),
+            authority: authority.to_string(),
+        }),
+        _ => HeaderValue::from_str(authority.as_str())
+            .map(Some)
+            .map_err(|_| GatewayError::BadRequest("the request's authority is not valid".into())),
+    }
+}
+
+/// Equal ignoring case, and a default port written on one side only.
+fn same_authority(authority: &str, host: &[u8], scheme: Option<&str>) -> bool {
+    let default_port: &[u8] = if scheme == Some("https") { b":443" } else { b":80" };
+    let trim = |s: &[u8]| -> Vec<u8> { s.strip_suffix(default_port).unwrap_or(s).to_ascii_lowercase() };
+    trim(authority.as_bytes()) == trim(host)
 }
 
 fn strip_port(host: &str) -> &str {
@@ -116,5 +157,15 @@ mod tests {
         assert_eq!(super::strip_port("api.example.com"), "api.example.com");
         assert_eq!(super::strip_port("[::1]:8080"), "::1");
         assert_eq!(super::strip_port("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn an_authority_and_a_host_agree_ignoring_case_and_a_default_port() {
+        assert!(super::same_authority("API.example.com", b"api.example.com", Some("http")));
+        assert!(super::same_authority("api.example.com:80", b"api.example.com", Some("http")));
+        assert!(super::same_authority("api.example.com", b"api.example.com:443", Some("https")));
+        assert!(!super::same_authority("public.example.com", b"admin.example.com", Some("http")));
+        assert!(!super::same_authority("api.example.com:8080", b"api.example.com", Some("http")));
+        assert!(!super::same_authority("api.example.com", b"api.example.com:443", Some("http")));
     }
 }

@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST};
+use http::header::{CONNECTION, CONTENT_LENGTH, FORWARDED, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::Incoming;
 
+use crate::auth::strip_app_code;
 use crate::backends::ShapedRequest;
 use crate::body::RequestBody;
 use crate::error::GatewayError;
@@ -35,6 +36,11 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 pub struct ShapeInput<'a> {
     pub route: &'a RouteRuntime,
     pub host: &'a HostPolicy,
+    /// The normalized path when it differs from the request's (None: the request's path
+    /// was already normal).
+    pub normalized_path: Option<String>,
+    /// The request's one host (its authority, else Host), already checked.
+    pub client_host: Option<HeaderValue>,
     pub params: &'a [(usize, usize)],
     pub client_addr: SocketAddr,
     pub request_id: &'a HeaderValue,
@@ -47,12 +53,16 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
     if declared_length(&parts.headers).is_some_and(|len| len > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let client_host = client_host(&parts);
-    let path = parts.uri.path();
-    let backend_path = input.route.backend_path(path, input.params);
-    let path_and_query = join_query(&backend_path, parts.uri.query(), input.route.add_query.as_deref());
+    let client_host = input.client_host;
+    let path = input.normalized_path.as_deref().unwrap_or(parts.uri.path());
+    let backend_path = input.route.backend_path(path, input.params)?;
     let headers = &mut parts.headers;
+    let stripped_query = strip_app_code(headers, parts.uri.query());
+    let query = stripped_query.as_deref().or(parts.uri.query());
+    let path_and_query = join_query(&backend_path, query, input.route.add_query.as_deref());
     strip_hop_by_hop(headers);
+    // Never passed through as the client wrote it (the spec's forwarding rule).
+    headers.remove(FORWARDED);
     headers.remove(HOST);
     for (name, value) in &input.route.add_headers {
         headers.insert(name.clone(), value.clone());
@@ -80,14 +90,6 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// The Host the client addressed: the Host header (HTTP/1.1) or the URI authority (h2).
-fn client_host(parts: &Parts) -> Option<HeaderValue> {
-    parts.headers.get(HOST).cloned().or_else(|| {
-        let authority = parts.uri.authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
-    })
 }
 
 fn join_query(path: &str, query: Option<&str>, constant: Option<&str>) -> String {

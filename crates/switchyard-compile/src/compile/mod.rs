@@ -7,6 +7,7 @@
 
 mod backends;
 mod dns;
+mod ownership;
 mod routes;
 mod tls;
 mod vpc;
@@ -37,12 +38,13 @@ impl Compiled {
 /// Compiles the whole set of resources. Pure: no I/O, no clock.
 pub fn compile(resources: &Resources) -> Compiled {
     let mut statuses: Vec<ResourceStatus> = resources.invalid.iter().map(invalid_status).collect();
-    let mut grants = vpc::compile_all(&resources.vpc_authorizations, &resources.connectivity, &mut statuses);
+    let mut grants = vpc::compile_all(&resources.vpc_authorizations, &resources.connectivity, resources.options, &mut statuses);
     let dns_records = dns::compile_all(&resources.dns_records, &mut statuses);
-    vpc::pin_to_dns_records(&mut grants, &dns_records);
+    vpc::pin_to_dns_records(&mut grants, &dns_records, resources.options);
     let backends = backends::compile_all(resources, &grants, &mut statuses);
     let apps = apps(resources);
-    let routes = routes::compile_all(&resources.api_routes, &backends, &apps, &mut statuses);
+    let (routes, host_owners) =
+        routes::compile_all(&resources.api_routes, &backends, &apps, resources.options.host_ownership, &mut statuses);
     statuses.sort_by(|a, b| a.object.cmp(&b.object));
     let snapshot = Snapshot {
         version: 0,
@@ -51,6 +53,7 @@ pub fn compile(resources: &Resources) -> Compiled {
         apps,
         dns_records,
         vpc_authorizations: grants.into_values().collect(),
+        host_owners,
     };
     Compiled { snapshot, statuses }
 }

@@ -4,10 +4,12 @@ use switchyard_api::condition_type::{ACCEPTED, PROGRAMMED, RESOLVED_REFS};
 use switchyard_api::{ApiRoute, ApiRouteSpec, AuthType, ParameterLocation, PathType};
 
 use super::backends::{BackendTable, retry_policy};
+use super::ownership::HostOwners;
 use super::{Rejection, age_key, duration_ms, name, namespace, status_for};
 use crate::path_template::{PathTemplate, parse_rewrite};
-use crate::snapshot::{App, Auth, HostRule, KeyMatch, PathKind, Route, RouteBackend};
-use crate::{ConditionSpec, ResourceKind, ResourceStatus, reason, units, validate};
+use crate::resources::HostOwnership;
+use crate::snapshot::{App, Auth, HostOwner, HostRule, KeyMatch, PathKind, Route, RouteBackend};
+use crate::{ConditionSpec, ResourceKind, ResourceStatus, reason, request_path, units, validate};
 
 /// Default request body limit (the spec's 32 MiB).
 pub const DEFAULT_BODY_LIMIT: u64 = 32 << 20;
@@ -22,10 +24,16 @@ struct Candidate<'a> {
     host_parameter: Option<String>,
 }
 
-pub(super) fn compile_all(routes: &[ApiRoute], backends: &BackendTable, apps: &[App], statuses: &mut Vec<ResourceStatus>) -> Vec<Route> {
+pub(super) fn compile_all(
+    routes: &[ApiRoute],
+    backends: &BackendTable,
+    apps: &[App],
+    ownership: HostOwnership,
+    statuses: &mut Vec<ResourceStatus>,
+) -> (Vec<Route>, Vec<HostOwner>) {
     let mut sorted: Vec<&ApiRoute> = routes.iter().collect();
     sorted.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
-    let mut claimed: BTreeMap<ConflictKey, String> = BTreeMap::new();
+    let mut claimed = Claims { paths: BTreeMap::new(), hosts: HostOwners::new(ownership) };
     let mut programmed = Vec::new();
     for source in sorted {
         let mut status = status_for(ResourceKind::ApiRoute, &source.metadata, true);
@@ -34,7 +42,13 @@ pub(super) fn compile_all(routes: &[ApiRoute], backends: &BackendTable, apps: &[
         }
         statuses.push(status);
     }
-    programmed
+    (programmed, claimed.hosts.into_snapshot())
+}
+
+/// What older routes have taken: their (host, method, path, matchers) and their hosts.
+struct Claims {
+    paths: BTreeMap<ConflictKey, String>,
+    hosts: HostOwners,
 }
 
 /// Runs the checks in order and records each outcome; returns the route when programmed.
@@ -42,37 +56,59 @@ fn compile_one(
     source: &ApiRoute,
     backends: &BackendTable,
     apps: &[App],
-    claimed: &mut BTreeMap<ConflictKey, String>,
+    claimed: &mut Claims,
     status: &mut ResourceStatus,
 ) -> Option<Route> {
-    let not_programmed = |status: &mut ResourceStatus, why: &str| {
-        status.set(ConditionSpec::new(PROGRAMMED, false, reason::NOT_ACCEPTED, why));
+    let not_accepted = |status: &mut ResourceStatus, why: Rejection, programmed: &str| {
+        status.set(ConditionSpec::new(ACCEPTED, false, why.reason, why.message));
+        status.set(ConditionSpec::new(PROGRAMMED, false, reason::NOT_ACCEPTED, programmed));
     };
     let candidate = match validate_route(source) {
         Ok(c) => c,
         Err(why) => {
-            status.set(ConditionSpec::new(ACCEPTED, false, why.reason, why.message));
-            not_programmed(status, "the route is not accepted");
+            not_accepted(status, why, "the route is not accepted");
             return None;
         }
     };
-    let route = match resolve_refs(candidate, backends, apps) {
-        Ok(route) => route,
+    let route_ns = namespace(&source.metadata);
+    if let Err(why) = claimed.hosts.check(route_ns, &candidate.route.hosts) {
+        not_accepted(status, why, "the route names a host of another namespace");
+        return None;
+    }
+    let (id, hosts) = (candidate.route.id.clone(), candidate.route.hosts.clone());
+    let (route, auth_problem) = match resolve_refs(candidate, backends, apps) {
+        Ok(resolved) => resolved,
         Err(why) => {
+            // Accepted, so it owns its hosts even while it cannot be programmed.
+            claimed.hosts.claim(route_ns, &id, &hosts);
             status.set(ConditionSpec::new(ACCEPTED, true, reason::ACCEPTED, "the route is valid"));
             status.set(ConditionSpec::new(RESOLVED_REFS, false, why.reason, why.message));
             status.set(ConditionSpec::new(PROGRAMMED, false, reason::REFS_NOT_RESOLVED, "references are not resolved"));
             return None;
         }
     };
-    if let Err(why) = claim(&route, claimed) {
-        status.set(ConditionSpec::new(ACCEPTED, false, why.reason, why.message));
-        not_programmed(status, "the route conflicts with an older route");
+    if let Err(why) = claim(&route, &mut claimed.paths) {
+        not_accepted(status, why, "the route conflicts with an older route");
         return None;
     }
+    claimed.hosts.claim(route_ns, &id, &hosts);
     status.set(ConditionSpec::new(ACCEPTED, true, reason::ACCEPTED, "the route is valid"));
-    status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
-    status.set(ConditionSpec::new(PROGRAMMED, true, reason::PROGRAMMED, "the route is in the published snapshot"));
+    match auth_problem {
+        // Fail closed: programmed, answering 503, so no broader route takes its paths.
+        Some(why) => {
+            status.set(ConditionSpec::new(RESOLVED_REFS, false, why.reason, why.message));
+            status.set(ConditionSpec::new(
+                PROGRAMMED,
+                true,
+                reason::PROGRAMMED,
+                "the route is in the published snapshot and answers 503 A503AU until its apps resolve",
+            ));
+        }
+        None => {
+            status.set(ConditionSpec::new(RESOLVED_REFS, true, reason::RESOLVED_REFS, "all references resolved"));
+            status.set(ConditionSpec::new(PROGRAMMED, true, reason::PROGRAMMED, "the route is in the published snapshot"));
+        }
+    }
     Some(route)
 }
 
@@ -131,7 +167,14 @@ fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>), Reje
             format!("match.path {path:?} may not contain ?, #, spaces or control characters"),
         ));
     }
+    if let Err(normal) = normalized_form(path) {
+        return Err(Rejection::new(reason::INVALID_PATH, format!("match.path {path:?}: {normal}")));
+    }
     let rewrite = spec.rewrite.as_ref().and_then(|r| r.path.clone());
+    if let Some(target) = &rewrite {
+        validate::wire_path(target).map_err(|e| Rejection::new(reason::INVALID_REWRITE, format!("rewrite.path: {e}")))?;
+        normalized_form(target).map_err(|e| Rejection::new(reason::INVALID_REWRITE, format!("rewrite.path {target:?}: {e}")))?;
+    }
     let kind = match spec.match_.path_type {
         PathType::Exact => PathKind::Exact,
         PathType::Prefix => PathKind::Prefix,
@@ -148,6 +191,17 @@ fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>), Reje
         parse_rewrite(target, &names).map_err(|e| Rejection::new(reason::INVALID_REWRITE, e))?;
     }
     Ok((kind, rewrite))
+}
+
+/// Requests are matched and forwarded in normalized form (see [`request_path`]), so a
+/// route's own paths must already be in it: a path that is not could never match, and a
+/// rewrite must not be able to climb out of a backend's base path.
+fn normalized_form(path: &str) -> Result<(), String> {
+    match request_path::normalize(path) {
+        Ok(normal) if normal == path => Ok(()),
+        Ok(normal) => Err(format!("is not in normalized form (dot segments, repeated slashes or escaped letters); write {normal:?}")),
+        Err(refusal) => Err(refusal.to_string()),
+    }
 }
 
 fn validate_matchers(spec: &ApiRouteSpec) -> Result<(Vec<KeyMatch>, Vec<KeyMatch>), Rejection> {
@@ -194,8 +248,10 @@ fn validate_parameters(spec: &ApiRouteSpec) -> Result<Parameters, Rejection> {
     Ok((headers, query, host))
 }
 
-/// Resolves backendRefs (existence, namespace grants, weights) and auth apps.
-fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App]) -> Result<Route, Rejection> {
+/// Resolves backendRefs (existence, namespace grants, weights) and auth apps. An app
+/// that does not resolve is not an error here: the route is programmed failing closed
+/// and the problem is returned for its `ResolvedRefs` condition.
+fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App]) -> Result<(Route, Option<Rejection>), Rejection> {
     let Candidate { source, mut route, host_parameter } = candidate;
     let spec = &source.spec;
     let route_ns = namespace(&source.metadata);
@@ -223,8 +279,9 @@ fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App])
     if route.backends.is_empty() {
         return Err(Rejection::new(reason::INVALID_BACKEND_REFS, "every backendRef has weight 0: the route would serve nothing"));
     }
-    route.auth = resolve_auth(spec, route_ns, apps)?;
-    Ok(route)
+    let (auth, problem) = resolve_auth(spec, route_ns, apps)?;
+    route.auth = auth;
+    Ok((route, problem))
 }
 
 /// The spec's Host header priority, highest first, for one route and backend.
@@ -246,27 +303,38 @@ pub(super) fn host_rule(
         .unwrap_or(HostRule::Endpoint)
 }
 
-fn resolve_auth(spec: &ApiRouteSpec, ns: &str, apps: &[App]) -> Result<Auth, Rejection> {
-    let Some(auth) = &spec.auth else { return Ok(Auth::Anonymous) };
+/// The route's auth; an app that is missing or has no credential for this kind of auth
+/// (an empty `appCode` for AppCode, an empty `appKey` or `appSecret` for Signature)
+/// makes it [`Auth::Unresolved`], returned with the reason.
+fn resolve_auth(spec: &ApiRouteSpec, ns: &str, apps: &[App]) -> Result<(Auth, Option<Rejection>), Rejection> {
+    let Some(auth) = &spec.auth else { return Ok((Auth::Anonymous, None)) };
     if auth.type_ == AuthType::Anonymous {
-        return Ok(Auth::Anonymous);
+        return Ok((Auth::Anonymous, None));
     }
     if auth.apps.is_empty() {
         return Err(Rejection::new(reason::INVALID_AUTH, "auth.apps: AppCode and Signature auth need at least one app"));
     }
-    for app in &auth.apps {
-        if !apps.iter().any(|a| a.namespace == ns && &a.name == app) {
-            return Err(Rejection::new(
-                reason::APP_NOT_FOUND,
-                format!("app {ns}/{app} does not exist (a Secret labelled switchyard.dev/app with appKey, appSecret, appCode)"),
-            ));
+    let by_code = auth.type_ == AuthType::AppCode;
+    for name in &auth.apps {
+        let Some(app) = apps.iter().find(|a| a.namespace == ns && &a.name == name) else {
+            let why = format!("app {ns}/{name} does not exist (a Secret labelled switchyard.dev/app with appKey, appSecret, appCode)");
+            return Ok(unresolved(reason::APP_NOT_FOUND, why));
+        };
+        let missing = if by_code {
+            app.app_code.is_empty().then_some("appCode")
+        } else {
+            [("appKey", &app.app_key), ("appSecret", &app.app_secret)].into_iter().find(|(_, v)| v.is_empty()).map(|(k, _)| k)
+        };
+        if let Some(field) = missing {
+            return Ok(unresolved(reason::APP_NOT_USABLE, format!("app {ns}/{name} has an empty {field}")));
         }
     }
     let apps = auth.apps.clone();
-    Ok(match auth.type_ {
-        AuthType::AppCode => Auth::AppCode { apps },
-        _ => Auth::Signature { apps },
-    })
+    Ok((if by_code { Auth::AppCode { apps } } else { Auth::Signature { apps } }, None))
+}
+
+fn unresolved(reason: &'static str, why: String) -> (Auth, Option<Rejection>) {
+    (Auth::Unresolved { why: format!("{reason}: {why}") }, Some(Rejection::new(reason, why)))
 }
 
 /// Two routes collide when a request could match both with equal precedence: same host,

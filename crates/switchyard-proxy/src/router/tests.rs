@@ -50,7 +50,7 @@ fn get(host: &'static str, path: &'static str) -> Req {
 
 /// The id of the route a request reaches.
 fn find<'a>(routes: &'a [Route], req: &Req) -> Result<&'a str, NoMatch> {
-    let router = Router::build(routes).unwrap();
+    let router = Router::build(routes, &[]).unwrap();
     let view = RequestView { host: req.host, method: &req.method, path: req.path, query: req.query, headers: &req.headers };
     router.find(&view).map(|m| routes[m.route].id.as_str())
 }
@@ -188,7 +188,7 @@ fn query_matchers_use_the_first_decoded_value_or_presence() {
 #[test]
 fn template_parameters_are_captured_as_byte_ranges() {
     let routes = [route("t", &[], "/users/{id}/orders/{orderId}", PathKind::Template)];
-    let router = Router::build(&routes).unwrap();
+    let router = Router::build(&routes, &[]).unwrap();
     let headers = HeaderMap::new();
     let path = "/users/42/orders/a-7";
     let view = RequestView { host: "h", method: &Method::GET, path, query: None, headers: &headers };
@@ -203,4 +203,50 @@ fn template_parameters_never_match_empty_or_extra_segments() {
     assert_eq!(find(&routes, &get("h", "/users/")), Err(NoMatch::NotFound));
     assert_eq!(find(&routes, &get("h", "/users/1/x")), Err(NoMatch::NotFound));
     assert_eq!(find(&routes, &get("h", "/users")), Err(NoMatch::NotFound));
+}
+
+fn owner(host: &str, namespace: &str) -> HostOwner {
+    HostOwner { host: host.into(), namespace: namespace.into() }
+}
+
+/// The id of the route a request reaches when hosts belong to namespaces.
+fn find_owned<'a>(routes: &'a [Route], owners: &[HostOwner], req: &Req) -> Result<&'a str, NoMatch> {
+    let router = Router::build(routes, owners).unwrap();
+    let view = RequestView { host: req.host, method: &req.method, path: req.path, query: req.query, headers: &req.headers };
+    router.find(&view).map(|m| routes[m.route].id.as_str())
+}
+
+#[test]
+fn an_owned_host_does_not_fall_through_to_routes_without_hosts() {
+    let routes =
+        [route("team-a/shop", &["shop.example.com"], "/orders", PathKind::Prefix), route("team-b/any", &[], "/", PathKind::Prefix)];
+    let owners = [owner("shop.example.com", "team-a")];
+    assert_eq!(find_owned(&routes, &owners, &get("shop.example.com", "/orders/1")), Ok("team-a/shop"));
+    assert_eq!(find_owned(&routes, &owners, &get("shop.example.com", "/admin")), Err(NoMatch::NotFound));
+    assert_eq!(find_owned(&routes, &owners, &get("free.example.com", "/admin")), Ok("team-b/any"), "unowned hosts still reach it");
+    assert_eq!(find(&routes, &get("shop.example.com", "/admin")), Ok("team-b/any"), "shared hosts fall through as before");
+}
+
+#[test]
+fn an_owned_host_ignores_a_covering_wildcard_of_another_namespace() {
+    let routes = [
+        route("team-b/shop", &["shop.example.com"], "/a", PathKind::Exact),
+        route("team-a/wild", &["*.example.com"], "/", PathKind::Prefix),
+    ];
+    let owners = [owner("shop.example.com", "team-b"), owner("*.example.com", "team-a")];
+    assert_eq!(find_owned(&routes, &owners, &get("shop.example.com", "/b")), Err(NoMatch::NotFound));
+    assert_eq!(find_owned(&routes, &owners, &get("www.example.com", "/b")), Ok("team-a/wild"));
+}
+
+#[test]
+fn a_host_owned_by_a_route_not_programmed_serves_nothing_else() {
+    let routes = [route("team-b/any", &[], "/", PathKind::Prefix)];
+    let owners = [owner("shop.example.com", "team-a")];
+    assert_eq!(find_owned(&routes, &owners, &get("shop.example.com", "/x")), Err(NoMatch::NotFound));
+}
+
+#[test]
+fn a_snapshot_giving_an_owned_host_to_another_namespace_is_refused() {
+    let routes = [route("team-b/shop", &["shop.example.com"], "/", PathKind::Prefix)];
+    assert!(Router::build(&routes, &[owner("shop.example.com", "team-a")]).is_err());
 }

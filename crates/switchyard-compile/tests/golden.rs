@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use switchyard_compile::snapshot::Snapshot;
-use switchyard_compile::{ResourceStatus, Resources, compile, manifest};
+use switchyard_compile::{CompileOptions, HostOwnership, ResourceStatus, Resources, compile, manifest};
 
 #[derive(Serialize)]
 struct Golden<'a> {
@@ -16,6 +16,20 @@ struct Golden<'a> {
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/compile")
+}
+
+/// A case's `options.yaml` (`hostOwnership: namespace`, `allowLinkLocalGrants: true`),
+/// the command-line choices compile reads; defaults without it.
+fn options(case: &Path) -> CompileOptions {
+    let Ok(text) = std::fs::read_to_string(case.join("options.yaml")) else { return CompileOptions::default() };
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    CompileOptions {
+        host_ownership: match value["hostOwnership"].as_str() {
+            Some("namespace") => HostOwnership::PerNamespace,
+            _ => HostOwnership::Shared,
+        },
+        allow_link_local_grants: value["allowLinkLocalGrants"].as_bool().unwrap_or(false),
+    }
 }
 
 #[test]
@@ -29,6 +43,7 @@ fn every_golden_case_compiles_to_its_expected_output() {
         let input = std::fs::read_to_string(case.join("in.yaml")).unwrap();
         let mut resources = Resources::default();
         manifest::add_yaml(&mut resources, "in.yaml", &input);
+        resources.options = options(&case);
         let compiled = compile(&resources);
         let actual = serde_yaml::to_string(&Golden { statuses: &compiled.statuses, snapshot: &compiled.snapshot }).unwrap();
         let out = case.join("out.yaml");

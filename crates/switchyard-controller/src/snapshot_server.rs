@@ -147,6 +147,10 @@ impl SnapshotServer {
             }
         };
         match tokio::time::timeout(self.hold, wait).await {
+            // A poll held across a token rotation presented a token no longer in force.
+            Ok(Some(_)) if !self.authorized(request.headers()) => {
+                text(StatusCode::UNAUTHORIZED, "the token was rotated; send the current one")
+            }
             Ok(Some(published)) => {
                 let mut response = Response::new(Full::new(published.json.clone()));
                 let headers = response.headers_mut();

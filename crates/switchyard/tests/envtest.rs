@@ -40,8 +40,18 @@ async fn the_whole_flow_runs_against_a_real_api_server() {
     std::fs::write(&token_file, "snapshot-secret").unwrap();
     let env =
         [("KUBECONFIG", kubeconfig.to_str().unwrap()), ("SWITCHYARD_LEASE_NAMESPACE", "default"), ("SWITCHYARD_POD_NAME", "envtest-0")];
-    let controller_args =
-        ["controller", "--snapshot-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--token-file", token_file.to_str().unwrap()];
+    let controller_args = [
+        "controller",
+        "--snapshot-listen",
+        "127.0.0.1:0",
+        "--snapshot-insecure-http",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ];
     let controller = Switchyard::start_with_env(&controller_args, &["snapshot", "admin"], &env);
     let cache = dir.path().join("cache");
     let proxy = Switchyard::proxy(&controller.url("snapshot", ""), &token_file, &cache);

@@ -37,9 +37,16 @@ impl Switchyard {
         Self::start(&args, &["proxy", "admin"])
     }
 
-    /// `switchyard proxy` pulling from `controller`.
+    /// `switchyard proxy` pulling from `controller` (an `http://` URL gets
+    /// `--controller-insecure-http`), with its metrics listener on loopback too.
     pub fn proxy(controller: &str, token_file: &Path, cache_dir: &Path) -> Self {
-        let args = [
+        let insecure: &[&str] = if controller.starts_with("http://") { &["--controller-insecure-http"] } else { &[] };
+        Self::proxy_with(controller, token_file, cache_dir, insecure)
+    }
+
+    /// [`Switchyard::proxy`] with extra flags (`--controller-ca FILE`, ...).
+    pub fn proxy_with(controller: &str, token_file: &Path, cache_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
             "proxy",
             "--controller",
             controller,
@@ -51,8 +58,11 @@ impl Switchyard {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ];
-        Self::start(&args, &["proxy", "admin"])
+        args.extend_from_slice(extra);
+        Self::start(&args, &["proxy", "admin", "metrics"])
     }
 
     /// Starts the binary and waits until it has announced every listener in `roles`.
@@ -240,4 +250,42 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: imp
 
 pub async fn get(url: &str) -> Result<Reply, String> {
     send(Method::GET, url, &[], Bytes::new()).await
+}
+
+/// GET over HTTPS (one connection), trusting only the PEM CA `ca_pem`; the host of `url`
+/// is the name verified (a DNS name or an IP address).
+pub async fn get_tls(url: &str, ca_pem: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let host = uri.host().ok_or("no host")?.trim_matches(['[', ']']).to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.map_err(|e| format!("{e:?}"))?).map_err(|e| e.to_string())?;
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut builder = Request::get(path).header("host", uri.authority().map_or("", |a| a.as_str()));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = sender.send_request(builder.body(Full::new(Bytes::new())).unwrap()).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply { status: parts.status, headers: parts.headers, body })
+    };
+    tokio::time::timeout(Duration::from_secs(20), exchange).await.map_err(|_| "client timeout".to_owned())?
 }

@@ -25,6 +25,15 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// A certificate this CA signed for `names` and its private key, both PEM (for a
+    /// `switchyard` listener that reads them from files).
+    pub fn server_pem(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+
     /// A server configuration whose certificate this CA signed for `names` (DNS names or
     /// IP addresses).
     pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {

@@ -43,6 +43,7 @@ KUBE_VERSIONS = [MIN_KUBE, latest_version()]
 # API groups whose objects kubernetes-validate has schemas for (the built-in ones).
 NOT_BUILT_IN = ("monitoring.coreos.com/", "switchyard.dev/")
 TOKEN_PATH = "/var/run/switchyard/token"
+TLS_DIR = "/var/run/switchyard-tls"
 
 RESULTS = []  # (ok, name, details)
 
@@ -185,18 +186,73 @@ def env_map(c):
     return {e["name"]: e for e in c.get("env", [])}
 
 
-def check_probes_and_mounts(c, name, admin_port):
+def check_probes_and_mounts(c, name, metrics_port):
     problems = []
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    if ports.get("admin") != admin_port:
-        problems.append(f"{name}: admin port {ports.get('admin')}, want {admin_port}")
+    if ports.get("metrics") != metrics_port:
+        problems.append(f"{name}: metrics port {ports.get('metrics')}, want {metrics_port}")
+    if "admin" in ports:
+        problems.append(f"{name}: the admin port (loopback only) must not be a container port")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz"), ("startupProbe", "/healthz")):
         got = c.get(probe, {}).get("httpGet", {})
-        if got.get("path") != path or got.get("port") != "admin":
-            problems.append(f"{name}: {probe} is {got}, want GET {path} on the admin port")
+        if got.get("path") != path or got.get("port") != "metrics":
+            problems.append(f"{name}: {probe} is {got}, want GET {path} on the metrics port")
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
     if os.path.dirname(TOKEN_PATH) not in mounts or not mounts[os.path.dirname(TOKEN_PATH)].get("readOnly"):
         problems.append(f"{name}: the token volume must be mounted read-only at {os.path.dirname(TOKEN_PATH)}")
+    return problems
+
+
+def check_snapshot_tls(objects, prefix, secret_name):
+    """The snapshot is served over TLS: the controller mounts the key pair, proxies only the CA."""
+    problems = []
+    pods = pod_specs(objects)
+    want_items = {f"{prefix}-controller": ["tls.crt", "tls.key"], f"{prefix}-proxy": ["ca.crt"]}
+    for name, keys in want_items.items():
+        template = pods[name]
+        vols = {v["name"]: v for v in template["spec"].get("volumes", [])}
+        secret = vols.get("snapshot-tls", {}).get("secret", {})
+        items = [{"key": k, "path": k} for k in keys]
+        if secret.get("secretName") != secret_name or secret.get("items") != items:
+            problems.append(f"{name}: snapshot-tls volume is {secret}, want {keys} of Secret {secret_name!r}")
+        mounts = {m["mountPath"]: m for m in template["spec"]["containers"][0].get("volumeMounts", [])}
+        if mounts.get(TLS_DIR, {}).get("name") != "snapshot-tls" or not mounts[TLS_DIR].get("readOnly"):
+            problems.append(f"{name}: snapshot-tls must be mounted read-only at {TLS_DIR}")
+    by = index(objects)
+    if ("Secret", secret_name) in by:
+        secret = by[("Secret", secret_name)]
+        if secret.get("type") != "kubernetes.io/tls" or set(secret.get("data", {})) != {"tls.crt", "tls.key", "ca.crt"}:
+            problems.append(f"Secret/{secret_name}: want a kubernetes.io/tls Secret with tls.crt, tls.key, ca.crt")
+    return problems
+
+
+def check_generated_tls(objects, prefix, namespace):
+    """The generated certificate names the controller Service and chains to the CA the proxies get
+    (checked with the openssl command line, when installed)."""
+    import base64
+    problems = []
+    data = index(objects)[("Secret", f"{prefix}-snapshot-tls")]["data"]
+    want = hashlib.sha256(data["ca.crt"].encode()).hexdigest()
+    got = pod_specs(objects)[f"{prefix}-proxy"]["metadata"].get("annotations", {}).get("checksum/snapshot-ca")
+    if got != want:
+        problems.append(f"proxy: checksum/snapshot-ca {got} does not match the Secret's CA")
+    if not shutil.which("openssl"):
+        print("        (openssl not installed: certificate chain and SANs not checked)")
+        return problems
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("tls.crt", "ca.crt"):
+            (Path(tmp) / key).write_bytes(base64.b64decode(data[key]))
+        verify = subprocess.run(["openssl", "verify", "-purpose", "sslserver", "-CAfile", f"{tmp}/ca.crt", f"{tmp}/tls.crt"],
+                                capture_output=True, text=True)
+        if verify.returncode != 0:
+            problems.append(f"the snapshot certificate does not verify against ca.crt: {verify.stdout}{verify.stderr}")
+        sans = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", f"{tmp}/tls.crt"],
+                              capture_output=True, text=True).stdout
+    names = set(re.findall(r"DNS:([^,\s]+)", sans))
+    svc = f"{prefix}-controller"
+    for name in (svc, f"{svc}.{namespace}", f"{svc}.{namespace}.svc", f"{svc}.{namespace}.svc.cluster.local"):
+        if name not in names:
+            problems.append(f"snapshot certificate lacks the SAN {name} (has {sorted(names)})")
     return problems
 
 
@@ -215,7 +271,8 @@ def check_token_volume(objects, secret_name, key):
 def check_contract(objects, prefix, namespace):
     problems = []
     ctrl = container(objects, f"{prefix}-controller")
-    want = ["controller", "--snapshot-listen=0.0.0.0:18000", "--admin-listen=0.0.0.0:9902",
+    want = ["controller", "--snapshot-listen=0.0.0.0:18000", f"--snapshot-tls-cert={TLS_DIR}/tls.crt",
+            f"--snapshot-tls-key={TLS_DIR}/tls.key", "--admin-listen=127.0.0.1:9902", "--metrics-listen=0.0.0.0:9102",
             f"--token-file={TOKEN_PATH}"]
     if ctrl["args"] != want:
         problems.append(f"controller args {ctrl['args']}, want {want}")
@@ -226,17 +283,18 @@ def check_contract(objects, prefix, namespace):
             problems.append(f"controller env {var} from {got}, want the downward API {field}")
     if {p["name"]: p["containerPort"] for p in ctrl["ports"]}.get("snapshot") != 18000:
         problems.append("controller: snapshot port must be 18000")
-    problems += check_probes_and_mounts(ctrl, "controller", 9902)
+    problems += check_probes_and_mounts(ctrl, "controller", 9102)
 
     proxy = container(objects, f"{prefix}-proxy")
-    want = ["proxy", f"--controller=http://{prefix}-controller.{namespace}.svc:18000",
-            f"--token-file={TOKEN_PATH}", "--listen=0.0.0.0:8080", "--admin-listen=0.0.0.0:9901",
+    want = ["proxy", f"--controller=https://{prefix}-controller.{namespace}.svc:18000",
+            f"--controller-ca={TLS_DIR}/ca.crt", f"--token-file={TOKEN_PATH}", "--listen=0.0.0.0:8080",
+            "--admin-listen=127.0.0.1:9901", "--metrics-listen=0.0.0.0:9101",
             "--cache-dir=/var/cache/switchyard", "--egress-deny-loopback"]
     if proxy["args"] != want:
         problems.append(f"proxy args {proxy['args']}, want {want}")
     if {p["name"]: p["containerPort"] for p in proxy["ports"]}.get("http") != 8080:
         problems.append("proxy: http port must be 8080")
-    problems += check_probes_and_mounts(proxy, "proxy", 9901)
+    problems += check_probes_and_mounts(proxy, "proxy", 9101)
     cache = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}.get("/var/cache/switchyard")
     vols = {v["name"]: v for v in pod_specs(objects)[f"{prefix}-proxy"]["spec"]["volumes"]}
     if cache is None or "emptyDir" not in vols.get(cache, {}):
@@ -250,12 +308,43 @@ def check_contract(objects, prefix, namespace):
         problems.append("proxy: the API token must not be mounted")
 
     services = {n: o for (k, n), o in index(objects).items() if k == "Service"}
-    want_ports = {f"{prefix}-controller": {"snapshot": 18000, "admin": 9902},
-                  f"{prefix}-proxy": {"http": 8080, "admin": 9901}}
+    # Only metrics, traffic and snapshot ports: the admin port (/config_dump, /status) is in no Service.
+    want_ports = {f"{prefix}-controller": {"snapshot": 18000, "metrics": 9102},
+                  f"{prefix}-proxy": {"http": 8080, "metrics": 9101}}
     for name, ports in want_ports.items():
         got = {p["name"]: p["port"] for p in services.get(name, {}).get("spec", {}).get("ports", [])}
         if got != ports:
             problems.append(f"Service/{name}: ports {got}, want {ports}")
+    return problems
+
+
+def check_no_admin_port(objects):
+    problems = []
+    for o in objects:
+        if o["kind"] != "Service":
+            continue
+        for p in o["spec"]["ports"]:
+            if p["name"] not in ("http", "metrics", "snapshot") or p.get("targetPort") not in ("http", "metrics", "snapshot"):
+                problems.append(f"Service/{o['metadata']['name']}: port {p['name']} -> {p.get('targetPort')} (only http, metrics, snapshot)")
+            if p["port"] in (9901, 9902):
+                problems.append(f"Service/{o['metadata']['name']}: exposes the admin port {p['port']}")
+    return problems
+
+
+def check_service_monitor(objects):
+    sms = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    if len(sms) != 1:
+        return [f"want one ServiceMonitor, got {len(sms)}"]
+    problems = []
+    if [e["port"] for e in sms[0]["spec"]["endpoints"]] != ["metrics"]:
+        problems.append(f"ServiceMonitor endpoints {sms[0]['spec']['endpoints']}, want only the metrics port")
+    scraped = [o for o in objects if o["kind"] == "Service"
+               and o["metadata"]["labels"].get("switchyard.dev/scrape") == "true"]
+    for o in scraped:
+        if "metrics" not in {p["name"] for p in o["spec"]["ports"]}:
+            problems.append(f"Service/{o['metadata']['name']} is scraped but has no metrics port")
+    if len(scraped) != 2:
+        problems.append(f"want the controller and proxy Services scraped, got {[o['metadata']['name'] for o in scraped]}")
     return problems
 
 
@@ -324,7 +413,7 @@ def check_generated_token(objects, prefix):
 
 # --- scenarios --------------------------------------------------------------------------------
 
-def expected_defaults(prefix, with_secret=True, crds=()):
+def expected_defaults(prefix, with_secret=True, crds=(), with_tls_secret=True):
     c, p = f"{prefix}-controller", f"{prefix}-proxy"
     objects = {("Deployment", c), ("Deployment", p), ("Service", c), ("Service", p),
                ("HorizontalPodAutoscaler", p), ("PodDisruptionBudget", c), ("PodDisruptionBudget", p),
@@ -332,6 +421,8 @@ def expected_defaults(prefix, with_secret=True, crds=()):
                ("Role", f"{c}-leader-election"), ("RoleBinding", f"{c}-leader-election")}
     if with_secret:
         objects.add(("Secret", f"{prefix}-snapshot-token"))
+    if with_tls_secret:
+        objects.add(("Secret", f"{prefix}-snapshot-tls"))
     return objects | {("CustomResourceDefinition", n) for n in crds}
 
 
@@ -355,13 +446,20 @@ def scenario_defaults():
            + check_token_volume(objects, "switchyard-snapshot-token", "token"))
     record("defaults: least-privilege RBAC", check_rbac(objects, "switchyard", "switchyard-system"))
     record("defaults: generated token and pod checksum agree", check_generated_token(objects, "switchyard"))
+    record("defaults: snapshot over TLS (key pair in the controller, CA in proxies, SANs, CA checksum)",
+           check_snapshot_tls(objects, "switchyard", "switchyard-snapshot-tls")
+           + check_generated_tls(objects, "switchyard", "switchyard-system"))
+    record("defaults: no Service exposes an admin port; the ServiceMonitor targets metrics",
+           check_no_admin_port(objects) + check_service_monitor(
+               helm_template("switchyard", "switchyard-system", "--set", "serviceMonitor.enabled=true")))
 
 
 def scenario_deploy():
     objects = [d for d in yaml.safe_load_all((ROOT / "deploy" / "switchyard.yaml").read_text()) if d]
     common("deploy/switchyard.yaml", objects, "switchyard-system",
-           expected_defaults("switchyard", crds=crd_names()))
+           expected_defaults("switchyard", crds=crd_names(), with_tls_secret=False))
     problems = check_contract(objects, "switchyard", "switchyard-system")
+    problems += check_snapshot_tls(objects, "switchyard", "switchyard-snapshot-tls") + check_no_admin_port(objects)
     problems += check_rbac(objects, "switchyard", "switchyard-system")
     secret = index(objects)[("Secret", "switchyard-snapshot-token")]
     if secret.get("stringData") != {"token": "change-me"}:
@@ -375,7 +473,9 @@ def scenario_deploy():
     problems += [f"deploy/namespace.yaml: {e}" for e in check_schemas([ns])]
     if ns["metadata"]["name"] != "switchyard-system":
         problems.append("deploy/namespace.yaml must create switchyard-system")
-    record("deploy/switchyard.yaml: contract, RBAC, placeholder token, CRDs, namespace", problems)
+    if "create secret generic switchyard-snapshot-tls" not in (ROOT / "deploy" / "switchyard.yaml").read_text():
+        problems.append("deploy/switchyard.yaml's header must say how to create the snapshot TLS Secret")
+    record("deploy/switchyard.yaml: contract, RBAC, placeholder token, TLS Secret expected, CRDs, namespace", problems)
 
 
 def scenario_options():
@@ -386,6 +486,7 @@ def scenario_options():
         "--set", "serviceMonitor.labels.release=prometheus",
         "--set", "snapshotToken.existingSecret=edge-token",
         "--set", "snapshotToken.existingSecretKey=value",
+        "--set", "snapshotTLS.existingSecret=edge-tls",
         "--set", "proxy.service.type=LoadBalancer",
         "--set", "proxy.service.externalTrafficPolicy=Local",
         "--set", "proxy.service.loadBalancerSourceRanges={10.0.0.0/8}",
@@ -405,12 +506,13 @@ def scenario_options():
         "--set", "logLevel=debug",
     )
     prefix = "edge-switchyard"
-    expected = expected_defaults(prefix, with_secret=False)
+    expected = expected_defaults(prefix, with_secret=False, with_tls_secret=False)
     expected -= {("HorizontalPodAutoscaler", f"{prefix}-proxy"), ("PodDisruptionBudget", f"{prefix}-controller")}
-    expected |= {("Service", f"{prefix}-proxy-admin"), ("ServiceMonitor", prefix)}
+    expected |= {("Service", f"{prefix}-proxy-metrics"), ("ServiceMonitor", prefix)}
     common("options", objects, "gateways", expected)
     by = index(objects)
     problems = check_token_volume(objects, "edge-token", "value")
+    problems += check_snapshot_tls(objects, prefix, "edge-tls") + check_no_admin_port(objects) + check_service_monitor(objects)
     problems += check_rbac(objects, prefix, "gateways")
     proxy = container(objects, f"{prefix}-proxy")
     if "--workers=4" not in proxy["args"] or "lifecycle" in proxy:
@@ -424,15 +526,16 @@ def scenario_options():
         problems.append("proxy.service.nodePort not applied")
     if "switchyard.dev/scrape" in lb["metadata"]["labels"]:
         problems.append("the LoadBalancer Service must not be scraped")
-    admin = by[("Service", f"{prefix}-proxy-admin")]
-    if admin["spec"].get("type") != "ClusterIP" or [p["port"] for p in admin["spec"]["ports"]] != [9901]:
-        problems.append("the proxy admin Service must be ClusterIP with port 9901")
+    metrics = by[("Service", f"{prefix}-proxy-metrics")]
+    if metrics["spec"].get("type") != "ClusterIP" or [p["port"] for p in metrics["spec"]["ports"]] != [9101]:
+        problems.append("the proxy metrics Service must be ClusterIP with port 9101")
     sm = by[("ServiceMonitor", prefix)]
-    if sm["spec"]["endpoints"][0]["port"] != "admin" or sm["metadata"]["labels"].get("release") != "prometheus":
-        problems.append("ServiceMonitor must scrape the admin port and carry serviceMonitor.labels")
+    if sm["spec"]["endpoints"][0]["port"] != "metrics" or sm["metadata"]["labels"].get("release") != "prometheus":
+        problems.append("ServiceMonitor must scrape the metrics port and carry serviceMonitor.labels")
     for name, template in pod_specs(objects).items():
-        if "checksum/snapshot-token" in template["metadata"].get("annotations", {}):
-            problems.append(f"{name}: no token checksum with an existingSecret")
+        for checksum in ("checksum/snapshot-token", "checksum/snapshot-ca"):
+            if checksum in template["metadata"].get("annotations", {}):
+                problems.append(f"{name}: no {checksum} with an existingSecret")
         if template["spec"]["containers"][0]["image"] != "switchyard-dev:1.2.3":
             problems.append(f"{name}: image.repository/tag not applied")
     if pod_specs(objects)[f"{prefix}-controller"]["metadata"]["annotations"] != {"team": "edge"}:
@@ -442,7 +545,7 @@ def scenario_options():
     pdb = by[("PodDisruptionBudget", f"{prefix}-proxy")]["spec"]
     if pdb.get("minAvailable") != "50%" or "maxUnavailable" in pdb:
         problems.append("proxy PDB: minAvailable 50% expected alone")
-    record("options: existingSecret, LoadBalancer + admin Service, ServiceMonitor, no HPA, overrides", problems)
+    record("options: existingSecrets, LoadBalancer + metrics Service, ServiceMonitor, no HPA, overrides", problems)
 
 
 def scenario_no_rbac():

@@ -10,13 +10,16 @@
 #
 # The chart generates a random snapshot token when none is given, which would make every render
 # differ; deploy/ is rendered with snapshotToken.value=change-me, a placeholder that operators
-# replace when they apply it (see the file's header and docs/kubernetes.md).
+# replace when they apply it (see the file's header and docs/kubernetes.md). For the same reason
+# it does not generate the snapshot endpoint's certificate: deploy/ expects the Secret
+# switchyard-snapshot-tls (tls.crt, tls.key, ca.crt), made as the header says.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 RELEASE=switchyard
 NAMESPACE=switchyard-system
 PLACEHOLDER_TOKEN=change-me
+TLS_SECRET=switchyard-snapshot-tls
 
 out=deploy
 case "${1:-}" in
@@ -54,13 +57,25 @@ YAML
 #   kubectl apply -f deploy/namespace.yaml
 #   TOKEN=\$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')
 #   sed "s/$PLACEHOLDER_TOKEN/\$TOKEN/" deploy/switchyard.yaml | kubectl apply --server-side -f -
+#
+# The snapshot endpoint serves HTTPS with the certificate in Secret "switchyard-snapshot-tls"
+# (tls.crt, tls.key, ca.crt), which you create first (or let cert-manager write), e.g.:
+#   SVC=switchyard-controller.$NAMESPACE.svc
+#   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=switchyard-snapshot-ca \\
+#     -keyout ca.key -out ca.crt
+#   openssl req -newkey rsa:2048 -nodes -subj "/CN=\$SVC" -keyout tls.key -out tls.csr
+#   printf 'subjectAltName=DNS:%s,DNS:switchyard-controller,DNS:switchyard-controller.$NAMESPACE\n' "\$SVC" > san.ext
+#   openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -extfile san.ext -out tls.crt
+#   kubectl -n $NAMESPACE create secret generic switchyard-snapshot-tls \\
+#     --from-file=tls.crt --from-file=tls.key --from-file=ca.crt
 # The image is the bare name "switchyard:<appVersion>": load it onto the nodes, or set your
 # registry with kubectl set image / kustomize. More in docs/kubernetes.md.
 HEADER
   "$HELM" template "$RELEASE" charts/switchyard \
     --namespace "$NAMESPACE" \
     --include-crds \
-    --set snapshotToken.value="$PLACEHOLDER_TOKEN"
+    --set snapshotToken.value="$PLACEHOLDER_TOKEN" \
+    --set snapshotTLS.existingSecret="$TLS_SECRET"
 } > "$out/switchyard.yaml.partial"
 mv -f "$out/switchyard.yaml.partial" "$out/switchyard.yaml"
 

@@ -8,18 +8,18 @@ Names and labels shared by every template.
 {{- end }}
 
 {{/*
-Prefix of every object name. Truncated to 50 characters so that the longest Service name,
-"<prefix>-proxy-admin", stays within the 63 characters of a DNS label.
+Prefix of every object name. Truncated to 49 characters so that the longest Service name,
+"<prefix>-proxy-metrics", stays within the 63 characters of a DNS label.
 */}}
 {{- define "switchyard.fullname" -}}
 {{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- .Values.fullnameOverride | trunc 49 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- .Release.Name | trunc 49 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | trunc 49 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -92,7 +92,51 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Where the proxies pull snapshots from: the controller Service, by its in-cluster name. */}}
 {{- define "switchyard.controller.url" -}}
-{{- printf "http://%s.%s.svc:%v" (include "switchyard.controller.fullname" .) .Release.Namespace .Values.controller.snapshotPort }}
+{{- printf "https://%s.%s.svc:%v" (include "switchyard.controller.fullname" .) .Release.Namespace .Values.controller.snapshotPort }}
+{{- end }}
+
+{{/* The Secret with the snapshot endpoint's tls.crt, tls.key and ca.crt. */}}
+{{- define "switchyard.snapshotTLS.secretName" -}}
+{{- .Values.snapshotTLS.existingSecret | default (printf "%s-snapshot-tls" (include "switchyard.fullname" .)) }}
+{{- end }}
+
+{{/*
+The generated snapshot CA and certificate, as a dict of base64 values (tls.crt, tls.key,
+ca.crt): the ones this release's Secret already holds (so an upgrade keeps them and proxies
+keep trusting the controller), else a new CA and a certificate for the controller Service's
+DNS names. Memoized in .Values like the token, so every template of one render agrees.
+*/}}
+{{- define "switchyard.snapshotTLS.data" -}}
+{{- if not (hasKey .Values.snapshotTLS "_resolved") }}
+{{- $data := dict }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "switchyard.snapshotTLS.secretName" .) }}
+{{- if and $existing $existing.data (index $existing.data "tls.crt") (index $existing.data "tls.key") (index $existing.data "ca.crt") }}
+{{- $data = dict "tls.crt" (index $existing.data "tls.crt") "tls.key" (index $existing.data "tls.key") "ca.crt" (index $existing.data "ca.crt") }}
+{{- else }}
+{{- $svc := include "switchyard.controller.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- $days := int .Values.snapshotTLS.validityDays }}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) }}
+{{- $ca := genCA (printf "%s-snapshot-ca" (include "switchyard.fullname" .)) $days }}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $names $days $ca }}
+{{- $data = dict "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) "ca.crt" ($ca.Cert | b64enc) }}
+{{- end }}
+{{- $_ := set .Values.snapshotTLS "_resolved" $data }}
+{{- end }}
+{{- toJson (index .Values.snapshotTLS "_resolved") }}
+{{- end }}
+
+{{/* One component's view of the snapshot TLS Secret: the key pair (controller) or the CA (proxy). */}}
+{{- define "switchyard.snapshotTLS.volume" -}}
+- name: snapshot-tls
+  secret:
+    secretName: {{ include "switchyard.snapshotTLS.secretName" .ctx }}
+    defaultMode: 0440
+    items:
+      {{- range .keys }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
 {{- end }}
 
 {{/* The Secret holding the snapshot token, and the key within it. */}}
@@ -143,6 +187,10 @@ No checksum when the token lives in an existingSecret. Call with (dict "ctx" $ "
 {{- $annotations := deepCopy (.extra | default dict) }}
 {{- if not .ctx.Values.snapshotToken.existingSecret }}
 {{- $_ := set $annotations "checksum/snapshot-token" (include "switchyard.snapshotToken.b64" .ctx | sha256sum) }}
+{{- end }}
+{{- if not .ctx.Values.snapshotTLS.existingSecret }}
+{{- /* Proxies read the CA at start: a new CA rolls them. */}}
+{{- $_ := set $annotations "checksum/snapshot-ca" (index (include "switchyard.snapshotTLS.data" .ctx | fromJson) "ca.crt" | sha256sum) }}
 {{- end }}
 {{- with $annotations -}}
 annotations:

@@ -131,15 +131,28 @@ expect /files/hello.txt  200 'Hello from the upstream, through Switchyard.'
 expect /files/echo       200 'path=/echo x-gateway=switchyard-e2e'
 expect /nope             404 'A404NF'
 
-log "helm upgrade keeps the snapshot token and the pods"
+log "the admin listeners are in no Service; /config_dump redacts secrets (through kubectl port-forward)"
+k get service -n "$NAMESPACE" -o jsonpath='{range .items[*]}{.spec.ports[*].name}{"\n"}{end}' | grep -qw admin \
+  && fail "a Service exposes an admin port"
+k port-forward -n "$NAMESPACE" "deployment/$RELEASE-proxy" 19901:9901 >/dev/null 2>&1 &
+ADMIN_PF=$!
+for _ in $(seq 1 50); do curl -s -o "$WORK/dump" http://127.0.0.1:19901/config_dump && break; sleep 0.2; done
+kill "$ADMIN_PF" 2>/dev/null || true
+grep -q '"version"' "$WORK/dump" || fail "no /config_dump through port-forward to the admin port"
+echo "admin reachable by port-forward only"
+
+log "helm upgrade keeps the snapshot token, the snapshot certificate and the pods"
+tls_before=$(k get secret "$RELEASE-snapshot-tls" -n "$NAMESPACE" -o jsonpath='{.data.ca\.crt}')
 token_before=$(k get secret "$RELEASE-snapshot-token" -n "$NAMESPACE" -o jsonpath='{.data.token}')
 generation_before=$(k get deployment "$RELEASE-proxy" -n "$NAMESPACE" -o jsonpath='{.metadata.generation}')
 h upgrade "$RELEASE" charts/switchyard --namespace "$NAMESPACE" --reuse-values --wait --timeout 5m
 token_after=$(k get secret "$RELEASE-snapshot-token" -n "$NAMESPACE" -o jsonpath='{.data.token}')
 generation_after=$(k get deployment "$RELEASE-proxy" -n "$NAMESPACE" -o jsonpath='{.metadata.generation}')
 [[ -n $token_before && $token_before == "$token_after" ]] || fail "helm upgrade changed the snapshot token"
+tls_after=$(k get secret "$RELEASE-snapshot-tls" -n "$NAMESPACE" -o jsonpath='{.data.ca\.crt}')
+[[ -n $tls_before && $tls_before == "$tls_after" ]] || fail "helm upgrade changed the snapshot CA"
 [[ $generation_before == "$generation_after" ]] || fail "helm upgrade rolled the proxy pods (generation $generation_before -> $generation_after)"
-echo "token and proxy Deployment unchanged"
+echo "token, CA and proxy Deployment unchanged"
 expect /hello 200 'hello from switchyard'
 
 printf '\nPASS: switchyard e2e on kind (%s)\n' "$CLUSTER"

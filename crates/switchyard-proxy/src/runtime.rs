@@ -245,6 +245,52 @@ mod tests {
     }
 
     #[test]
+    fn a_rewrite_that_would_produce_a_dot_segment_is_refused() {
+        // Compile refuses such a target; a snapshot from elsewhere is checked anyway.
+        let rt = runtime(route("/files/{name}", PathKind::Template, Some("/x/{name}/..")), 1);
+        let err = rt.routes[0].backend_path("/files/a", &[(7, 8)]).unwrap_err();
+        assert_eq!(err.code(), "A400PR");
+    }
+
+    #[test]
+    fn normalized_paths_never_climb_out_of_a_prefix_rewrite_or_a_template_capture() {
+        let prefix = runtime(route("/static", PathKind::Prefix, Some("/public")), 1);
+        let template = runtime(route("/files/{name}", PathKind::Template, Some("/store/{name}.bin")), 1);
+        let attacks = [
+            "/static/../private/x",
+            "/static/%2e%2e/private",
+            "/static/.%2E/%2e%2e/x",
+            "/static//..//x",
+            "/static/./../../x",
+            "/files/..",
+            "/files/%2E%2E",
+            "/files/..%2F..%2Fetc",
+            "/files/..%5C..%5Cetc",
+            "/files/%00",
+            "/static/a/b/../../..",
+            "/static/./a/../b",
+            "/files/%2e%2e%2e",
+        ];
+        let mut rewritten = 0;
+        for raw in attacks {
+            let Ok(path) = request_path::normalize(raw) else { continue };
+            if path == "/static" || path.starts_with("/static/") {
+                let out = prefix.routes[0].backend_path(&path, &[]).unwrap();
+                assert!(out.starts_with("/public") && !request_path::has_dot_segment(&out), "{raw} -> {out}");
+                rewritten += 1;
+            }
+            let segments: Vec<&str> = path.split('/').collect();
+            if let ["", "files", name] = segments.as_slice() {
+                assert!(!name.is_empty() && *name != "." && *name != "..", "{raw}: a capture is one plain segment");
+                let out = template.routes[0].backend_path(&path, &[(7, path.len())]).unwrap();
+                assert!(out.starts_with("/store/") && !request_path::has_dot_segment(&out), "{raw} -> {out}");
+                rewritten += 1;
+            }
+        }
+        assert_eq!(rewritten, 2, "the cases that still match are rewritten safely");
+    }
+
+    #[test]
     fn constant_query_parameters_are_encoded_once_at_build_time() {
         let rt = runtime(route("/x", PathKind::Exact, None), 1);
         assert_eq!(rt.routes[0].add_query.as_deref(), Some("source=gate+way"));

@@ -1,7 +1,7 @@
 //! Snapshot distribution with the real binary: one `switchyard standalone` serving
 //! snapshots (`--snapshot-listen`) to `switchyard proxy` processes that pull them by
 //! long-poll, keep the last good one in memory and on disk, and swap new ones in without
-//! failing requests in flight.
+//! failing requests in flight. The channel is HTTPS, with a CA made per test.
 
 mod support;
 
@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
+use support::pki::TestCa;
 use support::upstream::Upstream;
-use support::{ConfigDir, Switchyard, get, send, wait_until};
+use support::{ConfigDir, Switchyard, get, get_tls, send, wait_until};
 
 const TOKEN: &str = "s3cret-distribution-token";
 /// How long a change may take to reach a proxy: a 250 ms folder rescan, then a long-poll
@@ -31,14 +32,26 @@ fn hello(body: &str) -> String {
     )
 }
 
-/// A folder of credentials and caches that lives as long as the test.
+/// A folder of credentials and caches that lives as long as the test, with the snapshot
+/// listener's certificate (for 127.0.0.1) and its CA in files.
 struct Scratch {
     dir: tempfile::TempDir,
+    ca_pem: String,
 }
 
 impl Scratch {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("distribution test CA");
+        let (cert, key) = ca.server_pem(&["127.0.0.1", "localhost"]);
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key).unwrap();
+        Self { dir, ca_pem: ca.pem() }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
     }
 
     /// A token file holding `token` (with a trailing newline, as editors write it).
@@ -56,8 +69,9 @@ impl Scratch {
     }
 }
 
-/// `switchyard standalone` that also serves snapshots on `snapshot_listen`.
-fn controller(config: &ConfigDir, token_file: &Path, snapshot_listen: &str) -> Switchyard {
+/// `switchyard standalone` that also serves snapshots on `snapshot_listen`, over TLS.
+fn controller(config: &ConfigDir, scratch: &Scratch, token_file: &Path, snapshot_listen: &str) -> Switchyard {
+    let (cert, key) = (scratch.path("tls.crt"), scratch.path("tls.key"));
     let args = [
         "standalone",
         "--config-dir",
@@ -70,12 +84,21 @@ fn controller(config: &ConfigDir, token_file: &Path, snapshot_listen: &str) -> S
         snapshot_listen,
         "--token-file",
         token_file.to_str().unwrap(),
+        "--snapshot-tls-cert",
+        &cert,
+        "--snapshot-tls-key",
+        &key,
     ];
     Switchyard::start(&args, &["proxy", "admin", "snapshot"])
 }
 
 fn snapshot_url(controller: &Switchyard) -> String {
-    format!("http://{}", controller.addrs["snapshot"])
+    format!("https://{}", controller.addrs["snapshot"])
+}
+
+/// `switchyard proxy` pulling over HTTPS, trusting the scratch CA.
+fn pulling_proxy(scratch: &Scratch, controller_url: &str, token_file: &Path, cache_dir: &Path) -> Switchyard {
+    Switchyard::proxy_with(controller_url, token_file, cache_dir, &["--controller-ca", &scratch.path("ca.pem")])
 }
 
 /// A loopback address nothing listens on.
@@ -107,10 +130,10 @@ async fn one_standalone_feeds_two_proxies_the_same_routes_and_a_folder_change_re
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
     let scratch = Scratch::new();
     let token = scratch.token_file("token", TOKEN);
-    let standalone = controller(&config, &token, "127.0.0.1:0");
+    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
     let proxies = [
-        Switchyard::proxy(&snapshot_url(&standalone), &token, &scratch.cache_dir("a")),
-        Switchyard::proxy(&snapshot_url(&standalone), &token, &scratch.cache_dir("b")),
+        pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("a")),
+        pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("b")),
     ];
     for proxy in &proxies {
         proxy.wait_ready().await;
@@ -153,12 +176,12 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
     let scratch = Scratch::new();
     let token = scratch.token_file("token", TOKEN);
-    let mut first = controller(&config, &token, "127.0.0.1:0");
+    let mut first = controller(&config, &scratch, &token, "127.0.0.1:0");
     let snapshot_addr = first.addrs["snapshot"];
     let controller_url = snapshot_url(&first);
     let proxies = [
-        Switchyard::proxy(&controller_url, &token, &scratch.cache_dir("a")),
-        Switchyard::proxy(&controller_url, &token, &scratch.cache_dir("b")),
+        pulling_proxy(&scratch, &controller_url, &token, &scratch.cache_dir("a")),
+        pulling_proxy(&scratch, &controller_url, &token, &scratch.cache_dir("b")),
     ];
     for proxy in &proxies {
         wait_serving("v1 on a proxy", proxy, "/hello", "v1").await;
@@ -177,7 +200,7 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
 
     // The folder changes while no controller runs; a new one comes up on the same port.
     config.write("hello.yaml", &hello("v2"));
-    let second = controller(&config, &token, &snapshot_addr.to_string());
+    let second = controller(&config, &scratch, &token, &snapshot_addr.to_string());
     assert_eq!(second.addrs["snapshot"], snapshot_addr);
     for proxy in &proxies {
         wait_serving("v2 from the new controller", proxy, "/hello", "v2").await;
@@ -195,8 +218,8 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
     let scratch = Scratch::new();
     let token = scratch.token_file("token", TOKEN);
     let cache = scratch.cache_dir("cache");
-    let mut standalone = controller(&config, &token, "127.0.0.1:0");
-    let mut proxy = Switchyard::proxy(&snapshot_url(&standalone), &token, &cache);
+    let mut standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let mut proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &cache);
     wait_serving("the first proxy serving", &proxy, "/hello", "cached").await;
     let version = proxy.status().await["snapshotVersion"].clone();
     let cache_file = cache.join("snapshot.json");
@@ -209,11 +232,14 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
         }
     })
     .await;
+    // It holds app credentials: owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&cache_file).unwrap().permissions().mode() & 0o777, 0o600);
 
     standalone.kill();
     proxy.kill();
     let controller_url = snapshot_url(&standalone);
-    let restarted = Switchyard::proxy(&controller_url, &token, &cache);
+    let restarted = pulling_proxy(&scratch, &controller_url, &token, &cache);
     // No waiting: the cache is loaded before the listeners are announced.
     assert_eq!(readyz(&restarted).await, 200, "log:\n{}", restarted.log_text());
     let reply = get(&restarted.proxy_url("/hello")).await.unwrap();
@@ -227,7 +253,7 @@ async fn a_proxy_with_no_cache_and_no_reachable_controller_answers_503_not_ready
     let scratch = Scratch::new();
     let token = scratch.token_file("token", TOKEN);
     let cache = scratch.cache_dir("empty");
-    let proxy = Switchyard::proxy(&format!("http://{}", dead_address()), &token, &cache);
+    let proxy = pulling_proxy(&scratch, &format!("https://{}", dead_address()), &token, &cache);
 
     let reply = get(&proxy.proxy_url("/hello")).await.unwrap();
     assert_eq!(reply.status, 503, "{reply:?}");
@@ -249,27 +275,30 @@ async fn a_wrong_token_gets_no_snapshot_and_the_proxy_never_becomes_ready() {
     let scratch = Scratch::new();
     let token = scratch.token_file("token", TOKEN);
     let wrong = scratch.token_file("wrong", "not-the-token");
-    let standalone = controller(&config, &token, "127.0.0.1:0");
+    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
     standalone.wait_ready().await;
     let endpoint = format!("{}/v1/snapshot", snapshot_url(&standalone));
 
     // Direct requests: no token, a wrong one, a wrong scheme are refused; the right one is served.
+    // Plain HTTP to the TLS listener gets no snapshot either.
+    let plain = get(&endpoint.replace("https://", "http://")).await;
+    assert!(plain.as_ref().map_or(true, |r| r.status != 200), "plain HTTP was answered: {plain:?}");
     let refused: [&[(&str, &str)]; 3] =
         [&[], &[("authorization", "Bearer not-the-token")], &[("authorization", &format!("Basic {TOKEN}"))]];
     for headers in refused {
-        let reply = send(Method::GET, &endpoint, headers, Bytes::new()).await.unwrap();
+        let reply = get_tls(&endpoint, &scratch.ca_pem, headers).await.unwrap();
         assert_eq!(reply.status, 401, "with headers {headers:?}: {reply:?}");
         assert!(!reply.text().contains("\"routes\""), "a refused request leaked the snapshot");
     }
     let bearer = format!("Bearer {TOKEN}");
-    let reply = send(Method::GET, &endpoint, &[("authorization", &bearer)], Bytes::new()).await.unwrap();
+    let reply = get_tls(&endpoint, &scratch.ca_pem, &[("authorization", &bearer)]).await.unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.header("x-switchyard-version").is_some());
     assert_eq!(reply.json()["version"], config_dump(&standalone).await["version"]);
 
     // A proxy with the wrong token is refused and stays unready.
     let cache = scratch.cache_dir("cache");
-    let proxy = Switchyard::proxy(&snapshot_url(&standalone), &wrong, &cache);
+    let proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &wrong, &cache);
     wait_until("the proxy's refused pull logged", PROPAGATION, || async { proxy.log_text().contains("401") }).await;
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
@@ -306,8 +335,8 @@ async fn a_config_change_applied_while_requests_are_in_flight_fails_none_of_them
     let config = ConfigDir::with(&[("backends.yaml", &backends(&a, &b)), ("route.yaml", &route_to("alpha"))]);
     let scratch = Scratch::new();
     let token = scratch.token_file("token", TOKEN);
-    let standalone = controller(&config, &token, "127.0.0.1:0");
-    let proxy = Switchyard::proxy(&snapshot_url(&standalone), &token, &scratch.cache_dir("cache"));
+    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("cache"));
     let url = proxy.proxy_url("/echo");
     let served_by = |url: String| async move {
         let reply = get(&url).await.ok()?;

@@ -19,6 +19,20 @@ fn prefix() -> u64 {
     })
 }
 
+/// The request's id: a well-formed incoming `X-Ca-Request-Id` (1-64 characters of
+/// `A-Z a-z 0-9 . _ -`) is kept, so one id follows a request through chained gateways;
+/// anything else is replaced by a new one.
+pub fn of(headers: &http::HeaderMap) -> HeaderValue {
+    match headers.get(crate::shape::X_CA_REQUEST_ID) {
+        Some(incoming) if is_well_formed(incoming.as_bytes()) => incoming.clone(),
+        _ => next(),
+    }
+}
+
+fn is_well_formed(id: &[u8]) -> bool {
+    (1..=64).contains(&id.len()) && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The next request id, e.g. `3f9a12c4-8b7e-4c1d-0000-00000000002a`: the first three
 /// groups are the process prefix, the last two the counter.
 pub fn next() -> HeaderValue {
@@ -45,6 +59,20 @@ fn hex(out: &mut [u8], mut value: u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_well_formed_incoming_id_is_kept_and_anything_else_replaced() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-ca-request-id", http::HeaderValue::from_static("edge-1.a_B"));
+        assert_eq!(super::of(&headers), "edge-1.a_B");
+        for bad in ["", "has space", "semi;colon", &"x".repeat(65)] {
+            headers.insert("x-ca-request-id", http::HeaderValue::from_str(bad).unwrap());
+            let id = super::of(&headers);
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 36, "a new id");
+        }
+        assert_eq!(super::of(&http::HeaderMap::new()).len(), 36);
+    }
+
     #[test]
     fn request_ids_are_unique_and_uuid_shaped() {
         let a = super::next();

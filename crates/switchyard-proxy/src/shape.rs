@@ -113,9 +113,17 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
     let _ = write!(cursor, "{}", client.ip());
     let len = cursor.position() as usize;
     let ip = &buf[..len];
-    let value = match headers.get(&X_FORWARDED_FOR) {
-        Some(existing) => HeaderValue::from_bytes(&[existing.as_bytes(), b", ", ip].concat()),
-        None => HeaderValue::from_bytes(ip),
+    // Every incoming line is kept, in order (as nginx's `$proxy_add_x_forwarded_for`).
+    let mut joined: Vec<u8> = Vec::new();
+    for line in headers.get_all(&X_FORWARDED_FOR) {
+        joined.extend_from_slice(line.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    let value = if joined.is_empty() {
+        HeaderValue::from_bytes(ip)
+    } else {
+        joined.extend_from_slice(ip);
+        HeaderValue::from_bytes(&joined)
     };
     if let Ok(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
@@ -175,5 +183,14 @@ mod tests {
         append_forwarded_for(&mut headers, "10.1.2.3:5000".parse().unwrap());
         append_forwarded_for(&mut headers, "127.0.0.1:1".parse().unwrap());
         assert_eq!(headers[X_FORWARDED_FOR], "10.1.2.3, 127.0.0.1");
+    }
+
+    #[test]
+    fn forwarded_for_keeps_every_incoming_line_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1, 2.2.2.2"));
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("3.3.3.3"));
+        append_forwarded_for(&mut headers, "10.0.0.9:1".parse().unwrap());
+        assert_eq!(headers.get_all(X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9"]);
     }
 }

@@ -307,3 +307,23 @@ async fn shared_hosts_let_any_namespace_serve_a_host_as_before() {
     let reply = raw(gw.addrs["proxy"], "GET /orders/1 HTTP/1.1", &["host: shop.example.com"]).await;
     assert_eq!(reply.echo()["upstream"], "team-b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_keep_every_x_forwarded_for_line_drop_forwarded_and_keep_a_good_request_id() {
+    let up = Upstream::start("files").await;
+    let (_config, gw) = public_and_admin(&up).await;
+    let headers = [
+        "x-forwarded-for: 203.0.113.7",
+        "x-forwarded-for: 198.51.100.1, 198.51.100.2",
+        "forwarded: for=10.0.0.1;host=admin.example.com",
+        "x-ca-request-id: edge-42.abc_DEF",
+    ];
+    let reply = get(&gw, "/public/x", &headers).await;
+    assert_eq!(reply.header("x-ca-request-id"), Some("edge-42.abc_DEF"), "one id follows the request");
+    let echo = reply.echo();
+    assert_eq!(echo["headers"]["x-forwarded-for"], "203.0.113.7, 198.51.100.1, 198.51.100.2, 127.0.0.1");
+    assert!(echo["headers"].get("forwarded").is_none(), "{echo}");
+    assert_eq!(echo["headers"]["x-ca-request-id"], "edge-42.abc_DEF");
+    let bad_id = get(&gw, "/public/x", &["x-ca-request-id: not/valid"]).await;
+    assert_ne!(bad_id.header("x-ca-request-id"), Some("not/valid"));
+}

@@ -63,6 +63,13 @@ pub struct Retries {
     /// Failures worth a retry; default `[connect-failure]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on: Vec<RetryOn>,
+    /// Also retry requests with methods that are not idempotent (POST, PATCH) after they
+    /// may have reached the upstream (`reset`, `gateway-error`): only for APIs where
+    /// processing a request twice is harmless. Connect failures (nothing was sent) are
+    /// retried for every method regardless. Default false: only GET, HEAD, OPTIONS, PUT and
+    /// DELETE are.
+    #[serde(default, rename = "nonIdempotent", skip_serializing_if = "std::ops::Not::not")]
+    pub non_idempotent: bool,
 }
 
 /// Status shared by every Switchyard resource.

@@ -2,6 +2,8 @@
 //! and a human message (`X-Ca-Error-Message`); this is the one place they turn into
 //! responses, so codes and statuses cannot drift apart.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
@@ -11,6 +13,11 @@ pub const X_CA_ERROR_CODE: &str = "x-ca-error-code";
 pub const X_CA_ERROR_MESSAGE: &str = "x-ca-error-message";
 
 /// Why the gateway answered instead of a backend.
+///
+/// The message (Display) is what the client sees: it names the route or backend and the
+/// kind of failure, never resolved addresses, OS error text or secrets. What an operator
+/// needs besides (the error chain, the address) is in `detail` fields, which only the log
+/// shows (see [`GatewayError::detail`]).
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("no route matches {method} {host}{path}")]
@@ -23,6 +30,13 @@ pub enum GatewayError {
     BodyTooLarge { limit: u64 },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The client's body was malformed (a bad chunk) or cut off before its end.
+    #[error("the request body is malformed or incomplete")]
+    MalformedBody { detail: String },
+    /// The client did not send its body in time: the gateway was waiting on it, not on
+    /// the backend.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout { timeout_ms: u64 },
     #[error("the request path is refused: {0}")]
     PathRefused(&'static str),
     #[error("the Host header {host:?} disagrees with the request's authority {authority:?}")]
@@ -35,14 +49,18 @@ pub enum GatewayError {
     NotReady,
     #[error("backend {backend} did not answer within {timeout_ms} ms")]
     BackendTimeout { backend: String, timeout_ms: u64 },
-    #[error("could not connect to backend {backend}: {detail}")]
-    BackendConnect { backend: String, detail: String },
-    #[error("backend {backend} failed: {detail}")]
-    BackendFailed { backend: String, detail: String },
-    #[error("TLS with backend {backend} failed: {detail}")]
-    BackendTls { backend: String, detail: String },
-    #[error("backend {backend} may not be dialled: {detail}")]
-    EgressDenied { backend: String, detail: String },
+    /// `kind`: connection refused, timed out, the name does not resolve, ...
+    #[error("could not connect to backend {backend}: {kind}")]
+    BackendConnect { backend: String, kind: Cow<'static, str>, detail: String },
+    /// `kind`: connection reset, connection closed before a response, invalid response, ...
+    #[error("backend {backend} failed: {kind}")]
+    BackendFailed { backend: String, kind: Cow<'static, str>, detail: String },
+    /// `kind`: certificate not trusted, expired, not valid for the name, ...
+    #[error("TLS with backend {backend} failed: {kind}")]
+    BackendTls { backend: String, kind: Cow<'static, str>, detail: String },
+    /// `why` is the policy's reason; the refused address is only in `detail`.
+    #[error("backend {backend} may not be dialled: {why}")]
+    EgressDenied { backend: String, why: Cow<'static, str>, detail: String },
     #[error("backend {backend} is unavailable: {why}")]
     BackendUnavailable { backend: String, why: String },
     #[error("backend {backend} has no endpoints")]
@@ -61,6 +79,8 @@ impl GatewayError {
             Self::HeadersTooLarge { .. } => "A431HL",
             Self::BodyTooLarge { .. } => "A413BL",
             Self::BadRequest(_) => "A400BR",
+            Self::MalformedBody { .. } => "A400MB",
+            Self::BodyTimeout { .. } => "A408BT",
             Self::PathRefused(_) => "A400PR",
             Self::HostMismatch { .. } => "A400HM",
             Self::AuthUnavailable { .. } => "A503AU",
@@ -83,7 +103,8 @@ impl GatewayError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest(_) | Self::PathRefused(_) | Self::HostMismatch { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::MalformedBody { .. } | Self::PathRefused(_) | Self::HostMismatch { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::AuthFailed(_) => StatusCode::UNAUTHORIZED,
             Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } | Self::AuthUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -93,6 +114,34 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// The backend the error is about, if any (for the log).
+    pub fn backend(&self) -> Option<&str> {
+        match self {
+            Self::BackendTimeout { backend, .. }
+            | Self::BackendConnect { backend, .. }
+            | Self::BackendFailed { backend, .. }
+            | Self::BackendTls { backend, .. }
+            | Self::EgressDenied { backend, .. }
+            | Self::BackendUnavailable { backend, .. }
+            | Self::NoEndpoints { backend }
+            | Self::NotImplemented { backend, .. } => Some(backend),
+            _ => None,
+        }
+    }
+
+    /// What the client is not shown (the error chain, with addresses and OS error
+    /// text), for the log only.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::MalformedBody { detail }
+            | Self::BackendConnect { detail, .. }
+            | Self::BackendFailed { detail, .. }
+            | Self::BackendTls { detail, .. }
+            | Self::EgressDenied { detail, .. } => Some(detail),
+            _ => None,
         }
     }
 
@@ -130,18 +179,20 @@ mod tests {
             GatewayError::HeadersTooLarge { size: 9000, limit: 8192 },
             GatewayError::BodyTooLarge { limit: 1 },
             GatewayError::BadRequest("x".into()),
+            GatewayError::MalformedBody { detail: "invalid chunk size line".into() },
+            GatewayError::BodyTimeout { timeout_ms: 1 },
             GatewayError::PathRefused("a dot segment climbs above the root"),
             GatewayError::HostMismatch { host: "a".into(), authority: "b".into() },
             GatewayError::AuthUnavailable { route: "r".into(), why: "AppNotFound".into() },
             GatewayError::AuthFailed("x".into()),
             GatewayError::NotReady,
             GatewayError::BackendTimeout { backend: "b".into(), timeout_ms: 1 },
-            GatewayError::BackendConnect { backend: "b".into(), detail: "refused".into() },
-            GatewayError::BackendFailed { backend: "b".into(), detail: "reset".into() },
-            GatewayError::BackendTls { backend: "b".into(), detail: "certificate not trusted".into() },
+            GatewayError::BackendConnect { backend: "b".into(), kind: "connection refused".into(), detail: "refused".into() },
+            GatewayError::BackendFailed { backend: "b".into(), kind: "connection reset".into(), detail: "reset".into() },
+            GatewayError::BackendTls { backend: "b".into(), kind: "certificate not trusted".into(), detail: "UnknownIssuer".into() },
             GatewayError::NoEndpoints { backend: "b".into() },
             GatewayError::BackendUnavailable { backend: "b".into(), why: "AuthorizationNotFound: x".into() },
-            GatewayError::EgressDenied { backend: "b".into(), detail: "link-local".into() },
+            GatewayError::EgressDenied { backend: "b".into(), why: "link-local".into(), detail: "egress to 169.254.169.254:80".into() },
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },
         ];
         let mut codes: Vec<&str> = errors.iter().map(GatewayError::code).collect();
@@ -151,6 +202,38 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), errors.len(), "codes must be unique");
+    }
+
+    #[test]
+    fn client_messages_name_the_backend_and_the_kind_but_never_the_detail() {
+        let detail = "connect error: Connection refused (os error 111) dialling [::1]:19099";
+        let errors = [
+            GatewayError::BackendConnect { backend: "shop/orders".into(), kind: "connection refused".into(), detail: detail.into() },
+            GatewayError::BackendFailed { backend: "shop/orders".into(), kind: "connection reset".into(), detail: detail.into() },
+            GatewayError::BackendTls { backend: "shop/orders".into(), kind: "certificate expired".into(), detail: detail.into() },
+            GatewayError::EgressDenied { backend: "shop/orders".into(), why: "loopback is refused".into(), detail: detail.into() },
+            GatewayError::MalformedBody { detail: detail.into() },
+        ];
+        for error in errors {
+            assert_eq!(error.detail(), Some(detail), "the log keeps the detail");
+            let response = error.into_response();
+            let message = response.headers()[X_CA_ERROR_MESSAGE].to_str().unwrap().to_owned();
+            for leak in ["[::1]", "19099", "os error", "Connection refused"] {
+                assert!(!message.contains(leak), "{message:?} shows {leak:?}");
+            }
+        }
+        let refused =
+            GatewayError::BackendConnect { backend: "shop/orders".into(), kind: "connection refused".into(), detail: detail.into() };
+        assert_eq!(refused.to_string(), "could not connect to backend shop/orders: connection refused");
+        assert_eq!(refused.backend(), Some("shop/orders"));
+    }
+
+    #[test]
+    fn client_body_faults_are_4xx_with_their_own_codes() {
+        let malformed = GatewayError::MalformedBody { detail: "x".into() };
+        assert_eq!((malformed.status(), malformed.code()), (StatusCode::BAD_REQUEST, "A400MB"));
+        let slow = GatewayError::BodyTimeout { timeout_ms: 300 };
+        assert_eq!((slow.status(), slow.code()), (StatusCode::REQUEST_TIMEOUT, "A408BT"));
     }
 
     #[test]

@@ -45,7 +45,13 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
         Ok(response) => (response, None),
         Err(error) => {
             let code = error.code();
-            tracing::debug!(code, %error, "gateway error");
+            // The client saw `error`; the detail (addresses, OS error text) is only here.
+            let (id, backend, detail) = (request_id.to_str().unwrap_or(""), error.backend(), error.detail());
+            if error.status().is_server_error() {
+                tracing::warn!(request_id = id, code, backend, detail, %error, "gateway error");
+            } else {
+                tracing::debug!(request_id = id, code, backend, detail, %error, "gateway error");
+            }
             (error.into_response(), Some(code))
         }
     };

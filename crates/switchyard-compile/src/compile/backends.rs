@@ -237,6 +237,7 @@ pub(super) fn retry_policy(retries: &Retries) -> Result<RetryPolicy, Rejection> 
         on_connect_failure: connect,
         on_gateway_error: on(RetryOn::GatewayError),
         on_reset: on(RetryOn::Reset),
+        non_idempotent: retries.non_idempotent,
     })
 }
 

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy};
 
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
-use crate::body::{RequestBody, ResponseBody, is_body_too_large};
+use crate::body::{BodyWatch, RequestBody, ResponseBody, is_body_too_large, is_client_body_error};
 use crate::client::{Lease, Upstream};
 use crate::egress::Granted;
 use crate::error::GatewayError;
@@ -53,8 +53,22 @@ struct HttpEndpoint {
 
 /// How one attempt ended, when it did not produce the final response.
 enum AttemptError {
-    Retryable(GatewayError),
+    /// Worth another attempt; the last of these is the answer when attempts run out.
+    Retryable(Failure),
     Final(GatewayError),
+}
+
+/// A failed attempt: the gateway's error, or the upstream's own answer (a 502, 503 or
+/// 504 that a retry may replace), kept so it passes through as it came when it is the last.
+enum Failure {
+    Error(GatewayError),
+    /// Boxed: rare, and large next to the common outcome.
+    Response(Box<(Response<hyper::body::Incoming>, Lease)>),
+}
+
+/// Methods a retry may send again after the upstream may have processed them.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE)
 }
 
 impl HttpBackend {
@@ -167,47 +181,73 @@ impl HttpBackend {
         Ok(upstream)
     }
 
+    /// One attempt. `resend` says whether a failure after the request may have reached
+    /// the upstream (a reset, a 502/503/504) may be retried: idempotent methods, or a
+    /// policy saying `nonIdempotent`. `watch` tells, at a timeout, whether the gateway
+    /// was waiting on the client's body rather than on the upstream.
     async fn attempt(
         &self,
         endpoint: &HttpEndpoint,
         request: Request<RequestBody>,
         ctx: &CallContext<'_>,
-        policy: &RetryPolicy,
+        retry: Retry<'_>,
+        watch: Option<&BodyWatch>,
         budget: Duration,
     ) -> Result<(Response<hyper::body::Incoming>, Lease), AttemptError> {
+        let Retry { policy, resend } = retry;
         let timeout_ms = budget.as_millis() as u64;
         let outcome =
             tokio::time::timeout(budget, ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref())).await;
         let id = || self.id.clone();
+        // For the log only: the endpoint and the whole error chain.
+        let detail = |e: &crate::client::ClientError| format!("{}: {}", endpoint.upstream.authority, error_chain(e));
         match outcome {
+            Err(_) if watch.is_some_and(BodyWatch::waiting_on_client) => Err(AttemptError::Final(GatewayError::BodyTimeout { timeout_ms })),
             Err(_) => Err(AttemptError::Final(GatewayError::BackendTimeout { backend: id(), timeout_ms })),
-            Ok(Ok((response, _))) if policy.on_gateway_error && is_gateway_error(response.status()) => {
-                Err(AttemptError::Retryable(GatewayError::BackendFailed {
-                    backend: id(),
-                    detail: format!("answered {}", response.status()),
-                }))
+            Ok(Ok((response, lease))) if resend && policy.on_gateway_error && is_gateway_error(response.status()) => {
+                Err(AttemptError::Retryable(Failure::Response(Box::new((response, lease)))))
             }
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.denied().is_some() => {
-                Err(AttemptError::Final(GatewayError::EgressDenied { backend: id(), detail: e.to_string() }))
-            }
+            Ok(Err(e)) if is_client_body_error(&e) => Err(AttemptError::Final(GatewayError::MalformedBody { detail: detail(&e) })),
             Ok(Err(e)) if is_body_too_large(&e) => {
                 let limit = source_limit(&e);
                 Err(AttemptError::Final(GatewayError::BodyTooLarge { limit }))
             }
+            Ok(Err(e)) if e.denied().is_some() => {
+                let why = e.kind();
+                Err(AttemptError::Final(GatewayError::EgressDenied { backend: id(), why, detail: detail(&e) }))
+            }
             Ok(Err(e)) if e.is_connect() => {
+                let (kind, detail) = (e.kind(), detail(&e));
                 let error = if e.is_tls() {
-                    GatewayError::BackendTls { backend: id(), detail: error_chain(&e) }
+                    GatewayError::BackendTls { backend: id(), kind, detail }
                 } else {
-                    GatewayError::BackendConnect { backend: id(), detail: error_chain(&e) }
+                    GatewayError::BackendConnect { backend: id(), kind, detail }
                 };
-                Err(if policy.on_connect_failure { AttemptError::Retryable(error) } else { AttemptError::Final(error) })
+                // Nothing was sent: another endpoint may take it, whatever the method.
+                Err(if policy.on_connect_failure { AttemptError::Retryable(Failure::Error(error)) } else { AttemptError::Final(error) })
             }
             Ok(Err(e)) => {
-                let error = GatewayError::BackendFailed { backend: id(), detail: error_chain(&e) };
-                Err(if policy.on_reset { AttemptError::Retryable(error) } else { AttemptError::Final(error) })
+                let error = GatewayError::BackendFailed { backend: id(), kind: e.kind(), detail: detail(&e) };
+                Err(if resend && policy.on_reset { AttemptError::Retryable(Failure::Error(error)) } else { AttemptError::Final(error) })
             }
         }
+    }
+}
+
+/// What decides whether a failed attempt is retried.
+#[derive(Clone, Copy)]
+struct Retry<'a> {
+    policy: &'a RetryPolicy,
+    /// A request that may have reached the upstream may be sent again.
+    resend: bool,
+}
+
+impl Retry<'_> {
+    /// Whether any failure could lead to another attempt (so the body is worth buffering).
+    fn possible(&self) -> bool {
+        self.policy.attempts > 0
+            && (self.policy.on_connect_failure || (self.resend && (self.policy.on_reset || self.policy.on_gateway_error)))
     }
 }
 
@@ -217,11 +257,14 @@ impl Backend for HttpBackend {
             return Err(GatewayError::NoEndpoints { backend: self.id.clone() });
         }
         let policy = ctx.route_retries.unwrap_or(&self.retries);
+        let retry = Retry { policy, resend: policy.non_idempotent || is_idempotent(&request.method) };
         let body = std::mem::replace(&mut request.body, RequestBody::full(Bytes::new()));
-        let (mut body, replay) = replayable(body, policy.attempts > 0).await?;
+        let (mut body, replay) = replayable(body, retry.possible(), ctx).await?;
         let attempts = if replay.is_some() { 1 + policy.attempts } else { 1 };
+        // Only a body still streaming from the client can keep an attempt waiting on it.
+        let watch = if replay.is_none() { body.watch() } else { None };
         let mut headers = Some(std::mem::take(&mut request.headers));
-        let mut last_error = None;
+        let mut last_failure = None;
         let _in_flight = self.retry_budget.request();
         let mut _retry = None;
         for attempt in 0..attempts {
@@ -230,7 +273,7 @@ impl Backend for HttpBackend {
                 break;
             }
             if attempt > 0 {
-                // Over budget: fail with the error we have rather than pile on.
+                // Over budget: fail with what we have rather than pile on.
                 let Some(retry) = self.retry_budget.try_retry() else { break };
                 _retry = Some(retry);
             }
@@ -245,53 +288,79 @@ impl Backend for HttpBackend {
                 None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
             let upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
-            let outcome = self.attempt(endpoint, upstream, ctx, policy, self.timeout.min(remaining)).await;
+            // The previous failure is only kept to answer with when no attempt follows.
+            drop(last_failure.take());
+            let outcome = self.attempt(endpoint, upstream, ctx, retry, watch.as_deref(), self.timeout.min(remaining)).await;
             if let (Some(outlier), Some(healthy)) = (&self.outlier, endpoint_health(&outcome)) {
                 outlier.record(index, healthy);
             }
             match outcome {
                 Ok((response, lease)) => return Ok(passthrough(response, lease)),
                 Err(AttemptError::Final(e)) => return Err(e),
-                Err(AttemptError::Retryable(e)) => last_error = Some(e),
+                Err(AttemptError::Retryable(failure)) => last_failure = Some(failure),
             }
         }
-        // No attempt left: the last retryable failure, or the route's budget ran out.
-        Err(last_error
-            .unwrap_or_else(|| GatewayError::BackendTimeout { backend: self.id.clone(), timeout_ms: ctx.budget.as_millis() as u64 }))
+        // No attempt left: the last failure as it came (an upstream's answer passes
+        // through), or the route's budget ran out.
+        match last_failure {
+            Some(Failure::Response(answer)) => {
+                let (response, lease) = *answer;
+                Ok(passthrough(response, lease))
+            }
+            Some(Failure::Error(e)) => Err(e),
+            None => Err(GatewayError::BackendTimeout { backend: self.id.clone(), timeout_ms: ctx.budget.as_millis() as u64 }),
+        }
     }
 }
 
 /// When retries are possible and the body is small (or empty), buffers it so every
-/// attempt can send it; otherwise returns the stream untouched.
-async fn replayable(body: RequestBody, retries_wanted: bool) -> Result<(RequestBody, Option<Bytes>), GatewayError> {
+/// attempt can send it; otherwise returns the stream untouched. Buffering counts against
+/// the route's deadline: a client that stalls here gets a 408.
+async fn replayable(
+    body: RequestBody,
+    retries_possible: bool,
+    ctx: &CallContext<'_>,
+) -> Result<(RequestBody, Option<Bytes>), GatewayError> {
     let small = body.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY_BODY);
-    if !retries_wanted || !small {
+    if !retries_possible || !small {
         return Ok((body, None));
     }
     if body.is_end_stream() {
         return Ok((RequestBody::full(Bytes::new()), Some(Bytes::new())));
     }
-    match body.collect().await {
-        Ok(collected) => {
+    match tokio::time::timeout_at(ctx.deadline.into(), body.collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout { timeout_ms: ctx.budget.as_millis() as u64 }),
+        Ok(Ok(collected)) => {
             let bytes = collected.to_bytes();
             Ok((RequestBody::full(bytes.clone()), Some(bytes)))
         }
-        Err(e) if is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit: source_limit(&*e) }),
-        Err(e) => Err(GatewayError::BadRequest(format!("reading the request body: {e}"))),
+        Ok(Err(e)) if is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit: source_limit(&*e) }),
+        Ok(Err(e)) => Err(GatewayError::MalformedBody { detail: error_chain(&*e) }),
     }
 }
 
 /// What an attempt says about the endpoint's health; None when it says nothing (the
-/// request itself was at fault, or the policy refused the dial).
+/// client was at fault: its body was too large, malformed or too slow; or the policy
+/// refused the dial).
 fn endpoint_health(outcome: &Result<(Response<hyper::body::Incoming>, Lease), AttemptError>) -> Option<bool> {
     match outcome {
         Ok((response, _)) => Some(!response.status().is_server_error()),
         Err(AttemptError::Retryable(_)) => Some(false),
-        Err(AttemptError::Final(GatewayError::BodyTooLarge { .. } | GatewayError::EgressDenied { .. } | GatewayError::BadRequest(_))) => {
-            None
+        Err(AttemptError::Final(error)) => {
+            (!is_client_fault(error) && !matches!(error, GatewayError::EgressDenied { .. })).then_some(false)
         }
-        Err(AttemptError::Final(_)) => Some(false),
     }
+}
+
+/// Errors the client caused: never held against an endpoint.
+fn is_client_fault(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::BodyTooLarge { .. }
+            | GatewayError::MalformedBody { .. }
+            | GatewayError::BodyTimeout { .. }
+            | GatewayError::BadRequest(_)
+    )
 }
 
 fn is_gateway_error(status: StatusCode) -> bool {
@@ -330,4 +399,59 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(attempts: u32, connect: bool, reset: bool, gateway: bool) -> RetryPolicy {
+        RetryPolicy { attempts, on_connect_failure: connect, on_reset: reset, on_gateway_error: gateway, non_idempotent: false }
+    }
+
+    #[test]
+    fn only_get_head_options_put_and_delete_are_idempotent() {
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
+            assert!(is_idempotent(&method), "{method}");
+        }
+        for method in [Method::POST, Method::PATCH, Method::CONNECT, Method::TRACE] {
+            assert!(!is_idempotent(&method), "{method}");
+        }
+    }
+
+    #[test]
+    fn a_post_is_buffered_for_a_retry_only_when_one_could_happen() {
+        let resets = policy(2, false, true, true);
+        assert!(!Retry { policy: &resets, resend: false }.possible(), "a POST may not be resent after a reset or a 5xx");
+        assert!(Retry { policy: &resets, resend: true }.possible(), "a GET, or nonIdempotent: true");
+        let connect = policy(2, true, false, false);
+        assert!(Retry { policy: &connect, resend: false }.possible(), "connect failures are retried for every method");
+        assert!(!Retry { policy: &policy(0, true, true, true), resend: true }.possible(), "no attempts, no retry");
+    }
+
+    #[test]
+    fn client_faults_never_count_against_an_endpoints_health() {
+        let verdict = |error: GatewayError| endpoint_health(&Err(AttemptError::Final(error)));
+        assert_eq!(verdict(GatewayError::MalformedBody { detail: "invalid chunk size".into() }), None);
+        assert_eq!(verdict(GatewayError::BodyTimeout { timeout_ms: 300 }), None);
+        assert_eq!(verdict(GatewayError::BodyTooLarge { limit: 1 }), None);
+        assert_eq!(verdict(GatewayError::EgressDenied { backend: "b".into(), why: "loopback".into(), detail: String::new() }), None);
+        assert_eq!(verdict(GatewayError::BackendTimeout { backend: "b".into(), timeout_ms: 300 }), Some(false));
+        let reset = GatewayError::BackendFailed { backend: "b".into(), kind: "connection reset".into(), detail: String::new() };
+        assert_eq!(endpoint_health(&Err(AttemptError::Retryable(Failure::Error(reset)))), Some(false));
+    }
+
+    #[test]
+    fn a_body_error_from_the_client_is_found_through_the_clients_error_chain() {
+        // What hyper's client hands back when the body it streams fails: the body's error
+        // as the source of its own.
+        #[derive(Debug, thiserror::Error)]
+        #[error("request error")]
+        struct Outer(#[source] crate::body::BoxError);
+        let too_large = Outer(Box::new(crate::body::BodyTooLarge { limit: 7 }));
+        assert!(is_body_too_large(&too_large) && !is_client_body_error(&too_large));
+        assert_eq!(source_limit(&too_large), 7);
+        let other = Outer("connection reset by peer".into());
+        assert!(!is_client_body_error(&other) && !is_body_too_large(&other));
+    }
 }

@@ -21,9 +21,9 @@ pub(super) async fn connect(
     policy: &DialPolicy,
     grant: Option<&Granted>,
 ) -> Result<SendRequest<RequestBody>, ClientError> {
-    let failed = |e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(e);
+    let failed = |kind: &'static str, e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(kind.into(), e);
     let authority = &upstream.authority;
-    let candidates = crate::resolver::addresses(authority, pinned).await.map_err(|e| failed(e.into()))?;
+    let candidates = crate::resolver::addresses(authority, pinned).await.map_err(|e| failed("the name does not resolve", e.into()))?;
     // The check is on resolved addresses: a name that resolves somewhere forbidden is
     // refused whatever it was called.
     let mut allowed = Vec::with_capacity(candidates.len());
@@ -37,20 +37,25 @@ pub(super) async fn connect(
     if allowed.is_empty() {
         return Err(match first_denial {
             Some(denied) => ClientError::Denied(denied),
-            None => failed(format!("{authority} resolved to no address").into()),
+            None => failed("the name resolved to no address", format!("{authority} resolved to no address").into()),
         });
     }
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&allowed[..]))
         .await
-        .map_err(|_| failed(format!("connect to {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
-        .map_err(|e| failed(e.into()))?;
+        .map_err(|_| failed("timed out", format!("connect to {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
+        .map_err(|e| failed(super::io_failure(&e), e.into()))?;
     // Requests and responses are small and latency-bound: do not wait to coalesce.
-    stream.set_nodelay(true).map_err(|e| failed(e.into()))?;
+    stream.set_nodelay(true).map_err(|e| failed(super::io_failure(&e), e.into()))?;
     let Some(tls) = &upstream.tls else { return http1_over(stream).await };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(stream))
         .await
-        .map_err(|_| ClientError::Tls(format!("TLS handshake with {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
-        .map_err(|e| ClientError::Tls(e.into()))?;
+        .map_err(|_| {
+            ClientError::Tls(
+                "TLS handshake timed out".into(),
+                format!("TLS handshake with {authority} timed out after {CONNECT_TIMEOUT:?}").into(),
+            )
+        })?
+        .map_err(|e| ClientError::Tls(super::tls_failure(&e), e.into()))?;
     http1_over(stream).await
 }
 
@@ -59,7 +64,8 @@ async fn http1_over<T>(stream: T) -> Result<SendRequest<RequestBody>, ClientErro
 where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| ClientError::Connect(e.into()))?;
+    let (sender, connection) =
+        http1::handshake(TokioIo::new(stream)).await.map_err(|e| ClientError::Connect("connection failed".into(), e.into()))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "upstream connection ended with an error");

@@ -9,6 +9,7 @@
 mod connect;
 mod pool;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,15 +35,19 @@ const MAX_IDLE_PER_UPSTREAM: usize = 1024;
 
 /// Why a request got no response. The split decides retries and the error code: a
 /// connect failure never reached the backend, so it is always safe to try another.
+///
+/// Display and the sources are the operator's detail (addresses, OS error text);
+/// [`ClientError::kind`] is the part a client may see.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// `.0`: the kind of failure, in a client's words.
     #[error("connect error")]
-    Connect(#[source] BoxError),
+    Connect(Cow<'static, str>, #[source] BoxError),
     #[error(transparent)]
     Denied(crate::egress::Denied),
     /// The TLS handshake failed (untrusted certificate, name mismatch, protocol).
     #[error("TLS handshake failed")]
-    Tls(#[source] BoxError),
+    Tls(Cow<'static, str>, #[source] BoxError),
     #[error("request error")]
     Request(#[source] hyper::Error),
 }
@@ -50,11 +55,11 @@ pub enum ClientError {
 impl ClientError {
     /// The request never reached the backend's application (TCP or TLS failed).
     pub fn is_connect(&self) -> bool {
-        matches!(self, Self::Connect(_) | Self::Tls(_))
+        matches!(self, Self::Connect(..) | Self::Tls(..))
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
+        matches!(self, Self::Tls(..))
     }
 
     pub fn denied(&self) -> Option<&crate::egress::Denied> {
@@ -63,6 +68,76 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The kind of failure, fit for a client: connection refused, timed out, connection
+    /// reset, certificate not trusted, ... Never an address or OS error text.
+    pub fn kind(&self) -> Cow<'static, str> {
+        match self {
+            Self::Connect(kind, _) | Self::Tls(kind, _) => kind.clone(),
+            Self::Denied(denied) => denied.why.clone(),
+            Self::Request(e) => request_failure(e).into(),
+        }
+    }
+}
+
+/// A failed dial, in a client's words.
+pub(crate) fn io_failure(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::*;
+    match error.kind() {
+        ConnectionRefused => "connection refused",
+        ConnectionReset | ConnectionAborted | BrokenPipe => "connection reset",
+        UnexpectedEof => "connection closed",
+        TimedOut => "timed out",
+        HostUnreachable | NetworkUnreachable | AddrNotAvailable => "the address is unreachable",
+        _ => "connection failed",
+    }
+}
+
+/// Why a request on an open connection got no response.
+fn request_failure(error: &hyper::Error) -> &'static str {
+    if let Some(io) = crate::body::find_in_chain::<std::io::Error>(error) {
+        return io_failure(io);
+    }
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        "connection closed before a response"
+    } else if error.is_parse() || error.is_parse_status() || error.is_parse_too_large() {
+        "invalid HTTP response"
+    } else if error.is_timeout() {
+        "timed out"
+    } else {
+        "request failed"
+    }
+}
+
+/// A failed TLS handshake, in a client's words. rustls's reasons are matched by their
+/// text (this crate does not link rustls itself); the names a certificate presents are
+/// left out (they may be internal addresses), the name that was checked is kept.
+pub(crate) fn tls_failure(error: &std::io::Error) -> Cow<'static, str> {
+    if error.kind() != std::io::ErrorKind::InvalidData {
+        return io_failure(error).into();
+    }
+    let text = error.to_string();
+    if text.contains("UnknownIssuer") {
+        return "certificate not trusted (UnknownIssuer)".into();
+    }
+    if let Some(start) = text.find("certificate not valid for name") {
+        let checked = text[start..].split(';').next().unwrap_or_default();
+        return checked.to_owned().into();
+    }
+    let known = [
+        ("NotValidForName", "certificate not valid for the server name"),
+        ("certificate expired", "certificate expired"),
+        ("Expired", "certificate expired"),
+        ("not valid yet", "certificate not valid yet"),
+        ("NotValidYet", "certificate not valid yet"),
+        ("Revoked", "certificate revoked"),
+        ("BadSignature", "certificate signature invalid"),
+        ("invalid peer certificate", "certificate rejected"),
+        ("received fatal alert", "the backend refused the handshake"),
+        ("peer is incompatible", "no TLS version or cipher in common"),
+        ("peer sent no certificates", "the backend sent no certificate"),
+    ];
+    known.iter().find(|(needle, _)| text.contains(needle)).map_or("TLS handshake failed", |(_, kind)| kind).into()
 }
 
 /// Where requests go: scheme and authority, and for `https` how TLS is done.
@@ -126,5 +201,38 @@ impl UpstreamClient {
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn dial_failures_are_named_by_kind_without_os_error_text() {
+        let refused = Error::from_raw_os_error(111);
+        assert_eq!(io_failure(&refused), "connection refused");
+        assert_eq!(io_failure(&Error::from(ErrorKind::ConnectionReset)), "connection reset");
+        assert_eq!(io_failure(&Error::from(ErrorKind::TimedOut)), "timed out");
+        let error = ClientError::Connect(io_failure(&refused).into(), Box::new(refused));
+        assert!(error.is_connect());
+        assert_eq!(error.kind(), "connection refused");
+    }
+
+    #[test]
+    fn tls_failures_keep_the_reason_and_the_checked_name_but_not_the_presented_names() {
+        let tls = |text: &str| tls_failure(&Error::new(ErrorKind::InvalidData, text.to_owned()));
+        assert_eq!(tls("invalid peer certificate: UnknownIssuer"), "certificate not trusted (UnknownIssuer)");
+        assert_eq!(
+            tls(
+                "invalid peer certificate: certificate not valid for name \"billing.internal\"; certificate is only valid for IpAddress(10.0.3.15)"
+            ),
+            "certificate not valid for name \"billing.internal\""
+        );
+        assert_eq!(tls("invalid peer certificate: certificate expired: verification time 5 (UNIX)"), "certificate expired");
+        assert_eq!(tls("received fatal alert: HandshakeFailure"), "the backend refused the handshake");
+        assert_eq!(tls_failure(&Error::from(ErrorKind::ConnectionReset)), "connection reset");
     }
 }

@@ -326,3 +326,23 @@ async fn messages_for_a_refused_connection_and_a_reset_name_the_backend_and_the_
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egress_refusal_gives_the_policys_reason_but_not_the_address_the_name_resolved_to() {
+    let record = format!(
+        "{API}\nkind: DnsRecord\nmetadata: {{name: metadata-internal}}\nspec: {{domain: metadata.internal, type: A, records: [{{address: 169.254.169.254, weight: 100}}]}}\n"
+    );
+    let manifests = [record, backend("renamed", &["http://metadata.internal".to_owned()], ""), route("renamed", "/renamed", "renamed", "")];
+    let (_config, gw) = gateway(&manifests).await;
+    let reply = get(&gw.proxy_url("/renamed")).await.unwrap();
+    assert_eq!((reply.status.as_u16(), reply.error_code()), (502, Some("D502ED")));
+    let message = reply.header("x-ca-error-message").unwrap().to_owned();
+    assert!(message.contains("default/renamed") && message.contains("link-local"), "{message}");
+    assert!(!message.contains("169.254"), "{message:?} discloses what the name resolved to");
+    let id = reply.header("x-ca-request-id").unwrap().to_owned();
+    support::wait_until("the refused address is logged", Duration::from_secs(5), || {
+        let logged = gw.log_text().lines().any(|l| l.contains(&id) && l.contains("169.254.169.254"));
+        async move { logged }
+    })
+    .await;
+}

@@ -12,7 +12,15 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Ready endpoints per Service `(namespace, name)`, with each Service port number
 /// mapped to the port the endpoint listens on (matched by port name, as kube-proxy does).
+/// One pass over the slices (indexed by Service) and one over the Services: linear in
+/// both, not their product, for clusters with thousands of each.
 pub fn service_endpoints(services: &[Service], slices: &[EndpointSlice]) -> BTreeMap<(String, String), Vec<ServiceEndpoint>> {
+    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in slices {
+        if let (Some(ns), Some(name)) = (slice.metadata.namespace.as_deref(), slice_service(slice)) {
+            by_service.entry((ns, name)).or_default().push(slice);
+        }
+    }
     let mut out = BTreeMap::new();
     for service in services {
         let (Some(ns), Some(name)) = (service.metadata.namespace.as_deref(), service.metadata.name.as_deref()) else { continue };
@@ -22,11 +30,8 @@ pub fn service_endpoints(services: &[Service], slices: &[EndpointSlice]) -> BTre
             .flat_map(|s| s.ports.iter().flatten())
             .filter_map(|p| Some((u16::try_from(p.port).ok()?, p.name.clone().unwrap_or_default())))
             .collect();
-        let endpoints: Vec<ServiceEndpoint> = slices
-            .iter()
-            .filter(|s| s.metadata.namespace.as_deref() == Some(ns) && slice_service(s) == Some(name))
-            .flat_map(|slice| slice_endpoints(slice, &ports))
-            .collect();
+        let endpoints: Vec<ServiceEndpoint> =
+            by_service.get(&(ns, name)).into_iter().flatten().flat_map(|slice| slice_endpoints(slice, &ports)).collect();
         out.insert((ns.to_owned(), name.to_owned()), endpoints);
     }
     out
@@ -130,5 +135,17 @@ mod tests {
     fn slices_of_other_services_are_ignored_and_a_service_without_slices_has_no_endpoints() {
         let eps = service_endpoints(&[service("orders", &[(80, "")])], &[slice("billing", &[(8080, "")], &[("10.0.0.9", Some(true))])]);
         assert!(eps[&("shop".into(), "orders".into())].is_empty());
+    }
+
+    #[test]
+    fn every_slice_of_a_service_counts_and_namespaces_are_kept_apart() {
+        let mut other_ns = slice("orders", &[(8080, "")], &[("10.9.9.9", Some(true))]);
+        other_ns.metadata.namespace = Some("billing".into());
+        let mut second = slice("orders", &[(8080, "")], &[("10.0.0.2", Some(true))]);
+        second.metadata.name = Some("orders-def".into());
+        let slices = [slice("orders", &[(8080, "")], &[("10.0.0.1", Some(true))]), other_ns, second];
+        let eps = service_endpoints(&[service("orders", &[(80, "")])], &slices);
+        let addresses: Vec<String> = eps[&("shop".into(), "orders".into())].iter().map(|e| e.address.to_string()).collect();
+        assert_eq!(addresses, ["10.0.0.1", "10.0.0.2"]);
     }
 }

@@ -5,12 +5,17 @@
 //! Mutual exclusion comes from the API server's optimistic concurrency: a replica takes
 //! or renews the lease with a `replace` carrying the `resourceVersion` it read, so of two
 //! replicas racing for an expired lease exactly one succeeds (the other gets 409).
+//!
+//! Expiry is judged as client-go does: by when this replica last saw the lease *change*,
+//! on its own monotonic clock, never by comparing the holder's `renewTime` with the local
+//! wall clock. Clocks that disagree between nodes therefore cannot make a replica take a
+//! lease that is still being renewed (nor keep one that is not).
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
@@ -23,11 +28,22 @@ pub struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// The lease record as last seen, and when (local monotonic time).
+    observed: std::sync::Mutex<Option<Observed>>,
+}
+
+/// What identifies one renewal of a lease: a new holder or renew time is a change.
+#[derive(Clone, PartialEq, Eq)]
+struct Observed {
+    holder: Option<String>,
+    renew_time: Option<MicroTime>,
+    lease_duration: Duration,
+    seen_at: tokio::time::Instant,
 }
 
 impl LeaderElector {
     pub fn new(api: Api<Lease>, name: &str, identity: &str) -> Self {
-        Self { api, name: name.to_owned(), identity: identity.to_owned() }
+        Self { api, name: name.to_owned(), identity: identity.to_owned(), observed: std::sync::Mutex::new(None) }
     }
 
     /// One round: take the lease if it is free or expired, renew it if held.
@@ -43,7 +59,7 @@ impl LeaderElector {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-        if !mine && !expired(&spec, now) {
+        if !mine && !self.expired(&spec) {
             return Ok(false);
         }
         let acquired = if mine { spec.acquire_time.map_or(now, |t| t.0) } else { now };
@@ -98,11 +114,26 @@ impl LeaderElector {
     }
 }
 
-/// A lease without a holder, or not renewed within its duration, is free.
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let Some(renewed) = spec.renew_time.as_ref() else { return true };
-    let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32));
-    spec.holder_identity.is_none() || renewed.0 + SignedDuration::from_secs(seconds) < now
+impl LeaderElector {
+    /// A lease without a holder is free; one with a holder is free once this replica has
+    /// seen it unchanged for its whole duration.
+    fn expired(&self, spec: &LeaseSpec) -> bool {
+        let now = tokio::time::Instant::now();
+        let seconds = spec.lease_duration_seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(LEASE_DURATION.as_secs());
+        let current = Observed {
+            holder: spec.holder_identity.clone(),
+            renew_time: spec.renew_time.clone(),
+            lease_duration: Duration::from_secs(seconds),
+            seen_at: now,
+        };
+        let mut observed = self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unchanged = observed.as_ref().is_some_and(|o| o.holder == current.holder && o.renew_time == current.renew_time);
+        if !unchanged {
+            *observed = Some(current.clone());
+        }
+        let since = observed.as_ref().map_or(now, |o| o.seen_at);
+        current.holder.is_none() || now.duration_since(since) >= current.lease_duration
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
+use std::time::Duration;
+
 use super::*;
 use crate::kubernetes::mock::{self, Expect};
 
@@ -59,29 +61,57 @@ async fn a_lease_held_and_renewed_by_another_replica_is_left_alone() {
     mock::expect_no_more_calls(&mut handle).await;
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_taken_over_with_the_version_that_was_read() {
-    let (client, handle) = mock::client();
-    let server = tokio::spawn(mock::serve(
-        handle,
-        vec![
-            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:00Z") },
-            Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T12:00:00Z") },
-        ],
-    ));
-    assert!(elector(client).try_lead(now()).await.unwrap());
+/// The GET a round starts with, answering `lease`.
+fn get_lease(reply: serde_json::Value) -> Expect {
+    Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_seen_unchanged_for_its_duration_is_taken_over_with_the_version_that_was_read() {
+    let (client, mut handle) = mock::client();
+    let elector = elector(client);
+    let stale = lease("pod-b", "2026-11-29T11:59:00Z");
+    let round = tokio::time::timeout(Duration::from_secs(1), elector.try_lead(now()));
+    let (first, _) = tokio::join!(round, mock::serve_one(&mut handle, get_lease(stale.clone())));
+    assert!(
+        !first.expect("no takeover attempt yet").unwrap(),
+        "first sight: the holder may still be renewing, whatever its renewTime says"
+    );
+    tokio::time::advance(Duration::from_secs(16)).await;
+    let put =
+        Expect { method: Method::PUT, path: format!("{PATH}?"), status: StatusCode::OK, reply: lease("pod-a", "2026-11-29T12:00:00Z") };
+    let server = tokio::spawn(mock::serve(handle, vec![get_lease(stale), put]));
+    assert!(elector.try_lead(now()).await.unwrap());
     let bodies = server.await.unwrap();
     assert_eq!(bodies[1]["metadata"]["resourceVersion"], "42", "optimistic concurrency");
     assert_eq!(bodies[1]["spec"]["holderIdentity"], "pod-a");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lease_renewed_by_a_holder_whose_clock_lags_is_never_taken_over() {
+    // The holder's clock is an hour behind: every renewTime looks long expired to a
+    // replica comparing wall clocks. It keeps renewing, so the lease is never free.
+    let (client, mut handle) = mock::client();
+    let elector = elector(client);
+    for minute in 0..4 {
+        let renewed = format!("2026-11-29T11:0{minute}:00Z");
+        let round = tokio::time::timeout(Duration::from_secs(1), elector.try_lead(now()));
+        let (leads, _) = tokio::join!(round, mock::serve_one(&mut handle, get_lease(lease("pod-b", &renewed))));
+        assert!(!leads.expect("no takeover attempt").unwrap(), "round {minute}");
+        tokio::time::advance(Duration::from_secs(10)).await;
+    }
+    mock::expect_no_more_calls(&mut handle).await;
+}
+
 #[tokio::test]
-async fn losing_the_race_for_an_expired_lease_is_not_leading() {
+async fn losing_the_race_for_a_free_lease_is_not_leading() {
     let (client, handle) = mock::client();
+    let mut released = lease("pod-b", "2026-11-29T11:59:00Z");
+    released["spec"].as_object_mut().unwrap().remove("holderIdentity");
     let server = tokio::spawn(mock::serve(
         handle,
         vec![
-            Expect { method: Method::GET, path: PATH.into(), status: StatusCode::OK, reply: lease("pod-b", "2026-11-29T11:59:00Z") },
+            get_lease(released),
             Expect {
                 method: Method::PUT,
                 path: format!("{PATH}?"),

@@ -36,21 +36,22 @@ pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Serves one client request; never fails: errors become gateway responses.
 pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ResponseBody> {
     let started = Instant::now();
-    let request_id = crate::request_id::next();
+    let request_id = crate::request_id::of(request.headers());
     let outcome = match proxy.runtime() {
         Some(runtime) => serve(&runtime, client, request, client_addr, &request_id).await,
-        None => Err(GatewayError::NotReady),
+        None => Err(GatewayError::NotReady.into()),
     };
     let (mut response, code) = match outcome {
         Ok(response) => (response, None),
-        Err(error) => {
+        Err(Failure { error, route }) => {
             let code = error.code();
             // The client saw `error`; the detail (addresses, OS error text) is only here.
             let (id, backend, detail) = (request_id.to_str().unwrap_or(""), error.backend(), error.detail());
+            let route = route.as_deref();
             if error.status().is_server_error() {
-                tracing::warn!(request_id = id, code, backend, detail, %error, "gateway error");
+                tracing::warn!(request_id = id, code, route, backend, detail, %error, "gateway error");
             } else {
-                tracing::debug!(request_id = id, code, backend, detail, %error, "gateway error");
+                tracing::debug!(request_id = id, code, route, backend, detail, %error, "gateway error");
             }
             (error.into_response(), Some(code))
         }
@@ -66,7 +67,7 @@ async fn serve(
     request: Request<Incoming>,
     client_addr: SocketAddr,
     request_id: &http::HeaderValue,
-) -> Result<Response<ResponseBody>, GatewayError> {
+) -> Result<Response<ResponseBody>, Failure> {
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
@@ -74,7 +75,7 @@ async fn serve(
     let normalized_path = match request_path::normalize(parts.uri.path()) {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(normal)) => Some(normal),
-        Err(refusal) => return Err(GatewayError::PathRefused(refusal.message())),
+        Err(refusal) => return Err(GatewayError::PathRefused(refusal.message()).into()),
     };
     let matched = {
         let host = strip_port(client_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""));
@@ -83,13 +84,27 @@ async fn serve(
         runtime.router.find(&view).map_err(|why| no_match(why, &view))?
     };
     let route = &runtime.routes[matched.route];
-    route.auth.check(&parts.headers, parts.uri.query())?;
+    // From here on a failure names its route in the log (an Arc clone, on errors only).
+    let failed = |error: GatewayError| Failure { error, route: Some(route.id.clone()) };
+    route.auth.check(&parts.headers, parts.uri.query()).map_err(failed)?;
     let target = route.pick();
     let deadline = Instant::now() + route.timeout;
     let input = ShapeInput { route, host: &target.host, normalized_path, client_host, params: &matched.params, client_addr, request_id };
-    let shaped = shape(parts, body, input)?;
+    let shaped = shape(parts, body, input).map_err(failed)?;
     let ctx = CallContext { client, dial: &runtime.dial, budget: route.timeout, deadline, route_retries: route.retries.as_ref() };
-    runtime.backends[target.backend].serve(shaped, &ctx).await
+    runtime.backends[target.backend].serve(shaped, &ctx).await.map_err(failed)
+}
+
+/// A gateway error and, once a route matched, the route (for the log line).
+struct Failure {
+    error: GatewayError,
+    route: Option<std::sync::Arc<str>>,
+}
+
+impl From<GatewayError> for Failure {
+    fn from(error: GatewayError) -> Self {
+        Self { error, route: None }
+    }
 }
 
 fn check_limits(request: &Request<Incoming>) -> Result<(), GatewayError> {

@@ -43,7 +43,8 @@ async fn cloud_metadata_is_never_dialled_by_address_or_through_a_dns_record() {
     for path in ["/direct", "/renamed"] {
         let reply = get(&gw.proxy_url(path)).await.unwrap();
         assert_eq!((reply.status.as_u16(), reply.error_code()), (502, Some("D502ED")), "{path}");
-        assert!(reply.header("x-ca-error-message").unwrap().contains("169.254.169.254"), "{path}");
+        let message = reply.header("x-ca-error-message").unwrap();
+        assert!(message.contains("link-local") && !message.contains("169.254.169.254"), "{path}: {message}");
     }
 }
 
@@ -255,7 +256,7 @@ async fn a_vpc_host_name_rebound_elsewhere_is_refused_until_a_connectivity_test_
         reply.error_code() == Some("D502ED")
             && reply
                 .header("x-ca-error-message")
-                .is_some_and(|m| m.contains("127.0.0.2") && m.contains("VpcAuthorization default/orders grants"))
+                .is_some_and(|m| m.contains("VpcAuthorization default/orders grants") && !m.contains("127.0.0.2"))
     })
     .await;
     assert_eq!(rebound.hits(), 0, "nothing reached the rebound address");

@@ -43,8 +43,10 @@ pub struct ApiRouteSpec {
     /// Forward the client's Host header to the backend (Host priority 4).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pass_host_header: bool,
-    /// Host header sent to the backend, above every other rule (Host priority 1).
+    /// Host header sent to the backend, above every other rule (Host priority 1). No CR,
+    /// LF or NUL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::MAX_HOST_HEADER), pattern(crate::HEADER_TEXT_PATTERN))]
     pub host_override: Option<String>,
     /// Who may call this API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,11 +130,12 @@ impl HttpMethod {
 /// A header or query parameter matcher.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct KeyMatch {
-    /// Header (case-insensitive) or query parameter (case-sensitive) name.
-    #[schemars(length(min = 1, max = 256))]
+    /// Header (case-insensitive) or query parameter (case-sensitive) name. No CR, LF or NUL.
+    #[schemars(length(min = 1, max = 256), pattern(crate::HEADER_TEXT_PATTERN))]
     pub name: String,
-    /// Exact value; omitted means the key only has to be present.
+    /// Exact value; omitted means the key only has to be present. No CR, LF or NUL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::MAX_HEADER_VALUE), pattern(crate::HEADER_TEXT_PATTERN))]
     pub value: Option<String>,
 }
 
@@ -156,9 +159,10 @@ pub struct BackendRef {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct Rewrite {
     /// New path. May use the template's parameters (`/v1/orders/{id}`). With
-    /// `pathType: Prefix` it replaces the matched prefix.
+    /// `pathType: Prefix` it replaces the matched prefix. `/` followed by visible ASCII
+    /// (no spaces or control characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(r"^/"))]
+    #[schemars(length(min = 1, max = crate::MAX_WIRE_PATH), pattern(crate::WIRE_PATH_PATTERN))]
     pub path: Option<String>,
 }
 
@@ -168,10 +172,11 @@ pub struct ConstantParameter {
     /// Where the parameter goes.
     #[serde(rename = "in")]
     pub in_: ParameterLocation,
-    /// Header or query parameter name.
-    #[schemars(length(min = 1, max = 256))]
+    /// Header or query parameter name. No CR, LF or NUL.
+    #[schemars(length(min = 1, max = 256), pattern(crate::HEADER_TEXT_PATTERN))]
     pub name: String,
-    /// Constant value.
+    /// Constant value. No CR, LF or NUL.
+    #[schemars(length(max = crate::MAX_HEADER_VALUE), pattern(crate::HEADER_TEXT_PATTERN))]
     pub value: String,
 }
 

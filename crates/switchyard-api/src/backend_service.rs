@@ -85,8 +85,9 @@ pub struct HttpBackend {
     /// A Kubernetes Service instead of URLs (endpoints from EndpointSlices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
-    /// Host header sent to the upstream (Host priority 2).
+    /// Host header sent to the upstream (Host priority 2). No CR, LF or NUL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::MAX_HOST_HEADER), pattern(crate::HEADER_TEXT_PATTERN))]
     pub host_header: Option<String>,
     /// TLS options for `https` upstreams. With a `service`, setting `tls` dials its
     /// endpoints over TLS.
@@ -125,8 +126,9 @@ pub struct VpcBackend {
     /// `http` (default) or `https`.
     #[serde(default)]
     pub scheme: Scheme,
-    /// Host header sent to the upstream (Host priority 2).
+    /// Host header sent to the upstream (Host priority 2). No CR, LF or NUL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::MAX_HOST_HEADER), pattern(crate::HEADER_TEXT_PATTERN))]
     pub host_header: Option<String>,
     /// TLS options when `scheme` is `https`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -463,8 +465,10 @@ pub struct HealthCheck {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveHealthCheck {
-    /// HTTP path to GET; without it a TCP connect is the check.
+    /// HTTP path to GET (`/` followed by visible ASCII: no spaces or control
+    /// characters); without it a TCP connect is the check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::MAX_WIRE_PATH), pattern(crate::WIRE_PATH_PATTERN))]
     pub path: Option<String>,
     /// Time between probes (default `5s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,11 +6,12 @@ use crate::Condition;
 /// A `name: value` pair (headers of mock responses and similar).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct NameValue {
-    /// Header name.
-    #[schemars(length(min = 1, max = 256))]
+    /// Header name. No CR, LF or NUL.
+    #[schemars(length(min = 1, max = 256), pattern(crate::HEADER_TEXT_PATTERN))]
     pub name: String,
-    /// Header value.
+    /// Header value. No CR, LF or NUL.
     #[serde(default)]
+    #[schemars(length(max = crate::MAX_HEADER_VALUE), pattern(crate::HEADER_TEXT_PATTERN))]
     pub value: String,
 }
 

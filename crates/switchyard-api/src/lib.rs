@@ -14,6 +14,7 @@ mod condition;
 mod crds;
 mod dns_record;
 mod vpc_authorization;
+mod wire;
 
 pub use api_route::*;
 pub use backend_service::*;
@@ -22,6 +23,7 @@ pub use condition::*;
 pub use crds::{all_crds, crd_file_name, render_crd};
 pub use dns_record::*;
 pub use vpc_authorization::*;
+pub use wire::*;
 
 /// API group of every Switchyard resource.
 pub const GROUP: &str = "switchyard.dev";

@@ -26,8 +26,9 @@ pub struct VpcAuthorizationSpec {
     /// Ports the gateway may dial.
     #[schemars(length(min = 1, max = 64))]
     pub ports: Vec<u16>,
-    /// Host header (priority 3) and TLS SNI used towards the resource.
+    /// Host header (priority 3) and TLS SNI used towards the resource. No CR, LF or NUL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::MAX_HOST_HEADER), pattern(crate::HEADER_TEXT_PATTERN))]
     pub host_name: Option<String>,
     /// Free text for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +75,8 @@ pub struct ConnectivityTest {
 /// HTTP probe.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct HttpProbe {
-    /// Path to GET.
+    /// Path to GET: `/` followed by visible ASCII (no spaces or control characters).
+    #[schemars(length(min = 1, max = crate::MAX_WIRE_PATH), pattern(crate::WIRE_PATH_PATTERN))]
     pub path: String,
     /// `http` (default) or `https`: over TLS, with `hostName` (else the target host) as
     /// SNI. The handshake tests reachability, not trust: the certificate is not verified

@@ -112,3 +112,70 @@ fn every_crd_has_a_status_subresource_and_printer_columns() {
         assert!(columns.iter().any(|c| c.name == "Accepted"), "{}", crd.spec.names.kind);
     }
 }
+
+/// The schema of `kind` at a dotted path of properties (`spec.target.address`); `[]`
+/// steps into array items.
+fn schema_at(kind: &str, path: &str) -> Value {
+    let crd = all_crds().into_iter().find(|c| c.spec.names.kind == kind).unwrap();
+    let json = serde_json::to_value(&crd).unwrap();
+    let mut at = json["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
+    for step in path.split('.') {
+        let (name, items) = step.strip_suffix("[]").map_or((step, false), |n| (n, true));
+        at = at["properties"][name].clone();
+        assert!(!at.is_null(), "{kind}: no {path} in the schema (at {name})");
+        if items {
+            at = at["items"].clone();
+        }
+    }
+    at
+}
+
+/// Every resource string that reaches the wire carries its rule in the schema, so the
+/// API server refuses the object before compile ever sees it.
+#[test]
+fn every_string_that_reaches_the_wire_is_constrained_by_the_schema() {
+    use switchyard_api::{HEADER_TEXT_PATTERN, WIRE_PATH_PATTERN};
+    let paths = [
+        ("VpcAuthorization", "spec.connectivityTest.http.path"),
+        ("BackendService", "spec.healthCheck.active.path"),
+        ("ApiRoute", "spec.rewrite.path"),
+    ];
+    let header_text = [
+        ("VpcAuthorization", "spec.hostName"),
+        ("BackendService", "spec.http.hostHeader"),
+        ("BackendService", "spec.vpc.hostHeader"),
+        ("BackendService", "spec.mock.headers[].name"),
+        ("BackendService", "spec.mock.headers[].value"),
+        ("ApiRoute", "spec.hostOverride"),
+        ("ApiRoute", "spec.parameters[].name"),
+        ("ApiRoute", "spec.parameters[].value"),
+        ("ApiRoute", "spec.match.headers[].name"),
+        ("ApiRoute", "spec.match.headers[].value"),
+    ];
+    for (rules, pattern) in [(&paths[..], WIRE_PATH_PATTERN), (&header_text[..], HEADER_TEXT_PATTERN)] {
+        for (kind, path) in rules {
+            let schema = schema_at(kind, path);
+            assert_eq!(schema["pattern"].as_str(), Some(pattern), "{kind} {path}: {schema}");
+            // A bound on the length keeps validation cheap for the API server.
+            assert!(schema["maxLength"].as_u64().is_some_and(|n| n <= 4096), "{kind} {path} has no maxLength: {schema}");
+        }
+    }
+}
+
+#[test]
+fn the_wire_patterns_refuse_line_breaks_nul_and_spaces_in_paths() {
+    let path = regex::Regex::new(switchyard_api::WIRE_PATH_PATTERN).unwrap();
+    for good in ["/", "/healthz", "/v1/{id}.json", "/a?b=c&d=%20"] {
+        assert!(path.is_match(good), "{good:?}");
+    }
+    for bad in ["", "healthz", "/a b", "/x HTTP/1.1\r\nHost: a\r\n\r\nPOST /admin/delete-all", "/a\n", "/a\0", "/a\t", "/santé", "/\x7f"] {
+        assert!(!path.is_match(bad), "{bad:?}");
+    }
+    let header = regex::Regex::new(switchyard_api::HEADER_TEXT_PATTERN).unwrap();
+    for good in ["", "orders.internal:8080", "a value with spaces\tand a tab"] {
+        assert!(header.is_match(good), "{good:?}");
+    }
+    for bad in ["a\r\nX-Injected: 1", "a\rb", "a\nb", "a\0b", "\n"] {
+        assert!(!header.is_match(bad), "{bad:?}");
+    }
+}

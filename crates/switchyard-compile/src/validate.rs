@@ -1,5 +1,7 @@
 //! Small syntactic checks shared by every resource's compile step.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 /// A host name or a leading-wildcard pattern (`*.example.com`), lowercase, no port.
 pub fn route_host(host: &str) -> Result<String, String> {
     let lower = host.to_ascii_lowercase();
@@ -74,9 +76,96 @@ pub fn host_header(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest path a probe or rewrite may configure (the CRD schema says the same).
+pub const MAX_WIRE_PATH: usize = 1024;
+
+/// A path that goes into a request line as written (active health checks,
+/// connectivity probes, rewrites): `/` followed by visible ASCII (0x21-0x7E). No space,
+/// CR, LF, NUL or other control byte, so it can never end the request line early and
+/// smuggle a second request or header onto the connection.
+pub fn wire_path(path: &str) -> Result<(), String> {
+    if path.len() > MAX_WIRE_PATH {
+        return Err(format!("path of {} bytes is longer than {MAX_WIRE_PATH}", path.len()));
+    }
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} must start with /"));
+    }
+    match path.bytes().position(|b| !(0x21..=0x7e).contains(&b)) {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "path {path:?} holds byte 0x{:02x} at {at}: only visible ASCII (0x21-0x7E) may follow the /, no spaces or control characters",
+            path.as_bytes()[at]
+        )),
+    }
+}
+
+/// A string written into a header line (a name or a value): no CR, LF or NUL, the
+/// bytes that would end the line and let the rest pose as another header or request.
+/// The header-specific checks (`header_name`, `header_value`, `host_header`) are
+/// stricter; this is the line every resource string that reaches the wire must hold.
+pub fn no_line_break(field: &str, value: &str) -> Result<(), String> {
+    match value.bytes().position(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        None => Ok(()),
+        Some(at) => Err(format!("{field} holds a CR, LF or NUL (byte {at}): it would end the header line")),
+    }
+}
+
+/// Link-local addresses (169.254.0.0/16, fe80::/10) in every spelling that reaches
+/// them: IPv4-mapped (`::ffff:169.254.169.254`), NAT64 (`64:ff9b::a9fe:a9fe`), and AWS's
+/// IPv6 metadata address `fd00:ec2::254`. Cloud metadata services live there, so
+/// neither the proxy's egress policy nor a VpcAuthorization lets them through by default.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4.is_link_local();
+            }
+            let s = v6.segments();
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])).is_link_local();
+            (s[0] & 0xffc0) == 0xfe80 || v6 == AWS_METADATA_V6 || nat64
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_paths_are_a_slash_then_visible_ascii_only() {
+        for good in ["/", "/healthz", "/v1/{id}.json", "/a?b=c&d=%20", "/~!$&'()*+,;=:@"] {
+            assert!(wire_path(good).is_ok(), "{good:?}");
+        }
+        for bad in
+            ["", "healthz", "/a b", "/x HTTP/1.1\r\nHost: a\r\n\r\nPOST /admin/delete-all", "/a\n", "/a\0", "/a\t", "/caf\u{e9}", "/\x7f"]
+        {
+            assert!(wire_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(wire_path(&format!("/{}", "a".repeat(1024))).is_err(), "longer than the schema allows");
+        let why = wire_path("/a\r\nb").unwrap_err();
+        assert!(why.contains("0x0d"), "{why}");
+    }
+
+    #[test]
+    fn a_line_break_or_nul_is_refused_in_any_header_string() {
+        assert!(no_line_break("hostName", "orders.internal").is_ok());
+        for bad in ["a\rb", "a\nb", "a\0b", "a\r\nX-Injected: 1"] {
+            assert!(no_line_break("hostName", bad).unwrap_err().starts_with("hostName holds"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn link_local_addresses_are_recognised_in_every_spelling() {
+        for ll in ["169.254.169.254", "169.254.0.1", "fe80::1", "febf::1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "fd00:ec2::254"]
+        {
+            assert!(is_link_local(ll.parse().unwrap()), "{ll}");
+        }
+        for not in ["10.0.0.1", "127.0.0.1", "169.253.255.255", "fec0::1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "fd00:ec2::253", "::1"] {
+            assert!(!is_link_local(not.parse().unwrap()), "{not}");
+        }
+    }
 
     #[test]
     fn route_hosts_are_lowercased_and_may_start_with_a_wildcard() {

@@ -2,6 +2,11 @@
 //! port (and an optional HTTP GET), on change, on the configured interval, and when the
 //! `switchyard.dev/test-connectivity` annotation changes. Results go back into compile
 //! (as `Resources::connectivity`), which turns them into the `Connected` condition.
+//!
+//! A test never sends what compile would refuse: a probe path or Host that could smuggle
+//! a second request is not tested at all, and link-local addresses (cloud metadata) are
+//! neither dialled nor recorded as a host's verified addresses unless the gateway runs
+//! with `--allow-link-local-grants` (`Resources::options`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_api::{TEST_CONNECTIVITY_ANNOTATION, VpcAuthorization};
-use switchyard_compile::{Connectivity, Resources, units};
+use switchyard_compile::{Connectivity, Resources, units, validate};
 use switchyard_http::tls::{Trust, UpstreamTls};
 use tokio::sync::{Notify, mpsc};
 
@@ -30,6 +35,8 @@ pub struct Plan {
     pub tls: Option<Arc<UpstreamTls>>,
     /// A host target's DnsRecord addresses: the proxy dials those, so the test does too.
     pub dns_record: Option<Vec<IpAddr>>,
+    /// Whether link-local addresses may be dialled (and recorded): `--allow-link-local-grants`.
+    pub allow_link_local: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -88,7 +95,7 @@ impl Prober {
             if !due {
                 continue;
             }
-            let Some(plan) = plan(auth, resources) else { continue };
+            let Ok(plan) = plan(auth, resources) else { continue };
             self.scheduled.insert(
                 key.clone(),
                 Scheduled { fingerprint: fingerprint.clone(), spec, interval, last_start: Instant::now(), running: true },
@@ -158,20 +165,26 @@ fn interval(auth: &VpcAuthorization) -> Duration {
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
-/// The addresses and ports to test; None when the target cannot be tested (invalid).
-pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
+/// The addresses and ports to test; why not when the authorization cannot be tested:
+/// an invalid target, a probe that could not be written as one request, or a link-local
+/// address the gateway does not grant (compile refuses all of those).
+pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Result<Plan, String> {
     let spec = &auth.spec;
     let (ns, _) = key(auth);
+    let allow_link_local = resources.options.allow_link_local_grants;
     let targets = match (&spec.target.address, &spec.target.host, &spec.target.service) {
         (Some(address), None, None) => {
-            let ip: IpAddr = address.parse().ok()?;
+            let ip: IpAddr = address.parse().map_err(|_| format!("target.address {address:?} is not an IP address"))?;
+            if validate::is_link_local(ip) && !allow_link_local {
+                return Err(format!("target.address {ip} is link-local: not granted without --allow-link-local-grants"));
+            }
             spec.ports.iter().map(|p| SocketAddrOrHost::Addr(SocketAddr::new(ip, *p))).collect()
         }
         (None, Some(host), None) => spec.ports.iter().map(|p| SocketAddrOrHost::Host(host.to_ascii_lowercase(), *p)).collect(),
         (None, None, Some(service)) => {
             // Unknown or without endpoints: tested (and reported) as nothing to connect to.
             let Some(endpoints) = resources.service_endpoints.get(&(ns, service.name.clone())) else {
-                return Some(plan_without_targets(spec));
+                return plan_without_targets(spec, allow_link_local);
             };
             spec.ports
                 .iter()
@@ -182,18 +195,22 @@ pub fn plan(auth: &VpcAuthorization, resources: &Resources) -> Option<Plan> {
                 })
                 .collect()
         }
-        _ => return None,
+        _ => return Err("target: set exactly one of address, service or host".into()),
     };
     let dns_record = spec.target.host.as_deref().and_then(|host| dns_record_addresses(host, resources));
-    Some(Plan { targets, dns_record, ..plan_without_targets(spec) })
+    Ok(Plan { targets, dns_record, ..plan_without_targets(spec, allow_link_local)? })
 }
 
-fn plan_without_targets(spec: &switchyard_api::VpcAuthorizationSpec) -> Plan {
+fn plan_without_targets(spec: &switchyard_api::VpcAuthorizationSpec, allow_link_local: bool) -> Result<Plan, String> {
     let host_header =
         spec.host_name.clone().or_else(|| spec.target.host.clone()).or_else(|| spec.target.address.clone()).unwrap_or_default();
+    validate::no_line_break("the Host header", &host_header)?;
     let http = spec.connectivity_test.as_ref().and_then(|t| t.http.as_ref());
+    if let Some(http) = http {
+        validate::wire_path(&http.path).map_err(|e| format!("connectivityTest.http.path: {e}"))?;
+    }
     let tls = http.filter(|h| h.scheme == switchyard_api::Scheme::Https).and_then(|_| reachability_tls(&host_header));
-    Plan { targets: Vec::new(), http_path: http.map(|h| h.path.clone()), host_header, dns_record: None, tls }
+    Ok(Plan { targets: Vec::new(), http_path: http.map(|h| h.path.clone()), host_header, dns_record: None, tls, allow_link_local })
 }
 
 /// TLS for a connectivity test: SNI as the proxy would send it (a `host:port` hostName
@@ -216,37 +233,52 @@ fn dns_record_addresses(host: &str, resources: &Resources) -> Option<Vec<IpAddr>
 
 /// Runs one test: a host target is resolved first (its DnsRecord, else DNS), then every
 /// address must accept (and answer the HTTP probe below 500). A host's resolved addresses
-/// are kept in the result: they are what the proxy may dial for it.
+/// are kept in the result: they are what the proxy may dial for it. Link-local addresses
+/// (unless allowed) are skipped: not dialled, not recorded, named in the message.
 pub async fn run(plan: &Plan) -> Connectivity {
     let failed = |message: String, addresses: Vec<IpAddr>| Connectivity { connected: false, message, requested: None, addresses };
     let mut sockets = Vec::with_capacity(plan.targets.len());
     let mut resolved: Vec<IpAddr> = Vec::new();
+    let mut skipped: Vec<IpAddr> = Vec::new();
+    let mut take = |addr: SocketAddr, sockets: &mut Vec<SocketAddr>, resolved: Option<&mut Vec<IpAddr>>| {
+        if !plan.allow_link_local && validate::is_link_local(addr.ip()) {
+            if !skipped.contains(&addr.ip()) {
+                skipped.push(addr.ip());
+            }
+            return;
+        }
+        if let Some(resolved) = resolved
+            && !resolved.contains(&addr.ip())
+        {
+            resolved.push(addr.ip());
+        }
+        sockets.push(addr);
+    };
     for target in &plan.targets {
         match target {
-            SocketAddrOrHost::Addr(addr) => sockets.push(*addr),
+            SocketAddrOrHost::Addr(addr) => take(*addr, &mut sockets, None),
             SocketAddrOrHost::Host(host, port) => match resolve(host, *port, plan.dns_record.as_deref()).await {
-                Ok(found) => {
-                    for addr in found {
-                        if !resolved.contains(&addr.ip()) {
-                            resolved.push(addr.ip());
-                        }
-                        sockets.push(addr);
-                    }
-                }
+                Ok(found) => found.into_iter().for_each(|addr| take(addr, &mut sockets, Some(&mut resolved))),
                 Err(error) => return failed(error, Vec::new()),
             },
         }
     }
+    let skipped_note = (!skipped.is_empty()).then(|| {
+        let list: Vec<String> = skipped.iter().map(IpAddr::to_string).collect();
+        format!("link-local address(es) {} skipped: not tested and not granted without --allow-link-local-grants", list.join(", "))
+    });
     if sockets.is_empty() {
-        return failed("no address to test (the target has no endpoints)".into(), resolved);
+        let why = skipped_note.unwrap_or_else(|| "the target has no endpoints".into());
+        return failed(format!("no address to test ({why})"), resolved);
     }
-    let mut reports = Vec::with_capacity(sockets.len());
+    let mut reports = Vec::with_capacity(sockets.len() + 1);
     for addr in &sockets {
         match probe(*addr, plan).await {
             Ok(report) => reports.push(report),
             Err(error) => return failed(error, resolved),
         }
     }
+    reports.extend(skipped_note);
     Connectivity { connected: true, message: reports.join("; "), requested: None, addresses: resolved }
 }
 
@@ -301,6 +333,7 @@ mod tests {
             host_header: String::new(),
             tls: None,
             dns_record: None,
+            allow_link_local: false,
         };
         let result = run(&open).await;
         assert!(result.connected, "{}", result.message);
@@ -309,6 +342,54 @@ mod tests {
         let closed = run(&open).await;
         assert!(!closed.connected);
         assert!(closed.message.contains("refused"), "{}", closed.message);
+    }
+
+    #[test]
+    fn an_authorization_whose_probe_could_smuggle_a_request_is_not_tested() {
+        let yaml = |extra: &str| {
+            format!(
+                "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {{name: a}}\nspec: {{target: {{address: 127.0.0.1}}, ports: [9], {extra}}}\n"
+            )
+        };
+        let auth = |extra: &str| authorization(&yaml(extra)).vpc_authorizations.remove(0);
+        let forged = r#"connectivityTest: {http: {path: "/x HTTP/1.1\r\nHost: a\r\n\r\nPOST /admin/delete-all"}}"#;
+        let why = plan(&auth(forged), &Resources::default()).unwrap_err();
+        assert!(why.starts_with("connectivityTest.http.path: "), "{why}");
+        assert!(plan(&auth(r#"hostName: "a\r\nX: 1""#), &Resources::default()).is_err());
+        assert!(plan(&auth("connectivityTest: {http: {path: /healthz}}"), &Resources::default()).is_ok());
+    }
+
+    #[test]
+    fn a_link_local_address_is_planned_only_when_the_gateway_allows_link_local_grants() {
+        let mut resources = authorization(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: VpcAuthorization\nmetadata: {name: a}\nspec: {target: {address: 169.254.169.254}, ports: [80]}\n",
+        );
+        let auth = resources.vpc_authorizations[0].clone();
+        assert!(plan(&auth, &resources).unwrap_err().contains("--allow-link-local-grants"));
+        resources.options.allow_link_local_grants = true;
+        assert!(plan(&auth, &resources).unwrap().allow_link_local);
+    }
+
+    #[tokio::test]
+    async fn link_local_addresses_a_host_resolves_to_are_neither_dialled_nor_recorded() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pinned = |addresses: &[&str]| Plan {
+            targets: vec![SocketAddrOrHost::Host("pinned.test".into(), port)],
+            http_path: None,
+            host_header: "pinned.test".into(),
+            tls: None,
+            dns_record: Some(addresses.iter().map(|a| a.parse().unwrap()).collect()),
+            allow_link_local: false,
+        };
+        let mixed = run(&pinned(&["169.254.169.254", "127.0.0.1"])).await;
+        assert!(mixed.connected, "{}", mixed.message);
+        assert_eq!(mixed.addresses, ["127.0.0.1".parse::<IpAddr>().unwrap()], "the link-local answer is not verified");
+        assert!(mixed.message.contains("169.254.169.254 skipped"), "{}", mixed.message);
+        let only = run(&pinned(&["169.254.169.254", "fe80::1"])).await;
+        assert!(!only.connected);
+        assert!(only.addresses.is_empty());
+        assert!(only.message.contains("link-local address(es) 169.254.169.254, fe80::1 skipped"), "{}", only.message);
     }
 
     #[test]

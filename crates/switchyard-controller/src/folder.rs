@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use switchyard_compile::{InvalidObject, ObjectRef, ResourceKind, Resources, manifest, reason};
+use switchyard_compile::{CompileOptions, InvalidObject, ObjectRef, ResourceKind, Resources, manifest, reason};
 
 /// The folder and what was seen in it.
 pub struct FolderSource {
     dir: PathBuf,
+    /// The gateway-wide compile options (command line), set on every scan's resources.
+    options: CompileOptions,
     /// None until the first scan.
     fingerprint: Option<Vec<(PathBuf, SystemTime, u64)>>,
     /// When each object was first seen: standalone manifests carry no
@@ -21,7 +23,12 @@ pub struct FolderSource {
 
 impl FolderSource {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), fingerprint: None, first_seen: HashMap::new() }
+        Self { dir: dir.into(), options: CompileOptions::default(), fingerprint: None, first_seen: HashMap::new() }
+    }
+
+    /// The compile options every scan's resources carry.
+    pub fn with_options(self, options: CompileOptions) -> Self {
+        Self { options, ..self }
     }
 
     /// Reads the folder if anything in it changed since the last scan.
@@ -39,7 +46,7 @@ impl FolderSource {
             return None;
         }
         self.fingerprint = Some(fingerprint);
-        let mut resources = Resources::default();
+        let mut resources = Resources { options: self.options, ..Resources::default() };
         if !self.dir.is_dir() {
             resources.invalid.push(unreadable(&self.dir, "is not a readable directory"));
         }
@@ -129,6 +136,16 @@ mod tests {
         assert!(source.scan().is_none());
         std::fs::write(&file, format!("{ROUTE}---\n{}", ROUTE.replace("name: m", "name: n"))).unwrap();
         assert_eq!(source.scan().unwrap().backend_services.len(), 2);
+    }
+
+    #[test]
+    fn every_scan_carries_the_gateways_compile_options() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), ROUTE).unwrap();
+        let options = CompileOptions { allow_link_local_grants: true, host_ownership: switchyard_compile::HostOwnership::PerNamespace };
+        let resources = FolderSource::new(dir.path()).with_options(options).scan().unwrap();
+        assert_eq!(resources.options, options);
+        assert_eq!(FolderSource::new(dir.path()).scan().unwrap().options, CompileOptions::default());
     }
 
     #[test]

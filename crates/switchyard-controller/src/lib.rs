@@ -46,8 +46,14 @@ pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher:
 
 /// Watches the folder until the task is dropped; prints every status change. Also runs
 /// the VpcAuthorization connectivity tests and recompiles when a result changes.
-pub async fn watch_folder(dir: std::path::PathBuf, publisher: Arc<Publisher>, book: Arc<StatusBook>) {
-    let mut source = Some(FolderSource::new(dir));
+/// `options` (command line) go with every compile and every connectivity test.
+pub async fn watch_folder(
+    dir: std::path::PathBuf,
+    options: switchyard_compile::CompileOptions,
+    publisher: Arc<Publisher>,
+    book: Arc<StatusBook>,
+) {
+    let mut source = Some(FolderSource::new(dir).with_options(options));
     let mut prober = connectivity::Prober::default();
     let mut latest = switchyard_compile::Resources::default();
     loop {

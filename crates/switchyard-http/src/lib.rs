@@ -150,6 +150,11 @@ pub struct ProbeReport {
 /// active health checks: a TCP connect (then the TLS handshake, with `tls`), then, when
 /// `path` is set, `GET path` whose status must be below 500. Errors name the address and
 /// the exact cause.
+///
+/// A path that is not `/` followed by visible ASCII, or a Host with CR, LF or NUL, is
+/// refused before anything is dialled: written as they are, they could end the request
+/// line early and smuggle another request onto the connection. Compile refuses such
+/// resources already; this is the last line.
 pub async fn probe(
     addr: SocketAddr,
     host_header: &str,
@@ -157,6 +162,9 @@ pub async fn probe(
     timeout: Duration,
     tls: Option<&tls::UpstreamTls>,
 ) -> Result<ProbeReport, String> {
+    if let Some(path) = path {
+        check_probe_request(path, host_header).map_err(|e| format!("{addr}: not probed: {e}"))?;
+    }
     let started = std::time::Instant::now();
     let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
         .await
@@ -170,6 +178,19 @@ pub async fn probe(
         .map_err(|_| format!("{addr}: no TLS handshake within {timeout:?}"))?
         .map_err(|e| format!("{addr}: TLS handshake: {e}"))?;
     exchange(stream, addr, host_header, path, timeout, started).await
+}
+
+/// Whether `GET path` with `Host: host_header` can be written as one request and
+/// nothing more: the path is `/` then visible ASCII (0x21-0x7E), the Host holds no CR,
+/// LF or NUL.
+pub fn check_probe_request(path: &str, host_header: &str) -> Result<(), String> {
+    if !path.starts_with('/') || !path.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(format!("the path {path:?} is not / followed by visible ASCII"));
+    }
+    if host_header.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(format!("the Host {host_header:?} holds a CR, LF or NUL"));
+    }
+    Ok(())
 }
 
 /// The probe's HTTP part on an open stream (plain or TLS).
@@ -210,4 +231,29 @@ where
 /// not reveal how much of a guess was right.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_requests_are_checked_for_bytes_that_would_end_the_request_line() {
+        assert!(check_probe_request("/healthz?deep=1", "orders.internal:8080").is_ok());
+        for path in ["healthz", "/a b", "/a\r\nPOST /admin/delete-all HTTP/1.1", "/a\n", "/a\0", "/caf\u{e9}", "/\x7f"] {
+            assert!(check_probe_request(path, "orders.internal").is_err(), "{path:?}");
+        }
+        assert!(check_probe_request("/", "orders.internal\r\nX-Injected: 1").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_probe_with_a_smuggling_path_dials_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let forged = "/healthz HTTP/1.1\r\nHost: a\r\n\r\nPOST /admin/delete-all HTTP/1.1\r\nHost: a\r\n\r\n";
+        let refused = probe(addr, "a", Some(forged), Duration::from_secs(1), None).await.unwrap_err();
+        assert!(refused.contains("not probed"), "{refused}");
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the probe opened a connection");
+    }
 }

@@ -19,6 +19,10 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use switchyard_compile::snapshot::{DialGrant, Snapshot};
+// Link-local addresses and the other spellings of cloud metadata (AWS's `fd00:ec2::254`,
+// NAT64 `64:ff9b::/96`): one classification, shared with compile (which refuses
+// link-local grants) and the controller's connectivity tests.
+use switchyard_compile::validate::is_link_local;
 
 use crate::client::Upstream;
 use crate::fast_hash::FastHash;
@@ -211,21 +215,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
-    }
-}
-
-/// Link-local addresses, and the other spellings of cloud metadata endpoints: AWS's IPv6
-/// `fd00:ec2::254`, and 169.254.0.0/16 behind the NAT64 prefix `64:ff9b::/96`.
-fn is_link_local(ip: IpAddr) -> bool {
-    const AWS_METADATA_V6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let nat64 =
-                s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && std::net::Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])).is_link_local();
-            (s[0] & 0xffc0) == 0xfe80 || v6 == AWS_METADATA_V6 || nat64
-        }
     }
 }
 

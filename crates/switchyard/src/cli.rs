@@ -59,6 +59,9 @@ pub struct VpcTestArgs {
     /// In a cluster: how long to wait for the controller's answer.
     #[arg(long, default_value = "30s", value_parser = switchyard_compile::units::parse_duration)]
     pub timeout: Duration,
+    /// With --config-dir (in a cluster the controller's own flag decides).
+    #[command(flatten)]
+    pub link_local: LinkLocalArgs,
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +69,12 @@ pub struct StandaloneArgs {
     /// Folder of resource YAML files; reloaded on change.
     #[arg(long, env = "SWITCHYARD_CONFIG_DIR")]
     pub config_dir: PathBuf,
+    /// Whether hosts belong to the namespace that named them first (`namespace`) or any
+    /// namespace may serve any host (`shared`: one folder is one tenant).
+    #[arg(long, env = "SWITCHYARD_HOST_OWNERSHIP", value_enum, default_value = "shared")]
+    pub host_ownership: HostOwnershipArg,
+    #[command(flatten)]
+    pub link_local: LinkLocalArgs,
     /// Proxy listener.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -157,6 +166,12 @@ pub struct ControllerArgs {
     /// Connectivity tests resolve host targets here (as the proxies must, to agree).
     #[command(flatten)]
     pub dns: DnsArgs,
+    /// Whether hosts belong to the namespace whose ApiRoute named them first (`namespace`)
+    /// or any namespace may serve any host (`shared`).
+    #[arg(long, env = "SWITCHYARD_HOST_OWNERSHIP", value_enum, default_value = "namespace")]
+    pub host_ownership: HostOwnershipArg,
+    #[command(flatten)]
+    pub link_local: LinkLocalArgs,
 }
 
 #[derive(Args, Debug)]
@@ -164,6 +179,42 @@ pub struct ValidateArgs {
     /// Manifest files to check together.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
+    /// Host ownership to check against, as the gateway runs (`namespace` for a controller).
+    #[arg(long, env = "SWITCHYARD_HOST_OWNERSHIP", value_enum, default_value = "shared")]
+    pub host_ownership: HostOwnershipArg,
+    #[command(flatten)]
+    pub link_local: LinkLocalArgs,
+}
+
+/// `--host-ownership`: who may serve a host.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostOwnershipArg {
+    /// Any namespace's routes may name any host.
+    Shared,
+    /// A host belongs to the namespace of the oldest accepted ApiRoute naming it.
+    Namespace,
+}
+
+/// Whether a VpcAuthorization may grant link-local addresses.
+#[derive(Args, Debug)]
+pub struct LinkLocalArgs {
+    /// Let VpcAuthorizations grant link-local addresses (169.254.0.0/16, fe80::/10, cloud
+    /// metadata such as 169.254.169.254): without it such an authorization is
+    /// Accepted=False (LinkLocalNotAllowed), and connectivity tests neither dial nor verify
+    /// link-local addresses a host target resolves to.
+    #[arg(long, env = "SWITCHYARD_ALLOW_LINK_LOCAL_GRANTS")]
+    pub allow_link_local_grants: bool,
+}
+
+/// The gateway-wide options compile reads.
+pub fn compile_options(host_ownership: HostOwnershipArg, link_local: &LinkLocalArgs) -> switchyard_compile::CompileOptions {
+    switchyard_compile::CompileOptions {
+        host_ownership: match host_ownership {
+            HostOwnershipArg::Shared => switchyard_compile::HostOwnership::Shared,
+            HostOwnershipArg::Namespace => switchyard_compile::HostOwnership::PerNamespace,
+        },
+        allow_link_local_grants: link_local.allow_link_local_grants,
+    }
 }
 
 /// The gateway-wide egress policy. Link-local addresses are always refused unless a

@@ -40,7 +40,8 @@ fn crds() -> anyhow::Result<ExitCode> {
 
 /// Compiles the given files together and prints every condition.
 fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let mut resources = switchyard_compile::Resources::default();
+    let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
+    let mut resources = switchyard_compile::Resources { options, ..Default::default() };
     for file in &args.files {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         switchyard_compile::manifest::add_yaml(&mut resources, &file.display().to_string(), &text);
@@ -69,7 +70,11 @@ async fn vpc_test(args: VpcTestArgs) -> anyhow::Result<ExitCode> {
     let (namespace, result) = match &args.config_dir {
         Some(dir) => {
             let namespace = args.namespace.clone().unwrap_or_else(|| "default".to_owned());
-            let result = vpc_test_in_folder(dir, &namespace, &args.name).await?;
+            let options = switchyard_compile::CompileOptions {
+                allow_link_local_grants: args.link_local.allow_link_local_grants,
+                ..Default::default()
+            };
+            let result = vpc_test_in_folder(dir, options, &namespace, &args.name).await?;
             (namespace, result)
         }
         None => switchyard_controller::kubernetes::vpc_test::run(args.namespace.as_deref(), &args.name, args.timeout).await?,
@@ -78,17 +83,23 @@ async fn vpc_test(args: VpcTestArgs) -> anyhow::Result<ExitCode> {
     Ok(if result.connected { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn vpc_test_in_folder(dir: &Path, namespace: &str, name: &str) -> anyhow::Result<switchyard_compile::Connectivity> {
+async fn vpc_test_in_folder(
+    dir: &Path,
+    options: switchyard_compile::CompileOptions,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<switchyard_compile::Connectivity> {
     use switchyard_controller::connectivity;
-    let resources = switchyard_controller::folder::FolderSource::new(dir).scan().unwrap_or_default();
+    let resources = switchyard_controller::folder::FolderSource::new(dir).with_options(options).scan().unwrap_or_default();
     let wanted = |a: &&switchyard_api::VpcAuthorization| {
         a.metadata.name.as_deref() == Some(name) && a.metadata.namespace.as_deref().unwrap_or("default") == namespace
     };
     let Some(authorization) = resources.vpc_authorizations.iter().find(wanted) else {
         bail!("no VpcAuthorization {namespace}/{name} in {}", dir.display());
     };
-    let Some(plan) = connectivity::plan(authorization, &resources) else {
-        bail!("VpcAuthorization {namespace}/{name} has no valid target to test");
+    let plan = match connectivity::plan(authorization, &resources) {
+        Ok(plan) => plan,
+        Err(why) => bail!("VpcAuthorization {namespace}/{name} cannot be tested: {why}"),
     };
     Ok(connectivity::run(&plan).await)
 }
@@ -163,7 +174,8 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(listener, transport, server));
     }
     let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
-    tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), publisher.clone(), book.clone()));
+    let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
+    tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), options, publisher.clone(), book.clone()));
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
     serve_admin(view, registry, admin_listener, metrics_listener);
@@ -221,8 +233,15 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let metrics_listener = listen("metrics", &args.metrics_listen).await?;
     let identity =
         ControllerIdentity { lease_namespace: args.lease_namespace.clone(), identity: args.pod_name.clone().unwrap_or_else(host_name) };
-    let kube_controller =
-        kubernetes::start(identity, publisher.clone(), book.clone(), metrics).await.context("connecting to the Kubernetes API")?;
+    let kube_controller = kubernetes::start(
+        identity,
+        crate::cli::compile_options(args.host_ownership, &args.link_local),
+        publisher.clone(),
+        book.clone(),
+        metrics,
+    )
+    .await
+    .context("connecting to the Kubernetes API")?;
     tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(snapshot_listener, transport, server));
     let view: Arc<dyn AdminView> = Arc::new(ControllerView { publisher, book });
     serve_admin(view, registry, admin_listener, Some(metrics_listener));

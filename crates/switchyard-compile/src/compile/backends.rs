@@ -178,10 +178,9 @@ fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
 /// Defaults: every 5 s, 2 passes to return, 3 failures to leave.
 fn active_health_policy(active: &switchyard_api::ActiveHealthCheck) -> Result<ActiveHealthPolicy, Rejection> {
     let bad = |why: &str| Rejection::new(reason::INVALID_SPEC, format!("healthCheck.active.{why}"));
-    if let Some(path) = &active.path
-        && (!path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' '))
-    {
-        return Err(bad("path must start with / and hold no spaces or control characters"));
+    if let Some(path) = &active.path {
+        // Written into the probe's request line as it is.
+        validate::wire_path(path).map_err(|e| Rejection::new(reason::INVALID_PATH, format!("healthCheck.active.path: {e}")))?;
     }
     let interval_ms = duration_ms("healthCheck.active.interval", active.interval.as_ref())?.unwrap_or(5_000);
     if interval_ms < 100 {
@@ -380,7 +379,9 @@ fn tls_trust_if_needed(
 
 fn checked_host_header(value: Option<&String>) -> Result<Option<String>, Rejection> {
     if let Some(host) = value {
-        validate::host_header(host).map_err(|e| Rejection::new(reason::INVALID_HOST, format!("hostHeader: {e}")))?;
+        validate::no_line_break("hostHeader", host)
+            .and_then(|()| validate::host_header(host).map_err(|e| format!("hostHeader: {e}")))
+            .map_err(|e| Rejection::new(reason::INVALID_HOST, e))?;
     }
     Ok(value.cloned())
 }

@@ -29,7 +29,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use switchyard_api::{APP_LABEL, ApiRoute, BackendService, DnsRecord, VpcAuthorization};
-use switchyard_compile::{AppSecret, ObjectRef, ResourceKind, Resources};
+use switchyard_compile::{AppSecret, CompileOptions, ObjectRef, ResourceKind, Resources};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::ControllerMetrics;
@@ -244,6 +244,7 @@ impl Controller {
 /// election and the compile loop in the background.
 pub async fn start(
     identity: ControllerIdentity,
+    options: CompileOptions,
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
     metrics: Arc<ControllerMetrics>,
@@ -254,13 +255,15 @@ pub async fn start(
     let elector = Arc::new(leader::LeaderElector::new(Api::namespaced(client.clone(), &namespace), LEASE_NAME, &identity.identity));
     tokio::spawn(elector.clone().run(leading_tx));
     let events = events::Events::new(client.clone(), &identity.identity);
-    tokio::spawn(run(client, publisher, book, leading.clone(), metrics, events));
+    tokio::spawn(run(client, options, publisher, book, leading.clone(), metrics, events));
     Ok(Controller { leading, elector })
 }
 
-/// Compiles on every change and writes statuses while leading. Runs forever.
+/// Compiles on every change and writes statuses while leading. Runs forever. `options`
+/// (command line) go with every compile and every connectivity test.
 pub async fn run(
     client: Client,
+    options: CompileOptions,
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
     mut leading: watch::Receiver<bool>,
@@ -281,7 +284,7 @@ pub async fn run(
         let started = Instant::now();
         let leads = *leading.borrow_and_update();
         let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics };
-        let mut resources = stores.resources();
+        let mut resources = Resources { options, ..stores.resources() };
         if leads {
             // Probes run on the leader only; their results are compile input like the rest.
             prober.collect();

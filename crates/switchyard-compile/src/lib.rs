@@ -11,6 +11,7 @@ pub mod request_path;
 mod resources;
 pub mod snapshot;
 mod status;
+mod strict;
 pub mod units;
 pub mod validate;
 

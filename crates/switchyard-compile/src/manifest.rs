@@ -3,13 +3,15 @@
 //! Parsing text is not I/O: callers read files and hand the text in. A document that
 //! cannot be decoded becomes an [`InvalidObject`] with the exact field path, so the
 //! operator sees `Accepted=False reason=InvalidSpec` instead of a silently dropped file.
+//! Decoding is strict, as the API server's: a field the kind's schema does not define is
+//! an error naming its path (see [`crate::strict`]), never silently ignored.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use switchyard_api::{API_VERSION, APP_LABEL};
 
-use crate::{AppSecret, InvalidObject, ObjectRef, ResourceKind, Resources, reason};
+use crate::{AppSecret, InvalidObject, ObjectRef, ResourceKind, Resources, reason, strict};
 
 /// Adds every document of one YAML text to `resources`. `source` names the text in
 /// messages (a file path).
@@ -66,6 +68,12 @@ fn add_value(resources: &mut Resources, at: &str, value: Value) {
     let invalid = |message: String| InvalidObject { object: object.clone(), generation, reason: reason::INVALID_SPEC, message };
     if name.is_empty() {
         resources.invalid.push(invalid(format!("{at}: metadata.name is required")));
+        return;
+    }
+    let unknown = serde_json::to_value(&value).map(|json| strict::unknown_fields(&kind, &json)).unwrap_or_default();
+    if !unknown.is_empty() {
+        let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+        resources.invalid.push(invalid(format!("{at}: strict decoding error: {}", fields.join(", "))));
         return;
     }
     let outcome = match kind_enum {

@@ -273,7 +273,7 @@ def check_contract(objects, prefix, namespace):
     ctrl = container(objects, f"{prefix}-controller")
     want = ["controller", "--snapshot-listen=0.0.0.0:18000", f"--snapshot-tls-cert={TLS_DIR}/tls.crt",
             f"--snapshot-tls-key={TLS_DIR}/tls.key", "--admin-listen=127.0.0.1:9902", "--metrics-listen=0.0.0.0:9102",
-            f"--token-file={TOKEN_PATH}"]
+            f"--token-file={TOKEN_PATH}", "--host-ownership=namespace"]
     if ctrl["args"] != want:
         problems.append(f"controller args {ctrl['args']}, want {want}")
     env = env_map(ctrl)
@@ -500,6 +500,8 @@ def scenario_options():
         "--set", "controller.spreadAcrossNodes=false",
         "--set", "controller.podAnnotations.team=edge",
         "--set", "controller.nodeSelector.kubernetes\\.io/os=linux",
+        "--set", "controller.hostOwnership=shared",
+        "--set", "controller.allowLinkLocalGrants=true",
         "--set", "commonLabels.owner=platform",
         "--set", "image.repository=switchyard-dev",
         "--set", "image.tag=1.2.3",
@@ -514,6 +516,9 @@ def scenario_options():
     problems = check_token_volume(objects, "edge-token", "value")
     problems += check_snapshot_tls(objects, prefix, "edge-tls") + check_no_admin_port(objects) + check_service_monitor(objects)
     problems += check_rbac(objects, prefix, "gateways")
+    ctrl_args = container(objects, f"{prefix}-controller")["args"]
+    if "--host-ownership=shared" not in ctrl_args or "--allow-link-local-grants" not in ctrl_args:
+        problems.append(f"controller: hostOwnership/allowLinkLocalGrants not applied: {ctrl_args}")
     proxy = container(objects, f"{prefix}-proxy")
     if "--workers=4" not in proxy["args"] or "lifecycle" in proxy:
         problems.append("proxy: --workers=4 and no preStop hook expected")

@@ -2,6 +2,7 @@
 //! and the metrics. Upstream connection pools belong to the worker threads.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use switchyard_compile::snapshot::Snapshot;
@@ -12,13 +13,16 @@ use crate::runtime::Runtime;
 
 pub struct Proxy {
     live: ArcSwapOption<Runtime>,
+    /// The version last applied: it moves on when a snapshot with the same content but
+    /// another number arrives (another controller replica), without a rebuild.
+    version: AtomicU64,
     egress: EgressConfig,
     pub metrics: ProxyMetrics,
 }
 
 impl Proxy {
     pub fn new(registry: &mut prometheus_client::registry::Registry, egress: EgressConfig) -> Self {
-        Self { live: ArcSwapOption::empty(), egress, metrics: ProxyMetrics::register(registry) }
+        Self { live: ArcSwapOption::empty(), version: AtomicU64::new(NO_VERSION), egress, metrics: ProxyMetrics::register(registry) }
     }
 
     /// The runtime in force now; requests hold it until they finish.
@@ -28,7 +32,8 @@ impl Proxy {
 
     /// Version of the live snapshot, if any.
     pub fn version(&self) -> Option<u64> {
-        self.live.load().as_ref().map(|rt| rt.snapshot.version)
+        let version = self.version.load(Ordering::Acquire);
+        (version != NO_VERSION && self.live.load().is_some()).then_some(version)
     }
 
     /// Endpoint health of the live runtime's backends that check it.
@@ -36,14 +41,23 @@ impl Proxy {
         self.live.load().as_ref().map(|rt| rt.endpoint_health()).unwrap_or_default()
     }
 
-    /// Builds a runtime from the snapshot and swaps it in. An inconsistent snapshot is
-    /// refused and the current one stays.
+    /// Builds a runtime from the snapshot and swaps it in. A snapshot with the content of
+    /// the live one (whatever its version) only moves the version on; backends whose
+    /// definition did not change keep their runtime, so health, outlier ejections and
+    /// balancer state survive unrelated changes. An inconsistent snapshot is refused and
+    /// the current one stays.
     pub fn apply(&self, snapshot: Arc<Snapshot>) -> Result<(), String> {
         let version = snapshot.version;
-        match Runtime::build(snapshot, &self.egress, &self.metrics.health) {
+        let previous = self.live.load_full();
+        if previous.as_ref().is_some_and(|rt| rt.snapshot.same_content(&snapshot)) {
+            self.set_version(version);
+            tracing::debug!(version, "routing snapshot has the live content; nothing to rebuild");
+            return Ok(());
+        }
+        match Runtime::build(snapshot, &self.egress, &self.metrics.health, previous.as_deref()) {
             Ok(runtime) => {
                 self.live.store(Some(Arc::new(runtime)));
-                self.metrics.snapshot_version.set(version as i64);
+                self.set_version(version);
                 self.metrics.snapshot_swaps.inc();
                 tracing::info!(version, "routing snapshot swapped in");
                 Ok(())
@@ -54,5 +68,37 @@ impl Proxy {
                 Err(e)
             }
         }
+    }
+
+    fn set_version(&self, version: u64) {
+        self.version.store(version, Ordering::Release);
+        self.metrics.snapshot_version.set(version as i64);
+    }
+}
+
+/// `version` before any snapshot was applied.
+const NO_VERSION: u64 = u64::MAX;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_compile::snapshot::{Backend, BackendKind};
+
+    fn snapshot(version: u64, status: u16) -> Arc<Snapshot> {
+        let backend = Backend::with_defaults(String::from("default/m"), BackendKind::Mock { status, headers: vec![], body: String::new() });
+        Arc::new(Snapshot { version, backends: vec![backend], ..Snapshot::default() })
+    }
+
+    #[test]
+    fn a_snapshot_with_the_live_content_moves_the_version_on_without_a_rebuild() {
+        let proxy = Proxy::new(&mut prometheus_client::registry::Registry::default(), EgressConfig::default());
+        proxy.apply(snapshot(1, 200)).unwrap();
+        let live = proxy.runtime().unwrap();
+        proxy.apply(snapshot(7, 200)).unwrap();
+        assert!(Arc::ptr_eq(&live, &proxy.runtime().unwrap()), "same content, another replica's version: nothing rebuilt");
+        assert_eq!(proxy.version(), Some(7));
+        proxy.apply(snapshot(8, 404)).unwrap();
+        assert!(!Arc::ptr_eq(&live, &proxy.runtime().unwrap()));
+        assert_eq!(proxy.version(), Some(8));
     }
 }

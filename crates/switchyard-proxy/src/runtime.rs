@@ -2,6 +2,7 @@
 //! arrives and swapped in whole: the router, per-route shaping data with header names
 //! and values already parsed, and one runtime per backend.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,8 @@ pub struct Runtime {
     pub dial: Arc<DialPolicy>,
     pub router: Router,
     pub routes: Vec<RouteRuntime>,
-    pub backends: Vec<BackendRuntime>,
+    /// Shared with the previous runtime when a backend's definition did not change.
+    pub backends: Vec<Arc<BackendRuntime>>,
 }
 
 /// Per-route data the request phases use.
@@ -71,18 +73,38 @@ pub enum Rewrite {
 impl Runtime {
     /// Builds the runtime; an inconsistent snapshot (which compile never publishes, but
     /// the wire could carry) is refused so the proxy keeps the one it has.
-    pub fn build(snapshot: Arc<Snapshot>, egress: &EgressConfig, health: &HealthMetrics) -> Result<Self, String> {
+    pub fn build(
+        snapshot: Arc<Snapshot>,
+        egress: &EgressConfig,
+        health: &HealthMetrics,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes, &snapshot.host_owners)?;
-        let dial = Arc::new(DialPolicy::build(egress, &snapshot));
+        // Backends (and their health probes) dial through this policy: they can be kept
+        // only while what it is built from, the DnsRecords, stays the same.
+        let reusable = previous.filter(|p| p.snapshot.dns_records == snapshot.dns_records);
+        let dial = match reusable {
+            Some(p) => p.dial.clone(),
+            None => Arc::new(DialPolicy::build(egress, &snapshot)),
+        };
         let ctx = BuildContext { dial: dial.clone(), health: health.clone() };
-        let backends = snapshot.backends.iter().map(|b| BackendRuntime::build(b, &ctx)).collect();
+        let kept: HashMap<&str, usize> =
+            reusable.map(|p| p.snapshot.backends.iter().enumerate().map(|(i, b)| (b.id.as_str(), i)).collect()).unwrap_or_default();
+        let backends = snapshot
+            .backends
+            .iter()
+            .map(|b| match (reusable, kept.get(b.id.as_str())) {
+                (Some(p), Some(&i)) if p.snapshot.backends[i] == *b => p.backends[i].clone(),
+                _ => Arc::new(BackendRuntime::build(b, &ctx)),
+            })
+            .collect();
         let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
         Ok(Self { snapshot, dial, router, routes, backends })
     }
 
     /// Endpoint health of every backend that checks it (for `/config_dump`).
     pub fn endpoint_health(&self) -> Vec<serde_json::Value> {
-        self.backends.iter().filter_map(BackendRuntime::health_report).collect()
+        self.backends.iter().filter_map(|b| b.health_report()).collect()
     }
 }
 
@@ -223,7 +245,7 @@ mod tests {
     }
 
     fn runtime(route: Route, backends: usize) -> Runtime {
-        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default(), &HealthMetrics::default()).unwrap()
+        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default(), &HealthMetrics::default(), None).unwrap()
     }
 
     #[test]
@@ -312,10 +334,23 @@ mod tests {
     }
 
     #[test]
+    fn backends_whose_definition_did_not_change_keep_their_runtime_across_snapshots() {
+        let first = runtime(route("/x", PathKind::Exact, None), 2);
+        let mut changed = snapshot_with(route("/x", PathKind::Exact, None), 2);
+        changed.backends[1].timeout_ms = Some(1234);
+        let second = Runtime::build(Arc::new(changed.clone()), &EgressConfig::default(), &HealthMetrics::default(), Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(&first.backends[0], &second.backends[0]), "unchanged: health and outlier state are kept");
+        assert!(!Arc::ptr_eq(&first.backends[1], &second.backends[1]), "changed: rebuilt");
+        changed.dns_records.push(switchyard_compile::snapshot::DnsEntry { domain: "a.internal".into(), records: vec![] });
+        let third = Runtime::build(Arc::new(changed), &EgressConfig::default(), &HealthMetrics::default(), Some(&second)).unwrap();
+        assert!(!Arc::ptr_eq(&second.backends[0], &third.backends[0]), "new DnsRecords: every backend dials through a new policy");
+    }
+
+    #[test]
     fn a_snapshot_pointing_at_a_missing_backend_is_refused() {
         let mut r = route("/x", PathKind::Exact, None);
         r.backends[0].backend = 5;
-        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default(), &HealthMetrics::default()).is_err());
+        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default(), &HealthMetrics::default(), None).is_err());
     }
 
     #[test]
@@ -329,8 +364,8 @@ mod tests {
             tls_server_name: Some("not a server name:443".into()),
         };
         snapshot.backends[1].kind = BackendKind::Http { endpoints: vec![endpoint] };
-        let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &HealthMetrics::default()).unwrap();
-        assert!(matches!(rt.backends[0], BackendRuntime::Mock(_)), "the good backend is built");
-        assert!(matches!(rt.backends[1], BackendRuntime::Unavailable(_)), "the bad one answers 503 instead of failing the snapshot");
+        let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &HealthMetrics::default(), None).unwrap();
+        assert!(matches!(*rt.backends[0], BackendRuntime::Mock(_)), "the good backend is built");
+        assert!(matches!(*rt.backends[1], BackendRuntime::Unavailable(_)), "the bad one answers 503 instead of failing the snapshot");
     }
 }

@@ -188,3 +188,38 @@ async fn active_health_checks_take_a_dead_endpoint_out_and_bring_it_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_endpoint_stays_ejected_when_an_unrelated_backend_is_added() {
+    use std::time::Duration;
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let b_addr = b.addr.to_string();
+    let policy = "{policy: RoundRobin}\n  healthCheck: {passive: {consecutiveFailures: 1, ejectionTime: 60s}}";
+    let (config, gw) = gateway(&[&a, &b], policy).await;
+    b.stop();
+    drop(b);
+    let ejected = || async {
+        let dump = support::get(&gw.url("admin", "/config_dump")).await.unwrap().json();
+        let endpoints = dump["endpointHealth"][0]["endpoints"].as_array().cloned().unwrap_or_default();
+        endpoints.iter().any(|e| e["endpoint"] == b_addr.as_str() && e["ejected"] == true)
+    };
+    support::wait_until("the dead endpoint is ejected", Duration::from_secs(5), || async {
+        for _ in 0..4 {
+            let _ = support::get(&gw.proxy_url("/x")).await;
+        }
+        ejected().await
+    })
+    .await;
+    config.write(
+        "other.yaml",
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: other}\nspec: {mock: {statusCode: 204}}\n",
+    );
+    support::wait_until("the unrelated backend is compiled", Duration::from_secs(5), || async {
+        gw.condition("BackendService", "other", "Accepted").await.is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(ejected().await, "a snapshot change elsewhere must not put the ejected endpoint back into rotation");
+    let counts = spread(&gw, 20, 1, None).await;
+    assert_eq!(counts.get("a"), Some(&20), "{counts:?}");
+}

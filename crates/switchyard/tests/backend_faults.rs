@@ -346,3 +346,40 @@ async fn an_egress_refusal_gives_the_policys_reason_but_not_the_address_the_name
     })
     .await;
 }
+
+/// A loopback port whose accept queue is full, so a new connect is never answered (its
+/// SYN is dropped): a blackholed endpoint without leaving loopback. Keep the returned
+/// values alive for as long as the port must stay blackholed.
+async fn blackholed_port() -> (tokio::net::TcpListener, Vec<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            fillers.push(stream);
+        }
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await.is_err(),
+        "the port should not answer connects any more"
+    );
+    (listener, fillers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_endpoint_is_a_connect_failure_within_a_short_attempt_timeout_and_is_retried() {
+    let (hole, _fillers) = blackholed_port().await;
+    let good = Upstream::start("good").await;
+    let urls = [format!("http://{}", hole.local_addr().unwrap()), good.url()];
+    let retries = "  timeout: 300ms\n  retries: {attempts: 1, on: [connect-failure]}\n";
+    let (_config, gw) = gateway(&[backend("pool", &urls, retries), route("pool", "/x", "pool", "")]).await;
+    for i in 0..4 {
+        let started = Instant::now();
+        let reply = get(&gw.proxy_url("/x")).await.unwrap();
+        assert_eq!(reply.status, 200, "request {i}: {:?} {}", reply.error_code(), reply.text());
+        assert!(started.elapsed() < Duration::from_secs(3), "request {i} took {:?}", started.elapsed());
+    }
+    assert_eq!(good.hits(), 4, "the requests that met the blackhole first moved on to the healthy endpoint");
+}

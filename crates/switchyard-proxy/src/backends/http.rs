@@ -196,8 +196,11 @@ impl HttpBackend {
     ) -> Result<(Response<hyper::body::Incoming>, Lease), AttemptError> {
         let Retry { policy, resend } = retry;
         let timeout_ms = budget.as_millis() as u64;
-        let outcome =
-            tokio::time::timeout(budget, ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref())).await;
+        // The dial shares the attempt's deadline: a blackholed endpoint is a connect
+        // failure (retryable to another endpoint), not the attempt's timeout.
+        let deadline = tokio::time::Instant::now() + budget;
+        let call = ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref(), deadline);
+        let outcome = tokio::time::timeout_at(deadline, call).await;
         let id = || self.id.clone();
         // For the log only: the endpoint and the whole error chain.
         let detail = |e: &crate::client::ClientError| format!("{}: {}", endpoint.upstream.authority, error_chain(e));

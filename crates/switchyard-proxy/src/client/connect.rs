@@ -20,7 +20,9 @@ pub(super) async fn connect(
     pinned: Option<SocketAddr>,
     policy: &DialPolicy,
     grant: Option<&Granted>,
+    deadline: tokio::time::Instant,
 ) -> Result<SendRequest<RequestBody>, ClientError> {
+    let connect_by = deadline.min(tokio::time::Instant::now() + CONNECT_TIMEOUT);
     let failed = |kind: &'static str, e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(kind.into(), e);
     let authority = &upstream.authority;
     let candidates = crate::resolver::addresses(authority, pinned).await.map_err(|e| failed("the name does not resolve", e.into()))?;
@@ -40,21 +42,16 @@ pub(super) async fn connect(
             None => failed("the name resolved to no address", format!("{authority} resolved to no address").into()),
         });
     }
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&allowed[..]))
+    let stream = tokio::time::timeout_at(connect_by, TcpStream::connect(&allowed[..]))
         .await
-        .map_err(|_| failed("timed out", format!("connect to {authority} timed out after {CONNECT_TIMEOUT:?}").into()))?
+        .map_err(|_| failed("timed out", format!("connect to {authority} timed out").into()))?
         .map_err(|e| failed(super::io_failure(&e), e.into()))?;
     // Requests and responses are small and latency-bound: do not wait to coalesce.
     stream.set_nodelay(true).map_err(|e| failed(super::io_failure(&e), e.into()))?;
     let Some(tls) = &upstream.tls else { return http1_over(stream).await };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(stream))
+    let stream = tokio::time::timeout_at(connect_by, tls.connect(stream))
         .await
-        .map_err(|_| {
-            ClientError::Tls(
-                "TLS handshake timed out".into(),
-                format!("TLS handshake with {authority} timed out after {CONNECT_TIMEOUT:?}").into(),
-            )
-        })?
+        .map_err(|_| ClientError::Tls("TLS handshake timed out".into(), format!("TLS handshake with {authority} timed out").into()))?
         .map_err(|e| ClientError::Tls(super::tls_failure(&e), e.into()))?;
     http1_over(stream).await
 }

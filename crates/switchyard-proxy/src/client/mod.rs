@@ -24,7 +24,8 @@ use switchyard_http::tls::UpstreamTls;
 pub use self::pool::Lease;
 use self::pool::{Key, Pool};
 
-/// Dial timeout: a backend that does not accept within this is a connect failure.
+/// Dial timeout: a backend that does not accept within this (or within the attempt's
+/// deadline, when that comes first) is a connect failure.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Idle keep-alive connections are closed after this long unused.
@@ -181,6 +182,7 @@ impl UpstreamClient {
         mut request: Request<RequestBody>,
         policy: &DialPolicy,
         grant: Option<&Granted>,
+        deadline: tokio::time::Instant,
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
         let pinned = policy.pinned(upstream);
         let key = Key::new(upstream, pinned, grant.map(Granted::fingerprint));
@@ -197,7 +199,7 @@ impl UpstreamClient {
         }
         // Boxed: dialling (DNS, TLS) is rare next to reusing a pooled connection, and its
         // large state would otherwise be moved around with every request's future.
-        let sender = Box::pin(connect::connect(upstream, pinned, policy, grant)).await?;
+        let sender = Box::pin(connect::connect(upstream, pinned, policy, grant, deadline)).await?;
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
         Ok((response, lease))

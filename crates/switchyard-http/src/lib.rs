@@ -80,6 +80,9 @@ pub async fn bind_shared(addr: &str, count: usize) -> std::io::Result<Vec<std::n
     let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
     let mut resolved: SocketAddr =
         tokio::net::lookup_host(addr).await.map_err(named)?.next().ok_or_else(|| named(std::io::Error::other("no address")))?;
+    if resolved.port() != 0 {
+        refuse_if_taken(resolved).map_err(named)?;
+    }
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         let socket = if resolved.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(named)?;
@@ -91,6 +94,20 @@ pub async fn bind_shared(addr: &str, count: usize) -> std::io::Result<Vec<std::n
         listeners.push(listener.into_std()?);
     }
     Ok(listeners)
+}
+
+/// `SO_REUSEPORT` lets any process of the same user join a port and take a share of its
+/// connections, so two gateways with different configurations would split traffic in
+/// silence. A plain bind (no `SO_REUSEPORT`) first fails when anyone listens there.
+fn refuse_if_taken(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }?;
+    probe.set_reuseaddr(true)?;
+    match probe.bind(addr) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(std::io::Error::new(e.kind(), "another process already listens on this address"))
+        }
+        other => other,
+    }
 }
 
 /// Runs one `serve` loop per listener, each on its own thread with a single-threaded

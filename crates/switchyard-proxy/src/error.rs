@@ -22,8 +22,10 @@ pub const X_CA_ERROR_MESSAGE: &str = "x-ca-error-message";
 pub enum GatewayError {
     #[error("no route matches {method} {host}{path}")]
     RouteNotFound { method: String, host: String, path: String },
+    /// `allow` is the `Allow` header's value: the methods the routes matching the path
+    /// accept (`GET, HEAD`).
     #[error("{method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    MethodNotAllowed { method: String, path: String, allow: String },
     #[error("the request line and headers are {size} bytes; the limit is {limit}")]
     HeadersTooLarge { size: usize, limit: usize },
     #[error("the request body is larger than the route's limit of {limit} bytes")]
@@ -156,6 +158,10 @@ impl GatewayError {
         headers.insert(X_CA_ERROR_CODE, HeaderValue::from_static(self.code()));
         headers.insert(X_CA_ERROR_MESSAGE, header_safe(&message));
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Self::MethodNotAllowed { allow, .. } = &self {
+            // Method names are tokens, so this is always a valid value.
+            headers.insert(http::header::ALLOW, header_safe(allow));
+        }
         response
     }
 }
@@ -175,7 +181,7 @@ mod tests {
     fn every_error_maps_to_its_own_code_and_a_matching_status() {
         let errors = [
             GatewayError::RouteNotFound { method: "GET".into(), host: "h".into(), path: "/".into() },
-            GatewayError::MethodNotAllowed { method: "GET".into(), path: "/".into() },
+            GatewayError::MethodNotAllowed { method: "GET".into(), path: "/".into(), allow: "POST".into() },
             GatewayError::HeadersTooLarge { size: 9000, limit: 8192 },
             GatewayError::BodyTooLarge { limit: 1 },
             GatewayError::BadRequest("x".into()),
@@ -234,6 +240,16 @@ mod tests {
         assert_eq!((malformed.status(), malformed.code()), (StatusCode::BAD_REQUEST, "A400MB"));
         let slow = GatewayError::BodyTimeout { timeout_ms: 300 };
         assert_eq!((slow.status(), slow.code()), (StatusCode::REQUEST_TIMEOUT, "A408BT"));
+    }
+
+    #[test]
+    fn a_method_not_allowed_answer_carries_allow() {
+        let error = GatewayError::MethodNotAllowed { method: "GET".into(), path: "/x".into(), allow: "POST, PUT".into() };
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[http::header::ALLOW], "POST, PUT");
+        let not_found = GatewayError::RouteNotFound { method: "GET".into(), host: "h".into(), path: "/".into() }.into_response();
+        assert!(!not_found.headers().contains_key(http::header::ALLOW));
     }
 
     #[test]

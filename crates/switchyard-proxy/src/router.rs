@@ -11,7 +11,8 @@
 //! 5. A route naming methods beats one that takes any method.
 //! 6. The older route (snapshot order) first.
 //!
-//! A path that matches only with another method answers 405; anything else 404.
+//! A path that matches only with another method answers 405 with the methods that would
+//! have matched (the `Allow` header); anything else 404.
 //!
 //! Hosts per namespace: when the snapshot lists host owners, a request for an owned host
 //! (its exact owner, else the longest owned wildcard covering it) is matched only against
@@ -35,8 +36,46 @@ pub struct RouteMatch {
 #[derive(Debug, PartialEq, Eq)]
 pub enum NoMatch {
     NotFound,
-    MethodNotAllowed,
+    /// Routes match the path (hosts, headers and query too) but not the method; these
+    /// are the methods they accept.
+    MethodNotAllowed(AllowedMethods),
 }
+
+/// The union of the methods named by routes that matched a request except for its method.
+/// Built only on the way to a 405: a successful match never touches it (and an empty one
+/// holds no allocation).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AllowedMethods {
+    /// Bits per [`method_bit`].
+    bits: u16,
+    /// Methods outside the known set, in the order first seen.
+    other: Vec<Method>,
+}
+
+impl AllowedMethods {
+    fn add(&mut self, candidate: &Candidate) {
+        self.bits |= candidate.methods;
+        for method in &candidate.other_methods {
+            if !self.other.contains(method) {
+                self.other.push(method.clone());
+            }
+        }
+    }
+
+    /// The methods, the known ones in a fixed order (GET, HEAD, POST, PUT, DELETE, PATCH,
+    /// OPTIONS) and then any others.
+    pub fn methods(&self) -> impl Iterator<Item = &Method> {
+        KNOWN_METHODS.iter().filter(|m| method_bit(m).is_some_and(|bit| self.bits & bit != 0)).chain(&self.other)
+    }
+
+    /// The value of an `Allow` header: `GET, HEAD`.
+    pub fn header_value(&self) -> String {
+        let names: Vec<&str> = self.methods().map(Method::as_str).collect();
+        names.join(", ")
+    }
+}
+
+const KNOWN_METHODS: [Method; 7] = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS];
 
 /// The parts of a request matching looks at.
 pub struct RequestView<'a> {
@@ -158,6 +197,9 @@ impl Router {
 
     /// Finds the route for a request.
     pub fn find(&self, request: &RequestView<'_>) -> Result<RouteMatch, NoMatch> {
+        // Filled only by candidates whose method does not match: no allocation unless a
+        // route names a method outside the known set.
+        let mut allowed = AllowedMethods::default();
         let mut method_mismatch = false;
         let lowered;
         let host = if request.host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -174,11 +216,11 @@ impl Router {
         let named = exact.into_iter().chain(wildcards()).filter(|t| t.owner == owner).map(|t| &t.table);
         let unnamed = owner.is_none().then_some(&self.any_host);
         for table in named.chain(unnamed) {
-            if let Some(found) = table.find(request, &mut method_mismatch) {
+            if let Some(found) = table.find(request, &mut method_mismatch, &mut allowed) {
                 return Ok(found);
             }
         }
-        Err(if method_mismatch { NoMatch::MethodNotAllowed } else { NoMatch::NotFound })
+        Err(if method_mismatch { NoMatch::MethodNotAllowed(allowed) } else { NoMatch::NotFound })
     }
 }
 
@@ -199,7 +241,7 @@ impl Table {
         self.prefixes.sort_by(|a, b| a.precedence.cmp(&b.precedence));
     }
 
-    fn find(&self, request: &RequestView<'_>, method_mismatch: &mut bool) -> Option<RouteMatch> {
+    fn find(&self, request: &RequestView<'_>, method_mismatch: &mut bool, allowed: &mut AllowedMethods) -> Option<RouteMatch> {
         let exact = self.exact.get(request.path).map(Vec::as_slice).unwrap_or_default();
         for candidate in exact.iter().chain(&self.templates).chain(&self.prefixes) {
             let Some(params) = candidate.path_matches(request.path) else { continue };
@@ -207,7 +249,10 @@ impl Table {
                 continue;
             }
             if !candidate.method_matches(request.method) {
+                // Only a candidate naming methods can miss one, so `allowed` is never empty
+                // when this is set.
                 *method_mismatch = true;
+                allowed.add(candidate);
                 continue;
             }
             return Some(RouteMatch { route: candidate.route, params });

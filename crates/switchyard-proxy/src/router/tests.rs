@@ -154,8 +154,36 @@ fn among_equals_the_older_route_wins() {
 #[test]
 fn a_path_served_only_for_other_methods_is_method_not_allowed() {
     let routes = [with_methods(route("post", &[], "/x", PathKind::Exact), &["POST", "PUT"])];
-    assert_eq!(find(&routes, &get("h", "/x")), Err(NoMatch::MethodNotAllowed));
+    assert!(matches!(find(&routes, &get("h", "/x")), Err(NoMatch::MethodNotAllowed(_))));
     assert_eq!(find(&routes, &get("h", "/y")), Err(NoMatch::NotFound));
+}
+
+/// The allowed methods of a request's 405, as its `Allow` header would list them.
+fn allowed(routes: &[Route], req: &Req) -> String {
+    match find(routes, req) {
+        Err(NoMatch::MethodNotAllowed(allowed)) => allowed.header_value(),
+        other => panic!("expected a 405, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_method_not_allowed_lists_the_methods_of_every_route_matching_the_path() {
+    let routes = [
+        with_methods(route("put", &[], "/x", PathKind::Exact), &["PUT", "POST"]),
+        with_methods(route("items", &[], "/{id}", PathKind::Template), &["DELETE", "PURGE"]),
+        with_methods(route("prefix", &["h"], "/", PathKind::Prefix), &["PATCH"]),
+        // Matches the path but not the header: its methods are not offered.
+        with_header(with_methods(route("guarded", &[], "/x", PathKind::Exact), &["OPTIONS"]), "x-key", None),
+        // Another path.
+        with_methods(route("other", &[], "/y/z", PathKind::Exact), &["HEAD"]),
+    ];
+    // Known methods in a fixed order, then others; each once.
+    assert_eq!(allowed(&routes, &get("h", "/x")), "POST, PUT, DELETE, PATCH, PURGE");
+    assert_eq!(allowed(&routes, &get("other-host", "/x")), "POST, PUT, DELETE, PURGE");
+    assert_eq!(allowed(&routes, &get("other-host", "/q")), "DELETE, PURGE");
+    // A route taking any method never gives a 405.
+    let any = [with_methods(route("post", &[], "/x", PathKind::Exact), &["POST"]), route("any", &[], "/{p}", PathKind::Template)];
+    assert_eq!(find(&any, &get("h", "/x")), Ok("any"));
 }
 
 #[test]

@@ -86,19 +86,28 @@ fn unreadable(path: &Path, error: &str) -> InvalidObject {
 }
 
 /// `*.yaml`, `*.yml` and `*.json` under `dir`, recursively, sorted; hidden files
-/// (editor swap files) are skipped.
+/// (editor swap files) are skipped. Symbolic links are followed, but every directory and
+/// file is visited once (by device and inode): a link loop (`a/b -> ..`) cannot make a
+/// scan spin, and a file reachable by two paths is read once.
 pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |meta: &std::fs::Metadata| (meta.dev(), meta.ino());
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
+    if let Ok(meta) = std::fs::metadata(dir) {
+        seen.insert(identity(&meta));
+    }
     while let Some(current) = pending.pop() {
         let Ok(entries) = std::fs::read_dir(&current) else { continue };
         for entry in entries.flatten() {
-            let path = entry.path();
             let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if hidden {
+            // `metadata` follows links; a dangling link has none and is skipped.
+            let (path, Ok(meta)) = (entry.path(), std::fs::metadata(entry.path())) else { continue };
+            if hidden || !seen.insert(identity(&meta)) {
                 continue;
             }
-            if path.is_dir() {
+            if meta.is_dir() {
                 pending.push(path);
             } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
                 out.push(path);
@@ -146,6 +155,20 @@ mod tests {
         let resources = FolderSource::new(dir.path()).with_options(options).scan().unwrap();
         assert_eq!(resources.options, options);
         assert_eq!(FolderSource::new(dir.path()).scan().unwrap().options, CompileOptions::default());
+    }
+
+    #[test]
+    fn a_symlink_loop_is_walked_once_and_a_linked_file_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("a.yaml"), ROUTE).unwrap();
+        std::os::unix::fs::symlink(dir.path(), sub.join("loop")).unwrap();
+        std::os::unix::fs::symlink(sub.join("a.yaml"), dir.path().join("alias.yaml")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("missing"), dir.path().join("dangling.yaml")).unwrap();
+        let files = yaml_files(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(FolderSource::new(dir.path()).scan().unwrap().backend_services.len(), 1);
     }
 
     #[test]

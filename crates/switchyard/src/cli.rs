@@ -176,7 +176,8 @@ pub struct ControllerArgs {
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// Manifest files to check together.
+    /// Manifest files to check together: a file, a folder (every *.yaml, *.yml, *.json
+    /// under it) or `-` for standard input; repeatable.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     /// Host ownership to check against, as the gateway runs (`namespace` for a controller).

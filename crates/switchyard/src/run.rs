@@ -20,15 +20,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Crds => crds(),
         Command::Validate(args) => validate(&args),
-        Command::Standalone(args) => runtime()?.block_on(standalone(args)),
-        Command::Proxy(args) => runtime()?.block_on(proxy(args)),
-        Command::Controller(args) => runtime()?.block_on(controller(args)),
-        Command::Vpc { command: VpcCommand::Test(args) } => runtime()?.block_on(vpc_test(args)),
+        Command::Standalone(args) => run_async(standalone(args)),
+        Command::Proxy(args) => run_async(proxy(args)),
+        Command::Controller(args) => run_async(controller(args)),
+        Command::Vpc { command: VpcCommand::Test(args) } => run_async(vpc_test(args)),
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+/// Runs a subcommand on a multi-threaded runtime. Once it has returned (drained, on a
+/// signal), blocking work still running (a folder scan stuck on a bad file system) gets
+/// a moment, not a veto: the process exits.
+fn run_async(work: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let outcome = runtime.block_on(work);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 fn crds() -> anyhow::Result<ExitCode> {
@@ -43,8 +49,18 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let mut resources = switchyard_compile::Resources { options, ..Default::default() };
     for file in &args.files {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        switchyard_compile::manifest::add_yaml(&mut resources, &file.display().to_string(), &text);
+        if file.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading standard input")?;
+            switchyard_compile::manifest::add_yaml(&mut resources, "<stdin>", &text);
+            continue;
+        }
+        // A folder is read as standalone reads its --config-dir (recursively, once per file).
+        let paths = if file.is_dir() { switchyard_controller::folder::yaml_files(file) } else { vec![file.clone()] };
+        for path in paths {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            switchyard_compile::manifest::add_yaml(&mut resources, &path.display().to_string(), &text);
+        }
     }
     let compiled = switchyard_compile::compile(&resources);
     let mut any_false = false;

@@ -38,7 +38,7 @@ fn validate_exits_nonzero_and_names_each_problem_for_invalid_manifests() {
     let (code, out) = switchyard(&["validate", "-f", &golden("invalid-manifests")]);
     assert_eq!(code, 1, "{out}");
     for expected in [
-        "BackendService default/ftp: Accepted=False (InvalidKind)",
+        "BackendService default/ftp: Accepted=False (InvalidSpec)",
         "BackendService default/both: Accepted=False (InvalidKind)",
         "ApiRoute default/missing-backend: ResolvedRefs=False (BackendNotFound)",
         "ApiRoute default/bad-template: Accepted=False (InvalidPathTemplate)",
@@ -122,4 +122,40 @@ fn vpc_test_without_a_config_dir_asks_the_cluster_and_says_when_there_are_no_cre
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("loading Kubernetes credentials"), "{stderr}");
+}
+
+#[test]
+fn validate_reads_a_folder_and_standard_input_and_refuses_typos_as_the_api_server_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("routes")).unwrap();
+    std::fs::write(
+        dir.path().join("backend.yaml"),
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b}\nspec: {mock: {}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("routes/route.yaml"),
+        "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: r}\nspec: {match: {path: /a, method: [GET]}, backendRefs: [{name: b}], timout: 5s}\n",
+    )
+    .unwrap();
+    let (code, out) = switchyard(&["validate", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BackendService default/b: Accepted=True"), "the folder's files are read: {out}");
+    assert!(out.contains("ApiRoute default/r: Accepted=False (InvalidSpec)"), "{out}");
+    assert!(out.contains("unknown field \"spec.match.method\"") && out.contains("unknown field \"spec.timout\""), "{out}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["validate", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: from-stdin}\nspec: {mock: {}}\n",
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("BackendService default/from-stdin: Accepted=True"), "{text}");
 }

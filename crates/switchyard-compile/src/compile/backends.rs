@@ -136,6 +136,13 @@ fn set_ready(status: &mut ResourceStatus, kind: &BackendKind, endpoints: u32) {
             reason::NOT_IMPLEMENTED,
             format!("the {kind} backend kind is not implemented in this build; requests answer 501"),
         ),
+        // A mock has no endpoints to count: the gateway itself answers.
+        BackendKind::Mock { status, .. } => ConditionSpec::new(
+            READY,
+            true,
+            reason::READY,
+            format!("mock backend; the gateway answers every request itself with status {status}"),
+        ),
         _ if endpoints == 0 => ConditionSpec::new(READY, false, reason::NO_ENDPOINTS, "no endpoints are known"),
         _ => ConditionSpec::new(READY, true, reason::READY, format!("{endpoints} endpoint(s)")),
     };
@@ -224,13 +231,13 @@ fn load_balancer(lb: &LoadBalancing) -> Result<LoadBalancer, Rejection> {
     }
 }
 
-/// Retry policy from the resource; `on` defaults to connect failures only.
+/// Retry policy from the resource; `retryOn` defaults to connect failures only.
 pub(super) fn retry_policy(retries: &Retries) -> Result<RetryPolicy, Rejection> {
     if retries.attempts > 10 {
         return Err(Rejection::new(reason::INVALID_SPEC, format!("retries.attempts {} is above 10", retries.attempts)));
     }
-    let on = |what| retries.on.contains(&what);
-    let connect = retries.on.is_empty() || on(RetryOn::ConnectFailure);
+    let on = |what| retries.retry_on.contains(&what);
+    let connect = retries.retry_on.is_empty() || on(RetryOn::ConnectFailure);
     Ok(RetryPolicy {
         attempts: retries.attempts,
         on_connect_failure: connect,

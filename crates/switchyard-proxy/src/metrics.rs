@@ -38,6 +38,10 @@ pub struct ProxyMetrics {
     pub snapshot_version: Gauge,
     pub snapshot_swaps: Counter,
     pub snapshot_rejected: Counter,
+    /// Seconds since the last pull that got an answer (proxy mode).
+    snapshot_pull_age: Gauge,
+    /// When that was (since the pull loop started, until the first answer).
+    last_pull: std::sync::Mutex<std::time::Instant>,
     pub health: HealthMetrics,
 }
 
@@ -52,6 +56,8 @@ impl ProxyMetrics {
             snapshot_version: Gauge::default(),
             snapshot_swaps: Counter::default(),
             snapshot_rejected: Counter::default(),
+            snapshot_pull_age: Gauge::default(),
+            last_pull: std::sync::Mutex::new(std::time::Instant::now()),
             health: HealthMetrics::default(),
         };
         let proxy = registry.sub_registry_with_prefix("switchyard_proxy");
@@ -62,12 +68,29 @@ impl ProxyMetrics {
         proxy.register("snapshot_swaps", "Snapshots swapped in", metrics.snapshot_swaps.clone());
         proxy.register("snapshot_rejected", "Snapshots refused as inconsistent", metrics.snapshot_rejected.clone());
         proxy.register(
+            "snapshot_pull_age_seconds",
+            "Seconds since the last snapshot pull the controller answered (proxy mode)",
+            metrics.snapshot_pull_age.clone(),
+        );
+        proxy.register(
             "unhealthy_endpoints",
             "Endpoints out of rotation after failing active health checks",
             metrics.health.unhealthy_endpoints.clone(),
         );
         proxy.register("outlier_ejections", "Endpoints ejected by passive outlier detection", metrics.health.outlier_ejections.clone());
         metrics
+    }
+
+    /// A pull got an answer now.
+    pub fn pulled_now(&self) {
+        *self.last_pull.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+        self.snapshot_pull_age.set(0);
+    }
+
+    /// Sets the pull age gauge from the last answered pull.
+    pub fn refresh_pull_age(&self) {
+        let last = *self.last_pull.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.snapshot_pull_age.set(i64::try_from(last.elapsed().as_secs()).unwrap_or(i64::MAX));
     }
 
     pub fn observe(&self, status: u16, error_code: Option<&'static str>, elapsed: Duration) {

@@ -28,7 +28,6 @@ use switchyard_http::tls::{Trust, UpstreamTls};
 use crate::proxy::Proxy;
 
 /// Longer than the controller's hold time, so a healthy long-poll never times out.
-const POLL_TIMEOUT: Duration = Duration::from_secs(45);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CACHE_FILE: &str = "snapshot.json";
 
@@ -38,7 +37,20 @@ pub struct PullConfig {
     /// The bearer token in force now (re-read from its file when that changes).
     pub token: Box<dyn Fn() -> Option<Arc<str>> + Send + Sync>,
     pub cache_dir: Option<PathBuf>,
+    /// The longest the proxy waits on a controller that has stopped sending: the connect,
+    /// the TLS handshake, the response headers beyond the long-poll hold, and the body.
+    pub stall_timeout: Duration,
 }
+
+/// Default [`PullConfig::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the controller holds a long-poll before answering 304 (its `DEFAULT_HOLD`).
+const SERVER_HOLD: Duration = Duration::from_secs(30);
+
+/// Probes of an idle pull connection, so a peer that vanished without closing it (a node
+/// gone, a NAT entry dropped) is noticed by the kernel too.
+const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Where and how the snapshot is pulled from.
 #[derive(Clone, Debug)]
@@ -87,16 +99,18 @@ impl ControllerUrl {
     }
 
     /// A new HTTP/1.1 connection (TLS-verified for https).
-    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>, String> {
-        let stream = tokio::time::timeout(POLL_TIMEOUT, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
+    async fn connect(&self, stall: Duration) -> Result<SendRequest<Empty<Bytes>>, String> {
+        let stream = tokio::time::timeout(stall, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
             .await
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE).with_interval(KEEPALIVE);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         match &self.tls {
             None => handshake(stream).await,
             Some(tls) => {
-                let stream = tokio::time::timeout(POLL_TIMEOUT, tls.connect(stream))
+                let stream = tokio::time::timeout(stall, tls.connect(stream))
                     .await
                     .map_err(|_| "TLS handshake timed out".to_owned())?
                     .map_err(|e| format!("TLS handshake: {e}"))?;
@@ -139,6 +153,7 @@ pub async fn load_cache(proxy: &Proxy, cache_dir: &Path) -> bool {
 
 /// Pulls forever.
 pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
+    tokio::spawn(track_pull_age(Arc::downgrade(&proxy)));
     let base = config.controller.base.clone();
     let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
     let mut backoff = Duration::from_millis(100);
@@ -151,7 +166,10 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
             tokio::time::sleep(MAX_BACKOFF).await;
             continue;
         };
-        let polled = poll_once(&config.controller, &mut connection, &token, seen).await;
+        let polled = poll_once(&config.controller, &mut connection, &token, seen, config.stall_timeout).await;
+        if polled.is_ok() {
+            proxy.metrics.pulled_now();
+        }
         if polled.is_err() {
             connection = None;
         }
@@ -178,6 +196,18 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
     }
 }
 
+/// Keeps `switchyard_proxy_snapshot_pull_age_seconds` current: the seconds since the last
+/// pull that got an answer (a snapshot or "unchanged"), so an alert can fire on a proxy
+/// whose configuration has silently stopped moving.
+async fn track_pull_age(proxy: std::sync::Weak<Proxy>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(proxy) = proxy.upgrade() else { return };
+        proxy.metrics.refresh_pull_age();
+    }
+}
+
 /// One long-poll: `Some` with a new snapshot, `None` when unchanged.
 /// The connection is kept between polls while the controller keeps it open.
 async fn poll_once(
@@ -185,6 +215,7 @@ async fn poll_once(
     connection: &mut Option<SendRequest<Empty<Bytes>>>,
     token: &str,
     after: Option<u64>,
+    stall: Duration,
 ) -> Result<Option<(Snapshot, Bytes)>, String> {
     let path = match after {
         Some(v) => format!("/v1/snapshot?after={v}"),
@@ -199,17 +230,20 @@ async fn poll_once(
     let reusable = connection.as_mut().filter(|c| !c.is_closed());
     let sender = match reusable {
         Some(sender) => sender,
-        None => connection.insert(controller.connect().await?),
+        None => connection.insert(controller.connect(stall).await?),
     };
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(POLL_TIMEOUT, sender.send_request(request))
+    tokio::time::timeout(stall, sender.ready()).await.map_err(|_| "the connection stalled".to_owned())?.map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(SERVER_HOLD + stall, sender.send_request(request))
         .await
-        .map_err(|_| "timed out".to_owned())?
+        .map_err(|_| "no answer within the long-poll hold".to_owned())?
         .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default()))?;
     match response.status() {
         StatusCode::NOT_MODIFIED => Ok(None),
         StatusCode::OK => {
-            let raw = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+            // A controller (or anything in between) that sends part of a body and stops
+            // must not freeze configuration: the whole body comes within the stall bound.
+            let body = tokio::time::timeout(stall, response.into_body().collect());
+            let raw = body.await.map_err(|_| format!("the snapshot body stalled for {stall:?}"))?.map_err(|e| e.to_string())?.to_bytes();
             let snapshot = serde_json::from_slice(&raw).map_err(|e| format!("undecodable snapshot: {e}"))?;
             Ok(Some((snapshot, raw)))
         }

@@ -138,6 +138,10 @@ pub struct ProxyArgs {
     /// Where the last good snapshot is kept for restarts while the controller is down.
     #[arg(long, env = "SWITCHYARD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The longest a snapshot pull may stall (connect, TLS, the answer beyond the
+    /// controller's 30 s long-poll hold, the body) before the proxy logs it and reconnects.
+    #[arg(long, env = "SWITCHYARD_PULL_STALL_TIMEOUT", default_value = "15s", value_parser = switchyard_compile::units::parse_duration)]
+    pub pull_stall_timeout: Duration,
 }
 
 #[derive(Args, Debug)]

@@ -316,7 +316,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
     let token = Box::new(move || token.current());
-    let config = switchyard_proxy::pull::PullConfig { controller, token, cache_dir: args.cache_dir.clone() };
+    let config =
+        switchyard_proxy::pull::PullConfig { controller, token, cache_dir: args.cache_dir.clone(), stall_timeout: args.pull_stall_timeout };
     tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
     let view: Arc<dyn AdminView> = Arc::new(ProxyView { proxy: proxy.clone() });
     serve_admin(view, registry, admin_listener, Some(metrics_listener));

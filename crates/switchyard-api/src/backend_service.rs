@@ -26,6 +26,7 @@ const ONE_KIND_RULE: &str = "[has(self.http), has(self.vpc), has(self.function),
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": ONE_KIND_RULE, "message": "exactly one backend kind must be set: http, vpc, function, mock, dataService, model, eventBus, registry or gateway"}]))]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct BackendServiceSpec {
     /// Plain HTTP(S) upstreams: URLs or a Kubernetes Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -501,6 +502,7 @@ pub struct PassiveHealthCheck {
 /// Status of a BackendService.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct BackendServiceStatus {
     /// The metadata.generation the controller last processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -62,8 +62,9 @@ pub struct Retries {
     #[schemars(range(min = 0, max = 10))]
     pub attempts: u32,
     /// Failures worth a retry; default `[connect-failure]`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub on: Vec<RetryOn>,
+    // Not `on`: YAML 1.1 readers (kubectl among them) read a bare `on:` key as `true`.
+    #[serde(default, rename = "retryOn", skip_serializing_if = "Vec::is_empty")]
+    pub retry_on: Vec<RetryOn>,
     /// Also retry requests with methods that are not idempotent (POST, PATCH) after they
     /// may have reached the upstream (`reset`, `gateway-error`): only for APIs where
     /// processing a request twice is harmless. Connect failures (nothing was sent) are
@@ -76,6 +77,7 @@ pub struct Retries {
 /// Status shared by every Switchyard resource.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct CommonStatus {
     /// The metadata.generation the controller last processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,6 +19,7 @@ use crate::CommonStatus;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.records.exists(r, r.weight > 0)", "message": "at least one record needs a weight above 0"}]))]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct DnsRecordSpec {
     /// Domain name the records answer for.
     #[schemars(length(min = 1, max = 253))]

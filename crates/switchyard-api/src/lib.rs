@@ -13,6 +13,7 @@ mod common;
 mod condition;
 mod crds;
 mod dns_record;
+mod formats;
 mod vpc_authorization;
 mod wire;
 
@@ -22,6 +23,7 @@ pub use common::*;
 pub use condition::*;
 pub use crds::{all_crds, crd_file_name, render_crd};
 pub use dns_record::*;
+pub use formats::KUBERNETES_INTEGER_FORMATS;
 pub use vpc_authorization::*;
 pub use wire::*;
 

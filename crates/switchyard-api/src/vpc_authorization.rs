@@ -20,6 +20,7 @@ use crate::Condition;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct VpcAuthorizationSpec {
     /// The private resource.
     pub target: VpcTarget,
@@ -93,6 +94,7 @@ fn is_http(scheme: &crate::Scheme) -> bool {
 /// `Connected` condition answers.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::formats::kubernetes_formats)]
 pub struct VpcAuthorizationStatus {
     /// The metadata.generation the controller last processed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -179,3 +179,134 @@ fn the_wire_patterns_refuse_line_breaks_nul_and_spaces_in_paths() {
         assert!(!header.is_match(bad), "{bad:?}");
     }
 }
+
+/// Every property name of a schema (with its path), nested objects, array items and maps included.
+fn property_names(schema: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    if let Some(Value::Object(props)) = schema.get("properties") {
+        for (name, sub) in props {
+            let path = format!("{at}.{name}");
+            out.push((name.clone(), path.clone()));
+            property_names(sub, &path, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        property_names(items, &format!("{at}[]"), out);
+    }
+    if let Some(extra @ Value::Object(_)) = schema.get("additionalProperties") {
+        property_names(extra, &format!("{at}{{}}"), out);
+    }
+}
+
+/// Plain scalars a YAML 1.1 reader (kubectl, the API server's YAML path, PyYAML) reads as
+/// booleans: a field named one of these becomes `"true"`/`"false"` before it reaches the
+/// API server, in the CRD and in every manifest written by hand.
+const YAML_1_1_BOOLEANS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off",
+    "Off", "OFF",
+];
+
+#[test]
+fn no_property_name_is_a_yaml_1_1_boolean() {
+    let mut bad = Vec::new();
+    for crd in all_crds() {
+        let json = serde_json::to_value(&crd).unwrap();
+        let schema = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut names = Vec::new();
+        property_names(schema, crd.metadata.name.as_deref().unwrap(), &mut names);
+        assert!(names.len() > 10, "{}: the walk found too few properties: {names:?}", crd.spec.names.kind);
+        bad.extend(names.into_iter().filter(|(name, _)| YAML_1_1_BOOLEANS.contains(&name.as_str())).map(|(_, path)| path));
+    }
+    assert!(bad.is_empty(), "property names that YAML 1.1 reads as booleans (kubectl turns them into \"true\"/\"false\"): {bad:?}");
+}
+
+#[test]
+fn retries_take_their_failure_list_as_retry_on() {
+    for (kind, path) in [("ApiRoute", "spec.retries.retryOn"), ("BackendService", "spec.retries.retryOn")] {
+        let schema = schema_at(kind, path);
+        assert_eq!(schema["type"], "array", "{kind} {path}: {schema}");
+        let values: Vec<&str> = schema["items"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(values, ["connect-failure", "gateway-error", "reset"], "{kind} {path}");
+    }
+    let retries: switchyard_api::Retries = serde_yaml::from_str("{attempts: 2, retryOn: [gateway-error, reset]}").unwrap();
+    assert_eq!(retries.retry_on, [switchyard_api::RetryOn::GatewayError, switchyard_api::RetryOn::Reset]);
+    let back = serde_json::to_value(&retries).unwrap();
+    assert_eq!(back, serde_json::json!({"attempts": 2, "retryOn": ["gateway-error", "reset"]}));
+}
+
+/// Formats the API server accepts without a warning (apiextensions-apiserver's list of
+/// supported formats; anything else prints `unrecognized format "..."` on install).
+const KUBERNETES_FORMATS: &str = "int32 int64 float double byte password date date-time datetime duration \
+     bsonobjectid uri email hostname ipv4 ipv6 cidr mac uuid uuid3 uuid4 uuid5 isbn isbn10 isbn13 creditcard ssn hexcolor rgbcolor";
+
+fn formats(schema: &Value, at: &str, out: &mut Vec<(String, Value)>) {
+    match schema {
+        Value::Object(obj) => {
+            if obj.get("format").is_some_and(Value::is_string) {
+                out.push((at.to_owned(), schema.clone()));
+            }
+            for (key, sub) in obj {
+                // `properties` maps names to schemas: a property called `format` is no format.
+                if key == "properties" {
+                    for (name, prop) in sub.as_object().into_iter().flatten() {
+                        formats(prop, &format!("{at}.{name}"), out);
+                    }
+                } else if sub.is_object() || sub.is_array() {
+                    formats(sub, &format!("{at}/{key}"), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                formats(item, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_format_is_one_kubernetes_knows_and_integer_bounds_are_kept() {
+    let mut unknown = Vec::new();
+    let mut integers = 0;
+    for crd in all_crds() {
+        let json = serde_json::to_value(&crd).unwrap();
+        let schema = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut found = Vec::new();
+        formats(schema, crd.metadata.name.as_deref().unwrap(), &mut found);
+        for (at, schema) in found {
+            let format = schema["format"].as_str().unwrap();
+            if !KUBERNETES_FORMATS.split_whitespace().any(|known| known == format) {
+                unknown.push(format!("{at}: {format}"));
+            }
+            if schema["type"] == "integer" {
+                integers += 1;
+                assert!(switchyard_api::KUBERNETES_INTEGER_FORMATS.contains(&format), "{at}: integer format {format}");
+                // Every integer field but observedGeneration (i64) is unsigned in Rust: the
+                // schema must keep it from going negative.
+                if !at.ends_with(".observedGeneration") {
+                    assert!(schema["minimum"].as_f64().is_some_and(|m| m >= 0.0), "{at}: no minimum: {schema}");
+                }
+            }
+        }
+    }
+    assert!(integers > 10, "the walk found only {integers} integer schemas");
+    assert!(unknown.is_empty(), "formats the API server does not know (install warns `unrecognized format`): {unknown:#?}");
+}
+
+#[test]
+fn integer_fields_keep_the_range_of_their_rust_type() {
+    // u16 (ports): 0..=65535 unless tighter, in int32.
+    for (kind, path) in [("VpcAuthorization", "spec.ports[]"), ("BackendService", "spec.vpc.port")] {
+        let schema = schema_at(kind, path);
+        assert_eq!(schema["format"], "int32", "{kind} {path}: {schema}");
+        assert!(schema["maximum"].as_f64().is_some_and(|m| m <= 65535.0), "{kind} {path}: {schema}");
+    }
+    // u32: int64 (an int32 cannot hold every u32), at most u32::MAX.
+    let endpoints = schema_at("BackendService", "status.endpoints");
+    assert_eq!(endpoints["format"], "int64", "{endpoints}");
+    assert_eq!(endpoints["minimum"].as_f64(), Some(0.0), "{endpoints}");
+    assert_eq!(endpoints["maximum"].as_f64(), Some(f64::from(u32::MAX)), "{endpoints}");
+    // A tighter bound from the field's own attribute survives.
+    let attempts = schema_at("ApiRoute", "spec.retries.attempts");
+    assert_eq!((attempts["minimum"].as_f64(), attempts["maximum"].as_f64()), (Some(0.0), Some(10.0)), "{attempts}");
+}

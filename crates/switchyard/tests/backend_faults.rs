@@ -219,7 +219,7 @@ async fn a_client_too_slow_to_send_its_body_gets_408_whether_it_streams_or_is_bu
         // No retries: the body streams to the upstream, and the attempt times out waiting on it.
         route("streamed", "/streamed", "pool", ""),
         // Retries: the body is buffered first, within the route's timeout.
-        route("buffered", "/buffered", "pool", "  timeout: 500ms\n  retries: {attempts: 1, on: [connect-failure, reset]}\n"),
+        route("buffered", "/buffered", "pool", "  timeout: 500ms\n  retries: {attempts: 1, retryOn: [connect-failure, reset]}\n"),
     ];
     let (_config, gw) = gateway(&manifests).await;
     for path in ["/streamed", "/buffered", "/streamed", "/buffered"] {
@@ -240,9 +240,9 @@ async fn a_post_that_reached_an_upstream_before_a_reset_is_not_sent_again_unless
     let (r1, r2) = (RawUpstream::start(Then::Reset, None).await, RawUpstream::start(Then::Reset, None).await);
     let total = || r1.requests() + r2.requests();
     let manifests = [
-        backend("resets", &[r1.url(), r2.url()], "  retries: {attempts: 1, on: [connect-failure, reset]}\n"),
+        backend("resets", &[r1.url(), r2.url()], "  retries: {attempts: 1, retryOn: [connect-failure, reset]}\n"),
         route("strict", "/strict", "resets", ""),
-        route("lenient", "/lenient", "resets", "  retries: {attempts: 1, on: [reset], nonIdempotent: true}\n"),
+        route("lenient", "/lenient", "resets", "  retries: {attempts: 1, retryOn: [reset], nonIdempotent: true}\n"),
     ];
     let (_config, gw) = gateway(&manifests).await;
 
@@ -267,7 +267,7 @@ async fn when_attempts_run_out_the_last_upstream_answer_passes_through_with_its_
     let u1 = RawUpstream::start(Then::Answer(BUSY_1), Some((order.clone(), 1))).await;
     let u2 = RawUpstream::start(Then::Answer(BUSY_2), Some((order.clone(), 2))).await;
     let manifests =
-        [backend("busy", &[u1.url(), u2.url()], "  retries: {attempts: 1, on: [gateway-error]}\n"), route("busy", "/busy", "busy", "")];
+        [backend("busy", &[u1.url(), u2.url()], "  retries: {attempts: 1, retryOn: [gateway-error]}\n"), route("busy", "/busy", "busy", "")];
     let (_config, gw) = gateway(&manifests).await;
 
     let reply = get(&gw.proxy_url("/busy")).await.unwrap();
@@ -373,7 +373,7 @@ async fn a_blackholed_endpoint_is_a_connect_failure_within_a_short_attempt_timeo
     let (hole, _fillers) = blackholed_port().await;
     let good = Upstream::start("good").await;
     let urls = [format!("http://{}", hole.local_addr().unwrap()), good.url()];
-    let retries = "  timeout: 300ms\n  retries: {attempts: 1, on: [connect-failure]}\n";
+    let retries = "  timeout: 300ms\n  retries: {attempts: 1, retryOn: [connect-failure]}\n";
     let (_config, gw) = gateway(&[backend("pool", &urls, retries), route("pool", "/x", "pool", "")]).await;
     for i in 0..4 {
         let started = Instant::now();

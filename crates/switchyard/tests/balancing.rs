@@ -114,7 +114,7 @@ async fn a_killed_endpoint_costs_under_a_thousandth_of_requests_and_returns_once
 
     let (a, b, c) = (Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await);
     let c_addr = c.addr;
-    let policy = "{policy: RoundRobin}\n  retries: {attempts: 2, on: [connect-failure, reset]}\n  healthCheck: {passive: {consecutiveFailures: 1, ejectionTime: 300ms}}";
+    let policy = "{policy: RoundRobin}\n  retries: {attempts: 2, retryOn: [connect-failure, reset]}\n  healthCheck: {passive: {consecutiveFailures: 1, ejectionTime: 300ms}}";
     let (_config, gw) = gateway(&[&a, &b, &c], policy).await;
 
     let phase = Arc::new(AtomicUsize::new(0));

@@ -147,7 +147,7 @@ fn closed_port_url() -> String {
 async fn connect_failures_are_retried_on_the_next_endpoint() {
     let alive = Upstream::start("alive").await;
     let dead = closed_port_url();
-    let retrying = http_backend("retrying", &[dead.clone(), alive.url()], "}\n  retries: {attempts: 1, on: [connect-failure]");
+    let retrying = http_backend("retrying", &[dead.clone(), alive.url()], "}\n  retries: {attempts: 1, retryOn: [connect-failure]");
     let single = http_backend("single", &[dead], "");
     let routes = [
         route("retrying", "  match: {path: /retry}\n  backendRefs: [{name: retrying}]\n"),

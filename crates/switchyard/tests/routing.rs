@@ -270,7 +270,7 @@ async fn invalid_manifests_get_their_own_conditions_and_valid_routes_keep_servin
     let (_config, gw) = gateway(&[("all.yaml", &input)]).await;
     assert_eq!(get(&gw.proxy_url("/good")).await.unwrap().status.as_u16(), 204);
     let expect = [
-        ("BackendService", "ftp", "Accepted", "False", "InvalidKind"),
+        ("BackendService", "ftp", "Accepted", "False", "InvalidSpec"),
         ("BackendService", "both", "Accepted", "False", "InvalidKind"),
         ("ApiRoute", "missing-backend", "ResolvedRefs", "False", "BackendNotFound"),
         ("ApiRoute", "bad-template", "Accepted", "False", "InvalidPathTemplate"),

@@ -119,6 +119,7 @@ pub struct ProxyArgs {
     /// File holding the bearer token; re-read when it changes.
     #[arg(long, env = "SWITCHYARD_TOKEN_FILE")]
     pub token_file: PathBuf,
+    /// Proxy listener: the address clients' traffic arrives on.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
     /// Proxy worker threads (default: one per CPU).

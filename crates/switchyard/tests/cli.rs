@@ -159,3 +159,96 @@ fn validate_reads_a_folder_and_standard_input_and_refuses_typos_as_the_api_serve
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("BackendService default/from-stdin: Accepted=True"), "{text}");
 }
+
+/// The subcommands a `--help` lists under `Commands:` (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_commands = false;
+    for line in help.lines() {
+        if !line.starts_with(' ') {
+            in_commands = line.starts_with("Commands:");
+            continue;
+        }
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if in_commands && !name.is_empty() && name != "help" && line.starts_with("  ") && !line.starts_with("   ") {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// Removes clap's `[env: ...]`, `[default: ...]`, `[possible values: ...]` annotations.
+fn without_annotations(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('[') {
+        let inside = &rest[at + 1..];
+        let annotation = ["env:", "default:", "possible values:", "aliases:"].iter().any(|p| inside.starts_with(p));
+        match inside.find(']') {
+            Some(end) if annotation => {
+                out.push_str(&rest[..at]);
+                rest = &inside[end + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=at]);
+                rest = inside;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+/// The option and argument entries of a `--help` without a description.
+fn undescribed(help: &str) -> Vec<String> {
+    // (entry, its description so far)
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut in_list = false;
+    for line in help.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_list = line.starts_with("Options:") || line.starts_with("Arguments:");
+            continue;
+        }
+        if !in_list || line.trim().is_empty() {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent <= 6 && (text.starts_with('-') || text.starts_with('<') || text.starts_with('[')) {
+            let (entry, description) = text.split_once("  ").unwrap_or((text, ""));
+            entries.push((entry.to_owned(), description.to_owned()));
+        } else if let Some((_, description)) = entries.last_mut() {
+            description.push(' ');
+            description.push_str(text);
+        }
+    }
+    entries.into_iter().filter(|(_, d)| without_annotations(d).is_empty()).map(|(e, _)| e).collect()
+}
+
+#[test]
+fn every_option_of_every_subcommand_has_a_description() {
+    let mut problems = Vec::new();
+    let mut pending: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let args: Vec<&str> = path.iter().map(String::as_str).chain(["--help"]).collect();
+        let (code, help) = switchyard(&args);
+        assert_eq!(code, 0, "switchyard {}: {help}", args.join(" "));
+        seen += 1;
+        for entry in undescribed(&help) {
+            problems.push(format!("switchyard {}: {entry} has no description", args.join(" ")));
+        }
+        for sub in subcommands(&help) {
+            pending.push(path.iter().cloned().chain([sub]).collect());
+        }
+    }
+    // The binary, its six subcommands and `vpc test`.
+    assert!(seen >= 8, "only {seen} help pages were found");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_help_parser_sees_a_missing_description() {
+    let help = "Options:\n      --listen <LISTEN>\n          [env: SWITCHYARD_LISTEN=] [default: 0.0.0.0:8080]\n      --workers <N>\n          Threads [env: W=]\n  -h, --help  Print help\n";
+    assert_eq!(undescribed(help), ["--listen <LISTEN>"]);
+}

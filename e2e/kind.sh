@@ -96,6 +96,10 @@ k rollout status -n "$APP_NAMESPACE" deployment/upstream --timeout=180s
 k apply -f e2e/manifests/resources.yaml
 k wait --for=condition=Programmed apiroute --all -n "$APP_NAMESPACE" --timeout=120s
 k get apiroutes,backendservices -n "$APP_NAMESPACE"
+# kubectl reads manifests as YAML 1.1 (a bare `on:` key would arrive as "true" and be pruned).
+retry_on=$(k get apiroute files -n "$APP_NAMESPACE" -o jsonpath='{.spec.retries.retryOn}')
+[[ $retry_on == '["gateway-error","reset"]' ]] || fail "ApiRoute files: stored retries.retryOn is '$retry_on'"
+echo "retries.retryOn stored as $retry_on"
 
 log "port-forward service/$RELEASE-proxy to 127.0.0.1:$LOCAL_PORT"
 # kubectl itself, not the k function: $! must be kubectl's PID for the kill in cleanup.
@@ -139,6 +143,8 @@ ADMIN_PF=$!
 for _ in $(seq 1 50); do curl -s -o "$WORK/dump" http://127.0.0.1:19901/config_dump && break; sleep 0.2; done
 kill "$ADMIN_PF" 2>/dev/null || true
 grep -q '"version"' "$WORK/dump" || fail "no /config_dump through port-forward to the admin port"
+grep -qF '"retries":{"attempts":2,"on_connect_failure":false,"on_gateway_error":true,"on_reset":true' "$WORK/dump" \
+  || fail "the proxy's snapshot lacks the files route's retries (gateway-error, reset)"
 echo "admin reachable by port-forward only"
 
 log "helm upgrade keeps the snapshot token, the snapshot certificate and the pods"

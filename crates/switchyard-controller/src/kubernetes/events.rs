@@ -33,6 +33,35 @@ impl Events {
     }
 }
 
+/// The conditions of `statuses` that differ from what the objects' stored status says (a
+/// condition that is new, or whose status flipped), as changes at `now`. For the first pass
+/// a replica leads (after start or after gaining leadership): its in-memory book has
+/// already absorbed the current conditions, so an object created or changed while no
+/// controller was leading would otherwise get status but no Events. `current` gives an
+/// object's stored `status`.
+pub fn changes_against_stored(
+    statuses: &[switchyard_compile::ResourceStatus],
+    current: impl Fn(&switchyard_compile::ObjectRef) -> Option<serde_json::Value>,
+    now: &str,
+) -> Vec<Change> {
+    statuses
+        .iter()
+        .flat_map(|status| {
+            let stored: Vec<switchyard_api::Condition> = current(&status.object)
+                .and_then(|c| c.get("conditions").cloned())
+                .and_then(|c| serde_json::from_value(c).ok())
+                .unwrap_or_default();
+            // Compared by status, not by transition time: a stored time may equal `now`.
+            let merged = crate::status::merge_conditions(&stored, &status.conditions, status.generation, now);
+            merged
+                .into_iter()
+                .filter(|c| !stored.iter().any(|s| s.type_ == c.type_ && s.status == c.status))
+                .map(|condition| Change { object: status.object.clone(), condition })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// `Normal` when a condition turned True, `Warning` when it turned False.
 pub fn to_event(change: &Change) -> Event {
     let c = &change.condition;

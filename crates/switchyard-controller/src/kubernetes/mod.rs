@@ -280,10 +280,14 @@ pub async fn run(
     // Leadership changes wake the loop while the elector runs; if it ever stops, its
     // channel closes and must not wake the loop in a spin.
     let mut elector_alive = true;
+    let mut led_last_pass = false;
     loop {
         let started = Instant::now();
         let leads = *leading.borrow_and_update();
-        let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics };
+        // The first pass as leader takes Events from the stored statuses (see `PassContext`).
+        let events_from_stored = leads && !led_last_pass;
+        led_last_pass = leads;
+        let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics, events_from_stored };
         let mut resources = Resources { options, ..stores.resources() };
         if leads {
             // Probes run on the leader only; their results are compile input like the rest.
@@ -293,7 +297,7 @@ pub async fn run(
         }
         let pass = reconcile_once(&resources, leads, &mut writer, |o| stores.current_status(o), ctx).await;
         if leads {
-            events.publish(&pass.changes, &pass.now, |o| stores.reference(o)).await;
+            events.publish(&pass.events, &pass.now, |o| stores.reference(o)).await;
         }
         metrics.observe_compile(started.elapsed(), pass.version, publisher.current().map(|p| p.json.len()));
         // Wake on a change (debounced), on gaining leadership, or on the resync tick.
@@ -313,11 +317,18 @@ pub struct PassContext<'a> {
     pub publisher: &'a Publisher,
     pub book: &'a StatusBook,
     pub metrics: &'a ControllerMetrics,
+    /// Events for this pass compare with the objects' stored statuses instead of the
+    /// in-memory book: set on the first pass after start or after gaining leadership, so
+    /// conditions that changed while no replica led (an object created while the
+    /// controller was down) get their Events.
+    pub events_from_stored: bool,
 }
 
 /// What one reconcile pass did.
 pub struct PassOutcome {
     pub changes: Vec<crate::status::Change>,
+    /// The transitions to publish as Events (leader only; empty otherwise).
+    pub events: Vec<crate::status::Change>,
     pub version: Option<u64>,
     /// The timestamp used for transitions in this pass.
     pub now: String,
@@ -337,9 +348,15 @@ pub async fn reconcile_once(
     for change in &pass.changes {
         tracing::info!(%change, "condition changed");
     }
+    let events = match (leading, ctx.events_from_stored) {
+        (false, _) => Vec::new(),
+        // Read before this pass writes: the stored status is the previous state.
+        (true, true) => events::changes_against_stored(&pass.statuses, &current, &now),
+        (true, false) => pass.changes.iter().filter(|c| c.condition.last_transition_time == now).cloned().collect(),
+    };
     if leading {
         let report = writer.write_all(&pass.statuses, current, &now).await;
         ctx.metrics.observe_status_writes(&report);
     }
-    PassOutcome { changes: pass.changes, version: pass.version, now }
+    PassOutcome { changes: pass.changes, events, version: pass.version, now }
 }

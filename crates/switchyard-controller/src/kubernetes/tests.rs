@@ -36,7 +36,12 @@ impl Fixture {
     }
 
     fn ctx(&self) -> PassContext<'_> {
-        PassContext { publisher: &self.publisher, book: &self.book, metrics: &self.metrics }
+        PassContext { publisher: &self.publisher, book: &self.book, metrics: &self.metrics, events_from_stored: false }
+    }
+
+    /// The context of a replica's first pass as leader.
+    fn first_leading_ctx(&self) -> PassContext<'_> {
+        PassContext { events_from_stored: true, ..self.ctx() }
     }
 }
 
@@ -171,4 +176,66 @@ async fn an_annotation_triggered_test_is_written_with_the_request_it_answers() {
     assert_eq!(connected["status"], "True", "{connected}");
     assert!(connected["message"].as_str().unwrap().contains("connected in"), "{connected}");
     mock::expect_no_more_calls(&mut handle).await;
+}
+
+/// Which object and condition each Event of a pass is about.
+fn event_keys(outcome: &PassOutcome) -> Vec<String> {
+    let mut keys: Vec<String> =
+        outcome.events.iter().map(|c| format!("{} {}={}", c.object, c.condition.type_, c.condition.status)).collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn the_first_pass_as_leader_emits_events_for_conditions_the_stored_status_does_not_have() {
+    let (client, mut handle) = mock::client();
+    let fixture = Fixture::new();
+    let mut writer = StatusWriter::new(client);
+    let resources = resources();
+    // Before it leads, the replica compiles like every replica: its book absorbs every
+    // condition, so book-based transitions are gone by the time it leads.
+    let follower = reconcile_once(&resources, false, &mut writer, |_| None, fixture.ctx()).await;
+    assert!(follower.events.is_empty(), "a follower publishes no Events");
+    // The route's stored status is what an earlier leader wrote; the backend was created
+    // while no controller ran, so it has none.
+    let route_status = fixture.book.snapshot().into_iter().find(|o| o.object.kind == ResourceKind::ApiRoute).unwrap();
+    let stored_route = json!({"observedGeneration": 3, "conditions": route_status.conditions});
+    let current = |o: &ObjectRef| (o.kind == ResourceKind::ApiRoute).then(|| stored_route.clone());
+    let backend =
+        "/apis/switchyard.dev/v1alpha1/namespaces/shop/backendservices/hello/status?&force=true&fieldManager=switchyard-controller";
+    let script =
+        vec![Expect { method: Method::PATCH, path: backend.into(), status: StatusCode::OK, reply: applied("BackendService", "hello") }];
+    let (first, _) = tokio::join!(
+        reconcile_once(&resources, true, &mut writer, current, fixture.first_leading_ctx()),
+        mock::serve_one_by_one(&mut handle, script)
+    );
+    assert_eq!(
+        event_keys(&first),
+        ["BackendService shop/hello Accepted=True", "BackendService shop/hello Ready=True", "BackendService shop/hello ResolvedRefs=True"],
+        "Events for the backend's conditions only: the route's stored status already says the same"
+    );
+    assert!(first.events.iter().all(|c| c.condition.last_transition_time == first.now), "published as transitions of this pass");
+    // A stored condition with another status is a transition too.
+    let mut flipped = stored_route.clone();
+    for c in flipped["conditions"].as_array_mut().unwrap() {
+        if c["type"] == "Programmed" {
+            c["status"] = json!("False");
+        }
+    }
+    let route = "/apis/switchyard.dev/v1alpha1/namespaces/shop/apiroutes/hello/status?&force=true&fieldManager=switchyard-controller";
+    let script = vec![Expect { method: Method::PATCH, path: route.into(), status: StatusCode::OK, reply: applied("ApiRoute", "hello") }];
+    let current = |o: &ObjectRef| match o.kind {
+        ResourceKind::ApiRoute => Some(flipped.clone()),
+        _ => Some(
+            json!({"conditions": fixture.book.snapshot().into_iter().find(|s| s.object.kind == ResourceKind::BackendService).unwrap().conditions, "observedGeneration": 1, "kind": "mock", "endpoints": 1}),
+        ),
+    };
+    let (again, _) = tokio::join!(
+        reconcile_once(&resources, true, &mut writer, current, fixture.first_leading_ctx()),
+        mock::serve_one_by_one(&mut handle, script)
+    );
+    assert_eq!(event_keys(&again), ["ApiRoute shop/hello Programmed=True"]);
+    // Later passes take transitions from the book: nothing changed, so no Events.
+    let later = reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()).await;
+    assert!(later.events.is_empty());
 }

@@ -145,7 +145,7 @@ async fn one_standalone_feeds_two_proxies_the_same_routes_and_a_folder_change_re
     assert!(published["version"].is_u64(), "controller config_dump: {published}");
     for proxy in &proxies {
         assert_eq!(config_dump(proxy).await, published, "a proxy's snapshot differs from the controller's");
-        assert_eq!(proxy.status().await["snapshotVersion"], published["version"]);
+        assert_eq!(proxy.status().await["snapshot"]["version"], published["version"]);
         let missing = get(&proxy.proxy_url("/nowhere")).await.unwrap();
         assert_eq!(missing.status, 404);
         assert_eq!(missing.error_code(), Some("A404NF"));
@@ -221,7 +221,7 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
     let mut standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
     let mut proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &cache);
     wait_serving("the first proxy serving", &proxy, "/hello", "cached").await;
-    let version = proxy.status().await["snapshotVersion"].clone();
+    let version = proxy.status().await["snapshot"]["version"].clone();
     let cache_file = cache.join("snapshot.json");
     wait_until("the snapshot cached on disk", PROPAGATION, || {
         let cache_file = cache_file.clone();
@@ -245,7 +245,7 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
     let reply = get(&restarted.proxy_url("/hello")).await.unwrap();
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.text(), "cached");
-    assert_eq!(restarted.status().await["snapshotVersion"], version);
+    assert_eq!(restarted.status().await["snapshot"]["version"], version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

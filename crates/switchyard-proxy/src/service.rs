@@ -166,11 +166,9 @@ fn no_match(why: NoMatch, view: &RequestView<'_>) -> GatewayError {
         NoMatch::NotFound => {
             GatewayError::RouteNotFound { method: view.method.to_string(), host: view.host.to_owned(), path: view.path.to_owned() }
         }
-        NoMatch::MethodNotAllowed(allowed) => GatewayError::MethodNotAllowed {
-            method: view.method.to_string(),
-            path: view.path.to_owned(),
-            allow: allowed.header_value(),
-        },
+        NoMatch::MethodNotAllowed(allowed) => {
+            GatewayError::MethodNotAllowed { method: view.method.to_string(), path: view.path.to_owned(), allow: allowed.header_value() }
+        }
     }
 }
 

@@ -266,8 +266,10 @@ async fn when_attempts_run_out_the_last_upstream_answer_passes_through_with_its_
     let order: Arc<Mutex<Vec<usize>>> = Arc::default();
     let u1 = RawUpstream::start(Then::Answer(BUSY_1), Some((order.clone(), 1))).await;
     let u2 = RawUpstream::start(Then::Answer(BUSY_2), Some((order.clone(), 2))).await;
-    let manifests =
-        [backend("busy", &[u1.url(), u2.url()], "  retries: {attempts: 1, retryOn: [gateway-error]}\n"), route("busy", "/busy", "busy", "")];
+    let manifests = [
+        backend("busy", &[u1.url(), u2.url()], "  retries: {attempts: 1, retryOn: [gateway-error]}\n"),
+        route("busy", "/busy", "busy", ""),
+    ];
     let (_config, gw) = gateway(&manifests).await;
 
     let reply = get(&gw.proxy_url("/busy")).await.unwrap();

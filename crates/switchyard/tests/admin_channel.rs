@@ -7,11 +7,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::pki::TestCa;
+use support::scratch::Scratch;
 use support::{ConfigDir, Switchyard, get, get_tls, wait_until};
 
 const TOKEN: &str = "admin-channel-token";
@@ -35,39 +36,12 @@ fn resources(body: &str) -> String {
     )
 }
 
-/// Credentials, certificates and caches for one test.
-struct Scratch {
-    dir: tempfile::TempDir,
-    ca: TestCa,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        let scratch = Self { dir: tempfile::tempdir().unwrap(), ca: TestCa::new("admin channel CA") };
-        let (cert, key) = scratch.ca.server_pem(&["127.0.0.1", "localhost"]);
-        scratch.write("tls.crt", &cert);
-        scratch.write("tls.key", &key);
-        scratch.write("ca.pem", &scratch.ca.pem());
-        scratch.write("other-ca.pem", &TestCa::new("some other CA").pem());
-        scratch.write("token", &format!("{TOKEN}\n"));
-        scratch
-    }
-
-    /// Writes as a Secret volume updates: a new file renamed over the old one.
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let tmp = self.dir.path().join(format!(".{name}.new"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join(name)).unwrap();
-        self.dir.path().join(name)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_owned()
-    }
-
-    fn cache_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+/// The test's credentials: the snapshot certificate and CA, another CA, and the token.
+fn scratch() -> Scratch {
+    let scratch = Scratch::new("admin channel CA");
+    scratch.write("other-ca.pem", &TestCa::new("some other CA").pem());
+    scratch.token_file("token", TOKEN);
+    scratch
 }
 
 /// Standalone serving `config` and snapshots over TLS on loopback.
@@ -99,7 +73,7 @@ fn snapshot_url(controller: &Switchyard) -> String {
 }
 
 fn tls_proxy(scratch: &Scratch, controller: &Switchyard, ca: &str, token: &Path, cache: &str) -> Switchyard {
-    Switchyard::proxy_with(&snapshot_url(controller), token, &scratch.cache_dir(cache), &["--controller-ca", &scratch.path(ca)])
+    Switchyard::proxy_with(&snapshot_url(controller), token, &scratch.dir.path().join(cache), &["--controller-ca", &scratch.path(ca)])
 }
 
 async fn body_at(switchyard: &Switchyard, path: &str) -> Option<String> {
@@ -125,7 +99,7 @@ async fn assert_no_app_secrets(what: &str, switchyard: &Switchyard) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_dump_and_status_show_redacted_app_credentials_in_standalone_and_in_a_proxy() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let standalone = tls_standalone(&config, &scratch);
     standalone.wait_ready().await;
     assert_no_app_secrets("standalone", &standalone).await;
@@ -144,7 +118,7 @@ async fn config_dump_and_status_show_redacted_app_credentials_in_standalone_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_listener_answers_metrics_and_health_and_nothing_else() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let standalone = tls_standalone(&config, &scratch);
     standalone.wait_ready().await;
     let proxy = tls_proxy(&scratch, &standalone, "ca.pem", &scratch.dir.path().join("token"), "cache");
@@ -201,7 +175,7 @@ fn admin_address_of(args: &[&str], env: &[(&str, &str)]) -> String {
 #[test]
 fn the_admin_listener_binds_loopback_by_default_in_every_subcommand() {
     let config = ConfigDir::new();
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let (dir, token, cache) = (config.path().to_str().unwrap(), scratch.path("token"), scratch.path("cache"));
     let standalone = ["standalone", "--config-dir", dir, "--listen", "127.0.0.1:0"];
     assert_eq!(admin_address_of(&standalone, &[]), "127.0.0.1:9901");
@@ -259,7 +233,7 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn a_plain_http_snapshot_listener_refuses_to_start_without_snapshot_insecure_http() {
     let config = ConfigDir::new();
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let (dir, token) = (config.path().to_str().unwrap(), scratch.path("token"));
     let common = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--snapshot-listen", "127.0.0.1:0"];
     let mut standalone = vec!["standalone", "--config-dir", dir, "--token-file", &token];
@@ -282,7 +256,7 @@ fn a_plain_http_snapshot_listener_refuses_to_start_without_snapshot_insecure_htt
 
 #[test]
 fn a_proxy_refuses_a_plain_http_controller_url_without_controller_insecure_http() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let (token, cache) = (scratch.path("token"), scratch.path("cache"));
     let args =
         ["proxy", "--controller", "http://127.0.0.1:18000", "--token-file", &token, "--cache-dir", &cache, "--listen", "127.0.0.1:0"];
@@ -294,7 +268,7 @@ fn a_proxy_refuses_a_plain_http_controller_url_without_controller_insecure_http(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_trusting_another_ca_gets_no_snapshot_and_plain_http_gets_nothing_from_the_tls_listener() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let standalone = tls_standalone(&config, &scratch);
     standalone.wait_ready().await;
     let token = scratch.dir.path().join("token");
@@ -321,7 +295,7 @@ async fn a_proxy_trusting_another_ca_gets_no_snapshot_and_plain_http_gets_nothin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_token_takes_effect_without_a_restart_on_the_controller_and_on_the_proxy() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = scratch();
     // The proxy reads its own copy of the token, as a pod mounting the same Secret does.
     let proxy_token = scratch.write("proxy-token", TOKEN);
     let standalone = tls_standalone(&config, &scratch);
@@ -362,11 +336,11 @@ async fn a_rotated_token_takes_effect_without_a_restart_on_the_controller_and_on
 async fn the_proxys_disk_cache_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let standalone = tls_standalone(&config, &scratch);
     let proxy = tls_proxy(&scratch, &standalone, "ca.pem", &scratch.dir.path().join("token"), "cache");
     proxy.wait_ready().await;
-    let cache = scratch.cache_dir("cache");
+    let cache = scratch.dir.path().join("cache");
     let file = cache.join("snapshot.json");
     wait_until("the snapshot cached on disk", PROPAGATION, || {
         let file = file.clone();

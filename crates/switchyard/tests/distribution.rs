@@ -6,14 +6,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use support::pki::TestCa;
+use support::scratch::Scratch;
 use support::upstream::Upstream;
 use support::{ConfigDir, Switchyard, get, get_tls, send, wait_until};
 
@@ -30,43 +30,6 @@ fn hello(body: &str) -> String {
          apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: hello}}\n\
          spec: {{match: {{path: /hello}}, backendRefs: [{{name: hello}}]}}\n"
     )
-}
-
-/// A folder of credentials and caches that lives as long as the test, with the snapshot
-/// listener's certificate (for 127.0.0.1) and its CA in files.
-struct Scratch {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new("distribution test CA");
-        let (cert, key) = ca.server_pem(&["127.0.0.1", "localhost"]);
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
-        std::fs::write(dir.path().join("tls.key"), key).unwrap();
-        Self { dir, ca_pem: ca.pem() }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).to_str().unwrap().to_owned()
-    }
-
-    /// A token file holding `token` (with a trailing newline, as editors write it).
-    fn token_file(&self, name: &str, token: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, format!("{token}\n")).unwrap();
-        path
-    }
-
-    /// An empty cache directory for one proxy.
-    fn cache_dir(&self, name: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        path
-    }
 }
 
 /// `switchyard standalone` that also serves snapshots on `snapshot_listen`, over TLS.
@@ -128,7 +91,7 @@ async fn config_dump(switchyard: &Switchyard) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_standalone_feeds_two_proxies_the_same_routes_and_a_folder_change_reaches_both() {
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
     let proxies = [
@@ -174,7 +137,7 @@ async fn one_standalone_feeds_two_proxies_the_same_routes_and_a_folder_change_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_on_the_same_port() {
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let mut first = controller(&config, &scratch, &token, "127.0.0.1:0");
     let snapshot_addr = first.addrs["snapshot"];
@@ -215,7 +178,7 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cache_at_once() {
     let config = ConfigDir::with(&[("hello.yaml", &hello("cached"))]);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let cache = scratch.cache_dir("cache");
     let mut standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
@@ -250,7 +213,7 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_with_no_cache_and_no_reachable_controller_answers_503_not_ready() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let cache = scratch.cache_dir("empty");
     let proxy = pulling_proxy(&scratch, &format!("https://{}", dead_address()), &token, &cache);
@@ -272,7 +235,7 @@ async fn a_proxy_with_no_cache_and_no_reachable_controller_answers_503_not_ready
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_gets_no_snapshot_and_the_proxy_never_becomes_ready() {
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let wrong = scratch.token_file("wrong", "not-the-token");
     let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
@@ -333,7 +296,7 @@ fn route_to(backend: &str) -> String {
 async fn a_config_change_applied_while_requests_are_in_flight_fails_none_of_them() {
     let (a, b) = (Upstream::start("alpha").await, Upstream::start("beta").await);
     let config = ConfigDir::with(&[("backends.yaml", &backends(&a, &b)), ("route.yaml", &route_to("alpha"))]);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
     let proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("cache"));
@@ -405,7 +368,7 @@ async fn a_proxys_status_reports_its_snapshot_and_controller_and_a_405_names_the
     let post_only = "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {name: post-only}\n\
                      spec: {match: {path: /submit, methods: [POST, PUT]}, backendRefs: [{name: hello}]}\n";
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1")), ("post.yaml", post_only)]);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
     let controller_url = snapshot_url(&standalone);

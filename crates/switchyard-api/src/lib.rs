@@ -2,9 +2,9 @@
 //!
 //! These types are the public contract with operators: field names match the product
 //! spec (docs/resources.md is the reference), every field carries a doc comment (it
-//! becomes the OpenAPI description that `kubectl explain` prints), and whatever validation can live in
-//! the schema lives there (enums, ranges, patterns, CEL rules). Semantic checks that
-//! need other resources happen in `switchyard-compile`.
+//! becomes the OpenAPI description that `kubectl explain` prints), and whatever
+//! validation can live in the schema lives there (enums, ranges, patterns, CEL rules).
+//! Semantic checks that need other resources happen in `switchyard-compile`.
 #![forbid(unsafe_code)]
 
 mod api_route;

@@ -25,6 +25,7 @@
 #   BASELINE_REV=bb4263c  SWITCHYARD_BIN=path  BASELINE_BIN=path (skip the builds)
 #   NEW_REV=commit: measure that commit (built like the baseline, in .tools/cost-new with
 #     CARGO_TARGET_DIR=target/cost-new) instead of the working tree (built in target/).
+#   COST_PATH=/ (the request path; a longer one shows the per-byte cost of path normalization)
 #   COST_STRICT=1: exit 1 when a ratio that should stay below 1.03 does not.
 # Output in .bench/cost-*/ (callgrind dumps kept for callgrind_annotate); the table is also
 # written to .bench/cost-last.txt.
@@ -38,6 +39,7 @@ WARMUP=${COST_WARMUP:-2000}
 CONC=${COST_CONCURRENCY:-4}
 CONFIGS=${COST_CONFIGS:-plain rr2 lr2 hash2 vpc dns}
 REPEAT=${COST_REPEAT:-1}
+COST_PATH=${COST_PATH:-/}
 STRICT=${COST_STRICT:-0}
 BASELINE_REV=${BASELINE_REV:-bb4263c}
 LIMIT=1.03
@@ -252,10 +254,10 @@ measure() {
   log "$tag: started under callgrind (pid $pid)"
   wait_http "$RUN/$tag.log" "$pid" "http://127.0.0.1:$SY_ADMIN/readyz" 300
   wait_http "$RUN/$tag.log" "$pid" "http://127.0.0.1:$SY_PORT/" 120
-  python3 "$RUN/client.py" "$SY_PORT" / "$WARMUP" "$CONC" || die "$tag: warm-up failed"
+  python3 "$RUN/client.py" "$SY_PORT" "$COST_PATH" "$WARMUP" "$CONC" || die "$tag: warm-up failed"
   callgrind_control -z "$pid" >>"$RUN/$tag.log" 2>&1 || die "$tag: callgrind_control -z failed"
   t0=$SECONDS
-  python3 "$RUN/client.py" "$SY_PORT" / "$REQUESTS" "$CONC" || die "$tag: measured run failed"
+  python3 "$RUN/client.py" "$SY_PORT" "$COST_PATH" "$REQUESTS" "$CONC" || die "$tag: measured run failed"
   callgrind_control -d "$pid" >>"$RUN/$tag.log" 2>&1 || die "$tag: callgrind_control -d failed"
   log "$tag: $REQUESTS requests in $((SECONDS - t0))s"
   # The dump triggered above is $out.1 (the file written at exit is $out itself).

@@ -9,8 +9,9 @@
 //! - repeated slashes are merged (`//admin` is `/admin`);
 //! - dot segments are removed (`/public/../admin` is `/admin`; `%2e` counts as `.`);
 //! - refused outright: `%2F` and `%5C` (an encoded separator means something else to
-//!   every backend), a raw backslash, a NUL (raw or `%00`), a malformed escape, and dot
-//!   segments that climb above the root.
+//!   every backend), a raw backslash, a NUL (raw or `%00`), a malformed escape, dot
+//!   segments that climb above the root, and dot segments carrying path parameters
+//!   (`..;x`, `.;x`: servlet containers resolve them as `..` and `.`).
 
 use std::borrow::Cow;
 
@@ -22,6 +23,7 @@ pub enum PathRefusal {
     Nul,
     BadEscape,
     AboveRoot,
+    DotWithParameters,
 }
 
 impl PathRefusal {
@@ -32,6 +34,7 @@ impl PathRefusal {
             Self::Nul => "the path holds a NUL byte",
             Self::BadEscape => "the path holds a malformed percent escape",
             Self::AboveRoot => "a dot segment climbs above the root",
+            Self::DotWithParameters => "a dot segment carries path parameters (..; or .;)",
         }
     }
 }
@@ -122,6 +125,9 @@ fn remove_dot_segments(path: &[u8]) -> Result<String, PathRefusal> {
     let mut trailing_slash = false;
     for (i, piece) in pieces.iter().enumerate() {
         let last = i + 1 == pieces.len();
+        if matches!(piece.split(|&b| b == b';').next(), Some(b"." | b"..")) && piece.contains(&b';') {
+            return Err(PathRefusal::DotWithParameters);
+        }
         match *piece {
             b"" => trailing_slash = last && !kept.is_empty(),
             b"." => trailing_slash = last && !kept.is_empty(),
@@ -150,7 +156,7 @@ fn remove_dot_segments(path: &[u8]) -> Result<String, PathRefusal> {
 /// True when a path has a `.` or `..` segment (after normalization a path never does;
 /// a rewrite's output is checked with this before it is forwarded).
 pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|s| s == "." || s == "..")
+    path.split('/').any(|s| matches!(s.split(';').next(), Some("." | "..")))
 }
 
 #[cfg(test)]
@@ -217,6 +223,9 @@ mod tests {
             ("/a/../../etc", PathRefusal::AboveRoot),
             ("/%2e%2e/admin", PathRefusal::AboveRoot),
             ("/a/%2E%2e/%2e./x", PathRefusal::AboveRoot),
+            ("/public/..;/admin/secret", PathRefusal::DotWithParameters),
+            ("/public/.;x/admin", PathRefusal::DotWithParameters),
+            ("/public/%2e%2e;jsessionid=1/admin", PathRefusal::DotWithParameters),
         ];
         for (input, want) in cases {
             assert_eq!(normalize(input), Err(want), "{input}");
@@ -237,5 +246,6 @@ mod tests {
         assert!(has_dot_segment("/a/../b"));
         assert!(has_dot_segment("/a/."));
         assert!(!has_dot_segment("/a/..b/.c"));
+        assert!(has_dot_segment("/v1/files/..;"), "a servlet container climbs on ..;");
     }
 }

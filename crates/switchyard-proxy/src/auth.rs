@@ -30,7 +30,7 @@ impl Authenticator {
             snapshot
                 .apps
                 .iter()
-                .filter(|a| a.namespace == route_namespace && apps.contains(&a.name) && !a.app_code.is_empty())
+                .filter(|a| a.namespace == route_namespace && apps.contains(&a.name) && !a.app_code.trim().is_empty())
                 .map(|a| a.app_code.clone())
                 .collect()
         };
@@ -68,7 +68,8 @@ fn app_code(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     });
     from_header.or_else(|| {
         let value = query?.split('&').find_map(|pair| pair.strip_prefix(APP_CODE_PARAM)?.strip_prefix('='))?;
-        Some(form_urlencoded::parse(format!("v={value}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default())
+        let decoded = form_urlencoded::parse(format!("v={value}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+        Some(decoded.trim().to_owned())
     })
 }
 
@@ -129,6 +130,8 @@ mod tests {
         let auth = appcode(&[""]);
         assert!(auth.check(&HeaderMap::new(), Some("AppCode=")).is_err());
         assert!(auth.check(&HeaderMap::new(), Some("AppCode")).is_err());
+        assert!(auth.check(&HeaderMap::new(), Some("AppCode=+")).is_err(), "blank is empty");
+        assert!(auth.check(&HeaderMap::new(), Some("AppCode=%0A")).is_err());
     }
 
     #[test]

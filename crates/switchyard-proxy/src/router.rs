@@ -267,7 +267,9 @@ impl Candidate {
             PathMatcher::Exact => Some(Vec::new()),
             PathMatcher::Prefix(prefix) => {
                 let rest = path.strip_prefix(&**prefix)?;
-                (rest.is_empty() || rest.starts_with('/')).then(Vec::new)
+                // `/admin;x/...` is `/admin/...` to servlet containers: it must meet the
+                // `/admin` route, not fall through to a broader one.
+                (rest.is_empty() || rest.starts_with('/') || rest.starts_with(';')).then(Vec::new)
             }
             PathMatcher::Template(segments) => match_template(segments, path),
         }

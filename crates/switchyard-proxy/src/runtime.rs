@@ -41,6 +41,9 @@ pub struct RouteRuntime {
     pub add_headers: Vec<(HeaderName, HeaderValue)>,
     /// Constant query parameters, already encoded (`a=1&b=2`).
     pub add_query: Option<String>,
+    /// Their names: a client's parameter of the same name is dropped, so the constant is
+    /// the only value the backend sees (as constant headers replace the client's).
+    pub add_query_names: Vec<String>,
     pub auth: Authenticator,
     pub timeout: Duration,
     pub retries: Option<RetryPolicy>,
@@ -137,6 +140,7 @@ impl RouteRuntime {
             rewrite: rewrite(route).map_err(|e| bad(&e))?,
             add_headers,
             add_query,
+            add_query_names: route.add_query.iter().map(|(name, _)| name.clone()).collect(),
             auth: Authenticator::build(&route.auth, &route.id, snapshot),
             timeout: route.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: route.retries.clone(),

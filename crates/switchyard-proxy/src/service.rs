@@ -77,8 +77,17 @@ async fn serve(
         Ok(Cow::Owned(normal)) => Some(normal),
         Err(refusal) => return Err(GatewayError::PathRefused(refusal.message()).into()),
     };
+    // Origin form only (`OPTIONS *` aside): an authority-form target (CONNECT) has no
+    // path and would otherwise meet the catch-all route.
+    let path = normalized_path.as_deref().unwrap_or(parts.uri.path());
+    if !path.starts_with('/') && !(path == "*" && parts.method == http::Method::OPTIONS) {
+        return Err(GatewayError::BadRequest("the request target must be a path".into()).into());
+    }
     let matched = {
         let host = strip_port(client_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""));
+        // `shop.example.com.` is `shop.example.com` (the root label): it must meet the same
+        // routes and owner, not slip past both to the routes without hosts.
+        let host = host.strip_suffix('.').unwrap_or(host);
         let path = normalized_path.as_deref().unwrap_or(parts.uri.path());
         let view = RequestView { host, method: &parts.method, path, query: parts.uri.query(), headers: &parts.headers };
         runtime.router.find(&view).map_err(|why| no_match(why, &view))?
@@ -129,12 +138,12 @@ fn one_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, Gateway
     if headers.next().is_some() {
         return Err(GatewayError::BadRequest("more than one Host header".into()));
     }
-    if header.is_some_and(|h| h.to_str().is_err()) {
-        return Err(GatewayError::BadRequest("the Host header is not visible ASCII".into()));
+    if header.is_some_and(|h| !well_formed_host(h.as_bytes())) {
+        return Err(GatewayError::BadRequest("the Host header is not a host name or IP address with an optional port".into()));
     }
     let Some(authority) = parts.uri.authority() else { return Ok(header.cloned()) };
-    if authority.as_str().contains('@') {
-        return Err(GatewayError::BadRequest("the request target carries user information".into()));
+    if !well_formed_host(authority.as_str().as_bytes()) {
+        return Err(GatewayError::BadRequest("the request's authority is not a host name or IP address with an optional port".into()));
     }
     match header {
         Some(host) if !same_authority(authority.as_str(), host.as_bytes(), parts.uri.scheme_str()) => Err(GatewayError::HostMismatch {
@@ -145,6 +154,34 @@ fn one_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, Gateway
             .map(Some)
             .map_err(|_| GatewayError::BadRequest("the request's authority is not valid".into())),
     }
+}
+
+/// `name[:port]`, `v4[:port]` or `[v6][:port]`, and nothing else: no user information,
+/// no escapes, no brackets around a name. Routing strips the port and a forwarded Host is
+/// copied as it is, so both must read the same host out of it. Empty is allowed (an
+/// HTTP/1.1 request for a server without a name).
+fn well_formed_host(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|&b| b == b']') else { return false };
+        let inner = std::str::from_utf8(&value[1..end]).ok();
+        if inner.and_then(|v6| v6.parse::<std::net::Ipv6Addr>().ok()).is_none() {
+            return false;
+        }
+        (&value[..=end], &value[end + 1..])
+    } else {
+        let split = value.iter().rposition(|&b| b == b':').unwrap_or(value.len());
+        let (name, port) = value.split_at(split);
+        if !name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+            return false;
+        }
+        (name, port)
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    port_ok && (!host.is_empty() || value.is_empty())
 }
 
 /// Equal ignoring case, and a default port written on one side only.
@@ -180,6 +217,26 @@ mod tests {
         assert_eq!(super::strip_port("api.example.com"), "api.example.com");
         assert_eq!(super::strip_port("[::1]:8080"), "::1");
         assert_eq!(super::strip_port("127.0.0.1"), "127.0.0.1");
+    }
+
+    #[test]
+    fn only_names_and_addresses_with_an_optional_port_are_hosts() {
+        for good in ["api.example.com", "api.example.com:8080", "10.0.0.1:80", "[::1]:8080", "[fe80::1]", "a_b.internal", ""] {
+            assert!(super::well_formed_host(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "[shop.example.com]:80@evil.com",
+            "a@b",
+            "a:b:c",
+            "shop.example.com:",
+            "shop.example.com:123456",
+            "[::1",
+            "a%2eb",
+            "a b",
+            ":80",
+        ] {
+            assert!(!super::well_formed_host(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

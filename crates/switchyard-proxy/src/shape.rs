@@ -58,7 +58,11 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
     let backend_path = input.route.backend_path(path, input.params)?;
     let headers = &mut parts.headers;
     let stripped_query = strip_app_code(headers, parts.uri.query());
-    let query = stripped_query.as_deref().or(parts.uri.query());
+    let mut query = stripped_query.as_deref().or(parts.uri.query());
+    let overridden = query.and_then(|q| without_params(q, &input.route.add_query_names));
+    if overridden.is_some() {
+        query = overridden.as_deref();
+    }
     let path_and_query = join_query(&backend_path, query, input.route.add_query.as_deref());
     strip_hop_by_hop(headers);
     // Never passed through as the client wrote it (the spec's forwarding rule).
@@ -69,9 +73,11 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
     }
     append_forwarded_for(headers, input.client_addr);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = &client_host {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-    }
+    // Set from the one host, or removed: never passed through as the client wrote it.
+    match &client_host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
     headers.insert(X_CA_REQUEST_ID, input.request_id.clone());
     let host = match input.host {
         HostPolicy::Fixed(value) => Some(value.clone()),
@@ -90,6 +96,21 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// `query` without the parameters named in `names` (compared decoded), when it has any.
+fn without_params(query: &str, names: &[String]) -> Option<String> {
+    if names.is_empty() {
+        return None;
+    }
+    let named = |pair: &str| {
+        let key = pair.split('=').next().unwrap_or(pair);
+        form_urlencoded::parse(key.as_bytes()).next().is_some_and(|(k, _)| names.iter().any(|n| *n == k))
+    };
+    if !query.split('&').any(named) {
+        return None;
+    }
+    Some(query.split('&').filter(|pair| !named(pair)).collect::<Vec<_>>().join("&"))
 }
 
 fn join_query(path: &str, query: Option<&str>, constant: Option<&str>) -> String {
@@ -163,6 +184,14 @@ mod tests {
         assert_eq!(join_query("/a", None, Some("s=g")), "/a?s=g");
         assert_eq!(join_query("/a", Some("x=1"), Some("s=g")), "/a?x=1&s=g");
         assert_eq!(join_query("/a", Some(""), Some("s=g")), "/a?s=g");
+    }
+
+    #[test]
+    fn a_client_parameter_named_like_a_constant_is_dropped() {
+        let names = vec!["tenant".to_owned()];
+        assert_eq!(without_params("tenant=b&x=1&ten%61nt=c", &names).as_deref(), Some("x=1"));
+        assert_eq!(without_params("x=1", &names), None, "nothing to drop: forwarded as it is");
+        assert_eq!(without_params("tenant=b", &[]), None);
     }
 
     #[test]

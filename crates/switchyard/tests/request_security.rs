@@ -327,3 +327,65 @@ async fn forwarding_headers_keep_every_x_forwarded_for_line_drop_forwarded_and_k
     let bad_id = get(&gw, "/public/x", &["x-ca-request-id: not/valid"]).await;
     assert_ne!(bad_id.header("x-ca-request-id"), Some("not/valid"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_parameters_on_dot_segments_are_refused_and_cannot_dodge_a_prefix_route() {
+    let up = Upstream::start("files").await;
+    let (_config, gw) = public_and_admin(&up).await;
+    for path in ["/public/..;/admin/secret.txt", "/public/.;x/../admin/x", "/public/%2e%2e;v=1/admin/x"] {
+        let reply = get(&gw, path, &[]).await;
+        assert_eq!((reply.status, reply.error_code()), (400, Some("A400PR")), "{path}");
+    }
+    let reply = get(&gw, "/admin;jsessionid=1/secret.txt", &[]).await;
+    assert_eq!((reply.status, reply.error_code()), (401, Some("A401AF")), "a servlet backend reads /admin/secret.txt");
+    let connect = raw(gw.addrs["proxy"], "CONNECT api.example.com:443 HTTP/1.1", &["host: api.example.com:443"]).await;
+    assert_eq!(connect.status, 400, "an authority-form target has no path to route");
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_is_not_a_plain_authority_is_refused_and_x_forwarded_host_is_never_passed_through() {
+    let up = Upstream::start("files").await;
+    let (_config, gw) = public_and_admin(&up).await;
+    let addr = gw.addrs["proxy"];
+    for host in ["[api.example.com]:80@evil.com", "api.example.com@evil.com", "api.example.com:80:80"] {
+        let reply = raw(addr, "GET /public/x HTTP/1.1", &[&format!("host: {host}")]).await;
+        assert_eq!((reply.status, reply.error_code()), (400, Some("A400BR")), "{host}");
+    }
+    let no_host = raw(addr, "GET /public/x HTTP/1.0", &["x-forwarded-host: evil.com"]).await.echo();
+    assert!(no_host["headers"].get("x-forwarded-host").is_none(), "{no_host}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constant_query_parameter_is_the_only_value_of_its_name_the_backend_sees() {
+    let up = Upstream::start("up").await;
+    let files = [
+        ("backend.yaml", backend("up", "default", &up.url())),
+        (
+            "route.yaml",
+            route(
+                "r",
+                "default",
+                "  match: {path: /q}\n  backendRefs: [{name: up}]\n  parameters: [{in: query, name: tenant, value: a}]\n",
+            ),
+        ),
+    ];
+    let config = ConfigDir::with(&files.iter().map(|(n, t)| (*n, t.as_str())).collect::<Vec<_>>());
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    let echo = get(&gw, "/q?tenant=b&x=1&ten%61nt=c", &[]).await.echo();
+    assert_eq!(echo["query"], "x=1&tenant=a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_dot_host_meets_its_owners_routes_not_another_namespaces_catch_all() {
+    let (a, b, config, gw) = two_tenants("namespace").await;
+    config.write("b-any.yaml", &route("catch-all", "team-b", "  match: {path: /, pathType: Prefix}\n  backendRefs: [{name: orders}]\n"));
+    wait_until("the catch-all is programmed", Duration::from_secs(10), || async {
+        gw.condition("ApiRoute", "catch-all", "Programmed").await.is_some_and(|(s, _)| s == "True")
+    })
+    .await;
+    let reply = raw(gw.addrs["proxy"], "GET /x HTTP/1.1", &["host: shop.example.com.", "authorization: APPCODE c0de"]).await;
+    assert_eq!(reply.echo()["upstream"], "team-a");
+    assert_eq!((a.hits(), b.hits()), (1, 0));
+}

@@ -480,6 +480,16 @@ pub(crate) fn parse_url(url: &str) -> Result<Endpoint, Rejection> {
     if !valid_host {
         return Err(bad("invalid host"));
     }
+    if !path.is_empty() {
+        // A base path prefixes every forwarded path: it must reach the wire as written and
+        // be normalized, or `/a/..` would climb out of it.
+        validate::wire_path(path).map_err(|e| bad(&e))?;
+        match crate::request_path::normalize(path) {
+            Ok(normal) if normal == path => {}
+            Ok(normal) => return Err(bad(&format!("the path is not in normalized form; write {normal:?}"))),
+            Err(refusal) => return Err(bad(refusal.message())),
+        }
+    }
     let host = host.to_ascii_lowercase();
     Ok(Endpoint {
         scheme: scheme.to_owned(),
@@ -529,6 +539,14 @@ fn mock_kind(mock: &MockBackend) -> Result<BackendKind, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_path_must_be_normalized_and_wire_safe() {
+        for bad in ["http://svc/a/..", "http://svc/a//b", "http://svc/%2e%2e/x", "http://svc/a b", "http://svc/a\r\nX: 1"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_url("http://svc/api/").unwrap().base_path, "/api");
+    }
 
     #[test]
     fn urls_give_dial_authority_host_header_and_base_path() {

@@ -320,13 +320,15 @@ fn resolve_auth(spec: &ApiRouteSpec, ns: &str, apps: &[App]) -> Result<(Auth, Op
             let why = format!("app {ns}/{name} does not exist (a Secret labelled switchyard.dev/app with appKey, appSecret, appCode)");
             return Ok(unresolved(reason::APP_NOT_FOUND, why));
         };
+        // Blank counts as empty: a code of spaces or a newline (a Secret made from a file)
+        // would authenticate `?AppCode=+`.
         let missing = if by_code {
-            app.app_code.is_empty().then_some("appCode")
+            app.app_code.trim().is_empty().then_some("appCode")
         } else {
-            [("appKey", &app.app_key), ("appSecret", &app.app_secret)].into_iter().find(|(_, v)| v.is_empty()).map(|(k, _)| k)
+            [("appKey", &app.app_key), ("appSecret", &app.app_secret)].into_iter().find(|(_, v)| v.trim().is_empty()).map(|(k, _)| k)
         };
         if let Some(field) = missing {
-            return Ok(unresolved(reason::APP_NOT_USABLE, format!("app {ns}/{name} has an empty {field}")));
+            return Ok(unresolved(reason::APP_NOT_USABLE, format!("app {ns}/{name} has an empty or blank {field}")));
         }
     }
     let apps = auth.apps.clone();

@@ -278,3 +278,10 @@ fn a_snapshot_giving_an_owned_host_to_another_namespace_is_refused() {
     let routes = [route("team-b/shop", &["shop.example.com"], "/", PathKind::Prefix)];
     assert!(Router::build(&routes, &[owner("shop.example.com", "team-a")]).is_err());
 }
+
+#[test]
+fn a_prefix_followed_by_path_parameters_still_matches_its_prefix_route() {
+    let routes = [route("admin", &[], "/admin", PathKind::Prefix), route("any", &[], "/", PathKind::Prefix)];
+    assert_eq!(find(&routes, &get("h", "/admin;jsessionid=1/secret")), Ok("admin"));
+    assert_eq!(find(&routes, &get("h", "/administrator")), Ok("any"));
+}

@@ -80,7 +80,8 @@ async fn serve(
     // Origin form only (`OPTIONS *` aside): an authority-form target (CONNECT) has no
     // path and would otherwise meet the catch-all route.
     let path = normalized_path.as_deref().unwrap_or(parts.uri.path());
-    if !path.starts_with('/') && !(path == "*" && parts.method == http::Method::OPTIONS) {
+    let origin_form = path.starts_with('/') || (path == "*" && parts.method == http::Method::OPTIONS);
+    if !origin_form {
         return Err(GatewayError::BadRequest("the request target must be a path".into()).into());
     }
     let matched = {

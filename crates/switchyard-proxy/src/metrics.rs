@@ -87,10 +87,14 @@ impl ProxyMetrics {
         self.snapshot_pull_age.set(0);
     }
 
+    /// Time since the last answered pull (since the pull loop started, before the first).
+    pub fn pull_age(&self) -> std::time::Duration {
+        self.last_pull.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed()
+    }
+
     /// Sets the pull age gauge from the last answered pull.
     pub fn refresh_pull_age(&self) {
-        let last = *self.last_pull.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.snapshot_pull_age.set(i64::try_from(last.elapsed().as_secs()).unwrap_or(i64::MAX));
+        self.snapshot_pull_age.set(i64::try_from(self.pull_age().as_secs()).unwrap_or(i64::MAX));
     }
 
     pub fn observe(&self, status: u16, error_code: Option<&'static str>, elapsed: Duration) {

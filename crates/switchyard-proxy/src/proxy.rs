@@ -16,13 +16,21 @@ pub struct Proxy {
     /// The version last applied: it moves on when a snapshot with the same content but
     /// another number arrives (another controller replica), without a rebuild.
     version: AtomicU64,
+    /// When the live version was applied (wall clock, for `/status`).
+    applied_at: std::sync::Mutex<Option<std::time::SystemTime>>,
     egress: EgressConfig,
     pub metrics: ProxyMetrics,
 }
 
 impl Proxy {
     pub fn new(registry: &mut prometheus_client::registry::Registry, egress: EgressConfig) -> Self {
-        Self { live: ArcSwapOption::empty(), version: AtomicU64::new(NO_VERSION), egress, metrics: ProxyMetrics::register(registry) }
+        Self {
+            live: ArcSwapOption::empty(),
+            version: AtomicU64::new(NO_VERSION),
+            applied_at: std::sync::Mutex::new(None),
+            egress,
+            metrics: ProxyMetrics::register(registry),
+        }
     }
 
     /// The runtime in force now; requests hold it until they finish.
@@ -70,8 +78,15 @@ impl Proxy {
         }
     }
 
+    /// When the live version was applied, if one is.
+    pub fn applied_at(&self) -> Option<std::time::SystemTime> {
+        *self.applied_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn set_version(&self, version: u64) {
-        self.version.store(version, Ordering::Release);
+        if self.version.swap(version, Ordering::AcqRel) != version {
+            *self.applied_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::SystemTime::now());
+        }
         self.metrics.snapshot_version.set(version as i64);
     }
 }

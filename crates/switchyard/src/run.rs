@@ -289,38 +289,6 @@ struct ProxyView {
     /// A healthy long-poll is answered at least this often (the controller's hold plus
     /// `--pull-stall-timeout`): a pull age beyond it means the pulls are failing.
     pull_deadline: std::time::Duration,
-    /// The metrics registry, read for the pull age the pull loop keeps there.
-    registry: Arc<Registry>,
-    /// The live version and when this process first saw it serving.
-    applied: Arc<std::sync::Mutex<Option<(u64, std::time::SystemTime)>>>,
-}
-
-impl ProxyView {
-    /// Records when the live version changes (a swap, or the cache at start). Polls the
-    /// live version, which is one atomic load, so the pull loop needs no hook.
-    fn track_applied(proxy: std::sync::Weak<Proxy>, applied: Arc<std::sync::Mutex<Option<(u64, std::time::SystemTime)>>>) {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-            while let Some(proxy) = proxy.upgrade() {
-                if let Some(version) = proxy.version() {
-                    let mut slot = applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if slot.is_none_or(|(seen, _)| seen != version) {
-                        *slot = Some((version, std::time::SystemTime::now()));
-                    }
-                }
-                drop(proxy);
-                tick.tick().await;
-            }
-        });
-    }
-
-    /// Seconds since the controller last answered a pull (`switchyard_proxy_snapshot_pull_age_seconds`).
-    fn pull_age_seconds(&self) -> Option<u64> {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).ok()?;
-        let line = text.lines().find(|l| l.starts_with("switchyard_proxy_snapshot_pull_age_seconds "))?;
-        line.rsplit(' ').next()?.parse::<f64>().ok().map(|v| v as u64)
-    }
 }
 
 impl AdminView for ProxyView {
@@ -335,18 +303,9 @@ impl AdminView for ProxyView {
     }
     fn status(&self) -> serde_json::Value {
         let live = self.proxy.version();
-        let applied_at = {
-            let mut slot = self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            // The tracker polls; a swap it has not seen yet happened just now.
-            if let Some(version) = live
-                && slot.is_none_or(|(seen, _)| seen != version)
-            {
-                *slot = Some((version, std::time::SystemTime::now()));
-            }
-            slot.map(|(_, at)| at)
-        };
+        let applied_at = self.proxy.applied_at();
         let unix = |at: std::time::SystemTime| at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let age = self.pull_age_seconds();
+        let age = Some(self.proxy.metrics.pull_age().as_secs());
         serde_json::json!({
             "mode": "proxy",
             "resources": [],
@@ -391,17 +350,10 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let controller_url = controller.base.clone();
     let config =
         switchyard_proxy::pull::PullConfig { controller, token, cache_dir: args.cache_dir.clone(), stall_timeout: args.pull_stall_timeout };
-    let applied = Arc::new(std::sync::Mutex::new(None));
-    ProxyView::track_applied(Arc::downgrade(&proxy), applied.clone());
     tokio::spawn(switchyard_proxy::pull::run(proxy.clone(), config));
     let registry = Arc::new(registry);
-    let view: Arc<dyn AdminView> = Arc::new(ProxyView {
-        proxy: proxy.clone(),
-        controller: controller_url,
-        pull_deadline: DEFAULT_HOLD + args.pull_stall_timeout,
-        registry: registry.clone(),
-        applied,
-    });
+    let view: Arc<dyn AdminView> =
+        Arc::new(ProxyView { proxy: proxy.clone(), controller: controller_url, pull_deadline: DEFAULT_HOLD + args.pull_stall_timeout });
     serve_admin_shared(view, registry, admin_listener, Some(metrics_listener));
     serve_until_signal(proxy_listeners, proxy).await
 }

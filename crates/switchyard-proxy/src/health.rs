@@ -88,7 +88,10 @@ pub fn spawn(health: &Arc<ActiveHealth>, targets: ProbeTargets) {
 }
 
 async fn run(health: Weak<ActiveHealth>, targets: ProbeTargets) {
-    let mut seed = std::process::id() as u64 ^ targets.upstreams.len() as u64;
+    // Distinct per replica and per backend: every replica gets the snapshot at the same
+    // moment, and the same PID (1, in a container) would probe in lockstep.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut seed = crate::balance::splitmix(nanos ^ (health.as_ptr() as u64) ^ targets.upstreams.len() as u64);
     loop {
         let Some(interval) = health.upgrade().map(|h| h.policy.interval_ms) else { return };
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

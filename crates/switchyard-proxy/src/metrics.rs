@@ -40,7 +40,7 @@ pub struct ProxyMetrics {
     pub snapshot_rejected: Counter,
     /// Seconds since the last pull that got an answer (proxy mode).
     snapshot_pull_age: Gauge,
-    /// When that was (since the pull loop started, until the first answer).
+    /// When that was (since the proxy started, until the first answer).
     last_pull: std::sync::Mutex<std::time::Instant>,
     pub health: HealthMetrics,
 }
@@ -87,7 +87,7 @@ impl ProxyMetrics {
         self.snapshot_pull_age.set(0);
     }
 
-    /// Time since the last answered pull (since the pull loop started, before the first).
+    /// Time since the last answered pull (since the proxy started, before the first).
     pub fn pull_age(&self) -> std::time::Duration {
         self.last_pull.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed()
     }

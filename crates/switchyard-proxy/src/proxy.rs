@@ -66,6 +66,8 @@ impl Proxy {
             Ok(runtime) => {
                 self.live.store(Some(Arc::new(runtime)));
                 self.set_version(version);
+                // Only a real swap: another replica's number for the same content is not news.
+                *self.applied_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::SystemTime::now());
                 self.metrics.snapshot_swaps.inc();
                 tracing::info!(version, "routing snapshot swapped in");
                 Ok(())
@@ -84,9 +86,7 @@ impl Proxy {
     }
 
     fn set_version(&self, version: u64) {
-        if self.version.swap(version, Ordering::AcqRel) != version {
-            *self.applied_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::SystemTime::now());
-        }
+        self.version.store(version, Ordering::Release);
         self.metrics.snapshot_version.set(version as i64);
     }
 }

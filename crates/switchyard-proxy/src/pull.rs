@@ -27,7 +27,7 @@ use switchyard_http::tls::{Trust, UpstreamTls};
 
 use crate::proxy::Proxy;
 
-/// Longer than the controller's hold time, so a healthy long-poll never times out.
+/// The longest wait between failed pulls.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CACHE_FILE: &str = "snapshot.json";
 
@@ -45,7 +45,8 @@ pub struct PullConfig {
 /// Default [`PullConfig::stall_timeout`].
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How long the controller holds a long-poll before answering 304 (its `DEFAULT_HOLD`).
+/// How long the controller holds a long-poll before answering 304: its `DEFAULT_HOLD`
+/// (the proxy does not depend on the controller crate; keep the two equal).
 const SERVER_HOLD: Duration = Duration::from_secs(30);
 
 /// Probes of an idle pull connection, so a peer that vanished without closing it (a node
@@ -105,7 +106,7 @@ impl ControllerUrl {
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|e| format!("connect: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE).with_interval(KEEPALIVE);
+        let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE).with_interval(KEEPALIVE).with_retries(3);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         match &self.tls {
             None => handshake(stream).await,

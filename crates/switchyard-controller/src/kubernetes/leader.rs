@@ -23,6 +23,10 @@ use tokio::sync::watch;
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews (and others retry).
 pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest one round may take: a renewal that hangs (a half-open connection to the
+/// API server) must drop leadership well before another replica may take the lease
+/// (one `LEASE_DURATION` after it last saw it change).
+pub const ROUND_DEADLINE: Duration = Duration::from_secs(8);
 
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -101,10 +105,14 @@ impl LeaderElector {
     /// a renewal fails, before the lease could expire and another replica take over.
     pub async fn run(self: std::sync::Arc<Self>, leading: watch::Sender<bool>) {
         loop {
-            let leads = match self.try_lead(Timestamp::now()).await {
-                Ok(leads) => leads,
-                Err(e) => {
+            let leads = match tokio::time::timeout(ROUND_DEADLINE, self.try_lead(Timestamp::now())).await {
+                Ok(Ok(leads)) => leads,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "leader election round failed; not leading");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(deadline = ?ROUND_DEADLINE, "leader election round did not finish in time; not leading");
                     false
                 }
             };

@@ -227,11 +227,15 @@ pub struct ControllerIdentity {
 pub struct Controller {
     pub leading: watch::Receiver<bool>,
     elector: Arc<leader::LeaderElector>,
+    /// The election loop: stopped before the lease is released, or its next round could
+    /// take the lease straight back.
+    election: tokio::task::JoinHandle<()>,
 }
 
 impl Controller {
     /// Gives up leadership so another replica takes over without waiting for expiry.
     pub async fn shutdown(&self) {
+        self.election.abort();
         match self.elector.release().await {
             Ok(true) => tracing::info!("released the leader lease"),
             Ok(false) => {}
@@ -253,10 +257,10 @@ pub async fn start(
     let namespace = identity.lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
     let (leading_tx, leading) = watch::channel(false);
     let elector = Arc::new(leader::LeaderElector::new(Api::namespaced(client.clone(), &namespace), LEASE_NAME, &identity.identity));
-    tokio::spawn(elector.clone().run(leading_tx));
+    let election = tokio::spawn(elector.clone().run(leading_tx));
     let events = events::Events::new(client.clone(), &identity.identity);
     tokio::spawn(run(client, options, publisher, book, leading.clone(), metrics, events));
-    Ok(Controller { leading, elector })
+    Ok(Controller { leading, elector, election })
 }
 
 /// Compiles on every change and writes statuses while leading. Runs forever. `options`

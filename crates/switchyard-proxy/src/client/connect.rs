@@ -13,6 +13,9 @@ use super::{CONNECT_TIMEOUT, ClientError, Upstream};
 use crate::body::RequestBody;
 use crate::egress::{DialPolicy, Granted};
 
+/// How much earlier than the attempt's deadline a dial gives up.
+const CONNECT_MARGIN: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A new connection to `upstream` (at `pinned` when the address is already chosen),
 /// driven by a task of its own; every error here means the backend was never reached.
 pub(super) async fn connect(
@@ -22,10 +25,16 @@ pub(super) async fn connect(
     grant: Option<&Granted>,
     deadline: tokio::time::Instant,
 ) -> Result<SendRequest<RequestBody>, ClientError> {
-    let connect_by = deadline.min(tokio::time::Instant::now() + CONNECT_TIMEOUT);
+    // Strictly before the attempt's deadline (timers have millisecond resolution), so a
+    // dial still pending when the attempt's budget ends is always reported as a connect
+    // failure (retryable), never as the attempt's timeout.
+    let connect_by = deadline.checked_sub(CONNECT_MARGIN).unwrap_or(deadline).min(tokio::time::Instant::now() + CONNECT_TIMEOUT);
     let failed = |kind: &'static str, e: Box<dyn std::error::Error + Send + Sync>| ClientError::Connect(kind.into(), e);
     let authority = &upstream.authority;
-    let candidates = crate::resolver::addresses(authority, pinned).await.map_err(|e| failed("the name does not resolve", e.into()))?;
+    let candidates = tokio::time::timeout_at(connect_by, crate::resolver::addresses(authority, pinned))
+        .await
+        .map_err(|_| failed("timed out", format!("resolving {authority} timed out").into()))?
+        .map_err(|e| failed("the name does not resolve", e.into()))?;
     // The check is on resolved addresses: a name that resolves somewhere forbidden is
     // refused whatever it was called.
     let mut allowed = Vec::with_capacity(candidates.len());

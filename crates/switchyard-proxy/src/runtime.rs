@@ -83,6 +83,9 @@ impl Runtime {
         previous: Option<&Runtime>,
     ) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes, &snapshot.host_owners)?;
+        // Routes before backends: a snapshot refused here must not have started any
+        // backend's health probes.
+        let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
         // Backends (and their health probes) dial through this policy: they can be kept
         // only while what it is built from, the DnsRecords, stays the same.
         let reusable = previous.filter(|p| p.snapshot.dns_records == snapshot.dns_records);
@@ -101,7 +104,6 @@ impl Runtime {
                 _ => Arc::new(BackendRuntime::build(b, &ctx)),
             })
             .collect();
-        let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
         Ok(Self { snapshot, dial, router, routes, backends })
     }
 

@@ -88,15 +88,7 @@ pub async fn serve_on(listener: TcpListener, transport: Transport, server: Arc<S
 pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, server: Arc<SnapshotServer>) {
     let acceptor = TlsAcceptor::from(config);
     loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %e, "snapshot listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, client) = switchyard_http::accept(&listener).await;
         let (acceptor, server) = (acceptor.clone(), server.clone());
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

@@ -8,11 +8,10 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::pki::TestCa;
-use support::scratch::Scratch;
+use support::scratch::{Scratch, snapshot_url};
 use support::{ConfigDir, Switchyard, get, get_tls, wait_until};
 
 const TOKEN: &str = "admin-channel-token";
@@ -44,34 +43,6 @@ fn scratch() -> Scratch {
     scratch
 }
 
-/// Standalone serving `config` and snapshots over TLS on loopback.
-fn tls_standalone(config: &ConfigDir, scratch: &Scratch) -> Switchyard {
-    let args = [
-        "standalone",
-        "--config-dir",
-        config.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--snapshot-listen",
-        "127.0.0.1:0",
-        "--token-file",
-        &scratch.path("token"),
-        "--snapshot-tls-cert",
-        &scratch.path("tls.crt"),
-        "--snapshot-tls-key",
-        &scratch.path("tls.key"),
-    ];
-    Switchyard::start(&args, &["proxy", "admin", "metrics", "snapshot"])
-}
-
-fn snapshot_url(controller: &Switchyard) -> String {
-    format!("https://{}", controller.addrs["snapshot"])
-}
-
 fn tls_proxy(scratch: &Scratch, controller: &Switchyard, ca: &str, token: &Path, cache: &str) -> Switchyard {
     Switchyard::proxy_with(&snapshot_url(controller), token, &scratch.dir.path().join(cache), &["--controller-ca", &scratch.path(ca)])
 }
@@ -100,7 +71,7 @@ async fn assert_no_app_secrets(what: &str, switchyard: &Switchyard) {
 async fn config_dump_and_status_show_redacted_app_credentials_in_standalone_and_in_a_proxy() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
     let scratch = scratch();
-    let standalone = tls_standalone(&config, &scratch);
+    let standalone = scratch.standalone(&config, &scratch.dir.path().join("token"), "127.0.0.1:0");
     standalone.wait_ready().await;
     assert_no_app_secrets("standalone", &standalone).await;
 
@@ -119,7 +90,7 @@ async fn config_dump_and_status_show_redacted_app_credentials_in_standalone_and_
 async fn the_metrics_listener_answers_metrics_and_health_and_nothing_else() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
     let scratch = scratch();
-    let standalone = tls_standalone(&config, &scratch);
+    let standalone = scratch.standalone(&config, &scratch.dir.path().join("token"), "127.0.0.1:0");
     standalone.wait_ready().await;
     let proxy = tls_proxy(&scratch, &standalone, "ca.pem", &scratch.dir.path().join("token"), "cache");
     proxy.wait_ready().await;
@@ -140,14 +111,7 @@ async fn the_metrics_listener_answers_metrics_and_health_and_nothing_else() {
 /// Starts `switchyard ARGS` and returns the address its admin listener bound (or, when
 /// something else holds that port, the address the error names), then stops it.
 fn admin_address_of(args: &[&str], env: &[(&str, &str)]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .envs(env.iter().copied())
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn(args, env);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -210,14 +174,7 @@ fn the_admin_listener_binds_loopback_by_default_in_every_subcommand() {
 
 /// Runs `switchyard ARGS` to its exit; returns the exit code and stderr.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_LOG", "warn")
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::spawn(args, &[("KUBECONFIG", "/nonexistent/kubeconfig")]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -269,7 +226,7 @@ fn a_proxy_refuses_a_plain_http_controller_url_without_controller_insecure_http(
 async fn a_proxy_trusting_another_ca_gets_no_snapshot_and_plain_http_gets_nothing_from_the_tls_listener() {
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
     let scratch = scratch();
-    let standalone = tls_standalone(&config, &scratch);
+    let standalone = scratch.standalone(&config, &scratch.dir.path().join("token"), "127.0.0.1:0");
     standalone.wait_ready().await;
     let token = scratch.dir.path().join("token");
 
@@ -298,7 +255,7 @@ async fn a_rotated_token_takes_effect_without_a_restart_on_the_controller_and_on
     let scratch = scratch();
     // The proxy reads its own copy of the token, as a pod mounting the same Secret does.
     let proxy_token = scratch.write("proxy-token", TOKEN);
-    let standalone = tls_standalone(&config, &scratch);
+    let standalone = scratch.standalone(&config, &scratch.dir.path().join("token"), "127.0.0.1:0");
     standalone.wait_ready().await;
     let proxy = tls_proxy(&scratch, &standalone, "ca.pem", &proxy_token, "cache");
     wait_until("v1 through the proxy", PROPAGATION, || async { body_at(&proxy, "/hello").await.as_deref() == Some("v1") }).await;
@@ -337,7 +294,7 @@ async fn the_proxys_disk_cache_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let config = ConfigDir::with(&[("api.yaml", &resources("v1"))]);
     let scratch = scratch();
-    let standalone = tls_standalone(&config, &scratch);
+    let standalone = scratch.standalone(&config, &scratch.dir.path().join("token"), "127.0.0.1:0");
     let proxy = tls_proxy(&scratch, &standalone, "ca.pem", &scratch.dir.path().join("token"), "cache");
     proxy.wait_ready().await;
     let cache = scratch.dir.path().join("cache");

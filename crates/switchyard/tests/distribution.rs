@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use support::scratch::Scratch;
+use support::scratch::{Scratch, snapshot_url};
 use support::upstream::Upstream;
 use support::{ConfigDir, Switchyard, get, get_tls, send, wait_until};
 
@@ -30,33 +30,6 @@ fn hello(body: &str) -> String {
          apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: hello}}\n\
          spec: {{match: {{path: /hello}}, backendRefs: [{{name: hello}}]}}\n"
     )
-}
-
-/// `switchyard standalone` that also serves snapshots on `snapshot_listen`, over TLS.
-fn controller(config: &ConfigDir, scratch: &Scratch, token_file: &Path, snapshot_listen: &str) -> Switchyard {
-    let (cert, key) = (scratch.path("tls.crt"), scratch.path("tls.key"));
-    let args = [
-        "standalone",
-        "--config-dir",
-        config.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--snapshot-listen",
-        snapshot_listen,
-        "--token-file",
-        token_file.to_str().unwrap(),
-        "--snapshot-tls-cert",
-        &cert,
-        "--snapshot-tls-key",
-        &key,
-    ];
-    Switchyard::start(&args, &["proxy", "admin", "snapshot"])
-}
-
-fn snapshot_url(controller: &Switchyard) -> String {
-    format!("https://{}", controller.addrs["snapshot"])
 }
 
 /// `switchyard proxy` pulling over HTTPS, trusting the scratch CA.
@@ -93,7 +66,7 @@ async fn one_standalone_feeds_two_proxies_the_same_routes_and_a_folder_change_re
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
-    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let standalone = scratch.standalone(&config, &token, "127.0.0.1:0");
     let proxies = [
         pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("a")),
         pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("b")),
@@ -139,7 +112,7 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1"))]);
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
-    let mut first = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let mut first = scratch.standalone(&config, &token, "127.0.0.1:0");
     let snapshot_addr = first.addrs["snapshot"];
     let controller_url = snapshot_url(&first);
     let proxies = [
@@ -163,7 +136,7 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
 
     // The folder changes while no controller runs; a new one comes up on the same port.
     config.write("hello.yaml", &hello("v2"));
-    let second = controller(&config, &scratch, &token, &snapshot_addr.to_string());
+    let second = scratch.standalone(&config, &token, &snapshot_addr.to_string());
     assert_eq!(second.addrs["snapshot"], snapshot_addr);
     for proxy in &proxies {
         wait_serving("v2 from the new controller", proxy, "/hello", "v2").await;
@@ -181,7 +154,7 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let cache = scratch.cache_dir("cache");
-    let mut standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let mut standalone = scratch.standalone(&config, &token, "127.0.0.1:0");
     let mut proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &cache);
     wait_serving("the first proxy serving", &proxy, "/hello", "cached").await;
     let version = proxy.status().await["snapshot"]["version"].clone();
@@ -238,7 +211,7 @@ async fn a_wrong_token_gets_no_snapshot_and_the_proxy_never_becomes_ready() {
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let wrong = scratch.token_file("wrong", "not-the-token");
-    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let standalone = scratch.standalone(&config, &token, "127.0.0.1:0");
     standalone.wait_ready().await;
     let endpoint = format!("{}/v1/snapshot", snapshot_url(&standalone));
 
@@ -298,7 +271,7 @@ async fn a_config_change_applied_while_requests_are_in_flight_fails_none_of_them
     let config = ConfigDir::with(&[("backends.yaml", &backends(&a, &b)), ("route.yaml", &route_to("alpha"))]);
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
-    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let standalone = scratch.standalone(&config, &token, "127.0.0.1:0");
     let proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &scratch.cache_dir("cache"));
     let url = proxy.proxy_url("/echo");
     let served_by = |url: String| async move {
@@ -370,7 +343,7 @@ async fn a_proxys_status_reports_its_snapshot_and_controller_and_a_405_names_the
     let config = ConfigDir::with(&[("hello.yaml", &hello("v1")), ("post.yaml", post_only)]);
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
-    let standalone = controller(&config, &scratch, &token, "127.0.0.1:0");
+    let standalone = scratch.standalone(&config, &token, "127.0.0.1:0");
     let controller_url = snapshot_url(&standalone);
     let proxy = pulling_proxy(&scratch, &controller_url, &token, &scratch.cache_dir("a"));
     wait_serving("v1 on the proxy", &proxy, "/hello", "v1").await;

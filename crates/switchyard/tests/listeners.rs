@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{ConfigDir, Switchyard};
@@ -15,13 +15,8 @@ async fn a_second_gateway_on_a_port_in_use_refuses_to_start() {
     let config = ConfigDir::new();
     let first = Switchyard::standalone(config.path(), &[]);
     let taken = first.addrs["proxy"].to_string();
-    let mut second = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["standalone", "--config-dir", config.path().to_str().unwrap(), "--listen", &taken, "--admin-listen", "127.0.0.1:0"])
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args = ["standalone", "--config-dir", config.path().to_str().unwrap(), "--listen", &taken, "--admin-listen", "127.0.0.1:0"];
+    let mut second = support::spawn(&args, &[]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = second.try_wait().unwrap() {

@@ -73,14 +73,7 @@ impl Switchyard {
 
     /// [`Switchyard::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], roles: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(args)
-            .envs(env.iter().copied())
-            .env("SWITCHYARD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
+        let mut child = spawn(args, env);
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -159,6 +152,18 @@ impl Drop for Switchyard {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The binary with `args` and extra `env`, logging at `warn`, stderr piped for the caller.
+pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard")
 }
 
 /// Polls `check` until true or panics after `timeout`.

@@ -1,9 +1,10 @@
 //! A folder of credentials, certificates and caches that lives as long as a test: the
 //! snapshot listener's certificate (for 127.0.0.1 and localhost) and its CA in files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::pki::TestCa;
+use super::{ConfigDir, Switchyard};
 
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -47,4 +48,36 @@ impl Scratch {
         std::fs::create_dir_all(&path).unwrap();
         path
     }
+}
+
+impl Scratch {
+    /// `switchyard standalone` on `config` that also serves snapshots over TLS on
+    /// `snapshot_listen`, with this scratch's certificate, to holders of `token_file`.
+    pub fn standalone(&self, config: &ConfigDir, token_file: &Path, snapshot_listen: &str) -> Switchyard {
+        let args = [
+            "standalone",
+            "--config-dir",
+            config.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--snapshot-listen",
+            snapshot_listen,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--snapshot-tls-cert",
+            &self.path("tls.crt"),
+            "--snapshot-tls-key",
+            &self.path("tls.key"),
+        ];
+        Switchyard::start(&args, &["proxy", "admin", "metrics", "snapshot"])
+    }
+}
+
+/// The `https://` URL of a controller's snapshot listener.
+pub fn snapshot_url(controller: &Switchyard) -> String {
+    format!("https://{}", controller.addrs["snapshot"])
 }

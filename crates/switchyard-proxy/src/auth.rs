@@ -91,11 +91,9 @@ pub fn strip_app_code(headers: &mut HeaderMap, query: Option<&str>) -> Option<St
     if !query.contains(APP_CODE_PARAM) {
         return None;
     }
-    let is_app_code = |pair: &&str| pair.strip_prefix(APP_CODE_PARAM).is_some_and(|rest| rest.is_empty() || rest.starts_with('='));
-    if !query.split('&').any(|pair| is_app_code(&pair)) {
-        return None;
-    }
-    Some(query.split('&').filter(|pair| !is_app_code(pair)).collect::<Vec<_>>().join("&"))
+    crate::query::without_pairs(query, |pair| {
+        pair.strip_prefix(APP_CODE_PARAM).is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod metrics;
 mod outlier;
 mod proxy;
 pub mod pull;
+mod query;
 mod request_id;
 mod resolver;
 mod retry_budget;

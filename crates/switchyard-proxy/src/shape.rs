@@ -103,14 +103,10 @@ fn without_params(query: &str, names: &[String]) -> Option<String> {
     if names.is_empty() {
         return None;
     }
-    let named = |pair: &str| {
+    crate::query::without_pairs(query, |pair| {
         let key = pair.split('=').next().unwrap_or(pair);
         form_urlencoded::parse(key.as_bytes()).next().is_some_and(|(k, _)| names.iter().any(|n| *n == k))
-    };
-    if !query.split('&').any(named) {
-        return None;
-    }
-    Some(query.split('&').filter(|pair| !named(pair)).collect::<Vec<_>>().join("&"))
+    })
 }
 
 fn join_query(path: &str, query: Option<&str>, constant: Option<&str>) -> String {

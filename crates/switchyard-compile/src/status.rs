@@ -134,6 +134,7 @@ pub mod reason {
     pub const APP_NOT_FOUND: &str = "AppNotFound";
     pub const APP_NOT_USABLE: &str = "AppNotUsable";
     pub const HOST_OWNED_BY_ANOTHER_NAMESPACE: &str = "HostOwnedByAnotherNamespace";
+    pub const LINK_LOCAL_NOT_ALLOWED: &str = "LinkLocalNotAllowed";
     pub const AUTHORIZATION_NOT_FOUND: &str = "AuthorizationNotFound";
     pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
     pub const ADDRESSES_NOT_VERIFIED: &str = "AddressesNotVerified";

@@ -7,9 +7,6 @@ use crate::snapshot::{DnsEntry, VpcGrant, VpcGrantTarget};
 use crate::{CompileOptions, ConditionSpec, Connectivity, ResourceKind, ResourceStatus, reason, validate};
 use switchyard_api::condition_type::CONNECTED;
 
-/// `Accepted=False` of a VpcAuthorization naming a link-local address (cloud metadata)
-/// while the gateway runs without `--allow-link-local-grants`.
-pub(crate) const LINK_LOCAL_NOT_ALLOWED: &str = "LinkLocalNotAllowed";
 
 /// Validates every VpcAuthorization; returns the accepted ones by (namespace, name).
 pub(super) fn compile_all(
@@ -54,7 +51,7 @@ fn grant(auth: &VpcAuthorization, options: CompileOptions) -> Result<VpcGrant, R
         && !options.allow_link_local_grants
     {
         return Err(Rejection::new(
-            LINK_LOCAL_NOT_ALLOWED,
+            reason::LINK_LOCAL_NOT_ALLOWED,
             format!(
                 "target.address {ip} is a link-local or cloud metadata address (169.254.0.0/16, fe80::/10, \
                  fd00:ec2::254, in any IPv4-mapped or NAT64 form); the gateway grants those only when it runs \

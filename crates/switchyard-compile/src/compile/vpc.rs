@@ -7,7 +7,6 @@ use crate::snapshot::{DnsEntry, VpcGrant, VpcGrantTarget};
 use crate::{CompileOptions, ConditionSpec, Connectivity, ResourceKind, ResourceStatus, reason, validate};
 use switchyard_api::condition_type::CONNECTED;
 
-
 /// Validates every VpcAuthorization; returns the accepted ones by (namespace, name).
 pub(super) fn compile_all(
     auths: &[VpcAuthorization],

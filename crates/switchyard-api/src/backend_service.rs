@@ -2,7 +2,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Condition, NameValue, Retries, SecretKeyRef, ServiceRef};
+use crate::{Condition, NameValue, Retries, SecretKeyRef, SecretRef, ServiceRef};
 
 /// CEL rule: exactly one backend kind is set.
 const ONE_KIND_RULE: &str = "[has(self.http), has(self.vpc), has(self.function), has(self.mock), has(self.dataService), has(self.model), has(self.eventBus), has(self.registry), has(self.gateway)].filter(x, x).size() == 1";
@@ -354,40 +354,65 @@ pub struct RegistryBackend {
     pub zookeeper: Option<ZooKeeperSource>,
 }
 
-/// A Nacos service.
+/// A Nacos service, watched over the Nacos 2 gRPC protocol (pushes) with a periodic full
+/// re-sync as a safety net.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NacosSource {
-    /// `host:port` of the Nacos server.
+    /// `host:port` of the Nacos server's HTTP port, or several comma-separated; the gRPC
+    /// port is the HTTP port + 1000, as in Nacos.
+    #[schemars(length(min = 1, max = 1024))]
     pub server_addr: String,
     /// Nacos namespace (default `public`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub namespace: Option<String>,
     /// Group (default `DEFAULT_GROUP`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub group: Option<String>,
     /// Service name.
+    #[schemars(length(min = 1, max = 512))]
     pub service: String,
     /// Clusters to use; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<String>,
+    /// A Secret with keys `username` and `password`: the controller logs in and refreshes
+    /// the access token before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// Time between full re-syncs besides the pushes (default `30s`, at least `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
+    pub resync_interval: Option<String>,
 }
 
-/// A ZooKeeper registration path.
+/// A ZooKeeper registration path, watched (persistent recursive watches on 3.6+, child
+/// watches otherwise).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ZooKeeperSource {
     /// `host:port` of each server.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 16))]
     pub servers: Vec<String>,
-    /// Path whose children are instances.
+    /// A chroot every path is under (`/apps`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub chroot: Option<String>,
+    /// Path whose children are instances (SpringCloud, Plain) or the interface node whose
+    /// `providers` children are (Dubbo).
+    #[schemars(length(min = 1, max = 1024))]
     pub path: String,
     /// How instances are written: SpringCloud, Dubbo or Plain.
     #[serde(default)]
     pub layout: ZooKeeperLayout,
+    /// A Secret with keys `username` and `password` for digest authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
 }
 
 /// ZooKeeper registration layout.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 pub enum ZooKeeperLayout {
     #[default]
     SpringCloud,

@@ -24,6 +24,15 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// A whole Secret in the same namespace, read for the keys its user documents (for
+/// example `username` and `password`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
 /// A Kubernetes Service and port.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+pub mod discovered;
 pub mod manifest;
 pub mod path_template;
 pub mod request_path;
@@ -16,5 +17,8 @@ pub mod units;
 pub mod validate;
 
 pub use compile::{Compiled, compile};
+pub use discovered::{
+    Credentials, Discovered, Instance, InstanceScheme, NacosWatch, RegistrySource, SecretData, Skipped, SyncState, ZooKeeperWatch,
+};
 pub use resources::{AppSecret, CompileOptions, Connectivity, HostOwnership, InvalidObject, Resources, ServiceEndpoint, ServicePortTarget};
 pub use status::{ConditionSpec, ObjectRef, ResourceKind, ResourceStatus, reason};

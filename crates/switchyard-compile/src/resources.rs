@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use switchyard_api::{ApiRoute, BackendService, DnsRecord, VpcAuthorization};
 
 use crate::ObjectRef;
+use crate::discovered::{Discovered, SecretData};
 
 /// Everything the compile step reads. Sources (a folder of YAML, Kubernetes watches)
 /// fill it; compile never looks anywhere else.
@@ -21,6 +22,13 @@ pub struct Resources {
     /// The latest connectivity test of each VpcAuthorization, keyed by (namespace, name).
     /// Tests run outside compile (they are I/O); compile turns them into `Connected`.
     pub connectivity: BTreeMap<(String, String), Connectivity>,
+    /// What discovery last saw for each `registry` BackendService, keyed by the
+    /// BackendService's (namespace, name). Watches run outside compile (they are I/O).
+    pub registry: BTreeMap<(String, String), Discovered>,
+    /// Secrets that resources reference by name (credentials), keyed by (namespace, name).
+    /// Sources fill in only referenced Secrets; compile checks the references, the
+    /// controller's watchers use the values, and no value reaches the snapshot.
+    pub secrets: BTreeMap<(String, String), SecretData>,
     /// Gateway-wide choices that change what compile accepts (command-line flags).
     pub options: CompileOptions,
 }

@@ -302,6 +302,18 @@ pub struct Endpoint {
     /// name or an IP address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    /// Relative share of traffic (registry instance weights); 1 unless a registry says
+    /// otherwise.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(weight: &u32) -> bool {
+    *weight == 1
 }
 
 /// An app's credentials.

@@ -368,6 +368,7 @@ mod tests {
             host: "10.0.0.5".into(),
             base_path: String::new(),
             tls_server_name: Some("not a server name:443".into()),
+            weight: 1,
         };
         snapshot.backends[1].kind = BackendKind::Http { endpoints: vec![endpoint] };
         let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &HealthMetrics::default(), None).unwrap();

@@ -332,6 +332,7 @@ fn vpc_kind(
             host: host_with_port(host, vpc.port, "http"),
             base_path: String::new(),
             tls_server_name: None,
+            weight: 1,
         }],
         _ => sockets.iter().map(|(ip, port)| endpoint_for(*ip, *port)).collect(),
     };
@@ -449,6 +450,7 @@ fn endpoint_for(address: IpAddr, port: u16) -> Endpoint {
         host: host_with_port(&host, port, "http"),
         base_path: String::new(),
         tls_server_name: None,
+        weight: 1,
     }
 }
 
@@ -498,6 +500,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Endpoint, Rejection> {
         base_path: path.trim_end_matches('/').to_owned(),
         // Unbracketed, as a certificate names it; `tls::secure` may override it.
         tls_server_name: (scheme == "https").then(|| host.trim_start_matches('[').trim_end_matches(']').to_owned()),
+        weight: 1,
     })
 }
 

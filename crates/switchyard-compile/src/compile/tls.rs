@@ -117,6 +117,7 @@ mod tests {
             host: "10.0.0.5:443".into(),
             base_path: String::new(),
             tls_server_name: None,
+            weight: 1,
         };
         let secured = secure(plain.clone(), None).unwrap();
         assert_eq!((secured.scheme.as_str(), secured.host.as_str()), ("https", "10.0.0.5"));

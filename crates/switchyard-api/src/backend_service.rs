@@ -352,6 +352,10 @@ pub struct RegistryBackend {
     /// ZooKeeper path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zookeeper: Option<ZooKeeperSource>,
+    /// How `https` instances are verified (instances say https: Nacos metadata
+    /// `secure: "true"`, a SpringCloud `sslPort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// A Nacos service, watched over the Nacos 2 gRPC protocol (pushes) with a periodic full

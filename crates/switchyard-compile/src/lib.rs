@@ -16,7 +16,7 @@ mod strict;
 pub mod units;
 pub mod validate;
 
-pub use compile::{Compiled, compile};
+pub use compile::{Compiled, compile, describe_registry, registry_source};
 pub use discovered::{
     Credentials, Discovered, Instance, InstanceScheme, NacosWatch, RegistrySource, SecretData, Skipped, SyncState, ZooKeeperWatch,
 };

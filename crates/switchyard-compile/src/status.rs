@@ -145,4 +145,9 @@ pub mod reason {
     pub const UNSUPPORTED_SCHEME: &str = "UnsupportedScheme";
     pub const CONNECTED: &str = "Connected";
     pub const CONNECT_FAILED: &str = "ConnectFailed";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
+    pub const INVALID_REGISTRY: &str = "InvalidRegistry";
+    pub const REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
+    pub const DISCOVERING: &str = "Discovering";
 }

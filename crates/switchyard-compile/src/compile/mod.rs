@@ -9,6 +9,7 @@ mod backends;
 mod dns;
 mod ownership;
 mod routes;
+mod secrets;
 mod tls;
 mod vpc;
 
@@ -16,6 +17,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use switchyard_api::condition_type::ACCEPTED;
+
+pub use backends::{describe_registry, registry_source};
 
 use crate::snapshot::{App, Snapshot};
 use crate::{ConditionSpec, ObjectRef, ResourceKind, ResourceStatus, Resources, reason};

@@ -77,6 +77,7 @@ impl HttpBackend {
             ca_certificates: t.ca_certificates,
             insecure_skip_verify: t.insecure_skip_verify,
         });
+        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let endpoints = endpoints
             .iter()
             .map(|e| {
@@ -113,7 +114,7 @@ impl HttpBackend {
         Ok(Self {
             id: spec.id.clone(),
             endpoints,
-            balancer: Balancer::build(&spec.load_balancer, &names),
+            balancer: Balancer::build(&spec.load_balancer, &names, &weights),
             dial_grant: spec.dial_grant.clone().map(Granted::new),
             outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len(), ctx.health.outlier_ejections.clone())),
             retry_budget: RetryBudget::default(),
@@ -141,20 +142,15 @@ impl HttpBackend {
         Some(serde_json::json!({"backend": self.id, "endpoints": endpoints}))
     }
 
-    fn pick(&self, request: &ShapedRequest, headers: &HeaderMap, attempt: u32) -> usize {
+    /// `previous`: the endpoint the last attempt went to, which a retry avoids.
+    fn pick(&self, request: &ShapedRequest, headers: &HeaderMap, attempt: u32, previous: Option<usize>) -> usize {
         let input = PickInput { headers, client_ip: request.client_ip, attempt };
         let picked = self.balancer.pick(self.endpoints.len(), &input);
-        self.in_rotation(picked)
+        in_rotation(self.endpoints.len(), picked, previous, |i| self.usable(i))
     }
 
-    /// `preferred` if it is in rotation, else the next one that is (wrapping); when none
-    /// is, `preferred` anyway: better a doubtful endpoint than a certain error.
-    fn in_rotation(&self, preferred: usize) -> usize {
-        let len = self.endpoints.len();
-        let usable = |i: usize| {
-            self.active_health.as_ref().is_none_or(|h| h.is_healthy(i)) && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(i))
-        };
-        (0..len).map(|k| (preferred + k) % len).find(|i| usable(*i)).unwrap_or(preferred)
+    fn usable(&self, i: usize) -> bool {
+        self.active_health.as_ref().is_none_or(|h| h.is_healthy(i)) && self.outlier.as_ref().is_none_or(|o| !o.is_ejected(i))
     }
 
     fn build_request(
@@ -238,6 +234,16 @@ impl HttpBackend {
     }
 }
 
+/// `preferred` if it is in rotation and not `avoid`, else the next one that is (wrapping).
+/// A retry avoids the endpoint that just failed: a weighted schedule holds runs of a heavy
+/// endpoint's slots, and least request may still rate it the least loaded. When nothing
+/// else is in rotation, `avoid` is taken if it is; when nothing is, `preferred` anyway:
+/// better a doubtful endpoint than a certain error.
+fn in_rotation(len: usize, preferred: usize, avoid: Option<usize>, usable: impl Fn(usize) -> bool) -> usize {
+    let walk = || (0..len).map(|k| (preferred + k) % len);
+    walk().find(|&i| Some(i) != avoid && usable(i)).or_else(|| avoid.filter(|&i| usable(i))).unwrap_or(preferred)
+}
+
 /// What decides whether a failed attempt is retried.
 #[derive(Clone, Copy)]
 struct Retry<'a> {
@@ -270,6 +276,7 @@ impl Backend for HttpBackend {
         let mut last_failure = None;
         let _in_flight = self.retry_budget.request();
         let mut _retry = None;
+        let mut previous = None;
         for attempt in 0..attempts {
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -280,7 +287,8 @@ impl Backend for HttpBackend {
                 let Some(retry) = self.retry_budget.try_retry() else { break };
                 _retry = Some(retry);
             }
-            let index = self.pick(&request, headers.as_ref().expect("headers stay until the last attempt"), attempt);
+            let index = self.pick(&request, headers.as_ref().expect("headers stay until the last attempt"), attempt, previous);
+            previous = Some(index);
             let endpoint = &self.endpoints[index];
             // Counted until the response headers arrive (least-request's notion of load).
             let _in_flight = self.balancer.start(index);
@@ -410,6 +418,24 @@ mod tests {
 
     fn policy(attempts: u32, connect: bool, reset: bool, gateway: bool) -> RetryPolicy {
         RetryPolicy { attempts, on_connect_failure: connect, on_reset: reset, on_gateway_error: gateway, non_idempotent: false }
+    }
+
+    #[test]
+    fn endpoints_out_of_rotation_are_walked_past() {
+        let all = |_: usize| true;
+        assert_eq!(in_rotation(4, 2, None, all), 2);
+        assert_eq!(in_rotation(4, 2, None, |i| i != 2 && i != 3), 0, "wrapping");
+        assert_eq!(in_rotation(4, 2, None, |_| false), 2, "none usable: the pick anyway");
+    }
+
+    #[test]
+    fn a_retry_moves_off_the_endpoint_that_just_failed() {
+        let all = |_: usize| true;
+        assert_eq!(in_rotation(3, 1, Some(1), all), 2, "the balancer picked it again");
+        assert_eq!(in_rotation(3, 2, Some(0), |i| i != 2), 1, "walking past an unusable one skips it too");
+        assert_eq!(in_rotation(3, 0, Some(0), |i| i == 0), 0, "the only one in rotation");
+        assert_eq!(in_rotation(1, 0, Some(0), all), 0, "a single endpoint");
+        assert_eq!(in_rotation(3, 0, Some(0), |_| false), 0, "none in rotation: the pick anyway");
     }
 
     #[test]

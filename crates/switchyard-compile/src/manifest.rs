@@ -81,7 +81,11 @@ fn add_value(resources: &mut Resources, at: &str, value: Value) {
         ResourceKind::BackendService => decode(value).map(|r| resources.backend_services.push(r)),
         ResourceKind::VpcAuthorization => decode(value).map(|r| resources.vpc_authorizations.push(r)),
         ResourceKind::DnsRecord => decode(value).map(|r| resources.dns_records.push(r)),
-        ResourceKind::Secret => app_secret(&value, namespace.as_deref().unwrap_or("default"), &name).map(|app| resources.apps.extend(app)),
+        ResourceKind::Secret => {
+            let ns = namespace.as_deref().unwrap_or("default");
+            resources.secrets.insert((ns.to_owned(), name.clone()), secret_data(&value));
+            app_secret(&value, ns, &name).map(|app| resources.apps.extend(app))
+        }
         ResourceKind::Unknown => unreachable!("handled above"),
     };
     if let Err(e) = outcome {
@@ -95,6 +99,26 @@ fn decode<T: DeserializeOwned>(value: Value) -> Result<T, String> {
         let path = e.path().to_string();
         if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) }
     })
+}
+
+/// Every key of a Secret, labelled or not (what `credentialsSecretRef` and the like
+/// read): `stringData` over base64 `data`, as the API server merges them. A `data` value
+/// that is not base64 UTF-8 is left out (its reference then reports the key missing).
+fn secret_data(value: &Value) -> crate::SecretData {
+    let mut data = std::collections::BTreeMap::new();
+    let entries = |field: &str| {
+        let map = value.get(field).and_then(Value::as_mapping).into_iter().flatten();
+        map.filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?)))
+    };
+    for (key, encoded) in entries("data") {
+        if let Some(decoded) = decode_base64(encoded) {
+            data.insert(key, decoded);
+        }
+    }
+    for (key, plain) in entries("stringData") {
+        data.insert(key, plain.to_owned());
+    }
+    crate::SecretData(data)
 }
 
 /// An app Secret: labelled `switchyard.dev/app`, with appKey, appSecret, appCode in
@@ -173,5 +197,18 @@ mod tests {
         assert_eq!(decode_base64("YWI=").as_deref(), Some("ab"));
         assert_eq!(decode_base64("YW"), None);
         assert_eq!(decode_base64("Y!==").as_deref(), None);
+    }
+
+    #[test]
+    fn any_secret_is_kept_by_name_with_string_data_over_data() {
+        let mut resources = Resources::default();
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: login, namespace: shop}\n\
+                    data: {username: bmFjb3M=, password: b2xk, broken: '!!'}\nstringData: {password: new}\n";
+        add_yaml(&mut resources, "t", yaml);
+        assert!(resources.invalid.is_empty() && resources.apps.is_empty(), "an unlabelled Secret is not an app");
+        let data = &resources.secrets[&("shop".to_owned(), "login".to_owned())].0;
+        assert_eq!(data.get("username").map(String::as_str), Some("nacos"));
+        assert_eq!(data.get("password").map(String::as_str), Some("new"));
+        assert!(!data.contains_key("broken"));
     }
 }

@@ -39,7 +39,7 @@ pub async fn login(client: &HttpClient, http_addr: &str, credentials: &Credentia
         .append_pair("username", &credentials.username)
         .append_pair("password", &credentials.password)
         .finish();
-    let failed = |why: String| format!("login failed at {http_addr} as {}: {why}", credentials.username);
+    let failed = |why: String| format!("login failed as {}: {why}", credentials.username);
     let answer = send(client, Method::POST, http_addr, "/nacos/v1/auth/login", form).await.map_err(failed)?;
     if !answer.status.is_success() {
         return Err(failed(format!("HTTP {}", answer.status.as_u16())));

@@ -131,3 +131,36 @@ impl ServiceInfo {
 pub struct ServerRequest {
     pub request_id: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TARGET: Target<'static> = Target { namespace: "public", group: "G", service: "orders" };
+
+    fn info(name: Option<&str>, group: Option<&str>) -> ServiceInfo {
+        ServiceInfo { name: name.map(str::to_owned), group_name: group.map(str::to_owned), hosts: None }
+    }
+
+    #[test]
+    fn pushes_name_the_service_plainly_or_grouped() {
+        assert!(info(Some("orders"), Some("G")).is_for(&TARGET));
+        assert!(info(Some("G@@orders"), None).is_for(&TARGET));
+        assert!(info(None, None).is_for(&TARGET));
+        assert!(!info(Some("payments"), Some("G")).is_for(&TARGET));
+        assert!(!info(Some("orders"), Some("OTHER")).is_for(&TARGET));
+    }
+
+    #[test]
+    fn naming_requests_read_every_cluster_and_every_instance() {
+        let query = service_query("7", &TARGET);
+        assert_eq!(
+            query,
+            json!({
+                "requestId": "7", "headers": {}, "module": "naming", "namespace": "public",
+                "groupName": "G", "serviceName": "orders", "cluster": "", "healthyOnly": false, "udpPort": 0,
+            })
+        );
+        assert_eq!(subscribe("8", &TARGET)["clusters"], "");
+    }
+}

@@ -19,7 +19,7 @@ use crate::select::select;
 
 /// A health check every few seconds notices a dead server that keeps its TCP
 /// connection open (a hung process, a dropped route) within a few seconds.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(4);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(3);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Nacos registers a connection a moment after its setup message; requests before that

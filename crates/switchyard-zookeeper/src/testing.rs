@@ -24,6 +24,11 @@ const INSTALL_HINT: &str = "ZooKeeper is not installed: the switchyard-zookeeper
      scripts/test.sh installs it (apt-get install -y --no-install-recommends zookeeper, as root); \
      or set SWITCHYARD_ZOOKEEPER_CLASSPATH to a ZooKeeper classpath (and SWITCHYARD_ZOOKEEPER_JAVA to java)";
 
+/// Runs the JVM (`"$@"`) and kills it with SIGKILL when stdin closes: when the test
+/// process stops it, drops it, or dies in any way (even SIGKILL, which skips Drop), so no
+/// server outlives its test. Exits when the JVM does.
+const WATCHDOG: &str = r#"exec 3<&0; "$@" </dev/null & jvm=$!; { read -r _ <&3; kill -9 "$jvm" 2>/dev/null; } & wait "$jvm""#;
+
 /// How long a (cold, loaded) JVM may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -70,7 +75,8 @@ impl ZooKeeperServer {
     /// Kills the server (SIGKILL, as a crash: connections drop at once). The data stays.
     pub fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
-            let _ = process.kill();
+            // Closing the watchdog's stdin makes it `kill -9` the JVM; then it exits.
+            drop(process.stdin.take());
             let _ = process.wait();
         }
     }
@@ -94,17 +100,19 @@ impl ZooKeeperServer {
 
     fn launch(&mut self) {
         let log = std::fs::File::create(self.log_path()).expect("the server log file");
-        let process = Command::new(java())
+        let process = Command::new("sh")
+            .args(["-c", WATCHDOG, "sh"])
+            .arg(java())
             .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xms32m", "-Xmx256m", "-Djava.awt.headless=true"])
             .arg("-cp")
             .arg(classpath())
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
             .arg(self.dir.path().join("zoo.cfg"))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("the server log file"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|error| panic!("cannot run java ({error}). {INSTALL_HINT}"));
+            .unwrap_or_else(|error| panic!("cannot run sh ({error})"));
         self.process = Some(process);
         self.wait_until_ready();
     }
@@ -116,7 +124,7 @@ impl ZooKeeperServer {
                 return;
             }
             if let Some(status) = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
-                panic!("ZooKeeper exited ({status}) before answering:\n{}", self.log());
+                panic!("ZooKeeper exited ({status}) before answering:\n{}\n{INSTALL_HINT}", self.log());
             }
             std::thread::sleep(Duration::from_millis(25));
         }

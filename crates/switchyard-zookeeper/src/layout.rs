@@ -58,8 +58,21 @@ pub fn parse_entry(layout: ZooKeeperLayout, child: &str, data: &[u8]) -> Entry {
     match parsed {
         Ok(Some(instance)) => Entry::Serves(instance),
         Ok(None) => Entry::Idle,
-        Err(unusable) => Entry::Skipped(Skipped { entry: entry_name(child), why: unusable.why, malformed: unusable.malformed }),
+        Err(unusable) => Entry::Skipped(Skipped { entry: label(layout, child), why: unusable.why, malformed: unusable.malformed }),
     }
+}
+
+/// How a skipped entry is named in conditions. A Dubbo provider by its decoded URL without
+/// user info and query: readable, and those may carry a password or a `token` that must
+/// not reach a status.
+fn label(layout: ZooKeeperLayout, child: &str) -> String {
+    let decoded = (layout == ZooKeeperLayout::Dubbo).then(|| decode_dubbo_name(child).ok()).flatten();
+    let Some(url) = decoded else { return entry_name(child) };
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else { return entry_name(url) };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    entry_name(&format!("{scheme}://{host}{path}"))
 }
 
 /// Why an entry cannot be used.

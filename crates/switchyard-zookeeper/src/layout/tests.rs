@@ -184,11 +184,19 @@ fn dubbo_binary_protocol_is_skipped_but_not_malformed() {
     assert_eq!(
         entry,
         Entry::Skipped(Skipped {
-            entry: entry_name(&dubbo_name("dubbo://10.0.0.1:20880/com.example.OrderService?weight=100")),
+            entry: "dubbo://10.0.0.1:20880/com.example.OrderService".to_owned(),
             why: DUBBO_BINARY_WHY.to_owned(),
             malformed: false,
         })
     );
+}
+
+#[test]
+fn a_skipped_provider_is_named_without_its_user_info_or_query() {
+    let Entry::Skipped(skipped) = provider("dubbo://admin:pa55@10.0.0.1:20880/com.example.OrderService?token=t0ken&weight=1") else {
+        panic!("a dubbo:// provider is skipped")
+    };
+    assert_eq!(skipped.entry, "dubbo://10.0.0.1:20880/com.example.OrderService");
 }
 
 #[test]

@@ -29,13 +29,32 @@ need_python_venv() {
   command -v python3 >/dev/null || apt_install python3
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 }
+# Registry tests (crates/switchyard-zookeeper, crates/switchyard-nacos, and the end-to-end
+# crates/switchyard/tests/registries.rs) start their own servers on 127.0.0.1 and stop them
+# by PID: ZooKeeper from Debian's package (run by hand with java, not the systemd unit) ...
+need_zookeeper() {
+  [[ -f /usr/share/java/zookeeper.jar ]] || apt_install zookeeper
+}
+# ... and rnacos, a Nacos-compatible server, from crates.io. A cold build takes ~12 minutes
+# on 2 cores, so the binary is kept under $SWITCHYARD_TOOLS and reused by later runs.
+RNACOS_VERSION=0.8.8
+need_rnacos() {
+  local root="${SWITCHYARD_TOOLS:-${HOME:-/root}/.cache/switchyard}/rnacos-$RNACOS_VERSION"
+  if [[ ! -x $root/bin/rnacos ]]; then
+    log "cargo install rnacos $RNACOS_VERSION (cached in $root)"
+    local build; build=$(mktemp -d)
+    CARGO_TARGET_DIR="$build" cargo install rnacos --version "$RNACOS_VERSION" --locked --root "$root" --quiet
+    rm -rf "$build"
+  fi
+  export SWITCHYARD_RNACOS="$root/bin/rnacos"
+}
 # More of the same shape, if a test comes to need them:
 # need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
 
 PACKAGING_RUNS=0
 if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then PACKAGING_RUNS=1; fi
 
-DEPS=(rust)
+DEPS=(rust zookeeper rnacos)
 if ((PACKAGING_RUNS)); then DEPS+=(npm python_venv); fi
 for dep in "${DEPS[@]}"; do "need_$dep"; done
 if [[ ${TEST_DEPS_ONLY:-0} == 1 ]]; then

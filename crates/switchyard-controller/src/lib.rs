@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod connectivity;
+pub mod discovery;
 pub mod folder;
 pub mod kubernetes;
 pub mod metrics;
@@ -45,17 +46,21 @@ pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher:
 }
 
 /// Watches the folder until the task is dropped; prints every status change. Also runs
-/// the VpcAuthorization connectivity tests and recompiles when a result changes.
-/// `options` (command line) go with every compile and every connectivity test.
+/// the VpcAuthorization connectivity tests and the registry watches, and recompiles when
+/// a result changes. `options` (command line) go with every compile and every
+/// connectivity test.
 pub async fn watch_folder(
     dir: std::path::PathBuf,
     options: switchyard_compile::CompileOptions,
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
+    mut discovery: discovery::Discovery,
 ) {
     let mut source = Some(FolderSource::new(dir).with_options(options));
     let mut prober = connectivity::Prober::default();
     let mut latest = switchyard_compile::Resources::default();
+    let registry_changed = discovery.changed.clone();
+    let mut discovered = false;
     loop {
         let mut scanning = source.take().expect("source is put back after every scan");
         let (scanning, resources) = tokio::task::spawn_blocking(move || {
@@ -68,10 +73,12 @@ pub async fn watch_folder(
         let scanned = resources.is_some();
         if let Some(resources) = resources {
             latest = resources;
+            discovery.reconcile(&latest);
         }
         prober.start_due(&latest);
-        if scanned || prober.collect() {
+        if scanned || prober.collect() || discovered {
             latest.connectivity = prober.results();
+            latest.registry = discovery.results();
             let pass = compile_and_publish(&latest, &publisher, &book, &now_rfc3339());
             for change in pass.changes {
                 eprintln!("switchyard: status {change}");
@@ -80,7 +87,11 @@ pub async fn watch_folder(
                 tracing::info!(version, "published snapshot");
             }
         }
-        tokio::time::sleep(FOLDER_SCAN_INTERVAL).await;
+        // A registry change is compiled at once; the folder is rescanned on the interval.
+        discovered = tokio::select! {
+            () = tokio::time::sleep(FOLDER_SCAN_INTERVAL) => false,
+            () = registry_changed.notified() => true,
+        };
     }
 }
 

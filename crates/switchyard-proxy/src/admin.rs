@@ -34,6 +34,10 @@ pub trait AdminView: Send + Sync + 'static {
     }
     /// Every resource's conditions; `/status` shows them through [`status_json`].
     fn status(&self) -> Value;
+    /// The registry watches this process runs, with what each discovered (`registries`).
+    fn registries(&self) -> Vec<Value> {
+        Vec::new()
+    }
 }
 
 /// Which endpoints a listener serves.
@@ -55,7 +59,7 @@ pub fn respond<B>(view: &dyn AdminView, registry: &Registry, scope: Scope, reque
         (_, "/readyz") if view.ready() => plain(StatusCode::OK, "ready\n"),
         (_, "/readyz") => plain(StatusCode::SERVICE_UNAVAILABLE, "no routing snapshot loaded yet\n"),
         (_, "/metrics") => metrics(registry),
-        (Scope::Admin, "/config_dump") => json(config_dump(view.snapshot().as_deref(), view.endpoint_health())),
+        (Scope::Admin, "/config_dump") => json(config_dump(view.snapshot().as_deref(), view.endpoint_health(), view.registries())),
         (Scope::Admin, "/status") => json(status_json(view.status())),
         (Scope::Admin, _) => plain(StatusCode::NOT_FOUND, "admin endpoints: /healthz /readyz /metrics /config_dump /status\n"),
         (Scope::Metrics, _) => plain(StatusCode::NOT_FOUND, "metrics endpoints: /metrics /healthz /readyz\n"),
@@ -74,12 +78,14 @@ pub fn handler(
 
 /// `/config_dump`: the snapshot (`null` before the first one), secrets redacted, plus
 /// `endpointHealth` when any backend checks health.
-pub fn config_dump(snapshot: Option<&Snapshot>, endpoint_health: Vec<Value>) -> Bytes {
+pub fn config_dump(snapshot: Option<&Snapshot>, endpoint_health: Vec<Value>, registries: Vec<Value>) -> Bytes {
     let mut dump = serde_json::to_value(snapshot).expect("snapshots serialize");
-    if let Value::Object(fields) = &mut dump
-        && !endpoint_health.is_empty()
-    {
-        fields.insert("endpointHealth".into(), Value::Array(endpoint_health));
+    if let Value::Object(fields) = &mut dump {
+        for (name, section) in [("endpointHealth", endpoint_health), ("registries", registries)] {
+            if !section.is_empty() {
+                fields.insert(name.into(), Value::Array(section));
+            }
+        }
     }
     redact(&mut dump);
     Bytes::from(serde_json::to_vec(&dump).expect("JSON values serialize"))
@@ -213,7 +219,7 @@ mod tests {
 
     #[test]
     fn the_dump_shows_app_keys_but_never_app_secrets_or_codes() {
-        let dump = config_dump(Some(&snapshot()), Vec::new());
+        let dump = config_dump(Some(&snapshot()), Vec::new(), Vec::new());
         let text = String::from_utf8_lossy(&dump);
         for secret in SECRETS {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
@@ -249,8 +255,8 @@ mod tests {
 
     #[test]
     fn no_snapshot_dumps_null_and_endpoint_health_is_added() {
-        assert_eq!(&config_dump(None, Vec::new())[..], b"null");
-        let dump: Value = serde_json::from_slice(&config_dump(Some(&snapshot()), vec![json!({"healthy": true})])).unwrap();
+        assert_eq!(&config_dump(None, Vec::new(), Vec::new())[..], b"null");
+        let dump: Value = serde_json::from_slice(&config_dump(Some(&snapshot()), vec![json!({"healthy": true})], Vec::new())).unwrap();
         assert_eq!(dump["endpointHealth"][0]["healthy"], true);
     }
 

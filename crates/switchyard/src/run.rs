@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use prometheus_client::registry::Registry;
 use switchyard_compile::snapshot::Snapshot;
+use switchyard_controller::discovery::{Discovery, RegistryReport};
 use switchyard_controller::publisher::Publisher;
 use switchyard_controller::snapshot_server::tls::Transport;
 use switchyard_controller::snapshot_server::{DEFAULT_HOLD, SnapshotServer, TokenFile, TokenSource};
@@ -66,7 +67,8 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut any_false = false;
     for status in &compiled.statuses {
         for c in &status.conditions {
-            any_false |= !c.status;
+            // Validation does no I/O: a registry backend is always still discovering here.
+            any_false |= !c.status && c.reason != switchyard_compile::reason::DISCOVERING;
             println!("{}: {}={} ({}): {}", status.object, c.type_, c.status_str(), c.reason, c.message);
         }
     }
@@ -125,6 +127,7 @@ struct StandaloneView {
     proxy: Arc<Proxy>,
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
+    registries: RegistryReport,
 }
 
 impl AdminView for StandaloneView {
@@ -139,6 +142,9 @@ impl AdminView for StandaloneView {
     }
     fn status(&self) -> serde_json::Value {
         book_json(&self.book)
+    }
+    fn registries(&self) -> Vec<serde_json::Value> {
+        self.registries.get()
     }
 }
 
@@ -200,11 +206,20 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     }
     let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
-    tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), options, publisher.clone(), book.clone()));
+    let discovery = registry_discovery(&mut registry);
+    let registries = discovery.report_handle();
+    tokio::spawn(switchyard_controller::watch_folder(args.config_dir.clone(), options, publisher.clone(), book.clone(), discovery));
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
-    let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book });
+    let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book, registries });
     serve_admin(view, registry, admin_listener, metrics_listener);
     serve_until_signal(proxy_listeners, proxy).await
+}
+
+/// The registry watches (Nacos, ZooKeeper), reporting to the metrics registry.
+fn registry_discovery(registry: &mut Registry) -> Discovery {
+    use switchyard_controller::discovery::registry_clients;
+    let metrics = Arc::new(switchyard_controller::metrics::RegistryMetrics::register(registry));
+    Discovery::new(registry_clients()).with_metrics(metrics)
 }
 
 /// Standalone's in-process "pull": every published snapshot goes straight to the proxy.
@@ -226,6 +241,7 @@ async fn apply_published(publisher: Arc<Publisher>, proxy: Arc<Proxy>) {
 struct ControllerView {
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
+    registries: RegistryReport,
 }
 
 impl AdminView for ControllerView {
@@ -237,6 +253,9 @@ impl AdminView for ControllerView {
     }
     fn status(&self) -> serde_json::Value {
         book_json(&self.book)
+    }
+    fn registries(&self) -> Vec<serde_json::Value> {
+        self.registries.get()
     }
 }
 
@@ -258,17 +277,20 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let metrics_listener = listen("metrics", &args.metrics_listen).await?;
     let identity =
         ControllerIdentity { lease_namespace: args.lease_namespace.clone(), identity: args.pod_name.clone().unwrap_or_else(host_name) };
+    let discovery = registry_discovery(&mut registry);
+    let registries = discovery.report_handle();
     let kube_controller = kubernetes::start(
         identity,
         crate::cli::compile_options(args.host_ownership, &args.link_local),
         publisher.clone(),
         book.clone(),
         metrics,
+        discovery,
     )
     .await
     .context("connecting to the Kubernetes API")?;
     tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(snapshot_listener, transport, server));
-    let view: Arc<dyn AdminView> = Arc::new(ControllerView { publisher, book });
+    let view: Arc<dyn AdminView> = Arc::new(ControllerView { publisher, book, registries });
     serve_admin(view, registry, admin_listener, Some(metrics_listener));
     shutdown_signal().await;
     kube_controller.shutdown().await;

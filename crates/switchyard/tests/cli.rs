@@ -82,6 +82,14 @@ fn the_shipped_quickstart_validates_cleanly() {
     assert!(out.contains("2 route(s) programmed"), "{out}");
 }
 
+#[test]
+fn the_shipped_registry_examples_validate_cleanly() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/registries");
+    let (code, out) = switchyard(&["validate", "-f", dir]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("3 route(s) programmed"), "{out}");
+}
+
 /// A folder holding one VpcAuthorization of 127.0.0.1 on `port`.
 fn vpc_folder(port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ fn root() -> PathBuf {
 fn doc_files() -> Vec<PathBuf> {
     let root = root();
     let mut files = vec![root.join("README.md")];
-    for dir in ["docs", "charts/switchyard", "examples/quickstart", "e2e", "bench"] {
+    for dir in ["docs", "charts/switchyard", "examples/quickstart", "examples/registries", "e2e", "bench"] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
         for entry in entries {
             let path = entry.unwrap().path();
@@ -109,14 +109,17 @@ fn make_test_installs_npm_when_it_is_missing() {
     script("apt-get", &format!("echo \"$*\" >> {}", log.display()));
     script("cargo", "exit 0");
     script("python3", "exit 0");
-    let dirname = ["/usr/bin/dirname", "/bin/dirname"].into_iter().find(|p| Path::new(p).exists()).expect("dirname");
-    std::os::unix::fs::symlink(dirname, bin.join("dirname")).unwrap();
+    for tool in ["dirname", "mktemp", "rm"] {
+        let found = ["/usr/bin", "/bin"].into_iter().map(|d| Path::new(d).join(tool)).find(|p| p.exists()).expect(tool);
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
 
     let out = Command::new("/bin/bash")
         .arg(root().join("scripts/test.sh"))
         .env_clear()
         .env("PATH", bin)
         .env("TEST_DEPS_ONLY", "1")
+        .env("SWITCHYARD_TOOLS", dir.path().join("tools"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -18,6 +18,7 @@ pub(crate) mod mock;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use switchyard_api::{APP_LABEL, ApiRoute, BackendService, DnsRecord, VpcAuthorization};
-use switchyard_compile::{AppSecret, CompileOptions, ObjectRef, ResourceKind, Resources};
+use switchyard_compile::{AppSecret, CompileOptions, ObjectRef, ResourceKind, Resources, SecretData};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::ControllerMetrics;
@@ -50,6 +51,9 @@ pub struct Stores {
     authorizations: Store<VpcAuthorization>,
     dns_records: Store<DnsRecord>,
     apps: Store<Secret>,
+    /// Every Secret but service-account tokens and Helm release records, for the ones
+    /// resources reference by name (`credentialsSecretRef`).
+    secrets: Store<Secret>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
 }
@@ -64,6 +68,7 @@ impl Stores {
             authorizations: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
             dns_records: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
             apps: reflect(Api::all(client.clone()), apps_only, changed.clone()),
+            secrets: reflect(Api::all(client.clone()), referenceable_secrets(), changed.clone()),
             services: reflect(Api::all(client.clone()), watcher::Config::default(), changed.clone()),
             slices: reflect(Api::all(client.clone()), watcher::Config::default(), changed),
         }
@@ -77,6 +82,7 @@ impl Stores {
             self.authorizations.wait_until_ready(),
             self.dns_records.wait_until_ready(),
             self.apps.wait_until_ready(),
+            self.secrets.wait_until_ready(),
             self.services.wait_until_ready(),
             self.slices.wait_until_ready(),
         );
@@ -86,9 +92,11 @@ impl Stores {
     pub fn resources(&self) -> Resources {
         let services: Vec<Service> = copy(&self.services);
         let slices: Vec<EndpointSlice> = copy(&self.slices);
+        let backend_services: Vec<BackendService> = copy(&self.backends);
+        let secrets = referenced_secrets(&backend_services, &self.secrets.state());
         Resources {
             api_routes: copy(&self.routes),
-            backend_services: copy(&self.backends),
+            backend_services,
             vpc_authorizations: copy(&self.authorizations),
             dns_records: copy(&self.dns_records),
             apps: self.apps.state().iter().filter_map(|s| app_secret(s)).collect(),
@@ -96,6 +104,9 @@ impl Stores {
             service_endpoints: endpoints::service_endpoints(&services, &slices),
             // Filled by the run loop from the prober (leader only).
             connectivity: Default::default(),
+            secrets,
+            // Filled by the run loop from the registry watches.
+            registry: Default::default(),
             // Set by the run loop from the command line.
             options: Default::default(),
         }
@@ -196,6 +207,40 @@ where
     }
 }
 
+/// The Secrets a reference may name. Service-account tokens and Helm release records are
+/// never referenced by a resource and are the bulk of a cluster's Secrets: not watched.
+fn referenceable_secrets() -> watcher::Config {
+    watcher::Config::default().fields("type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1")
+}
+
+/// The Secrets BackendServices reference by name, decoded (values that are not UTF-8 are
+/// left out, so their reference reports the key missing). Only these reach compile.
+pub fn referenced_secrets(backends: &[BackendService], secrets: &[Arc<Secret>]) -> BTreeMap<(String, String), SecretData> {
+    let wanted: std::collections::BTreeSet<(String, String)> = backends
+        .iter()
+        .flat_map(|b| {
+            let ns = b.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let registry = b.spec.registry.as_ref();
+            let refs = [
+                registry.and_then(|r| r.nacos.as_ref()).and_then(|n| n.credentials_secret_ref.as_ref()),
+                registry.and_then(|r| r.zookeeper.as_ref()).and_then(|z| z.credentials_secret_ref.as_ref()),
+            ];
+            refs.into_iter().flatten().map(move |r| (ns.clone(), r.name.clone()))
+        })
+        .collect();
+    secrets
+        .iter()
+        .filter_map(|secret| {
+            let key = (secret.metadata.namespace.clone()?, secret.metadata.name.clone()?);
+            if !wanted.contains(&key) {
+                return None;
+            }
+            let data = secret.data.iter().flatten().filter_map(|(k, v)| Some((k.clone(), String::from_utf8(v.0.clone()).ok()?)));
+            Some((key, SecretData(data.collect())))
+        })
+        .collect()
+}
+
 /// An app Secret's credentials; None when a key is missing or not UTF-8.
 fn app_secret(secret: &Secret) -> Option<AppSecret> {
     let data = secret.data.as_ref();
@@ -252,6 +297,7 @@ pub async fn start(
     publisher: Arc<Publisher>,
     book: Arc<StatusBook>,
     metrics: Arc<ControllerMetrics>,
+    discovery: crate::discovery::Discovery,
 ) -> Result<Controller, kube::Error> {
     let client = Client::try_default().await?;
     let namespace = identity.lease_namespace.unwrap_or_else(|| client.default_namespace().to_owned());
@@ -259,21 +305,30 @@ pub async fn start(
     let elector = Arc::new(leader::LeaderElector::new(Api::namespaced(client.clone(), &namespace), LEASE_NAME, &identity.identity));
     let election = tokio::spawn(elector.clone().run(leading_tx));
     let events = events::Events::new(client.clone(), &identity.identity);
-    tokio::spawn(run(client, options, publisher, book, leading.clone(), metrics, events));
+    let sinks = Sinks { publisher, book, metrics, events };
+    tokio::spawn(run(client, options, sinks, leading.clone(), discovery));
     Ok(Controller { leading, elector, election })
 }
 
+/// Where a pass's results go: snapshots, statuses, metrics and Events.
+pub struct Sinks {
+    pub publisher: Arc<Publisher>,
+    pub book: Arc<StatusBook>,
+    pub metrics: Arc<ControllerMetrics>,
+    pub events: events::Events,
+}
+
 /// Compiles on every change and writes statuses while leading. Runs forever. `options`
-/// (command line) go with every compile and every connectivity test.
+/// (command line) go with every compile and every connectivity test. Registry watches run
+/// on every replica (each serves snapshots); connectivity tests on the leader only.
 pub async fn run(
     client: Client,
     options: CompileOptions,
-    publisher: Arc<Publisher>,
-    book: Arc<StatusBook>,
+    sinks: Sinks,
     mut leading: watch::Receiver<bool>,
-    metrics: Arc<ControllerMetrics>,
-    events: events::Events,
+    mut discovery: crate::discovery::Discovery,
 ) {
+    let Sinks { publisher, book, metrics, events } = sinks;
     let changed = Arc::new(Notify::new());
     let stores = Stores::start(&client, changed.clone());
     stores.wait_ready().await;
@@ -281,6 +336,7 @@ pub async fn run(
     let mut writer = StatusWriter::new(client);
     let mut prober = crate::connectivity::Prober::default();
     let probe_finished = prober.finished.clone();
+    let registry_changed = discovery.changed.clone();
     // Leadership changes wake the loop while the elector runs; if it ever stops, its
     // channel closes and must not wake the loop in a spin.
     let mut elector_alive = true;
@@ -293,6 +349,8 @@ pub async fn run(
         led_last_pass = leads;
         let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics, events_from_stored };
         let mut resources = Resources { options, ..stores.resources() };
+        discovery.reconcile(&resources);
+        resources.registry = discovery.results();
         if leads {
             // Probes run on the leader only; their results are compile input like the rest.
             prober.collect();
@@ -308,6 +366,7 @@ pub async fn run(
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,
             () = probe_finished.notified() => {}
+            () = registry_changed.notified() => {}
             () = tokio::time::sleep(prober.next_due()), if leads => {}
             changed = leading.changed(), if elector_alive => elector_alive = changed.is_ok(),
             () = tokio::time::sleep(RESYNC) => {}

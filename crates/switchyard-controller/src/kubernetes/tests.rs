@@ -239,3 +239,27 @@ async fn the_first_pass_as_leader_emits_events_for_conditions_the_stored_status_
     let later = reconcile_once(&resources, true, &mut writer, |_| None, fixture.ctx()).await;
     assert!(later.events.is_empty());
 }
+
+#[test]
+fn only_secrets_a_backend_references_reach_compile() {
+    use k8s_openapi::ByteString;
+    let secret = |ns: &str, name: &str| {
+        Arc::new(Secret {
+            metadata: kube::api::ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..Default::default() },
+            data: Some(
+                [("username".to_owned(), ByteString(b"nacos".to_vec())), ("password".to_owned(), ByteString(vec![0xff, 0xfe]))].into(),
+            ),
+            ..Default::default()
+        })
+    };
+    let mut resources = Resources::default();
+    let yaml = "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: n, namespace: shop}\n\
+                spec: {registry: {nacos: {serverAddr: \"127.0.0.1:8848\", service: orders, credentialsSecretRef: {name: login}}}}\n";
+    switchyard_compile::manifest::add_yaml(&mut resources, "t", yaml);
+    let all = [secret("shop", "login"), secret("shop", "unrelated"), secret("other", "login")];
+    let found = super::referenced_secrets(&resources.backend_services, &all);
+    assert_eq!(found.keys().collect::<Vec<_>>(), [&("shop".to_owned(), "login".to_owned())]);
+    let data = &found[&("shop".to_owned(), "login".to_owned())].0;
+    assert_eq!(data.get("username").map(String::as_str), Some("nacos"));
+    assert!(!data.contains_key("password"), "a value that is not UTF-8 is left out");
+}

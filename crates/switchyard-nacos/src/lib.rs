@@ -22,6 +22,17 @@
 //! `resync_interval_ms` as a safety net, and health-check every few seconds. Any failure
 //! marks the watch unreachable and reconnects, to the next server, with a capped,
 //! jittered backoff.
+//!
+//! # Limits
+//!
+//! Messages from the server are at most 16 MiB; at most 10,000 instances of a service
+//! are read (the rest are reported as one skipped entry); error texts from the server
+//! are shortened and never repeat the access token.
+//!
+//! # Tests
+//!
+//! The `test-server` feature adds `testing::NacosServer`: a real rnacos
+//! server per test, for this crate's integration tests and other crates'.
 
 mod auth;
 mod backoff;
@@ -59,7 +70,7 @@ pub async fn watch(spec: NacosWatch, out: channel::Sender<Discovered>) {
 
 async fn follow_servers(spec: &NacosWatch, out: &channel::Sender<Discovered>) {
     if spec.servers.is_empty() {
-        publish::unreachable(out, "no Nacos server is configured".to_owned());
+        let _ = publish::unreachable(out, "no Nacos server is configured".to_owned());
         return std::future::pending().await;
     }
     let http = http::client();
@@ -73,8 +84,12 @@ async fn follow_servers(spec: &NacosWatch, out: &channel::Sender<Discovered>) {
             // A graceful hand-off is not an outage: the state stays until a reconnect fails.
             End::ResetByServer => tracing::info!(%server, service = %spec.service, "Nacos server asked to reconnect"),
             End::Failed(error) => {
-                tracing::warn!(%server, service = %spec.service, %error, "Nacos watch interrupted");
-                publish::unreachable(out, format!("{server}: {error}"));
+                // Logged when it changes, not on every retry of a server that stays down.
+                if publish::unreachable(out, format!("{server}: {error}")) {
+                    tracing::warn!(%server, service = %spec.service, %error, "Nacos watch interrupted");
+                } else {
+                    tracing::debug!(%server, service = %spec.service, %error, "Nacos server still unreachable");
+                }
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::select::Hosts;
+
 /// Class names (`Payload.metadata.type`).
 pub mod kind {
     pub const SERVER_CHECK: &str = "ServerCheckRequest";
@@ -110,9 +112,7 @@ pub struct ServiceInfo {
     /// The service name; some servers send it grouped (`group@@service`).
     pub name: Option<String>,
     pub group_name: Option<String>,
-    /// Each instance is kept as raw JSON so that one malformed instance is skipped on its
-    /// own instead of failing the whole read.
-    pub hosts: Option<Vec<Value>>,
+    pub hosts: Option<Hosts>,
 }
 
 impl ServiceInfo {

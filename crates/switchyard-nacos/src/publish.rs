@@ -25,14 +25,15 @@ pub fn synced(out: &watch::Sender<Discovered>, selection: Selection) {
     });
 }
 
-/// The registry does not answer: the instances stay, the state says since when.
-pub fn unreachable(out: &watch::Sender<Discovered>, error: String) {
+/// The registry does not answer: the instances stay, the state says since when. Returns
+/// whether that is news (not the same error as before).
+pub fn unreachable(out: &watch::Sender<Discovered>, error: String) -> bool {
     out.send_if_modified(|view| {
         let next = SyncState::Unreachable { error, last_sync: view.sync.last_sync() };
         let changed = view.sync != next;
         view.sync = next;
         changed
-    });
+    })
 }
 
 #[cfg(test)]
@@ -62,10 +63,10 @@ mod tests {
         synced(&out, Selection::default());
         let at = out.borrow().sync.last_sync();
         rx.mark_unchanged();
-        unreachable(&out, "down".to_owned());
+        assert!(unreachable(&out, "down".to_owned()));
         assert!(rx.has_changed().unwrap());
         rx.mark_unchanged();
-        unreachable(&out, "down".to_owned());
+        assert!(!unreachable(&out, "down".to_owned()));
         assert!(!rx.has_changed().unwrap(), "the same error again is no news");
         assert_eq!(out.borrow().sync, SyncState::Unreachable { error: "down".to_owned(), last_sync: at });
     }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use switchyard_compile::discovered::entry_name;
 use switchyard_compile::{Instance, InstanceScheme, Skipped};
@@ -23,22 +24,70 @@ pub struct Selection {
     pub skipped: Vec<Skipped>,
 }
 
-/// Selects the serving instances among `hosts` (the `serviceInfo.hosts` of a response or
-/// push). Only instances of `clusters` count when it is non-empty; among those, an
-/// instance serves when it is healthy, enabled and has a weight above 0. Malformed
-/// instances are skipped with a reason, whatever their state.
-pub fn select(hosts: &[Value], clusters: &[String]) -> Selection {
+/// The `serviceInfo.hosts` of a read or push: the first [`MAX_INSTANCES`] instances, each
+/// as raw JSON (so that one malformed instance is skipped on its own instead of failing
+/// the whole read), and how many there were. Instances past the cap are counted while
+/// parsing, not kept, so a huge list costs no memory.
+#[derive(Debug, Default)]
+pub struct Hosts {
+    pub kept: Vec<Value>,
+    pub total: usize,
+}
+
+impl From<Vec<Value>> for Hosts {
+    fn from(mut all: Vec<Value>) -> Self {
+        let total = all.len();
+        all.truncate(MAX_INSTANCES);
+        Self { kept: all, total }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hosts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(HostsVisitor)
+    }
+}
+
+struct HostsVisitor;
+
+impl<'de> Visitor<'de> for HostsVisitor {
+    type Value = Hosts;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of instances")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hosts, A::Error> {
+        let mut hosts = Hosts::default();
+        loop {
+            let more = if hosts.kept.len() < MAX_INSTANCES {
+                seq.next_element::<Value>()?.map(|host| hosts.kept.push(host)).is_some()
+            } else {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            };
+            if !more {
+                return Ok(hosts);
+            }
+            hosts.total += 1;
+        }
+    }
+}
+
+/// Selects the serving instances among `hosts`. Only instances of `clusters` count when
+/// it is non-empty; among those, an instance serves when it is healthy, enabled and has
+/// a weight above 0. Malformed instances are skipped with a reason, whatever their state.
+pub fn select(hosts: &Hosts, clusters: &[String]) -> Selection {
     let mut selection = Selection::default();
-    for host in hosts.iter().take(MAX_INSTANCES) {
+    for host in &hosts.kept {
         match classify(host, clusters) {
             Verdict::Serves(instance) => selection.instances.push(instance),
             Verdict::Malformed(skipped) => selection.skipped.push(skipped),
             Verdict::Ignored => {}
         }
     }
-    if hosts.len() > MAX_INSTANCES {
+    if hosts.total > hosts.kept.len() {
         selection.skipped.push(Skipped {
-            entry: format!("{} more instances", hosts.len() - MAX_INSTANCES),
+            entry: format!("{} more instances", hosts.total - hosts.kept.len()),
             why: format!("only the first {MAX_INSTANCES} instances of a service are read"),
             malformed: false,
         });

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use serde_json::Value;
 use switchyard_compile::{Discovered, NacosWatch};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
@@ -15,7 +14,7 @@ use crate::http::HttpClient;
 use crate::messages::{self, ServerRequest, Target, WithServiceInfo, kind};
 use crate::proto::Payload;
 use crate::publish;
-use crate::select::select;
+use crate::select::{Hosts, select};
 
 /// A health check every few seconds notices a dead server that keeps its TCP
 /// connection open (a hung process, a dropped route) within a few seconds.
@@ -197,7 +196,7 @@ impl Session<'_> {
             Err(_) => return tracing::warn!(service = %self.spec.service, "ignoring a malformed Nacos push"),
         };
         match push.service_info {
-            Some(info) if info.is_for(&self.target()) => self.publish_hosts(info.hosts.as_deref().unwrap_or_default()),
+            Some(info) if info.is_for(&self.target()) => self.publish_hosts(&info.hosts.unwrap_or_default()),
             _ => tracing::debug!(service = %self.spec.service, "ignoring a push for another service"),
         }
     }
@@ -210,7 +209,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn publish_hosts(&mut self, hosts: &[Value]) {
+    fn publish_hosts(&mut self, hosts: &Hosts) {
         publish::synced(self.out, select(hosts, &self.spec.clusters));
         self.synced = true;
     }

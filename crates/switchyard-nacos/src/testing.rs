@@ -16,8 +16,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use http::Method;
@@ -33,7 +33,8 @@ pub const KEEP_DATA_ENV: &str = "SWITCHYARD_RNACOS_KEEP_DATA";
 /// How long the tokens of a server with auth on live (rnacos' default is an hour).
 pub const AUTH_TOKEN_TTL: Duration = Duration::from_secs(10);
 const FALLBACK_BINARY: &str = "/tmp/rnacos-root/bin/rnacos";
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const START_ATTEMPTS: u32 = 5;
 /// The shortest probe interval rnacos accepts for persistent instances.
 const PROBE_INTERVAL_SECONDS: &str = "5";
 /// Registrations right after start can fail while rnacos elects itself raft leader.
@@ -84,7 +85,7 @@ impl NacosServer {
             token: Mutex::new(None),
             registrations: Mutex::new(HashMap::new()),
         };
-        server.spawn_and_wait().await;
+        server.spawn_and_wait(true).await;
         server
     }
 
@@ -123,7 +124,7 @@ impl NacosServer {
     pub async fn restart(&mut self) {
         self.kill();
         *self.token.lock().unwrap() = None;
-        self.spawn_and_wait().await;
+        self.spawn_and_wait(false).await;
     }
 
     /// Registers (or updates) a persistent, enabled instance of `group`/`service` in the
@@ -193,7 +194,36 @@ impl NacosServer {
         }
     }
 
-    async fn spawn_and_wait(&mut self) {
+    /// Starts rnacos and waits until it answers, trying again (up to [`START_ATTEMPTS`]
+    /// times) when it dies or hangs while starting: rnacos 0.8 sometimes panics in its
+    /// raft setup on a busy machine. A `fresh` server may move to other ports and a clean
+    /// data directory; a restarted one keeps both.
+    async fn spawn_and_wait(&mut self, fresh: bool) {
+        // One start at a time in this process: the race that makes rnacos panic is far
+        // likelier when several start together on a small machine.
+        static STARTING: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+        let _one_at_a_time = STARTING.get_or_init(|| tokio::sync::Mutex::new(())).lock().await;
+        let mut failures = Vec::new();
+        for attempt in 0..START_ATTEMPTS {
+            sleep(Duration::from_millis(250) * attempt).await;
+            self.spawn();
+            match self.wait_until_ready().await {
+                Ok(()) => return,
+                Err(error) => {
+                    eprintln!("rnacos start attempt {} failed: {error}", attempt + 1);
+                    failures.push(error);
+                }
+            }
+            self.kill();
+            if fresh {
+                self.http_port = free_port_pair();
+                let _ = std::fs::remove_dir_all(self.dir.join("data"));
+            }
+        }
+        panic!("rnacos did not start:\n{}", failures.join("\n----\n"));
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("rnacos.log")).expect("create the rnacos log");
         let mut command = Command::new(binary());
         command.current_dir(&self.dir).stdin(Stdio::null()).stdout(log.try_clone().expect("clone the log handle")).stderr(log);
@@ -203,8 +233,8 @@ impl NacosServer {
             }
         }
         command.envs(self.environment());
-        self.child = Some(command.spawn().unwrap_or_else(|e| panic!("starting {} failed: {e}", command.get_program().to_string_lossy())));
-        self.wait_until_ready().await;
+        let child = command.spawn().unwrap_or_else(|e| panic!("starting {} failed: {e}", command.get_program().to_string_lossy()));
+        self.child = Some(child);
     }
 
     fn environment(&self) -> Vec<(&'static str, String)> {
@@ -232,19 +262,24 @@ impl NacosServer {
 
     /// Ready: the gRPC port accepts connections and a login answers (rnacos answers a
     /// placeholder token when auth is off), which it does once its raft store is up.
-    async fn wait_until_ready(&mut self) {
+    async fn wait_until_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("rnacos exited during start ({status}):\n{}", self.log_tail());
+                return Err(format!("rnacos exited during start ({status}):\n{}", self.log_tail()));
+            }
+            if self.log_tail().contains("panicked") {
+                return Err(format!("rnacos panicked during start:\n{}", self.log_tail()));
             }
             if TcpStream::connect(("127.0.0.1", self.http_port + 1000)).is_ok()
                 && let Some(token) = self.login().await
             {
                 *self.token.lock().unwrap() = self.auth.is_some().then(|| (token, Instant::now()));
-                return;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "rnacos was not ready within {READY_TIMEOUT:?}:\n{}", self.log_tail());
+            if Instant::now() > deadline {
+                return Err(format!("rnacos was not ready within {READY_TIMEOUT:?}:\n{}", self.log_tail()));
+            }
             sleep(Duration::from_millis(100)).await;
         }
     }
@@ -279,6 +314,9 @@ impl NacosServer {
 
 impl Drop for NacosServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test failed; the end of the rnacos log ({}):\n{}", self.http_addr(), self.log_tail());
+        }
         self.kill();
         if std::env::var_os(KEEP_DATA_ENV).is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -6,8 +6,8 @@ fn instance(scheme: InstanceScheme, host: &str, port: u16, weight: u32) -> Insta
     Instance { scheme, host: host.to_owned(), port, weight }
 }
 
-fn hosts(value: Value) -> Vec<Value> {
-    value.as_array().unwrap().clone()
+fn hosts(value: Value) -> Hosts {
+    Hosts::from(value.as_array().unwrap().clone())
 }
 
 fn malformed(entry: &str, why: &str) -> Skipped {
@@ -138,8 +138,10 @@ fn ipv6_hosts_are_kept_without_brackets() {
 
 #[test]
 fn instances_past_the_cap_are_reported_once() {
-    let input: Vec<Value> = (0..MAX_INSTANCES + 5).map(|i| json!({"ip": "10.0.0.1", "port": 1 + i % 60000})).collect();
-    let selection = select(&input, &[]);
+    let all: Vec<Value> = (0..MAX_INSTANCES + 5).map(|i| json!({"ip": "10.0.0.1", "port": 1 + i % 60000})).collect();
+    let parsed: Hosts = serde_json::from_value(Value::Array(all)).unwrap();
+    assert_eq!((parsed.kept.len(), parsed.total), (MAX_INSTANCES, MAX_INSTANCES + 5));
+    let selection = select(&parsed, &[]);
     assert_eq!(selection.instances.len(), MAX_INSTANCES);
     assert_eq!(selection.skipped.len(), 1);
     assert!(!selection.skipped[0].malformed);

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-mod auth;
+pub mod auth;
 mod backends;
 mod balance;
 pub mod body;

@@ -11,6 +11,8 @@ use switchyard_http::constant_time_eq;
 
 use crate::error::GatewayError;
 
+pub mod signature;
+
 /// The query parameter carrying an AppCode (compared as written, not decoded, so the
 /// parameter that authenticates is exactly the one removed before the backend).
 const APP_CODE_PARAM: &str = "AppCode";

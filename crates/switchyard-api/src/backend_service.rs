@@ -424,24 +424,33 @@ pub enum ZooKeeperLayout {
     Plain,
 }
 
-/// Another gateway.
+/// Another gateway (multi-level): requests are forwarded with `X-Ca-Hops` one higher,
+/// optionally signed as an app.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": "has(self.url) != has(self.service)", "message": "set either url or service"}]))]
 pub struct GatewayBackend {
-    /// Remote gateway URL.
+    /// Remote gateway base URL (`https://gw-east.example.com`, or `http://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
     pub url: Option<String>,
-    /// Gateway in this cluster, by Service.
+    /// A gateway in this cluster, by its Service (endpoints from EndpointSlices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceRef>,
-    /// App whose key signs the forwarded requests.
+    /// An app (a Secret labelled `switchyard.dev/app` in this namespace) whose `appKey`
+    /// and `appSecret` sign every forwarded request (the Signature scheme).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub app: Option<String>,
-    /// Hops allowed before a loop is declared (default 5).
+    /// Gateway hops a request may have made before this one (default 5): a request
+    /// arriving with `X-Ca-Hops` of `maxHops` or more is refused with 508.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 32))]
     pub max_hops: Option<u32>,
+    /// TLS options for an `https` url. With a `service`, setting `tls` dials its
+    /// endpoints over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// Load-balancing policy.

@@ -278,12 +278,50 @@ pub enum BackendKind {
     Http { endpoints: Vec<Endpoint> },
     /// A fixed response.
     Mock { status: u16, headers: Vec<(String, String)>, body: String },
+    /// Another gateway: HTTP endpoints served as `Http` is, plus hop counting (a
+    /// request arriving with `X-Ca-Hops` >= `max_hops` is refused with 508; others go out
+    /// with it one higher) and, with `signing`, the Signature headers of an app.
+    Gateway {
+        endpoints: Vec<Endpoint>,
+        max_hops: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signing: Option<GatewaySigning>,
+    },
     /// A kind this build does not serve yet; answers a clear error.
     Unimplemented { kind: String },
     /// An accepted backend whose references do not resolve (a missing authorization,
     /// an unauthorized port, an unknown Service): routes to it stay programmed and
     /// their requests get a 503 that says why.
     Unavailable { reason: String, message: String },
+}
+
+impl BackendKind {
+    /// The upstream addresses of the kinds that dial any (none for the others).
+    pub fn endpoints(&self) -> &[Endpoint] {
+        match self {
+            Self::Http { endpoints } | Self::Gateway { endpoints, .. } => endpoints,
+            Self::Mock { .. } | Self::Unimplemented { .. } | Self::Unavailable { .. } => &[],
+        }
+    }
+}
+
+/// The app a `gateway` backend signs its requests as. The secret travels in the
+/// snapshot (behind the snapshot channel's token and TLS) so a rotated app rebuilds the
+/// backend; `/config_dump` redacts it by its field name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySigning {
+    /// `namespace/name` of the app (for messages and logs).
+    pub app: String,
+    /// Sent as `X-Ca-Key`.
+    pub app_key: String,
+    /// The HMAC key; never logged.
+    pub app_secret: String,
+}
+
+impl std::fmt::Debug for GatewaySigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySigning").field("app", &self.app).field("app_key", &self.app_key).finish_non_exhaustive()
+    }
 }
 
 /// One upstream address.

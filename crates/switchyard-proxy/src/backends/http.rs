@@ -66,6 +66,21 @@ enum Failure {
     Response(Box<(Response<hyper::body::Incoming>, Lease)>),
 }
 
+/// What a kind built on `http` does to each attempt's request just before it is sent
+/// (the `gateway` kind signs it there, so a retry is signed afresh with its own nonce).
+pub(super) trait Outbound: Sync {
+    fn finish(&self, request: &mut Request<RequestBody>) -> Result<(), GatewayError>;
+}
+
+/// Plain `http`: requests go out as shaped.
+struct AsShaped;
+
+impl Outbound for AsShaped {
+    fn finish(&self, _: &mut Request<RequestBody>) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
 /// Methods a retry may send again after the upstream may have processed them.
 fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE)
@@ -261,7 +276,19 @@ impl Retry<'_> {
 }
 
 impl Backend for HttpBackend {
-    async fn serve(&self, mut request: ShapedRequest, ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+    async fn serve(&self, request: ShapedRequest, ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+        self.serve_with(request, ctx, &AsShaped).await
+    }
+}
+
+impl HttpBackend {
+    /// Serves one request, `outbound` finishing each attempt's request.
+    pub(super) async fn serve_with(
+        &self,
+        mut request: ShapedRequest,
+        ctx: &CallContext<'_>,
+        outbound: &impl Outbound,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
         if self.endpoints.is_empty() {
             return Err(GatewayError::NoEndpoints { backend: self.id.clone() });
         }
@@ -298,7 +325,8 @@ impl Backend for HttpBackend {
                 Some(bytes) => RequestBody::full(bytes.clone()),
                 None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
-            let upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
+            let mut upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
+            outbound.finish(&mut upstream)?;
             // The previous failure is only kept to answer with when no attempt follows.
             drop(last_failure.take());
             let outcome = self.attempt(endpoint, upstream, ctx, retry, watch.as_deref(), self.timeout.min(remaining)).await;

@@ -4,6 +4,7 @@
 //! shaped (path, query, headers, Host policy) and answers it, or says why it could not
 //! with a [`GatewayError`].
 
+mod gateway;
 mod http;
 mod mock;
 mod unavailable;
@@ -19,6 +20,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 
+pub use self::gateway::GatewayBackend;
 pub use self::http::HttpBackend;
 pub use self::mock::MockBackend;
 pub use self::unavailable::Unavailable;
@@ -73,6 +75,7 @@ pub struct BuildContext {
 /// The runtime of one BackendService, per kind.
 pub enum BackendRuntime {
     Http(HttpBackend),
+    Gateway(GatewayBackend),
     Mock(MockBackend),
     Unimplemented(Unimplemented),
     Unavailable(Unavailable),
@@ -85,6 +88,9 @@ impl BackendRuntime {
     pub fn build(spec: &BackendSpec, ctx: &BuildContext) -> Self {
         let built = match &spec.kind {
             BackendKind::Http { endpoints } => HttpBackend::build(spec, endpoints, ctx).map(Self::Http),
+            BackendKind::Gateway { endpoints, max_hops, signing } => {
+                GatewayBackend::build(spec, endpoints, *max_hops, signing.as_ref(), ctx).map(Self::Gateway)
+            }
             BackendKind::Mock { status, headers, body } => MockBackend::build(*status, headers, body).map(Self::Mock),
             BackendKind::Unimplemented { kind } => Ok(Self::Unimplemented(Unimplemented::new(kind, &spec.id))),
             BackendKind::Unavailable { reason, message } => Ok(Self::Unavailable(Unavailable::new(&spec.id, reason, message))),
@@ -99,6 +105,7 @@ impl BackendRuntime {
     pub async fn serve(&self, request: ShapedRequest, ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
         match self {
             Self::Http(b) => b.serve(request, ctx).await,
+            Self::Gateway(b) => b.serve(request, ctx).await,
             Self::Mock(b) => b.serve(request, ctx).await,
             Self::Unimplemented(b) => b.serve(request, ctx).await,
             Self::Unavailable(b) => b.serve(request, ctx).await,
@@ -111,6 +118,7 @@ impl BackendRuntime {
     pub fn health_report(&self) -> Option<serde_json::Value> {
         match self {
             Self::Http(b) => b.health_report(),
+            Self::Gateway(b) => b.health_report(),
             Self::Mock(_) | Self::Unimplemented(_) | Self::Unavailable(_) => None,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use switchyard_api::HttpBackend;
+use switchyard_api::{HttpBackend, ServiceRef, TlsOptions};
 
 use super::{BackendEntry, KindCompiler, KindContext, Resolved, checked_host_header, tls_trust_if_needed};
 use crate::compile::{Rejection, tls};
@@ -26,21 +26,36 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
         if urls.is_empty() {
             return Err(Rejection::new(reason::INVALID_URL, "http.urls: list at least one URL"));
         }
-        let sni = http.tls.as_ref().and_then(|t| t.sni.as_deref());
-        let endpoints = urls
-            .iter()
-            .map(|u| parse_url(u).and_then(|e| if e.scheme == "https" { tls::secure(e, sni) } else { Ok(e) }))
-            .collect::<Result<Vec<_>, _>>()?;
+        let endpoints = url_endpoints(urls, http.tls.as_ref())?;
         let count = endpoints.len() as u32;
         return Ok(Resolved::Ready(BackendKind::Http { endpoints }, count));
     }
     let Some(service) = &http.service else {
         return Err(Rejection::new(reason::INVALID_SPEC, "http: set urls or service"));
     };
+    service_kind(service, "http.service", http.tls.as_ref(), ns, resources, |endpoints| BackendKind::Http { endpoints })
+}
+
+/// One endpoint per URL; `https` ones verified as `tls.sni`, else their host.
+pub(super) fn url_endpoints(urls: &[String], tls: Option<&TlsOptions>) -> Result<Vec<Endpoint>, Rejection> {
+    let sni = tls.and_then(|t| t.sni.as_deref());
+    urls.iter().map(|u| parse_url(u).and_then(|e| if e.scheme == "https" { tls::secure(e, sni) } else { Ok(e) })).collect()
+}
+
+/// The ready endpoints of a Kubernetes Service (`field` names it in messages), made into
+/// the kind's endpoints by `kind`; an unknown Service is `ServiceNotFound`, unresolved.
+pub(super) fn service_kind(
+    service: &ServiceRef,
+    field: &str,
+    tls: Option<&TlsOptions>,
+    ns: &str,
+    resources: &Resources,
+    kind: impl FnOnce(Vec<Endpoint>) -> BackendKind,
+) -> Result<Resolved, Rejection> {
     let svc_ns = service.namespace.as_deref().unwrap_or(ns);
     let (port, port_name) = match (service.port, service.port_name.as_deref()) {
-        (Some(_), Some(_)) => return Err(Rejection::new(reason::INVALID_SPEC, "http.service: set port or portName, not both")),
-        (None, None) => return Err(Rejection::new(reason::INVALID_SPEC, "http.service: set port (number) or portName")),
+        (Some(_), Some(_)) => return Err(Rejection::new(reason::INVALID_SPEC, format!("{field}: set port or portName, not both"))),
+        (None, None) => return Err(Rejection::new(reason::INVALID_SPEC, format!("{field}: set port (number) or portName"))),
         pair => pair,
     };
     let Some(ready) = resources.service_endpoints.get(&(svc_ns.to_owned(), service.name.clone())) else {
@@ -51,7 +66,7 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
     };
     let endpoints = ready.iter().filter_map(|ep| ep.target(port, port_name).map(|target| endpoint_for(ep.address, target)));
     // With `tls`, a Service is dialled over TLS, verified as its cluster DNS name.
-    let endpoints: Vec<Endpoint> = match &http.tls {
+    let endpoints: Vec<Endpoint> = match tls {
         Some(tls) => {
             let sni = tls.sni.clone().unwrap_or_else(|| format!("{}.{svc_ns}.svc", service.name));
             endpoints.map(|e| tls::secure(e, Some(&sni))).collect::<Result<_, _>>()?
@@ -59,7 +74,7 @@ fn http_kind(http: &HttpBackend, ns: &str, resources: &Resources) -> Result<Reso
         None => endpoints.collect(),
     };
     let count = endpoints.len() as u32;
-    Ok(Resolved::Ready(BackendKind::Http { endpoints }, count))
+    Ok(Resolved::Ready(kind(endpoints), count))
 }
 
 /// A plain `http` endpoint at an address.

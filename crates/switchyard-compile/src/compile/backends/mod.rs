@@ -1,6 +1,7 @@
 //! BackendServices: the fields every kind shares here, each kind's own compile step in a
 //! module of its own behind [`KindCompiler`].
 
+mod gateway;
 mod http;
 mod mock;
 mod policy;
@@ -205,6 +206,7 @@ fn compile_kind(kind: &str, spec: &BackendServiceSpec, cx: &KindContext<'_>, ent
         "vpc" => spec.vpc.as_ref().map(|k| k as _),
         "mock" => spec.mock.as_ref().map(|k| k as _),
         "registry" => spec.registry.as_ref().map(|k| k as _),
+        "gateway" => spec.gateway.as_ref().map(|k| k as _),
         other => return Ok(Resolved::Ready(BackendKind::Unimplemented { kind: other.to_owned() }, 0)),
     };
     compiler.expect("kind_of found this kind set").compile(cx, entry)
@@ -219,10 +221,8 @@ fn tls_trust_if_needed(
 ) -> Result<Option<TlsTrust>, Rejection> {
     let trust = tls::trust(options, field)?;
     let any_https = match resolved {
-        Resolved::Ready(BackendKind::Http { endpoints }, _) | Resolved::ReadyWith(BackendKind::Http { endpoints }, ..) => {
-            endpoints.iter().any(|e| e.scheme == "https")
-        }
-        _ => false,
+        Resolved::Ready(kind, _) | Resolved::ReadyWith(kind, ..) => kind.endpoints().iter().any(|e| e.scheme == "https"),
+        Resolved::Unresolved(_) => false,
     };
     Ok(any_https.then_some(trust))
 }

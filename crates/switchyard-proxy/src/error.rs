@@ -47,6 +47,36 @@ pub enum GatewayError {
     AuthUnavailable { route: String, why: String },
     #[error("authentication failed: {0}")]
     AuthFailed(String),
+    /// Signature auth (`auth::signature`): a header the scheme needs is absent.
+    #[error("the request is not signed: the {header} header is missing")]
+    SignatureHeaderMissing { header: &'static str },
+    #[error("{header} is invalid: {why}")]
+    SignatureHeaderInvalid { header: &'static str, why: &'static str },
+    #[error("X-Ca-Signature-Method {method:?} is not supported (HmacSHA256, the default, or HmacSHA1)")]
+    SignatureMethodUnsupported { method: String },
+    /// The timestamp or nonce is not signed: anyone could replay the request with fresh ones.
+    #[error("X-Ca-Signature-Headers must list {header}: unsigned, it does not stop a replay")]
+    SignatureHeaderUnsigned { header: &'static str },
+    /// `skew`: `960.123 s behind` / `ahead of`.
+    #[error("X-Ca-Timestamp is {skew} the gateway's clock; requests are accepted within 900 s (15 minutes) of it")]
+    TimestampOutsideWindow { skew: String },
+    #[error("no app of this API's namespace has the X-Ca-Key {key:?}")]
+    AppKeyUnknown { key: String },
+    #[error("the app with X-Ca-Key {key:?} is not allowed on route {route}")]
+    AppNotAllowed { key: String, route: String },
+    #[error("Content-MD5 does not match the body: the body's is {computed}")]
+    ContentMd5Mismatch { computed: String },
+    /// What the log shows; the client also sees the string the gateway signed (see
+    /// [`GatewayError::client_message`]), which holds the request's header and query values.
+    #[error("Invalid Signature (X-Ca-Key {key:?})")]
+    InvalidSignature { key: String, string_to_sign: String },
+    #[error("X-Ca-Nonce was already used within the last 15 minutes: a replay")]
+    NonceReplayed,
+    /// Fail closed: without the store a replay cannot be told from a first request.
+    #[error("the nonce store cannot be reached, so signed requests are refused: {kind}")]
+    NonceStoreUnavailable { kind: &'static str, detail: String },
+    #[error("the nonce store is full ({capacity} nonces within the window), so signed requests are refused")]
+    NonceStoreFull { capacity: usize },
     #[error("the gateway has no routing snapshot yet")]
     NotReady,
     #[error("backend {backend} did not answer within {timeout_ms} ms")]
@@ -69,6 +99,12 @@ pub enum GatewayError {
     NoEndpoints { backend: String },
     #[error("backend kind {kind} is not implemented yet (backend {backend})")]
     NotImplemented { kind: String, backend: String },
+    /// `X-Ca-Hops` is not one decimal number.
+    #[error("the X-Ca-Hops header must be one decimal number of gateway hops")]
+    BadHops,
+    /// The request has passed through `hops` gateways already: a loop of gateways.
+    #[error("loop detected: the request has made {hops} gateway hops; backend {backend} allows at most {max_hops}")]
+    LoopDetected { backend: String, hops: u32, max_hops: u32 },
 }
 
 impl GatewayError {
@@ -87,6 +123,18 @@ impl GatewayError {
             Self::HostMismatch { .. } => "A400HM",
             Self::AuthUnavailable { .. } => "A503AU",
             Self::AuthFailed(_) => "A401AF",
+            Self::SignatureHeaderMissing { .. } => "A400SH",
+            Self::SignatureHeaderInvalid { .. } => "A400SV",
+            Self::SignatureMethodUnsupported { .. } => "A400SM",
+            Self::SignatureHeaderUnsigned { .. } => "A400SU",
+            Self::TimestampOutsideWindow { .. } => "A401TS",
+            Self::AppKeyUnknown { .. } => "A401AK",
+            Self::AppNotAllowed { .. } => "A403AP",
+            Self::ContentMd5Mismatch { .. } => "A400MD",
+            Self::InvalidSignature { .. } => "A401SI",
+            Self::NonceReplayed => "A401NR",
+            Self::NonceStoreUnavailable { .. } => "A503NS",
+            Self::NonceStoreFull { .. } => "A503NF",
             Self::NotReady => "A503NR",
             Self::BackendTimeout { .. } => "D504TO",
             Self::BackendConnect { .. } => "D502CF",
@@ -96,6 +144,8 @@ impl GatewayError {
             Self::BackendUnavailable { .. } => "D503BU",
             Self::EgressDenied { .. } => "D502ED",
             Self::NotImplemented { .. } => "D501NI",
+            Self::BadHops => "A400HC",
+            Self::LoopDetected { .. } => "D508LD",
         }
     }
 
@@ -107,7 +157,18 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) | Self::MalformedBody { .. } | Self::PathRefused(_) | Self::HostMismatch { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::AuthFailed(_) => StatusCode::UNAUTHORIZED,
+            Self::AuthFailed(_)
+            | Self::TimestampOutsideWindow { .. }
+            | Self::AppKeyUnknown { .. }
+            | Self::InvalidSignature { .. }
+            | Self::NonceReplayed => StatusCode::UNAUTHORIZED,
+            Self::SignatureHeaderMissing { .. }
+            | Self::SignatureHeaderInvalid { .. }
+            | Self::SignatureMethodUnsupported { .. }
+            | Self::SignatureHeaderUnsigned { .. }
+            | Self::ContentMd5Mismatch { .. } => StatusCode::BAD_REQUEST,
+            Self::AppNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Self::NonceStoreUnavailable { .. } | Self::NonceStoreFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } | Self::AuthUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -116,6 +177,8 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+            Self::BadHops => StatusCode::BAD_REQUEST,
+            Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
         }
     }
 
@@ -129,7 +192,8 @@ impl GatewayError {
             | Self::EgressDenied { backend, .. }
             | Self::BackendUnavailable { backend, .. }
             | Self::NoEndpoints { backend }
-            | Self::NotImplemented { backend, .. } => Some(backend),
+            | Self::NotImplemented { backend, .. }
+            | Self::LoopDetected { backend, .. } => Some(backend),
             _ => None,
         }
     }
@@ -139,6 +203,7 @@ impl GatewayError {
     pub fn detail(&self) -> Option<&str> {
         match self {
             Self::MalformedBody { detail }
+            | Self::NonceStoreUnavailable { detail, .. }
             | Self::BackendConnect { detail, .. }
             | Self::BackendFailed { detail, .. }
             | Self::BackendTls { detail, .. }
@@ -147,10 +212,23 @@ impl GatewayError {
         }
     }
 
+    /// The message the client sees: the Display, but for a signature mismatch the spec's
+    /// `Invalid Signature, Server StringToSign:` with the string the gateway signed (each
+    /// `\n` written as `#`), so the client can see what it signed differently. Only the
+    /// client gets it: the log shows the Display.
+    pub fn client_message(&self) -> String {
+        match self {
+            Self::InvalidSignature { string_to_sign, .. } => {
+                format!("Invalid Signature, Server StringToSign:{}", string_to_sign.replace('\n', "#"))
+            }
+            _ => self.to_string(),
+        }
+    }
+
     /// The response the client sees: status, code and message headers, and a small
     /// JSON body with the same facts for clients that only log bodies.
     pub fn into_response(self) -> Response<ResponseBody> {
-        let message = self.to_string();
+        let message = self.client_message();
         let body = serde_json::json!({"code": self.code(), "message": message}).to_string();
         let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
         *response.status_mut() = self.status();
@@ -166,10 +244,14 @@ impl GatewayError {
     }
 }
 
+/// The longest `X-Ca-Error-Message` (a server StringToSign with a few signed headers
+/// and parameters fits; the JSON body has the whole message).
+const MAX_MESSAGE_HEADER: usize = 2048;
+
 /// Header values must be visible ASCII: replace anything else so a message can never
 /// fail to become a header (or smuggle one).
 fn header_safe(message: &str) -> HeaderValue {
-    let cleaned: String = message.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).take(512).collect();
+    let cleaned: String = message.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).take(MAX_MESSAGE_HEADER).collect();
     HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("error"))
 }
 
@@ -191,6 +273,18 @@ mod tests {
             GatewayError::HostMismatch { host: "a".into(), authority: "b".into() },
             GatewayError::AuthUnavailable { route: "r".into(), why: "AppNotFound".into() },
             GatewayError::AuthFailed("x".into()),
+            GatewayError::SignatureHeaderMissing { header: "X-Ca-Nonce" },
+            GatewayError::SignatureHeaderInvalid { header: "X-Ca-Timestamp", why: "x" },
+            GatewayError::SignatureMethodUnsupported { method: "HmacMD5".into() },
+            GatewayError::SignatureHeaderUnsigned { header: "X-Ca-Nonce" },
+            GatewayError::TimestampOutsideWindow { skew: "901.000 s behind".into() },
+            GatewayError::AppKeyUnknown { key: "1".into() },
+            GatewayError::AppNotAllowed { key: "1".into(), route: "r".into() },
+            GatewayError::ContentMd5Mismatch { computed: "x".into() },
+            GatewayError::InvalidSignature { key: "1".into(), string_to_sign: "GET\n".into() },
+            GatewayError::NonceReplayed,
+            GatewayError::NonceStoreUnavailable { kind: "connection refused", detail: "x".into() },
+            GatewayError::NonceStoreFull { capacity: 1 },
             GatewayError::NotReady,
             GatewayError::BackendTimeout { backend: "b".into(), timeout_ms: 1 },
             GatewayError::BackendConnect { backend: "b".into(), kind: "connection refused".into(), detail: "refused".into() },
@@ -200,6 +294,8 @@ mod tests {
             GatewayError::BackendUnavailable { backend: "b".into(), why: "AuthorizationNotFound: x".into() },
             GatewayError::EgressDenied { backend: "b".into(), why: "link-local".into(), detail: "egress to 169.254.169.254:80".into() },
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },
+            GatewayError::BadHops,
+            GatewayError::LoopDetected { backend: "b".into(), hops: 5, max_hops: 5 },
         ];
         let mut codes: Vec<&str> = errors.iter().map(GatewayError::code).collect();
         for e in &errors {

@@ -6,15 +6,19 @@
 //!   so the count only grows along a chain and a loop A → B → A stops after at most the
 //!   smallest `maxHops` of the loop's backends. A malformed count is the client's fault (400).
 //! - Signing: with an app, each attempt is signed as that app (a retry gets its own
-//!   timestamp and nonce); client-sent `X-Ca-Signature*` headers never pass.
+//!   timestamp and nonce; see [`signer`]); client-sent `X-Ca-Signature*` headers never pass.
 //!
 //! The request id (`X-Ca-Request-Id`, kept from the client when well formed) is already
 //! on the shaped request, so one id follows the request through every gateway.
 
+mod signer;
+
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, GatewaySigning};
 
-use super::http::{HttpBackend, Outbound};
+use self::signer::Signer;
+use super::http::{HttpBackend, Outbound, collect};
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::{GatewayError, X_CA_ERROR_CODE};
@@ -54,7 +58,19 @@ impl Backend for GatewayBackend {
         let request_id = request.headers.get(X_CA_REQUEST_ID).cloned();
         let request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
         tracing::debug!(request_id, backend = %self.id, hops, "forwarding to a gateway");
-        let response = self.http.serve_with(request, ctx, &Outgoing { signer: self.signer.as_ref() }).await?;
+        // A form's parameters are signed: its body is read first (within the route's body
+        // limit and deadline), which also lets a retry resend it.
+        let form = match &self.signer {
+            Some(_) if signer::is_form(&request.headers) => {
+                let body = std::mem::replace(&mut request.body, RequestBody::full(Bytes::new()));
+                let bytes = collect(body, ctx).await?;
+                request.body = RequestBody::full(bytes.clone());
+                Some(bytes)
+            }
+            _ => None,
+        };
+        let outgoing = Outgoing { signer: self.signer.as_ref(), form: form.as_deref() };
+        let response = self.http.serve_with(request, ctx, &outgoing).await?;
         if is_loop_refusal(&response) {
             // Every gateway of the loop says so, under the one request id.
             tracing::warn!(request_id, backend = %self.id, hops, "a gateway further on refused the request as a loop (D508LD)");
@@ -95,33 +111,25 @@ fn is_loop_refusal(response: &Response<ResponseBody>) -> bool {
     response.status() == StatusCode::LOOP_DETECTED && response.headers().get(X_CA_ERROR_CODE).is_some_and(|c| c == "D508LD")
 }
 
-/// What each attempt gets on its way out.
+/// What each attempt gets on its way out: a signature of its own (its own timestamp and
+/// nonce, so the next gateway does not refuse a retry as a replay).
 struct Outgoing<'a> {
     signer: Option<&'a Signer>,
+    /// The body, when it is a form.
+    form: Option<&'a [u8]>,
 }
 
 impl Outbound for Outgoing<'_> {
     fn finish(&self, request: &mut Request<RequestBody>) -> Result<(), GatewayError> {
         match self.signer {
-            Some(signer) => signer.sign(request),
+            Some(signer) => signer.sign(request, self.form, now_ms()),
             None => Ok(()),
         }
     }
 }
 
-/// Signs requests as one app.
-struct Signer {
-    app: String,
-}
-
-impl Signer {
-    fn new(signing: &GatewaySigning) -> Result<Self, String> {
-        Err(format!("signing as app {} is not available in this build", signing.app))
-    }
-
-    fn sign(&self, _request: &mut Request<RequestBody>) -> Result<(), GatewayError> {
-        Err(GatewayError::BackendUnavailable { backend: self.app.clone(), why: "signing is not available".into() })
-    }
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

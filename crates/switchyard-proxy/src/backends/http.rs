@@ -364,15 +364,19 @@ async fn replayable(
     if !retries_possible || !small {
         return Ok((body, None));
     }
+    let bytes = collect(body, ctx).await?;
+    Ok((RequestBody::full(bytes.clone()), Some(bytes)))
+}
+
+/// The whole body (within its limit), read before the route's deadline: a client that
+/// stalls gets a 408, one over the limit a 413.
+pub(super) async fn collect(body: RequestBody, ctx: &CallContext<'_>) -> Result<Bytes, GatewayError> {
     if body.is_end_stream() {
-        return Ok((RequestBody::full(Bytes::new()), Some(Bytes::new())));
+        return Ok(Bytes::new());
     }
     match tokio::time::timeout_at(ctx.deadline.into(), body.collect()).await {
         Err(_) => Err(GatewayError::BodyTimeout { timeout_ms: ctx.budget.as_millis() as u64 }),
-        Ok(Ok(collected)) => {
-            let bytes = collected.to_bytes();
-            Ok((RequestBody::full(bytes.clone()), Some(bytes)))
-        }
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit: source_limit(&*e) }),
         Ok(Err(e)) => Err(GatewayError::MalformedBody { detail: error_chain(&*e) }),
     }

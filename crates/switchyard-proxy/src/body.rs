@@ -174,6 +174,43 @@ impl Body for RequestBody {
     }
 }
 
+/// The whole client body, for a phase that must see it before the backend does (a
+/// signature covering it): at most `limit` bytes (a larger declared length is refused
+/// before a byte is read), by `deadline` (the route's timeout, `budget`). Client faults
+/// are the client's: 413, 408, or 400 for a malformed body.
+pub async fn read_bounded(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: u64,
+    deadline: std::time::Instant,
+    budget: std::time::Duration,
+) -> Result<Bytes, crate::error::GatewayError> {
+    use crate::error::GatewayError;
+    use http_body_util::BodyExt as _;
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let body = RequestBody::streaming(body, limit);
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout { timeout_ms: budget.as_millis() as u64 }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit }),
+        Ok(Err(e)) => {
+            let mut detail = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                detail = format!("{detail}: {cause}");
+                source = cause.source();
+            }
+            Err(GatewayError::MalformedBody { detail })
+        }
+    }
+}
+
 /// The first error of type `E` in `error`'s cause chain (itself included).
 pub fn find_in_chain<'a, E: std::error::Error + 'static>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a E> {
     let mut current = Some(error);

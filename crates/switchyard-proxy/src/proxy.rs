@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwapOption;
 use switchyard_compile::snapshot::Snapshot;
 
+use crate::auth::nonce::NonceStore;
 use crate::egress::EgressConfig;
 use crate::metrics::ProxyMetrics;
 use crate::runtime::Runtime;
@@ -20,6 +21,8 @@ pub struct Proxy {
     applied_at: std::sync::Mutex<Option<std::time::SystemTime>>,
     egress: EgressConfig,
     pub metrics: ProxyMetrics,
+    /// Signature nonces, shared by every worker and kept across snapshots.
+    pub nonces: NonceStore,
 }
 
 impl Proxy {
@@ -30,7 +33,14 @@ impl Proxy {
             applied_at: std::sync::Mutex::new(None),
             egress,
             metrics: ProxyMetrics::register(registry),
+            nonces: NonceStore::default(),
         }
+    }
+
+    /// The same proxy remembering Signature nonces in `nonces` (default: in memory).
+    pub fn with_nonce_store(mut self, nonces: NonceStore) -> Self {
+        self.nonces = nonces;
+        self
     }
 
     /// The runtime in force now; requests hold it until they finish.

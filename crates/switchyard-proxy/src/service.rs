@@ -2,7 +2,7 @@
 //!
 //! 1. `check_limits`  — URL plus headers within 8 KiB (431 otherwise).
 //! 2. `match_route`   — host, path, method, headers, query (404 / 405).
-//! 3. `authenticate`  — the route's auth (401).
+//! 3. `authenticate`  — the route's auth (401; a signature may read the body first).
 //! 4. `choose_backend`— weighted pick among the route's backends.
 //! 5. `shape`         — rewrite, constant parameters, Host, forwarding headers, body limit.
 //! 6. `call_backend`  — the backend kind serves it (timeouts, retries, 5xx codes).
@@ -20,6 +20,8 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::auth::BodyLimits;
+use crate::auth::nonce::NonceStore;
 use crate::backends::CallContext;
 use crate::body::ResponseBody;
 use crate::client::UpstreamClient;
@@ -38,7 +40,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
     let started = Instant::now();
     let request_id = crate::request_id::of(request.headers());
     let outcome = match proxy.runtime() {
-        Some(runtime) => serve(&runtime, client, request, client_addr, &request_id).await,
+        Some(runtime) => serve(&runtime, client, &proxy.nonces, request, client_addr, &request_id).await,
         None => Err(GatewayError::NotReady.into()),
     };
     let (mut response, code) = match outcome {
@@ -64,6 +66,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
 async fn serve(
     runtime: &Runtime,
     client: &UpstreamClient,
+    nonces: &NonceStore,
     request: Request<Incoming>,
     client_addr: SocketAddr,
     request_id: &http::HeaderValue,
@@ -96,9 +99,11 @@ async fn serve(
     let route = &runtime.routes[matched.route];
     // From here on a failure names its route in the log (an Arc clone, on errors only).
     let failed = |error: GatewayError| Failure { error, route: Some(route.id.clone()) };
-    route.auth.check(&parts.headers, parts.uri.query()).map_err(failed)?;
-    let target = route.pick();
+    // The deadline starts before auth: a body read for a signature counts against it.
     let deadline = Instant::now() + route.timeout;
+    let limits = BodyLimits { size: route.body_limit, deadline, budget: route.timeout };
+    let body = route.auth.authenticate(&parts, body, limits, nonces).await.map_err(failed)?;
+    let target = route.pick();
     let input = ShapeInput { route, host: &target.host, normalized_path, client_host, params: &matched.params, client_addr, request_id };
     let shaped = shape(parts, body, input).map_err(failed)?;
     let ctx = CallContext { client, dial: &runtime.dial, budget: route.timeout, deadline, route_retries: route.retries.as_ref() };

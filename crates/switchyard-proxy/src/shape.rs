@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use http::header::{CONNECTION, CONTENT_LENGTH, FORWARDED, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use hyper::body::Incoming;
 
 use crate::auth::strip_app_code;
 use crate::backends::ShapedRequest;
@@ -48,7 +47,7 @@ pub struct ShapeInput<'a> {
 
 /// Builds the backend request; rejects a declared body over the route's limit before
 /// reading a byte of it.
-pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<ShapedRequest, GatewayError> {
+pub fn shape(mut parts: Parts, body: RequestBody, input: ShapeInput<'_>) -> Result<ShapedRequest, GatewayError> {
     let limit = input.route.body_limit;
     if declared_length(&parts.headers).is_some_and(|len| len > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
@@ -84,14 +83,7 @@ pub fn shape(mut parts: Parts, body: Incoming, input: ShapeInput<'_>) -> Result<
         HostPolicy::Client => client_host,
         HostPolicy::Endpoint => None,
     };
-    Ok(ShapedRequest {
-        method: parts.method,
-        headers: parts.headers,
-        path_and_query,
-        body: RequestBody::streaming(body, limit),
-        host,
-        client_ip: input.client_addr.ip(),
-    })
+    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body, host, client_ip: input.client_addr.ip() })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -85,6 +85,8 @@ pub struct StandaloneArgs {
     pub egress: EgressArgs,
     #[command(flatten)]
     pub dns: DnsArgs,
+    #[command(flatten)]
+    pub nonces: NonceArgs,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status). Keep it on
     /// loopback: /config_dump shows the whole routing configuration (secrets redacted).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
@@ -129,6 +131,8 @@ pub struct ProxyArgs {
     pub egress: EgressArgs,
     #[command(flatten)]
     pub dns: DnsArgs,
+    #[command(flatten)]
+    pub nonces: NonceArgs,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status); loopback by
     /// default (reach it with kubectl port-forward).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
@@ -248,6 +252,34 @@ pub struct SnapshotTlsArgs {
     /// Serve snapshots over plain HTTP (they hold every app credential). Local development only.
     #[arg(long, env = "SWITCHYARD_SNAPSHOT_INSECURE_HTTP", conflicts_with = "snapshot_tls_cert")]
     pub snapshot_insecure_http: bool,
+}
+
+/// Where Signature auth remembers nonces (replay protection).
+#[derive(Args, Debug)]
+pub struct NonceArgs {
+    /// `memory` (this process only) or `redis://HOST:PORT`: one Redis shared by every proxy
+    /// replica, so a nonce replayed to another replica is refused too. Signed requests fail
+    /// closed (503 A503NS) while Redis does not answer within 500 ms.
+    #[arg(long, env = "SWITCHYARD_NONCE_STORE", default_value = "memory")]
+    pub nonce_store: String,
+    /// With `memory`: the most unexpired nonces held (about 26 bytes each); when full,
+    /// signed requests fail closed (503 A503NF) until some expire.
+    #[arg(long, env = "SWITCHYARD_NONCE_CAPACITY", default_value_t = switchyard_proxy::auth::nonce::DEFAULT_MEMORY_CAPACITY)]
+    pub nonce_capacity: usize,
+}
+
+impl NonceArgs {
+    /// The store the flags name.
+    pub fn store(&self) -> anyhow::Result<switchyard_proxy::auth::nonce::NonceStore> {
+        use switchyard_proxy::auth::nonce::NonceStore;
+        if self.nonce_store == "memory" {
+            anyhow::ensure!(self.nonce_capacity > 0, "--nonce-capacity must be at least 1");
+            return Ok(NonceStore::memory(self.nonce_capacity));
+        }
+        let client =
+            switchyard_redis::Client::from_url(&self.nonce_store).map_err(|e| anyhow::anyhow!("--nonce-store: {e} (or `memory`)"))?;
+        Ok(NonceStore::Redis(client))
+    }
 }
 
 /// Where host names without a DnsRecord are resolved.

@@ -204,7 +204,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         own.push(listener.local_addr()?);
         tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(listener, transport, server));
     }
-    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
+    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)).with_nonce_store(nonce_store(&args.nonces)?));
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let discovery = registry_discovery(&mut registry);
     let registries = discovery.report_handle();
@@ -364,7 +364,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let metrics_listener = listen("metrics", &args.metrics_listen).await?;
     let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?, metrics_listener.local_addr()?];
-    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)));
+    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)).with_nonce_store(nonce_store(&args.nonces)?));
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
@@ -378,6 +378,24 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         Arc::new(ProxyView { proxy: proxy.clone(), controller: controller_url, pull_deadline: DEFAULT_HOLD + args.pull_stall_timeout });
     serve_admin_shared(view, registry, admin_listener, Some(metrics_listener));
     serve_until_signal(proxy_listeners, proxy).await
+}
+
+/// The nonce store the flags name; a Redis one is pinged once so an unreachable server
+/// is in the log at start (signed requests fail closed meanwhile; the proxy still starts,
+/// since Redis may come up after it).
+fn nonce_store(args: &crate::cli::NonceArgs) -> anyhow::Result<switchyard_proxy::auth::nonce::NonceStore> {
+    let store = args.store()?;
+    tracing::info!(store = %store.describe(), "Signature nonces");
+    if let switchyard_proxy::auth::nonce::NonceStore::Redis(client) = &store {
+        let client = client.clone();
+        tokio::spawn(async move {
+            match client.ping().await {
+                Ok(()) => tracing::info!(redis = client.addr(), "nonce store answers"),
+                Err(e) => tracing::warn!(error = %e, "nonce store does not answer: Signature routes answer 503 A503NS until it does"),
+            }
+        });
+    }
+    Ok(store)
 }
 
 /// Runs the proxy workers until SIGINT/SIGTERM, then lets them drain.

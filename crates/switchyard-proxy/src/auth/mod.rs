@@ -1,17 +1,30 @@
-//! The authentication phase. AppCode is checked here; Signature is refused (fail
-//! closed) until its own issue lands, so a route asking for it is never left open. A
-//! route whose apps do not resolve answers 503: it stays in the snapshot, so no broader
-//! route serves its paths meanwhile.
+//! The authentication phase: AppCode here, Signature in [`signature`] (the scheme,
+//! pure) and [`nonce`] (replay protection, shared by the workers). A route whose apps do
+//! not resolve answers 503: it stays in the snapshot, so no broader route serves its
+//! paths meanwhile.
+//!
+//! A Signature route reads the body before the backend is called only when the
+//! signature covers it (`Content-MD5` sent, or a form body), bounded by the route's body
+//! limit and timeout; the backend then gets the buffered bytes unchanged.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
+use hyper::body::Incoming;
 use switchyard_compile::snapshot::{Auth, Snapshot};
 
 use switchyard_http::constant_time_eq;
 
+use crate::body::RequestBody;
 use crate::error::GatewayError;
 
+pub mod nonce;
 pub mod signature;
+
+use nonce::NonceStore;
+use signature::{RequestParts, SigningApp, Verifier};
 
 /// The query parameter carrying an AppCode (compared as written, not decoded, so the
 /// parameter that authenticates is exactly the one removed before the backend).
@@ -21,7 +34,7 @@ const APP_CODE_PARAM: &str = "AppCode";
 pub enum Authenticator {
     Anonymous,
     AppCode { codes: Vec<String> },
-    Signature,
+    Signature(Verifier),
     Unresolved { route: String, why: String },
 }
 
@@ -39,11 +52,51 @@ impl Authenticator {
         match auth {
             Auth::Anonymous => Self::Anonymous,
             Auth::AppCode { apps } => Self::AppCode { codes: allowed(apps) },
-            Auth::Signature { .. } => Self::Signature,
+            Auth::Signature { apps } => {
+                // Every app of the namespace that can sign: the ones not named get 403.
+                let signing = snapshot
+                    .apps
+                    .iter()
+                    .filter(|a| a.namespace == route_namespace && !a.app_key.trim().is_empty() && !a.app_secret.trim().is_empty())
+                    .map(|a| SigningApp::new(&a.app_key, &a.app_secret, apps.contains(&a.name)))
+                    .collect();
+                Self::Signature(Verifier::new(route_id, signing))
+            }
             Auth::Unresolved { why } => Self::Unresolved { route: route_id.to_owned(), why: why.clone() },
         }
     }
 
+    /// Authenticates a request and hands on its body: streamed, or buffered when a
+    /// signature covered it. `deadline` bounds the body read (it counts against the
+    /// route's timeout).
+    pub async fn authenticate(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        limits: BodyLimits,
+        nonces: &NonceStore,
+    ) -> Result<RequestBody, GatewayError> {
+        let Self::Signature(verifier) = self else {
+            self.check(&parts.headers, parts.uri.query())?;
+            return Ok(RequestBody::streaming(body, limits.size));
+        };
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let presented = verifier.presented(&parts.headers, now_ms)?;
+        let (body, buffered) = if signature::needs_body(&parts.headers) {
+            let bytes = crate::body::read_bounded(body, &parts.headers, limits.size, limits.deadline, limits.budget).await?;
+            (RequestBody::full(bytes.clone()), Some(bytes))
+        } else {
+            (RequestBody::streaming(body, limits.size), None)
+        };
+        let request =
+            RequestParts { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query(), headers: &parts.headers };
+        verifier.verify(&presented, &request, buffered.as_deref())?;
+        // Last, once the request is known to be the app's: a forged one cannot burn nonces.
+        nonces.remember(&presented.app.key, presented.nonce, presented.nonce_ttl_ms(now_ms)).await?;
+        Ok(body)
+    }
+
+    /// The checks that need neither the body nor a store (every kind but Signature).
     pub fn check(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), GatewayError> {
         match self {
             Self::Anonymous => Ok(()),
@@ -57,14 +110,26 @@ impl Authenticator {
                     Err(GatewayError::AuthFailed("the AppCode is not allowed on this API".into()))
                 }
             }
-            Self::Signature => Err(GatewayError::AuthFailed("Signature authentication is not implemented in this build".into())),
+            // Reached only by a caller that skipped `authenticate`: never open.
+            Self::Signature(_) => Err(GatewayError::AuthFailed("a Signature route needs the signature checks".into())),
             Self::Unresolved { route, why } => Err(GatewayError::AuthUnavailable { route: route.clone(), why: why.clone() }),
         }
     }
 }
 
+/// How much of a body the phase may read, and until when.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub size: u64,
+    pub deadline: Instant,
+    /// The route's timeout, which `deadline` ends (for the 408's message).
+    pub budget: std::time::Duration,
+}
+
+/// The code of the first `Authorization: APPCODE <code>` (another scheme's header, such
+/// as a token for the backend, may come before it), else of the `AppCode` parameter.
 fn app_code(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    let from_header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+    let from_header = headers.get_all(AUTHORIZATION).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
         let (scheme, code) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("APPCODE").then(|| code.trim().to_owned())
     });
@@ -162,7 +227,46 @@ mod tests {
     }
 
     #[test]
-    fn signature_routes_fail_closed_until_signatures_are_implemented() {
-        assert!(Authenticator::Signature.check(&HeaderMap::new(), None).is_err());
+    fn the_app_code_header_is_found_among_other_authorization_headers() {
+        let auth = appcode(&["c0de"]);
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer upstream-token"));
+        headers.append(AUTHORIZATION, HeaderValue::from_static("appcode c0de"));
+        assert!(auth.check(&headers, None).is_ok());
+    }
+
+    #[test]
+    fn a_signature_route_never_passes_the_checks_without_a_signature() {
+        let verifier = Verifier::new("shop/orders", vec![SigningApp::new("k", "s", true)]);
+        assert!(Authenticator::Signature(verifier).check(&HeaderMap::new(), None).is_err());
+    }
+
+    #[test]
+    fn a_signature_route_knows_every_signing_app_of_its_namespace_and_allows_the_named_ones() {
+        use switchyard_compile::snapshot::App;
+        let app = |ns: &str, name: &str, key: &str, secret: &str| App {
+            namespace: ns.into(),
+            name: name.into(),
+            app_key: key.into(),
+            app_secret: secret.into(),
+            app_code: String::new(),
+        };
+        let snapshot = Snapshot {
+            apps: vec![
+                app("shop", "partner", "1", "s"),
+                app("shop", "other", "2", "s"),
+                app("web", "partner", "3", "s"),
+                app("shop", "nosecret", "4", ""),
+            ],
+            ..Snapshot::default()
+        };
+        let Authenticator::Signature(verifier) =
+            Authenticator::build(&Auth::Signature { apps: vec!["partner".into()] }, "shop/orders", &snapshot)
+        else {
+            panic!("a Signature authenticator")
+        };
+        let shown = format!("{verifier:?}");
+        assert!(shown.contains(r#"key: "1", allowed: true"#) && shown.contains(r#"key: "2", allowed: false"#), "{shown}");
+        assert!(!shown.contains(r#"key: "3""#) && !shown.contains(r#"key: "4""#), "other namespaces and apps that cannot sign: {shown}");
     }
 }

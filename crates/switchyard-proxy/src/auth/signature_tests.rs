@@ -269,7 +269,10 @@ fn unknown_keys_are_401_and_apps_not_allowed_on_the_route_are_403() {
     let mut headers = unsigned_headers();
     headers.insert(X_CA_KEY, HeaderValue::from_static("999"));
     let headers = signed(headers, "s3cr3t", "GET", "/", None, None);
-    assert_eq!(refusal(check(&headers, "GET", "/", None, None)), ("A401AK", "no app of this API's namespace has the X-Ca-Key \"999\"".into()));
+    assert_eq!(
+        refusal(check(&headers, "GET", "/", None, None)),
+        ("A401AK", "no app of this API's namespace has the X-Ca-Key \"999\"".into())
+    );
     let mut headers = unsigned_headers();
     headers.insert(X_CA_KEY, HeaderValue::from_static("204000002"));
     let headers = signed(headers, "other", "GET", "/", None, None);

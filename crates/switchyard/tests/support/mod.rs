@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod pki;
+pub mod redis;
 pub mod scratch;
 pub mod upstream;
 

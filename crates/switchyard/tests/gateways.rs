@@ -190,3 +190,35 @@ async fn a_gateway_signs_as_its_app_and_the_next_gateway_verifies_the_signature(
     assert_eq!(call(&a, "/orders/1?b=2&a=1", &[]).await.status, 200);
     assert_eq!(upstream.hits(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_gateway_over_https_is_verified_with_the_tls_options_and_the_egress_policy_applies() {
+    let ca = support::pki::TestCa::new("private ca");
+    let remote = Upstream::start_tls("gw-east", ca.server_config(&["gw-east.internal"])).await;
+    let pem: String = ca.pem().lines().map(|l| format!("        {l}\n")).collect();
+    let spec = |ca_pem: &str| {
+        format!(
+            "gateway:\n    url: \"https://127.0.0.1:{}/edge\"\n    tls:\n      sni: gw-east.internal\n      caCertificate: |\n{ca_pem}",
+            remote.addr.port()
+        )
+    };
+    let config = ConfigDir::with(&[("a.yaml", &route_to(&spec(&pem)))]);
+    let a = start(&config).await;
+    let reply = call(&a, "/orders", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen = reply.json();
+    assert_eq!((seen["sni"].as_str(), seen["path"].as_str()), (Some("gw-east.internal"), Some("/edge/orders")));
+    assert_eq!(seen["headers"]["x-ca-hops"], "1");
+
+    // Another CA's bundle: the handshake fails, as for `http`.
+    let other: String = support::pki::TestCa::new("someone else").pem().lines().map(|l| format!("        {l}\n")).collect();
+    config.write("a.yaml", &route_to(&spec(&other)));
+    wait_until("the new CA is in use", Duration::from_secs(10), || async { call(&a, "/", &[]).await.error_code() == Some("D502TL") }).await;
+
+    // Cloud metadata is never dialled, whatever kind points at it.
+    config.write("a.yaml", &route_to("gateway: {url: \"http://169.254.169.254\"}"));
+    wait_until("the egress policy refuses it", Duration::from_secs(10), || async {
+        call(&a, "/", &[]).await.error_code() == Some("D502ED")
+    })
+    .await;
+}

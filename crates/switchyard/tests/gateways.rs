@@ -166,7 +166,8 @@ async fn a_gateway_signs_as_its_app_and_the_next_gateway_verifies_the_signature(
     );
     let b_config = ConfigDir::with(&[("b.yaml", &signed_route), ("app.yaml", &partner_app())]);
     let b = start(&b_config).await;
-    let signing = ConfigDir::with(&[("a.yaml", &gateway_to(&b, ", app: partner")), ("app.yaml", &partner_app())]);
+    let retrying = format!("gateway: {{url: \"{}\", app: partner}}\n  retries: {{attempts: 1, retryOn: [gateway-error]}}", b.proxy_url(""));
+    let signing = ConfigDir::with(&[("a.yaml", &route_to(&retrying)), ("app.yaml", &partner_app())]);
     let a = start(&signing).await;
     let unsigned_config = ConfigDir::with(&[("a.yaml", &gateway_to(&b, ""))]);
     let unsigned = start(&unsigned_config).await;
@@ -189,6 +190,11 @@ async fn a_gateway_signs_as_its_app_and_the_next_gateway_verifies_the_signature(
     // Each request has its own nonce: the same call again is not a replay.
     assert_eq!(call(&a, "/orders/1?b=2&a=1", &[]).await.status, 200);
     assert_eq!(upstream.hits(), 3);
+    // A retry is signed afresh: B lets it through (a reused nonce would be A401NR), and
+    // the upstream's own 503 passes back once the attempts run out.
+    let retried = call(&a, "/orders/1", &[("x-test-status", "503")]).await;
+    assert_eq!((retried.status.as_u16(), retried.error_code()), (503, None), "{}", retried.text());
+    assert_eq!(upstream.hits(), 5, "both attempts reached the upstream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,10 +152,8 @@ async fn a_gateway_with_an_app_never_forwards_unsigned_and_its_config_dump_never
     assert!(!a.log_text().contains(APP_SECRET), "the app secret leaked into the log");
 }
 
-/// Needs Signature verification on B's route (issue 11, auth/signature.rs wired into the
-/// authenticate phase): until then B refuses every Signature route with A401AF.
+/// B's route takes Signature auth: A's signature is what lets the request through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Signature verification wired into the authenticate phase (not committed yet)"]
 async fn a_gateway_signs_as_its_app_and_the_next_gateway_verifies_the_signature() {
     let upstream = Upstream::start("orders").await;
     let signed_route = format!(

@@ -496,6 +496,7 @@ def scenario_options():
         "--set", "proxy.autoscaling.enabled=false",
         "--set", "proxy.replicaCount=3",
         "--set", "proxy.workers=4",
+        "--set", "proxy.nonceStore=redis://redis.switchyard-system.svc:6379",
         "--set", "proxy.preStopSleepSeconds=0",
         "--set", "proxy.podDisruptionBudget.minAvailable=50%",
         "--set", "controller.podDisruptionBudget.enabled=false",
@@ -524,6 +525,8 @@ def scenario_options():
     proxy = container(objects, f"{prefix}-proxy")
     if "--workers=4" not in proxy["args"] or "lifecycle" in proxy:
         problems.append("proxy: --workers=4 and no preStop hook expected")
+    if "--nonce-store=redis://redis.switchyard-system.svc:6379" not in proxy["args"]:
+        problems.append("proxy: --nonce-store=redis://... expected from proxy.nonceStore")
     if by[("Deployment", f"{prefix}-proxy")]["spec"].get("replicas") != 3:
         problems.append("proxy: replicas 3 expected without the HPA")
     lb = by[("Service", f"{prefix}-proxy")]
@@ -552,7 +555,7 @@ def scenario_options():
     pdb = by[("PodDisruptionBudget", f"{prefix}-proxy")]["spec"]
     if pdb.get("minAvailable") != "50%" or "maxUnavailable" in pdb:
         problems.append("proxy PDB: minAvailable 50% expected alone")
-    record("options: existingSecrets, LoadBalancer + metrics Service, ServiceMonitor, no HPA, overrides", problems)
+    record("options: existingSecrets, LoadBalancer + metrics Service, ServiceMonitor, no HPA, overrides, shared nonce store", problems)
 
 
 def scenario_no_rbac():

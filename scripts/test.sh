@@ -48,13 +48,18 @@ need_rnacos() {
   fi
   export SWITCHYARD_RNACOS="$root/bin/rnacos"
 }
+# Signature auth's shared nonce store (crates/switchyard/tests/signature_auth.rs) starts a real
+# redis-server on 127.0.0.1 per test (no persistence) and kills it by PID.
+need_redis() {
+  command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || apt_install redis-server
+}
 # More of the same shape, if a test comes to need them:
 # need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
 
 PACKAGING_RUNS=0
 if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then PACKAGING_RUNS=1; fi
 
-DEPS=(rust zookeeper rnacos)
+DEPS=(rust zookeeper rnacos redis)
 if ((PACKAGING_RUNS)); then DEPS+=(npm python_venv); fi
 for dep in "${DEPS[@]}"; do "need_$dep"; done
 if [[ ${TEST_DEPS_ONLY:-0} == 1 ]]; then

@@ -69,14 +69,27 @@ pub struct Connectivity {
     pub addresses: Vec<std::net::IpAddr>,
 }
 
-/// An app: credentials for AppCode and Signature authentication.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An app: credentials for AppCode and Signature authentication. Debug shows the key,
+/// never the secret or the code.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AppSecret {
     pub namespace: String,
     pub name: String,
     pub app_key: String,
     pub app_secret: String,
     pub app_code: String,
+}
+
+impl std::fmt::Debug for AppSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSecret")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("app_key", &self.app_key)
+            .field("app_secret", &"<redacted>")
+            .field("app_code", &"<redacted>")
+            .finish()
+    }
 }
 
 /// An object that could not be decoded into its resource type.

@@ -354,14 +354,26 @@ fn is_one(weight: &u32) -> bool {
     *weight == 1
 }
 
-/// An app's credentials.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An app's credentials. Debug shows the key, never the secret or the code.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct App {
     pub namespace: String,
     pub name: String,
     pub app_key: String,
     pub app_secret: String,
     pub app_code: String,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("app_key", &self.app_key)
+            .field("app_secret", &"<redacted>")
+            .field("app_code", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A weighted internal DNS name.

@@ -266,6 +266,8 @@ mod tests {
             panic!("a Signature authenticator")
         };
         let shown = format!("{verifier:?}");
+        let dumped = format!("{snapshot:?}");
+        assert!(!dumped.contains("\"s\"") && dumped.contains("<redacted>"), "Debug never shows a secret: {dumped}");
         assert!(shown.contains(r#"key: "1", allowed: true"#) && shown.contains(r#"key: "2", allowed: false"#), "{shown}");
         assert!(!shown.contains(r#"key: "3""#) && !shown.contains(r#"key: "4""#), "other namespaces and apps that cannot sign: {shown}");
     }

@@ -66,7 +66,7 @@ async fn dubbo_http_providers_serve_and_binary_ones_are_named() {
     let seen = watch.until_synced_with(&[http("10.0.0.2", 8080, 100), http("127.0.0.1", 50051, 200)]).await;
     let binary = seen.skipped.iter().find(|s| !s.malformed).expect("the dubbo:// provider is named");
     assert_eq!(binary.why, DUBBO_BINARY_WHY);
-    assert!(binary.entry.starts_with("dubbo%3A%2F%2F10.0.0.3%3A20880"), "{}", binary.entry);
+    assert_eq!(binary.entry, "dubbo://10.0.0.3:20880/com.example.OrderService", "named by its URL, without the query");
     let malformed: Vec<_> = seen.skipped.iter().filter(|s| s.malformed).collect();
     assert_eq!(malformed.len(), 1, "{:?}", seen.skipped);
     assert!(malformed[0].why.contains("grpc://"), "{}", malformed[0].why);

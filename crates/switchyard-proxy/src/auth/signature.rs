@@ -241,7 +241,9 @@ pub struct Presented<'a> {
     pub timestamp_ms: u64,
     method: SignatureMethod,
     signature: &'a [u8],
-    signed_headers: &'a str,
+    /// The X-Ca- values already read, so signing them needs no second lookup.
+    known: [(&'static HeaderName, &'a str); 4],
+    listed: Listed<'a>,
 }
 
 impl<'a> Presented<'a> {
@@ -266,11 +268,13 @@ impl Verifier {
         let timestamp = required(headers, &X_CA_TIMESTAMP, "X-Ca-Timestamp")?;
         let nonce = required(headers, &X_CA_NONCE, "X-Ca-Nonce")?;
         let signed_headers = headers.get(X_CA_SIGNATURE_HEADERS).map_or(Ok(""), |v| text(v, "X-Ca-Signature-Headers"))?;
-        let method = match headers.get(X_CA_SIGNATURE_METHOD) {
-            None => SignatureMethod::default(),
+        let (method, method_name) = match headers.get(X_CA_SIGNATURE_METHOD) {
+            None => (SignatureMethod::default(), ""),
             Some(value) => {
                 let name = text(value, "X-Ca-Signature-Method")?;
-                SignatureMethod::parse(name).ok_or_else(|| GatewayError::SignatureMethodUnsupported { method: name.to_owned() })?
+                let method =
+                    SignatureMethod::parse(name).ok_or_else(|| GatewayError::SignatureMethodUnsupported { method: name.to_owned() })?;
+                (method, name)
             }
         };
         let timestamp_ms = parse_timestamp(timestamp)?;
@@ -278,13 +282,15 @@ impl Verifier {
         if nonce.len() > MAX_NONCE_LEN {
             return Err(GatewayError::SignatureHeaderInvalid { header: "X-Ca-Nonce", why: "longer than 128 characters" });
         }
+        let listed = Listed::parse(signed_headers);
         for (name, header) in [("X-Ca-Timestamp", &X_CA_TIMESTAMP), ("X-Ca-Nonce", &X_CA_NONCE)] {
-            if !listed(signed_headers).any(|n| header.as_str().eq_ignore_ascii_case(n)) {
+            if !listed.names().iter().any(|n| header.as_str().eq_ignore_ascii_case(n)) {
                 return Err(GatewayError::SignatureHeaderUnsigned { header: name });
             }
         }
         let app = self.app(key)?;
-        Ok(Presented { app, nonce, timestamp_ms, method, signature, signed_headers })
+        let known = [(&KNOWN[0], key), (&KNOWN[1], timestamp), (&KNOWN[2], nonce), (&KNOWN[3], method_name)];
+        Ok(Presented { app, nonce, timestamp_ms, method, signature, known, listed })
     }
 
     /// An allowed app with this key first; a key of the namespace's other apps is 403.
@@ -302,22 +308,23 @@ impl Verifier {
     /// [`needs_body`] said so (None otherwise: the form parameters are then absent).
     pub fn verify(&self, presented: &Presented<'_>, request: &RequestParts<'_>, body: Option<&[u8]>) -> Result<(), GatewayError> {
         let headers = request.headers;
-        let header = |name: &HeaderName| headers.get(name).map_or("", header_text);
-        let content_md5 = header(&CONTENT_MD5);
-        if headers.contains_key(CONTENT_MD5) {
+        // Each header is looked up once (a lookup hashes its name).
+        let header = |name: &HeaderName| headers.get(name).map(header_text);
+        let (md5_sent, content_type) = (header(&CONTENT_MD5), header(&http::header::CONTENT_TYPE).unwrap_or(""));
+        if let Some(sent) = md5_sent {
             let computed = content_md5_of(body.unwrap_or_default());
-            if computed.as_bytes() != content_md5.as_bytes() {
+            if computed.as_bytes() != sent.as_bytes() {
                 return Err(GatewayError::ContentMd5Mismatch { computed: computed.as_str().to_owned() });
             }
         }
-        let form = body.filter(|_| headers.get(http::header::CONTENT_TYPE).is_some_and(|t| is_form(t.as_bytes())));
-        with_signed_headers(headers, presented.signed_headers, |signed| {
+        let form = body.filter(|_| is_form(content_type.as_bytes()));
+        with_signed_headers(headers, presented, |signed| {
             let parts = SigningParts {
                 method: request.method,
-                accept: header(&http::header::ACCEPT),
-                content_md5,
-                content_type: header(&http::header::CONTENT_TYPE),
-                date: header(&http::header::DATE),
+                accept: header(&http::header::ACCEPT).unwrap_or(""),
+                content_md5: md5_sent.unwrap_or(""),
+                content_type,
+                date: header(&http::header::DATE).unwrap_or(""),
                 headers: signed,
                 path: request.path,
                 query: request.query,
@@ -367,27 +374,59 @@ fn header_text(value: &HeaderValue) -> &str {
     std::str::from_utf8(value.as_bytes()).unwrap_or("")
 }
 
-/// The names of `X-Ca-Signature-Headers`, trimmed, empty ones skipped.
-fn listed(signed_headers: &str) -> impl Iterator<Item = &str> + Clone {
-    signed_headers.split(',').map(str::trim).filter(|n| !n.is_empty())
+/// The headers [`Verifier::presented`] reads, in the order of [`Presented::known`].
+static KNOWN: [HeaderName; 4] = [X_CA_KEY, X_CA_TIMESTAMP, X_CA_NONCE, X_CA_SIGNATURE_METHOD];
+
+const STACK: usize = 16;
+
+/// The names of `X-Ca-Signature-Headers`, trimmed, empty ones skipped: split once, on
+/// the stack for the usual handful.
+#[derive(Debug)]
+struct Listed<'a> {
+    stack: [&'a str; STACK],
+    len: usize,
+    more: Vec<&'a str>,
 }
 
-/// Calls `f` with each listed header name and the request's (first) value for it,
-/// on the stack for the usual handful.
-fn with_signed_headers<R>(headers: &HeaderMap, signed_headers: &str, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
-    const STACK: usize = 16;
-    let value = |name: &str| headers.get(name).map_or("", header_text);
-    if listed(signed_headers).nth(STACK).is_some() {
-        let all: Vec<(&str, &str)> = listed(signed_headers).map(|n| (n, value(n))).collect();
+impl<'a> Listed<'a> {
+    fn parse(signed_headers: &'a str) -> Self {
+        let mut listed = Self { stack: [""; STACK], len: 0, more: Vec::new() };
+        for name in signed_headers.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if listed.len < STACK {
+                listed.stack[listed.len] = name;
+                listed.len += 1;
+            } else {
+                if listed.more.is_empty() {
+                    listed.more.extend_from_slice(&listed.stack);
+                }
+                listed.more.push(name);
+            }
+        }
+        listed
+    }
+
+    fn names(&self) -> &[&'a str] {
+        if self.more.is_empty() { &self.stack[..self.len] } else { &self.more }
+    }
+}
+
+/// Calls `f` with each listed header name and the request's (first) value for it, on
+/// the stack for the usual handful; the X-Ca- values already read are not looked up again.
+fn with_signed_headers<R>(headers: &HeaderMap, presented: &Presented<'_>, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
+    let value = |name: &str| match presented.known.iter().find(|(known, _)| known.as_str().eq_ignore_ascii_case(name)) {
+        Some((_, value)) => *value,
+        None => headers.get(name).map_or("", header_text),
+    };
+    let names = presented.listed.names();
+    if names.len() > STACK {
+        let all: Vec<(&str, &str)> = names.iter().map(|n| (*n, value(n))).collect();
         return f(&all);
     }
     let mut stack = [("", ""); STACK];
-    let mut len = 0;
-    for name in listed(signed_headers) {
-        stack[len] = (name, value(name));
-        len += 1;
+    for (slot, name) in stack.iter_mut().zip(names) {
+        *slot = (name, value(name));
     }
-    f(&stack[..len])
+    f(&stack[..names.len()])
 }
 
 fn parse_timestamp(value: &str) -> Result<u64, GatewayError> {

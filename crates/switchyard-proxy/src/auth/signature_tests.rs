@@ -309,3 +309,19 @@ fn signing_apps_never_show_their_secret() {
     let shown = format!("{app:?} {:?}", verifier());
     assert!(!shown.contains("s3cr3t"), "{shown}");
 }
+
+#[test]
+fn more_signed_headers_than_fit_on_the_stack_still_verify() {
+    let mut headers = unsigned_headers();
+    let mut listed = String::from(SIGNED);
+    for i in 0..20 {
+        headers.insert(HeaderName::from_bytes(format!("x-h{i}").as_bytes()).unwrap(), HeaderValue::from_str(&i.to_string()).unwrap());
+        listed.push_str(&format!(",X-H{i}"));
+    }
+    headers.insert(X_CA_SIGNATURE_HEADERS, HeaderValue::from_str(&listed).unwrap());
+    let headers = signed(headers, "s3cr3t", "GET", "/", None, None);
+    assert!(check(&headers, "GET", "/", None, None).is_ok());
+    let mut tampered = headers.clone();
+    tampered.insert("x-h19", HeaderValue::from_static("changed"));
+    assert_eq!(refusal(check(&tampered, "GET", "/", None, None)).0, "A401SI");
+}

@@ -138,13 +138,20 @@ SY=$!
 PIDS+=("$SY")
 wait_http "$RUN/switchyard.log" "$SY" "http://127.0.0.1:$SY_ADMIN/readyz" 30
 wait_http "$RUN/switchyard.log" "$SY" "http://127.0.0.1:$SY_PORT/anon/orders" 30
-declare -A RPS
+# CPU ticks (user + system) the proxy process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+declare -A RPS CPU
 for round in 1 2; do
   for route in anon sign; do
     presign "$SIGNED" "$RUN/signed-$route-$round.txt"
+    t0=$(cpu_ticks "$SY")
     wrk -t1 -c"$CONNS" -d"$DURATION" -s "$RUN/signed.lua" "http://127.0.0.1:$SY_PORT" -- "$RUN/signed-$route-$round.txt" "/$route/orders" \
       >"$RUN/wrk-$route-$round.txt"
+    t1=$(cpu_ticks "$SY")
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$RUN/wrk-$route-$round.txt")
+    n=$(awk '/requests in/ {print $1; exit}' "$RUN/wrk-$route-$round.txt")
+    # Native CPU time per request (µs; SHA-NI and all), from the kernel's accounting.
+    CPU[$route]="${CPU[$route]:-} $(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
     bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$RUN/wrk-$route-$round.txt")
     [[ -z $bad ]] || die "$route round $round: $bad non-2xx answers ($RUN/wrk-$route-$round.txt)"
     log "$route round $round: $rps req/s"
@@ -209,11 +216,15 @@ mean() { awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF 
 {
   echo "# Signature vs Anonymous, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD), $(nproc) cores"
   echo "# req/s: wrk -t1 -c$CONNS -d$DURATION, pre-signed requests, two rounds each; Ir: callgrind, --workers 1, $REQUESTS requests after $WARMUP, two runs each"
-  printf '%-10s %12s %-24s %12s %s\n' route 'req/s' '(runs)' 'Ir/request' '(runs)'
+  printf '%-10s %12s %-24s %12s %-16s %10s %s\n' route 'req/s' '(runs)' 'Ir/request' '(runs)' 'CPU us/req' '(runs)'
   for route in anon sign; do
-    printf '%-10s %12s %-24s %12s %s\n' "$route" "$(mean "${RPS[$route]}")" "(${RPS[$route]# })" "$(mean "${IPR[$route]}")" "(${IPR[$route]# })"
+    printf '%-10s %12s %-24s %12s %-16s %10s %s\n' "$route" "$(mean "${RPS[$route]}")" "(${RPS[$route]# })" \
+      "$(mean "${IPR[$route]}")" "(${IPR[$route]# })" "$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"${CPU[$route]}")" "(${CPU[$route]# })"
   done
   awk -v a="$(mean "${RPS[anon]}")" -v s="$(mean "${RPS[sign]}")" -v ia="$(mean "${IPR[anon]}")" -v is="$(mean "${IPR[sign]}")" \
     'BEGIN { printf "signature/anonymous: req/s %.4f, Ir/request %.4f (+%.2f%%)\n", s / a, is / ia, (is / ia - 1) * 100 }'
+  awk -v a="${CPU[anon]}" -v s="${CPU[sign]}" 'BEGIN { na = split(a, x, " "); ns = split(s, y, " ");
+    for (i = 1; i <= na; i++) sa += x[i]; for (i = 1; i <= ns; i++) ss += y[i];
+    printf "signature/anonymous: native CPU per request %.4f\n", (ss / ns) / (sa / na) }'
 } | tee "$RUN/summary.txt"
 cp "$RUN/summary.txt" .bench/signature-last.txt

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-cost crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-cost bench-discovery bench-signature crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -19,6 +19,16 @@ bench:
 # (bench/cost.sh: BASELINE_REV, COST_REQUESTS, COST_CONFIGS, COST_STRICT=1 to fail above 3%).
 bench-cost:
 	bash bench/cost.sh
+
+# Registry change to traffic latency (ZooKeeper, Nacos) next to the registry's own push
+# latency, and a full re-sync of 1,000 instances (bench/discovery.sh, docs/benchmarks.md).
+bench-discovery:
+	bash bench/discovery.sh
+
+# A Signature route against the same route with Anonymous: req/s and callgrind
+# instructions per request in one run (bench/signature.sh, docs/benchmarks.md).
+bench-signature:
+	bash bench/signature.sh
 
 # Regenerates crds/ from the Rust types, then the copies in the chart and deploy/.
 crds:

@@ -38,8 +38,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use support::registries::{gateway, route_and_backend};
 use support::upstream::Upstream;
-use support::{ConfigDir, Switchyard};
 use switchyard_api::ZooKeeperLayout;
 use switchyard_compile::{Discovered, NacosWatch, SyncState};
 use switchyard_nacos::testing::NacosServer;
@@ -230,21 +230,6 @@ impl Registry for NacosApp<'_> {
     }
 }
 
-fn gateway_yaml(registry: &str) -> String {
-    format!(
-        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: orders}}\nspec:\n  registry: {registry}\n---\n\
-         apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: orders}}\n\
-         spec: {{match: {{path: /, pathType: Prefix}}, backendRefs: [{{name: orders}}]}}\n"
-    )
-}
-
-async fn gateway(yaml: &str) -> (ConfigDir, Switchyard) {
-    let config = ConfigDir::with(&[("orders.yaml", yaml)]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    (config, gw)
-}
-
 async fn upstreams(prefix: &str, n: usize) -> Vec<Upstream> {
     let mut all = Vec::with_capacity(n);
     for i in 0..n {
@@ -269,7 +254,7 @@ async fn zookeeper_changes(zk: &ZooKeeperServer, dir: &'static str, idle: usize,
     }
     let subscriber = zookeeper_subscriber(zk, dir).await;
     let registry = format!("{{zookeeper: {{servers: [\"{}\"], path: {dir}, layout: Plain}}}}", zk.connect_string());
-    let (_config, gw) = gateway(&gateway_yaml(&registry)).await;
+    let (_config, gw) = gateway(&route_and_backend(&registry)).await;
     let traffic = Traffic::start(&gw.proxy_url("/orders"), gap);
     let mut app = ZooKeeperApp { client: app, dir, paths: HashMap::new() };
     measure(&mut app, &pool, &traffic, &subscriber.view, ZK_JITTER).await
@@ -279,7 +264,7 @@ async fn nacos_changes_run(nacos: &NacosServer, changes: usize, gap: Duration) -
     let pool = upstreams("nacos-", changes + 1).await;
     let subscriber = nacos_subscriber(nacos_spec(nacos, "orders"));
     let registry = format!("{{nacos: {{serverAddr: \"{}\", service: orders}}}}", nacos.http_addr());
-    let (_config, gw) = gateway(&gateway_yaml(&registry)).await;
+    let (_config, gw) = gateway(&route_and_backend(&registry)).await;
     let traffic = Traffic::start(&gw.proxy_url("/orders"), gap);
     measure(&mut NacosApp(nacos), &pool, &traffic, &subscriber.view, NACOS_JITTER).await
 }

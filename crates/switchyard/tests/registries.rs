@@ -9,29 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use support::registries::{gateway, route_and_backend};
 use support::upstream::Upstream;
-use support::{ConfigDir, Switchyard, get};
+use support::{Switchyard, get};
 use switchyard_nacos::testing::NacosServer;
 use switchyard_zookeeper::testing::{ZooKeeperServer, register_dubbo, register_plain, register_spring_cloud};
 
 /// Registration changes reach traffic well within this (ZooKeeper fires at once, rnacos
 /// batches pushes for ~0.5 s).
 const CONVERGE: Duration = Duration::from_secs(10);
-
-fn route_and_backend(registry: &str) -> String {
-    format!(
-        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: orders}}\nspec:\n  registry: {registry}\n---\n\
-         apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: orders}}\n\
-         spec: {{match: {{path: /, pathType: Prefix}}, backendRefs: [{{name: orders}}]}}\n"
-    )
-}
-
-async fn gateway(yaml: &str) -> (ConfigDir, Switchyard) {
-    let config = ConfigDir::with(&[("orders.yaml", yaml)]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    (config, gw)
-}
 
 /// The BackendService's Ready condition: status, reason, message.
 async fn ready(gw: &Switchyard) -> (String, String, String) {

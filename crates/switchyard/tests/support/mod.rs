@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod pki;
 pub mod redis;
+pub mod registries;
 pub mod scratch;
 pub mod upstream;
 

@@ -19,6 +19,10 @@ use crate::metrics::RegistryMetrics;
 
 type Key = (String, String);
 
+/// How long a starting controller waits for the registries' first reads before its first
+/// publish (a registry that does not answer must not hold up everything else for long).
+pub const FIRST_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Starts the watch of one source, publishing on the sender until it is closed.
 pub type StartWatch = Arc<dyn Fn(RegistrySource, watch::Sender<Discovered>) -> JoinHandle<()> + Send + Sync>;
 
@@ -40,6 +44,10 @@ pub struct Discovery {
     pub changed: Arc<Notify>,
     metrics: Option<Arc<RegistryMetrics>>,
     report: RegistryReport,
+    /// What each BackendService was last given: while the watch of its changed source (new
+    /// credentials, another server list) has not read yet, the old view keeps serving
+    /// instead of dropping its endpoints.
+    last_given: BTreeMap<Key, Discovered>,
 }
 
 /// What every watch last saw, for `/config_dump` (updated on every [`Discovery::results`]).
@@ -79,6 +87,7 @@ impl Discovery {
             changed: Arc::new(Notify::new()),
             metrics: None,
             report: RegistryReport::default(),
+            last_given: BTreeMap::new(),
         }
     }
 
@@ -128,14 +137,36 @@ impl Discovery {
         self.report.clone()
     }
 
-    /// The latest view of every `registry` BackendService's source (compile input).
+    /// The latest view of every `registry` BackendService's source (compile input). A
+    /// source that has not been read yet gives the backend's previous view, if it had one.
     pub fn results(&mut self) -> BTreeMap<Key, Discovered> {
         self.observe();
         self.report.set(self.report());
-        self.users
-            .iter()
-            .filter_map(|(backend, source)| Some((backend.clone(), self.running.get(source)?.latest.borrow().clone())))
-            .collect()
+        let mut given = BTreeMap::new();
+        for (backend, source) in &self.users {
+            let Some(running) = self.running.get(source) else { continue };
+            let latest = running.latest.borrow();
+            let view = match (&latest.sync, self.last_given.remove(backend)) {
+                (SyncState::Pending, Some(previous)) => previous,
+                _ => latest.clone(),
+            };
+            given.insert(backend.clone(), view);
+        }
+        self.last_given = given.clone();
+        given
+    }
+
+    /// Waits until every watch has read its source once (or failed to), at most `limit`:
+    /// a controller that has just started publishes its first snapshot with the registries'
+    /// instances in it rather than without (which would be a burst of 503s on every proxy).
+    pub async fn first_reads(&self, limit: std::time::Duration) {
+        let mut pending: Vec<watch::Receiver<Discovered>> = self.running.values().map(|r| r.latest.clone()).collect();
+        let all_read = async {
+            for rx in &mut pending {
+                let _ = rx.wait_for(|d| d.sync != SyncState::Pending).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all_read).await;
     }
 
     /// Brings the metrics up to date with every watch.

@@ -61,6 +61,7 @@ pub async fn watch_folder(
     let mut latest = switchyard_compile::Resources::default();
     let registry_changed = discovery.changed.clone();
     let mut discovered = false;
+    let mut published_once = false;
     loop {
         let mut scanning = source.take().expect("source is put back after every scan");
         let (scanning, resources) = tokio::task::spawn_blocking(move || {
@@ -73,13 +74,16 @@ pub async fn watch_folder(
         let scanned = resources.is_some();
         if let Some(resources) = resources {
             latest = resources;
-            discovery.reconcile(&latest);
+            if discovery.reconcile(&latest) && !published_once {
+                discovery.first_reads(discovery::FIRST_READ_WAIT).await;
+            }
         }
         prober.start_due(&latest);
         if scanned || prober.collect() || discovered {
             latest.connectivity = prober.results();
             latest.registry = discovery.results();
             let pass = compile_and_publish(&latest, &publisher, &book, &now_rfc3339());
+            published_once = true;
             for change in pass.changes {
                 eprintln!("switchyard: status {change}");
             }

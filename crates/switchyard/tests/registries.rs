@@ -274,3 +274,15 @@ async fn nacos_credentials_come_from_a_secret_in_the_folder() {
     assert!(!everything.contains("s3cret-pass"), "the password is in no status, dump or metric");
     assert!(!gw.log_text().contains("s3cret-pass"), "nor in the log");
 }
+
+#[tokio::test]
+async fn a_starting_gateway_publishes_its_first_snapshot_with_the_registered_instances() {
+    let zk = ZooKeeperServer::start();
+    let a = Upstream::start("a").await;
+    let app = zk.client().await;
+    register_spring_cloud(&app, "orders", "a-1", "127.0.0.1", a.addr.port(), None, &[]).await.unwrap();
+    let registry = format!("{{zookeeper: {{servers: [\"{}\"], path: /services/orders, layout: SpringCloud}}}}", zk.connect_string());
+    let (_config, gw) = gateway(&route_and_backend(&registry)).await;
+    let first = get(&gw.proxy_url("/orders")).await.unwrap();
+    assert_eq!(first.status.as_u16(), 200, "ready means the registry's instances are in: {:?}", first.error_code());
+}

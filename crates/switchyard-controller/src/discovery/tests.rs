@@ -118,3 +118,38 @@ async fn a_resync_that_finds_the_same_instances_publishes_no_new_version() {
     resources.registry.get_mut(&("shop".to_owned(), "a".to_owned())).unwrap().instances = vec![moved];
     assert!(crate::compile_and_publish(&resources, &publisher, &book, "t3").version.is_some(), "a changed endpoint set is published");
 }
+
+#[tokio::test]
+async fn a_changed_source_keeps_the_old_view_until_its_new_watch_has_read() {
+    let (recorder, start) = recording();
+    let mut discovery = Discovery::new(start);
+    discovery.reconcile(&resources(&zk_backend("a", "/services/orders")));
+    let instance = Instance { scheme: InstanceScheme::Http, host: "127.0.0.1".into(), port: 8080, weight: 1 };
+    let old = Discovered { instances: vec![instance], sync: SyncState::Synced { at: SystemTime::now() }, ..Discovered::default() };
+    recorder.started.lock().unwrap()[0].1.send_replace(old.clone());
+    let key = ("shop".to_owned(), "a".to_owned());
+    assert_eq!(discovery.results().get(&key), Some(&old));
+
+    discovery.reconcile(&resources(&zk_backend("a", "/services/orders-v2")));
+    assert_eq!(discovery.results().get(&key), Some(&old), "no endpoint drop while the new watch has not read");
+    let new = Discovered { sync: SyncState::Synced { at: SystemTime::now() }, ..Discovered::default() };
+    recorder.started.lock().unwrap()[1].1.send_replace(new.clone());
+    assert_eq!(discovery.results().get(&key), Some(&new), "the new source's first read is the truth");
+}
+
+#[tokio::test]
+async fn the_first_publish_waits_for_first_reads_but_not_forever() {
+    let (recorder, start) = recording();
+    let mut discovery = Discovery::new(start);
+    discovery.reconcile(&resources(&(zk_backend("a", "/services/orders") + &zk_backend("b", "/services/payments"))));
+    let started = std::time::Instant::now();
+    discovery.first_reads(Duration::from_millis(300)).await;
+    assert!(started.elapsed() >= Duration::from_millis(300), "nothing read: waited the limit");
+
+    for (_, out) in recorder.started.lock().unwrap().iter() {
+        out.send_replace(Discovered { sync: SyncState::Unreachable { error: "refused".into(), last_sync: None }, ..Discovered::default() });
+    }
+    let started = std::time::Instant::now();
+    discovery.first_reads(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "every watch has an answer (even a failure): no wait");
+}

@@ -349,7 +349,9 @@ pub async fn run(
         led_last_pass = leads;
         let ctx = PassContext { publisher: &publisher, book: &book, metrics: &metrics, events_from_stored };
         let mut resources = Resources { options, ..stores.resources() };
-        discovery.reconcile(&resources);
+        if discovery.reconcile(&resources) && publisher.current().is_none() {
+            discovery.first_reads(crate::discovery::FIRST_READ_WAIT).await;
+        }
         resources.registry = discovery.results();
         if leads {
             // Probes run on the leader only; their results are compile input like the rest.

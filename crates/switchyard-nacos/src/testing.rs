@@ -94,6 +94,20 @@ impl NacosServer {
         format!("127.0.0.1:{}", self.http_port)
     }
 
+    /// A watch of `service` in the public namespace's `DEFAULT_GROUP` on this server (no
+    /// clusters filter, no credentials, a 30 s re-sync).
+    pub fn watch_spec(&self, service: &str) -> switchyard_compile::NacosWatch {
+        switchyard_compile::NacosWatch {
+            servers: vec![self.http_addr()],
+            namespace: "public".to_owned(),
+            group: "DEFAULT_GROUP".to_owned(),
+            service: service.to_owned(),
+            clusters: vec![],
+            credentials: None,
+            resync_interval_ms: 30_000,
+        }
+    }
+
     /// Kills the server (SIGKILL: no goodbye to its clients), keeping its data.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

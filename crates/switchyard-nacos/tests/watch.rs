@@ -15,18 +15,6 @@ const LOCALHOST: &str = "127.0.0.1";
 /// interval and a 3 s retry), hence the margin.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn spec(server: &NacosServer, service: &str) -> NacosWatch {
-    NacosWatch {
-        servers: vec![server.http_addr()],
-        namespace: "public".to_owned(),
-        group: GROUP.to_owned(),
-        service: service.to_owned(),
-        clusters: vec![],
-        credentials: None,
-        resync_interval_ms: 30_000,
-    }
-}
-
 /// Starts a watch; aborted when the returned handle is dropped.
 struct Watching {
     rx: watch::Receiver<Discovered>,
@@ -107,9 +95,9 @@ async fn instances_follow_registrations_state_and_clusters() {
     let server = NacosServer::start().await;
     let service = "orders";
     let (a, b, c) = (Backend::start().await, Backend::start().await, Backend::start().await);
-    let mut watching = start_watch(spec(&server, service));
+    let mut watching = start_watch(server.watch_spec(service));
     // rnacos does not push the results of its health probes; re-syncs pick them up.
-    let mut resyncing = start_watch(NacosWatch { resync_interval_ms: 1000, ..spec(&server, service) });
+    let mut resyncing = start_watch(NacosWatch { resync_interval_ms: 1000, ..server.watch_spec(service) });
     watching.until("the first read", is_synced).await;
     assert!(watching.rx.borrow().instances.is_empty());
 
@@ -119,7 +107,7 @@ async fn instances_follow_registrations_state_and_clusters() {
     let all = sorted(vec![https(a.port, 150), http(b.port, 33), http(c.port, 200)]);
     watching.until_serving(&all).await;
 
-    let east_only = NacosWatch { clusters: vec!["east".to_owned()], ..spec(&server, service) };
+    let east_only = NacosWatch { clusters: vec!["east".to_owned()], ..server.watch_spec(service) };
     start_watch(east_only).until_serving(&[http(c.port, 200)]).await;
 
     server.set_enabled(GROUP, service, LOCALHOST, b.port, false).await;
@@ -155,7 +143,7 @@ async fn a_killed_server_is_unreachable_and_a_restarted_one_converges() {
     server.register(GROUP, service, LOCALHOST, a.port, 1.0, "{}", "").await;
     // A dead server first: the watch moves on to the next one in turn.
     let dead = format!("{LOCALHOST}:1");
-    let mut watching = start_watch(NacosWatch { servers: vec![dead, server.http_addr()], ..spec(&server, service) });
+    let mut watching = start_watch(NacosWatch { servers: vec![dead, server.http_addr()], ..server.watch_spec(service) });
     let synced = watching.until_serving(&[http(a.port, 100)]).await;
     let synced_at = synced.sync.last_sync();
 
@@ -177,7 +165,7 @@ async fn a_killed_server_is_unreachable_and_a_restarted_one_converges() {
 #[tokio::test]
 async fn a_hung_server_is_unreachable_within_seconds() {
     let server = NacosServer::start().await;
-    let mut watching = start_watch(spec(&server, "inventory"));
+    let mut watching = start_watch(server.watch_spec("inventory"));
     watching.until("the first read", is_synced).await;
 
     server.pause();
@@ -199,18 +187,18 @@ async fn logins_are_required_and_failures_hide_the_password() {
     server.register(GROUP, service, LOCALHOST, a.port, 3.0, "{}", "").await;
 
     let wrong = Credentials { username: "admin".to_owned(), password: "wrong-p4ss".to_owned() };
-    let mut refused = start_watch(NacosWatch { credentials: Some(wrong), ..spec(&server, service) });
+    let mut refused = start_watch(NacosWatch { credentials: Some(wrong), ..server.watch_spec(service) });
     let view = refused.until("unreachable", |d| matches!(d.sync, SyncState::Unreachable { .. })).await;
     let SyncState::Unreachable { error, last_sync: None } = &view.sync else { panic!("{view:#?}") };
     assert!(error.contains("login failed"), "{error}");
     assert!(!error.contains("wrong-p4ss"), "{error}");
 
-    let mut anonymous = start_watch(spec(&server, service));
+    let mut anonymous = start_watch(server.watch_spec(service));
     let view = anonymous.until("unreachable", |d| matches!(d.sync, SyncState::Unreachable { .. })).await;
     assert!(format!("{:?}", view.sync).contains("access denied"), "{view:#?}");
 
     let right = Credentials { username: "admin".to_owned(), password: "s3cret-admin".to_owned() };
-    let mut watching = start_watch(NacosWatch { credentials: Some(right), resync_interval_ms: 1000, ..spec(&server, service) });
+    let mut watching = start_watch(NacosWatch { credentials: Some(right), resync_interval_ms: 1000, ..server.watch_spec(service) });
     let first = watching.until_serving(&[http(a.port, 300)]).await;
     // Re-syncs (every second here) refresh the sync time with the same instances.
     let first_at = first.sync.last_sync();

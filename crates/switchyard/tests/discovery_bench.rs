@@ -262,7 +262,7 @@ async fn zookeeper_changes(zk: &ZooKeeperServer, dir: &'static str, idle: usize,
 
 async fn nacos_changes_run(nacos: &NacosServer, changes: usize, gap: Duration) -> Run {
     let pool = upstreams("nacos-", changes + 1).await;
-    let subscriber = nacos_subscriber(nacos_spec(nacos, "orders"));
+    let subscriber = nacos_subscriber(nacos.watch_spec("orders"));
     let registry = format!("{{nacos: {{serverAddr: \"{}\", service: orders}}}}", nacos.http_addr());
     let (_config, gw) = gateway(&route_and_backend(&registry)).await;
     let traffic = Traffic::start(&gw.proxy_url("/orders"), gap);
@@ -466,18 +466,6 @@ async fn zookeeper_subscriber(zk: &ZooKeeperServer, dir: &str) -> Subscriber {
     Subscriber { view, tasks: vec![task] }
 }
 
-fn nacos_spec(nacos: &NacosServer, service: &str) -> NacosWatch {
-    NacosWatch {
-        servers: vec![nacos.http_addr()],
-        namespace: "public".to_owned(),
-        group: GROUP.to_owned(),
-        service: service.to_owned(),
-        clusters: vec![],
-        credentials: None,
-        resync_interval_ms: 30_000,
-    }
-}
-
 /// A Nacos watch of its own (its own gRPC connection and subscription): the instances of
 /// every publication, timed on arrival.
 fn nacos_subscriber(spec: NacosWatch) -> Subscriber {
@@ -558,7 +546,7 @@ async fn nacos_resync(nacos: &Arc<NacosServer>, instances: usize, runs: usize) -
             }
         })
         .await;
-    let spec = nacos_spec(nacos, "resync");
+    let spec = nacos.watch_spec("resync");
     time_fresh_watches(runs, instances, |tx| tokio::spawn(switchyard_nacos::watch(spec.clone(), tx))).await
 }
 

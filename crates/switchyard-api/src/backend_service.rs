@@ -147,12 +147,26 @@ pub enum Scheme {
 
 /// A serverless function.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct FunctionBackend {
-    /// Invocation URL of the function.
+    /// Invocation URL of the function (`http` or `https`).
     pub url: String,
     /// `Http` forwards the HTTP request; `Event` sends the event JSON of the spec.
     #[serde(default)]
     pub invocation: Invocation,
+    /// `Event` only: the largest request body the function takes (default `6Mi`); a larger
+    /// one is refused with 413 before the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+(Ki|Mi|Gi)?$"))]
+    pub max_request_size: Option<String>,
+    /// `Event` only: the largest response the function may send (default `6Mi`); a larger
+    /// one is a 502.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]+(Ki|Mi|Gi)?$"))]
+    pub max_response_size: Option<String>,
+    /// TLS options for an `https` url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// How a function is invoked.
@@ -286,6 +300,15 @@ pub struct ModelBackend {
     /// Raw, KServeV2 or OpenAI.
     #[serde(default)]
     pub protocol: ModelProtocol,
+    /// Longest wait between two chunks of a streamed response once it has started
+    /// (default `60s`); the `timeout` of the backend (default `5m` for this kind) runs to
+    /// the first byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
+    pub idle_timeout: Option<String>,
+    /// TLS options for an `https` url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// Inference protocol.

@@ -287,6 +287,23 @@ pub enum BackendKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signing: Option<GatewaySigning>,
     },
+    /// A serverless function at one URL: `Http` invocation is served as `Http` is; `Event`
+    /// sends the event JSON of the spec and turns the function's response JSON into the
+    /// response.
+    Function { endpoints: Vec<Endpoint>, invocation: FunctionInvocation },
+    /// A model-serving endpoint: served as `Http` is, with the token replacing any client
+    /// `Authorization`, the protocol's paths (and KServe v2 requests) checked, responses
+    /// streamed with an idle timeout between chunks, and OpenAI token usage counted.
+    Model {
+        endpoints: Vec<Endpoint>,
+        protocol: ModelProtocol,
+        /// The bare token sent as `Authorization`; redacted in `/config_dump` (by its name)
+        /// and in Debug.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<SecretText>,
+        /// Longest wait between two chunks of the response body.
+        idle_timeout_ms: u64,
+    },
     /// A kind this build does not serve yet; answers a clear error.
     Unimplemented { kind: String },
     /// An accepted backend whose references do not resolve (a missing authorization,
@@ -299,9 +316,49 @@ impl BackendKind {
     /// The upstream addresses of the kinds that dial any (none for the others).
     pub fn endpoints(&self) -> &[Endpoint] {
         match self {
-            Self::Http { endpoints } | Self::Gateway { endpoints, .. } => endpoints,
+            Self::Http { endpoints }
+            | Self::Gateway { endpoints, .. }
+            | Self::Function { endpoints, .. }
+            | Self::Model { endpoints, .. } => endpoints,
             Self::Mock { .. } | Self::Unimplemented { .. } | Self::Unavailable { .. } => &[],
         }
+    }
+}
+
+/// How a function is invoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "invocation")]
+pub enum FunctionInvocation {
+    /// The HTTP request is forwarded as the `http` kind forwards it.
+    Http,
+    /// The request becomes the event JSON; bodies over the limits are refused (413 before
+    /// the call, 502 for the response).
+    Event { max_request_bytes: u64, max_response_bytes: u64 },
+}
+
+/// The inference protocol of a `model` backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelProtocol {
+    /// Forwarded as it is.
+    Raw,
+    /// `/v2/models/{name}`, `/v2/models/{name}/ready`, `/v2/models/{name}/infer`; infer
+    /// requests are checked.
+    KServeV2,
+    /// `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`; token
+    /// usage is counted.
+    OpenAI,
+}
+
+/// A secret value that travels in the snapshot (behind the snapshot channel's token and
+/// TLS): Debug never shows it, and `/config_dump` redacts the field that holds it by its
+/// name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 

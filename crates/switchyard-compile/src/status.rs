@@ -147,6 +147,7 @@ pub mod reason {
     pub const CONNECT_FAILED: &str = "ConnectFailed";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
+    pub const SECRET_NOT_USABLE: &str = "SecretNotUsable";
     pub const INVALID_REGISTRY: &str = "InvalidRegistry";
     pub const REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
     pub const DISCOVERING: &str = "Discovering";

@@ -105,6 +105,29 @@ pub enum GatewayError {
     /// The request has passed through `hops` gateways already: a loop of gateways.
     #[error("loop detected: the request has made {hops} gateway hops; backend {backend} allows at most {max_hops}")]
     LoopDetected { backend: String, hops: u32, max_hops: u32 },
+    // --- `function` with `invocation: Event`: the function's response JSON is wrong ---
+    /// `detail`: the JSON parser's message (position and what it expected).
+    #[error("function {backend} answered with a body that is not the response JSON (isBase64Encoded, statusCode, headers, body): {detail}")]
+    FunctionResponseNotJson { backend: String, detail: String },
+    #[error("function {backend} answered without a statusCode")]
+    FunctionStatusMissing { backend: String },
+    /// `status`: the value as the function wrote it.
+    #[error("function {backend} answered with statusCode {status}: a status must be an integer from 100 to 599")]
+    FunctionStatusInvalid { backend: String, status: String },
+    #[error("function {backend} answered with isBase64Encoded true and a body that is not valid base64: {detail}")]
+    FunctionBodyNotBase64 { backend: String, detail: String },
+    /// `problem`: which field or header, and why.
+    #[error("function {backend} answered with an unusable response: {problem}")]
+    FunctionResponseInvalid { backend: String, problem: String },
+    #[error("function {backend} answered with more than {limit} bytes (its maxResponseSize)")]
+    FunctionResponseTooLarge { backend: String, limit: u64 },
+    // --- `model` ---
+    /// The request path is not one the backend's protocol serves.
+    #[error("{protocol} model backend {backend} does not serve {method} {path}; it serves {serves}")]
+    ModelPathNotServed { backend: String, protocol: &'static str, method: String, path: String, serves: &'static str },
+    /// A KServe v2 inference request that is not one (`problem` names the field).
+    #[error("not a KServe v2 inference request: {problem}")]
+    InferenceRequestInvalid { problem: String },
 }
 
 impl GatewayError {
@@ -146,6 +169,14 @@ impl GatewayError {
             Self::NotImplemented { .. } => "D501NI",
             Self::BadHops => "A400HC",
             Self::LoopDetected { .. } => "D508LD",
+            Self::FunctionResponseNotJson { .. } => "D502FJ",
+            Self::FunctionStatusMissing { .. } => "D502FN",
+            Self::FunctionStatusInvalid { .. } => "D502FS",
+            Self::FunctionBodyNotBase64 { .. } => "D502FB",
+            Self::FunctionResponseInvalid { .. } => "D502FI",
+            Self::FunctionResponseTooLarge { .. } => "D502FL",
+            Self::ModelPathNotServed { .. } => "A404MP",
+            Self::InferenceRequestInvalid { .. } => "A400IR",
         }
     }
 
@@ -179,6 +210,14 @@ impl GatewayError {
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Self::BadHops => StatusCode::BAD_REQUEST,
             Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
+            Self::FunctionResponseNotJson { .. }
+            | Self::FunctionStatusMissing { .. }
+            | Self::FunctionStatusInvalid { .. }
+            | Self::FunctionBodyNotBase64 { .. }
+            | Self::FunctionResponseInvalid { .. }
+            | Self::FunctionResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            Self::ModelPathNotServed { .. } => StatusCode::NOT_FOUND,
+            Self::InferenceRequestInvalid { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -193,7 +232,14 @@ impl GatewayError {
             | Self::BackendUnavailable { backend, .. }
             | Self::NoEndpoints { backend }
             | Self::NotImplemented { backend, .. }
-            | Self::LoopDetected { backend, .. } => Some(backend),
+            | Self::LoopDetected { backend, .. }
+            | Self::FunctionResponseNotJson { backend, .. }
+            | Self::FunctionStatusMissing { backend }
+            | Self::FunctionStatusInvalid { backend, .. }
+            | Self::FunctionBodyNotBase64 { backend, .. }
+            | Self::FunctionResponseInvalid { backend, .. }
+            | Self::FunctionResponseTooLarge { backend, .. }
+            | Self::ModelPathNotServed { backend, .. } => Some(backend),
             _ => None,
         }
     }

@@ -20,13 +20,24 @@ struct CodeLabels {
     code: &'static str,
 }
 
-/// Endpoint health, updated by the health checkers of the live runtime.
+/// `switchyard_model_tokens_total` labels: the ApiRoute (`namespace/name`) and
+/// `prompt` or `completion`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub route: std::sync::Arc<str>,
+    pub kind: &'static str,
+}
+
+/// What backends of the live runtime report: endpoint health (from the health checkers)
+/// and model token usage.
 #[derive(Clone, Default)]
-pub struct HealthMetrics {
+pub struct BackendMetrics {
     /// Endpoints out of rotation after failing active health checks, now.
     pub unhealthy_endpoints: Gauge,
     /// Ejections by passive outlier detection.
     pub outlier_ejections: Counter,
+    /// Tokens an OpenAI-protocol model reported in `usage`, by route and kind.
+    pub model_tokens: Family<TokenLabels, Counter>,
 }
 
 /// Counters and gauges of one proxy.
@@ -42,7 +53,7 @@ pub struct ProxyMetrics {
     snapshot_pull_age: Gauge,
     /// When that was (since the proxy started, until the first answer).
     last_pull: std::sync::Mutex<std::time::Instant>,
-    pub health: HealthMetrics,
+    pub backends: BackendMetrics,
 }
 
 impl ProxyMetrics {
@@ -58,7 +69,7 @@ impl ProxyMetrics {
             snapshot_rejected: Counter::default(),
             snapshot_pull_age: Gauge::default(),
             last_pull: std::sync::Mutex::new(std::time::Instant::now()),
-            health: HealthMetrics::default(),
+            backends: BackendMetrics::default(),
         };
         let proxy = registry.sub_registry_with_prefix("switchyard_proxy");
         proxy.register("requests", "Responses sent, by status class", requests);
@@ -75,9 +86,15 @@ impl ProxyMetrics {
         proxy.register(
             "unhealthy_endpoints",
             "Endpoints out of rotation after failing active health checks",
-            metrics.health.unhealthy_endpoints.clone(),
+            metrics.backends.unhealthy_endpoints.clone(),
         );
-        proxy.register("outlier_ejections", "Endpoints ejected by passive outlier detection", metrics.health.outlier_ejections.clone());
+        proxy.register("outlier_ejections", "Endpoints ejected by passive outlier detection", metrics.backends.outlier_ejections.clone());
+        // Named by the spec without the proxy prefix: `switchyard_model_tokens_total`.
+        registry.sub_registry_with_prefix("switchyard").register(
+            "model_tokens",
+            "Tokens reported in the usage of OpenAI-protocol model responses, by route and kind (prompt, completion)",
+            metrics.backends.model_tokens.clone(),
+        );
         metrics
     }
 

@@ -72,7 +72,7 @@ impl Proxy {
             tracing::debug!(version, "routing snapshot has the live content; nothing to rebuild");
             return Ok(());
         }
-        match Runtime::build(snapshot, &self.egress, &self.metrics.health, previous.as_deref()) {
+        match Runtime::build(snapshot, &self.egress, &self.metrics.backends, previous.as_deref()) {
             Ok(runtime) => {
                 self.live.store(Some(Arc::new(runtime)));
                 self.set_version(version);

@@ -16,7 +16,7 @@ use crate::egress::{DialPolicy, EgressConfig};
 use crate::error::GatewayError;
 
 use crate::backends::{BackendRuntime, BuildContext};
-use crate::metrics::HealthMetrics;
+use crate::metrics::BackendMetrics;
 use crate::router::Router;
 use crate::weighted::WeightedCycle;
 
@@ -79,7 +79,7 @@ impl Runtime {
     pub fn build(
         snapshot: Arc<Snapshot>,
         egress: &EgressConfig,
-        health: &HealthMetrics,
+        metrics: &BackendMetrics,
         previous: Option<&Runtime>,
     ) -> Result<Self, String> {
         let router = Router::build(&snapshot.routes, &snapshot.host_owners)?;
@@ -93,7 +93,7 @@ impl Runtime {
             Some(p) => p.dial.clone(),
             None => Arc::new(DialPolicy::build(egress, &snapshot)),
         };
-        let ctx = BuildContext { dial: dial.clone(), health: health.clone() };
+        let ctx = BuildContext { dial: dial.clone(), metrics: metrics.clone() };
         let kept: HashMap<&str, usize> =
             reusable.map(|p| p.snapshot.backends.iter().enumerate().map(|(i, b)| (b.id.as_str(), i)).collect()).unwrap_or_default();
         let backends = snapshot
@@ -111,6 +111,14 @@ impl Runtime {
     pub fn endpoint_health(&self) -> Vec<serde_json::Value> {
         self.backends.iter().filter_map(|b| b.health_report()).collect()
     }
+}
+
+/// A route's total budget when it sets no `timeout`: the gateway's default, or longer
+/// when one of its backends allows an attempt longer than that (a model's five minutes to
+/// the first token must not be cut at 30 s by a route that never asked for less).
+fn default_route_timeout(route: &Route, snapshot: &Snapshot) -> Duration {
+    let longest_attempt = route.backends.iter().filter_map(|b| snapshot.backends.get(b.backend)?.timeout_ms).max();
+    longest_attempt.map_or(DEFAULT_TIMEOUT, Duration::from_millis).max(DEFAULT_TIMEOUT)
 }
 
 impl RouteRuntime {
@@ -144,7 +152,7 @@ impl RouteRuntime {
             add_query,
             add_query_names: route.add_query.iter().map(|(name, _)| name.clone()).collect(),
             auth: Authenticator::build(&route.auth, &route.id, snapshot),
-            timeout: route.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+            timeout: route.timeout_ms.map_or_else(|| default_route_timeout(route, snapshot), Duration::from_millis),
             retries: route.retries.clone(),
             body_limit: route.body_limit,
             targets,
@@ -251,7 +259,7 @@ mod tests {
     }
 
     fn runtime(route: Route, backends: usize) -> Runtime {
-        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default(), &HealthMetrics::default(), None).unwrap()
+        Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default(), &BackendMetrics::default(), None).unwrap()
     }
 
     #[test]
@@ -344,11 +352,11 @@ mod tests {
         let first = runtime(route("/x", PathKind::Exact, None), 2);
         let mut changed = snapshot_with(route("/x", PathKind::Exact, None), 2);
         changed.backends[1].timeout_ms = Some(1234);
-        let second = Runtime::build(Arc::new(changed.clone()), &EgressConfig::default(), &HealthMetrics::default(), Some(&first)).unwrap();
+        let second = Runtime::build(Arc::new(changed.clone()), &EgressConfig::default(), &BackendMetrics::default(), Some(&first)).unwrap();
         assert!(Arc::ptr_eq(&first.backends[0], &second.backends[0]), "unchanged: health and outlier state are kept");
         assert!(!Arc::ptr_eq(&first.backends[1], &second.backends[1]), "changed: rebuilt");
         changed.dns_records.push(switchyard_compile::snapshot::DnsEntry { domain: "a.internal".into(), records: vec![] });
-        let third = Runtime::build(Arc::new(changed), &EgressConfig::default(), &HealthMetrics::default(), Some(&second)).unwrap();
+        let third = Runtime::build(Arc::new(changed), &EgressConfig::default(), &BackendMetrics::default(), Some(&second)).unwrap();
         assert!(!Arc::ptr_eq(&second.backends[0], &third.backends[0]), "new DnsRecords: every backend dials through a new policy");
     }
 
@@ -356,7 +364,7 @@ mod tests {
     fn a_snapshot_pointing_at_a_missing_backend_is_refused() {
         let mut r = route("/x", PathKind::Exact, None);
         r.backends[0].backend = 5;
-        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default(), &HealthMetrics::default(), None).is_err());
+        assert!(Runtime::build(Arc::new(snapshot_with(r, 1)), &EgressConfig::default(), &BackendMetrics::default(), None).is_err());
     }
 
     #[test]
@@ -371,7 +379,7 @@ mod tests {
             weight: 1,
         };
         snapshot.backends[1].kind = BackendKind::Http { endpoints: vec![endpoint] };
-        let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &HealthMetrics::default(), None).unwrap();
+        let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &BackendMetrics::default(), None).unwrap();
         assert!(matches!(*rt.backends[0], BackendRuntime::Mock(_)), "the good backend is built");
         assert!(matches!(*rt.backends[1], BackendRuntime::Unavailable(_)), "the bad one answers 503 instead of failing the snapshot");
     }

@@ -106,7 +106,14 @@ async fn serve(
     let target = route.pick();
     let input = ShapeInput { route, host: &target.host, normalized_path, client_host, params: &matched.params, client_addr, request_id };
     let shaped = shape(parts, body, input).map_err(failed)?;
-    let ctx = CallContext { client, dial: &runtime.dial, budget: route.timeout, deadline, route_retries: route.retries.as_ref() };
+    let ctx = CallContext {
+        client,
+        dial: &runtime.dial,
+        budget: route.timeout,
+        deadline,
+        route_retries: route.retries.as_ref(),
+        route: &route.id,
+    };
     runtime.backends[target.backend].serve(shaped, &ctx).await.map_err(failed)
 }
 

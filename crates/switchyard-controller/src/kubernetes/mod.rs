@@ -222,10 +222,11 @@ pub fn referenced_secrets(backends: &[BackendService], secrets: &[Arc<Secret>]) 
             let ns = b.metadata.namespace.clone().unwrap_or_else(|| "default".into());
             let registry = b.spec.registry.as_ref();
             let refs = [
-                registry.and_then(|r| r.nacos.as_ref()).and_then(|n| n.credentials_secret_ref.as_ref()),
-                registry.and_then(|r| r.zookeeper.as_ref()).and_then(|z| z.credentials_secret_ref.as_ref()),
+                registry.and_then(|r| r.nacos.as_ref()).and_then(|n| n.credentials_secret_ref.as_ref()).map(|r| &r.name),
+                registry.and_then(|r| r.zookeeper.as_ref()).and_then(|z| z.credentials_secret_ref.as_ref()).map(|r| &r.name),
+                b.spec.model.as_ref().and_then(|m| m.token_secret_ref.as_ref()).map(|r| &r.name),
             ];
-            refs.into_iter().flatten().map(move |r| (ns.clone(), r.name.clone()))
+            refs.into_iter().flatten().map(move |name| (ns.clone(), name.clone()))
         })
         .collect();
     secrets

@@ -116,7 +116,7 @@ impl HttpBackend {
         let active_health = spec
             .active_health
             .clone()
-            .map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len(), ctx.health.unhealthy_endpoints.clone())));
+            .map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len(), ctx.metrics.unhealthy_endpoints.clone())));
         if let Some(health) = &active_health {
             let targets = ProbeTargets {
                 upstreams: endpoints.iter().map(|e| e.upstream.clone()).collect(),
@@ -131,7 +131,7 @@ impl HttpBackend {
             endpoints,
             balancer: Balancer::build(&spec.load_balancer, &names, &weights),
             dial_grant: spec.dial_grant.clone().map(Granted::new),
-            outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len(), ctx.health.outlier_ejections.clone())),
+            outlier: spec.outlier.clone().map(|policy| Outlier::new(policy, names.len(), ctx.metrics.outlier_ejections.clone())),
             retry_budget: RetryBudget::default(),
             active_health,
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),

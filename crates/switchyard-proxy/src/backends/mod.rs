@@ -4,9 +4,11 @@
 //! shaped (path, query, headers, Host policy) and answers it, or says why it could not
 //! with a [`GatewayError`].
 
+mod function;
 mod gateway;
 mod http;
 mod mock;
+mod model;
 mod unavailable;
 mod unimplemented;
 
@@ -14,15 +16,17 @@ use std::future::Future;
 use std::time::Instant;
 
 use ::http::{HeaderMap, HeaderValue, Method, Response};
-use switchyard_compile::snapshot::{Backend as BackendSpec, BackendKind, RetryPolicy};
+use switchyard_compile::snapshot::{Backend as BackendSpec, BackendKind, FunctionInvocation, RetryPolicy};
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 
+pub use self::function::EventFunction;
 pub use self::gateway::GatewayBackend;
 pub use self::http::HttpBackend;
 pub use self::mock::MockBackend;
+pub use self::model::ModelBackend;
 pub use self::unavailable::Unavailable;
 pub use self::unimplemented::Unimplemented;
 
@@ -52,6 +56,8 @@ pub struct CallContext<'a> {
     pub budget: std::time::Duration,
     /// The route's retry policy, which overrides the backend's.
     pub route_retries: Option<&'a RetryPolicy>,
+    /// The route's `namespace/name` (metrics labels).
+    pub route: &'a std::sync::Arc<str>,
 }
 
 /// One backend kind.
@@ -68,14 +74,17 @@ pub trait Backend {
 pub struct BuildContext {
     /// The snapshot's egress policy (health probes dial through it too).
     pub dial: std::sync::Arc<crate::egress::DialPolicy>,
-    /// Where health checkers report.
-    pub health: crate::metrics::HealthMetrics,
+    /// Where health checkers and model token counting report.
+    pub metrics: crate::metrics::BackendMetrics,
 }
 
 /// The runtime of one BackendService, per kind.
 pub enum BackendRuntime {
     Http(HttpBackend),
     Gateway(GatewayBackend),
+    /// `function` with `invocation: Event` (an `Http` one is served as `Http`).
+    EventFunction(EventFunction),
+    Model(ModelBackend),
     Mock(MockBackend),
     Unimplemented(Unimplemented),
     Unavailable(Unavailable),
@@ -90,6 +99,15 @@ impl BackendRuntime {
             BackendKind::Http { endpoints } => HttpBackend::build(spec, endpoints, ctx).map(Self::Http),
             BackendKind::Gateway { endpoints, max_hops, signing } => {
                 GatewayBackend::build(spec, endpoints, *max_hops, signing.as_ref(), ctx).map(Self::Gateway)
+            }
+            BackendKind::Function { endpoints, invocation: FunctionInvocation::Http } => {
+                HttpBackend::build(spec, endpoints, ctx).map(Self::Http)
+            }
+            BackendKind::Function { endpoints, invocation: FunctionInvocation::Event { max_request_bytes, max_response_bytes } } => {
+                EventFunction::build(spec, endpoints, *max_request_bytes, *max_response_bytes, ctx).map(Self::EventFunction)
+            }
+            BackendKind::Model { endpoints, protocol, token, idle_timeout_ms } => {
+                ModelBackend::build(spec, endpoints, *protocol, token.as_ref(), *idle_timeout_ms, ctx).map(Self::Model)
             }
             BackendKind::Mock { status, headers, body } => MockBackend::build(*status, headers, body).map(Self::Mock),
             BackendKind::Unimplemented { kind } => Ok(Self::Unimplemented(Unimplemented::new(kind, &spec.id))),
@@ -106,6 +124,8 @@ impl BackendRuntime {
         match self {
             Self::Http(b) => b.serve(request, ctx).await,
             Self::Gateway(b) => b.serve(request, ctx).await,
+            Self::EventFunction(b) => b.serve(request, ctx).await,
+            Self::Model(b) => b.serve(request, ctx).await,
             Self::Mock(b) => b.serve(request, ctx).await,
             Self::Unimplemented(b) => b.serve(request, ctx).await,
             Self::Unavailable(b) => b.serve(request, ctx).await,
@@ -119,6 +139,8 @@ impl BackendRuntime {
         match self {
             Self::Http(b) => b.health_report(),
             Self::Gateway(b) => b.health_report(),
+            Self::EventFunction(b) => b.health_report(),
+            Self::Model(b) => b.health_report(),
             Self::Mock(_) | Self::Unimplemented(_) | Self::Unavailable(_) => None,
         }
     }

@@ -1,9 +1,11 @@
 //! BackendServices: the fields every kind shares here, each kind's own compile step in a
 //! module of its own behind [`KindCompiler`].
 
+mod function;
 mod gateway;
 mod http;
 mod mock;
+mod model;
 mod policy;
 mod registry;
 mod vpc;
@@ -135,9 +137,16 @@ fn compile_one(
     status.endpoints = Some(endpoints);
     status.set(ready);
     let CommonPolicy { timeout_ms, retries, load_balancer, outlier, active_health } = policy;
+    let timeout_ms = timeout_ms.or_else(|| default_timeout_ms(&kind));
     let (dial_grant, tls) = (entry.dial_grant.clone(), entry.tls.clone());
     list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health, tls });
     entry
+}
+
+/// A kind's time for one attempt when `timeout` is not set, if it differs from the
+/// gateway's default (a model may take minutes to its first token).
+fn default_timeout_ms(kind: &BackendKind) -> Option<u64> {
+    matches!(kind, BackendKind::Model { .. }).then_some(model::DEFAULT_MODEL_TIMEOUT_MS)
 }
 
 /// `Ready` for kinds whose endpoints say it all.
@@ -205,6 +214,8 @@ fn compile_kind(kind: &str, spec: &BackendServiceSpec, cx: &KindContext<'_>, ent
         "http" => spec.http.as_ref().map(|k| k as _),
         "vpc" => spec.vpc.as_ref().map(|k| k as _),
         "mock" => spec.mock.as_ref().map(|k| k as _),
+        "function" => spec.function.as_ref().map(|k| k as _),
+        "model" => spec.model.as_ref().map(|k| k as _),
         "registry" => spec.registry.as_ref().map(|k| k as _),
         "gateway" => spec.gateway.as_ref().map(|k| k as _),
         other => return Ok(Resolved::Ready(BackendKind::Unimplemented { kind: other.to_owned() }, 0)),

@@ -340,11 +340,18 @@ pub struct EventBusBackend {
 
 /// NATS JetStream target.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct NatsSink {
-    /// Server URL (`nats://host:4222`).
+    /// Server URL (`nats://host:4222`; several comma-separated). No credentials in it:
+    /// use `credentialsSecretRef`.
+    #[schemars(length(min = 1, max = 2048))]
     pub url: String,
-    /// Subject to publish on.
+    /// Subject to publish on (no wildcards); a JetStream stream must take it.
+    #[schemars(length(min = 1, max = 255))]
     pub subject: String,
+    /// A Secret with key `token`, or keys `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
 }
 
 /// HTTP CloudEvents sink.
@@ -355,6 +362,9 @@ pub struct HttpSink {
     /// Structured (JSON envelope) or Binary (ce-* headers).
     #[serde(default)]
     pub mode: CloudEventMode,
+    /// TLS options for an `https` url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// CloudEvents HTTP content mode.

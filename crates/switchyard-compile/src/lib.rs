@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+pub mod bus;
 pub mod discovered;
 pub mod manifest;
 pub mod path_template;

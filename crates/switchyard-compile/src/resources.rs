@@ -25,9 +25,14 @@ pub struct Resources {
     /// What discovery last saw for each `registry` BackendService, keyed by the
     /// BackendService's (namespace, name). Watches run outside compile (they are I/O).
     pub registry: BTreeMap<(String, String), Discovered>,
+    /// What the bus monitors last saw for each `eventBus` BackendService on NATS, keyed by
+    /// the BackendService's (namespace, name). Monitors run outside compile (they are I/O).
+    pub buses: BTreeMap<(String, String), crate::bus::BusState>,
     /// Secrets that resources reference by name (credentials), keyed by (namespace, name).
-    /// Sources fill in only referenced Secrets; compile checks the references, the
-    /// controller's watchers use the values, and no value reaches the snapshot.
+    /// Sources fill in only referenced Secrets; compile checks the references. Registry
+    /// credentials stay in the controller (its watchers use them); a model token and NATS
+    /// credentials travel in the snapshot to the proxies that use them (behind the snapshot
+    /// channel's token and TLS; redacted in `/config_dump`).
     pub secrets: BTreeMap<(String, String), SecretData>,
     /// Gateway-wide choices that change what compile accepts (command-line flags).
     pub options: CompileOptions,

@@ -304,6 +304,9 @@ pub enum BackendKind {
         /// Longest wait between two chunks of the response body.
         idle_timeout_ms: u64,
     },
+    /// Each request published as a CloudEvent (`source`, `type` from the resource); the
+    /// client gets 202 with the event id once the bus acknowledged it.
+    EventBus { sink: EventSink, source: String, event_type: String },
     /// A kind this build does not serve yet; answers a clear error.
     Unimplemented { kind: String },
     /// An accepted backend whose references do not resolve (a missing authorization,
@@ -319,7 +322,9 @@ impl BackendKind {
             Self::Http { endpoints }
             | Self::Gateway { endpoints, .. }
             | Self::Function { endpoints, .. }
-            | Self::Model { endpoints, .. } => endpoints,
+            | Self::Model { endpoints, .. }
+            | Self::EventBus { sink: EventSink::Http { endpoints, .. }, .. } => endpoints,
+            Self::EventBus { sink: EventSink::Nats { .. }, .. } => &[],
             Self::Mock { .. } | Self::Unimplemented { .. } | Self::Unavailable { .. } => &[],
         }
     }
@@ -349,10 +354,45 @@ pub enum ModelProtocol {
     OpenAI,
 }
 
+/// Where an `eventBus` backend publishes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "bus")]
+pub enum EventSink {
+    /// A NATS JetStream subject; the JetStream publish ack is the bus's acknowledgement.
+    Nats { target: NatsTarget, subject: String },
+    /// A CloudEvents HTTP sink; a 2xx is its acknowledgement.
+    Http { endpoints: Vec<Endpoint>, mode: CloudEventsMode },
+}
+
+/// CloudEvents HTTP content mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloudEventsMode {
+    /// The whole event as `application/cloudevents+json`.
+    Structured,
+    /// `ce-*` headers, the data as the body.
+    Binary,
+}
+
+/// A NATS connection: its servers and credentials. One connection per distinct target.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NatsTarget {
+    /// `nats://host:port` (or `tls://host:port`), as given, in order.
+    pub servers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<NatsCredentials>,
+}
+
+/// How the gateway logs in to NATS.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NatsCredentials {
+    Token { token: SecretText },
+    UserPassword { username: String, password: SecretText },
+}
+
 /// A secret value that travels in the snapshot (behind the snapshot channel's token and
 /// TLS): Debug never shows it, and `/config_dump` redacts the field that holds it by its
 /// name.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SecretText(pub String);
 

@@ -151,4 +151,7 @@ pub mod reason {
     pub const INVALID_REGISTRY: &str = "InvalidRegistry";
     pub const REGISTRY_UNREACHABLE: &str = "RegistryUnreachable";
     pub const DISCOVERING: &str = "Discovering";
+    pub const CONNECTING: &str = "Connecting";
+    pub const NO_STREAM: &str = "NoStream";
+    pub const BUS_UNREACHABLE: &str = "BusUnreachable";
 }

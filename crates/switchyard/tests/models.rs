@@ -1,0 +1,376 @@
+//! `model` backends end to end: the real binary (standalone, logging at `debug` with its
+//! stdout and stderr captured) in front of real upstreams on loopback:
+//!
+//! - an OpenAI-compatible server (examples/models/openai_upstream.py, Python's standard
+//!   library) called through the gateway by the official `openai` SDK
+//!   (tests/support/openai_client.py, in the venv `scripts/test.sh` makes and names in
+//!   `SWITCHYARD_TEST_PYTHON`), streaming and not, with the token metrics matching the
+//!   upstream's usage exactly;
+//! - the same server streaming server-sent events slowly: the first event reaches the client
+//!   long before the last; a stall past `idleTimeout` cuts the stream at the idle time;
+//! - the token reaching the upstream in place of the client's `Authorization`, and absent
+//!   from `/config_dump`, `/status`, `/metrics` and every log line;
+//! - KServe v2 against the echo upstream: a valid `infer` passes, invalid ones are 400
+//!   `A400IR` that never reach it, other paths 404 `A404MP`.
+//!
+//! The ignored `streaming_bench` is the `make bench` streaming line (bench/streaming.sh).
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use support::upstream::Upstream;
+use support::{ConfigDir, Reply, get, send};
+
+const API: &str = "apiVersion: switchyard.dev/v1alpha1";
+/// The model's token: it must reach the upstream and nothing else.
+const TOKEN: &str = "eas-T0KEN-5f3c9a7e1d";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python with the `openai` SDK: `scripts/test.sh` creates the venv and exports it.
+fn sdk_python() -> String {
+    std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SWITCHYARD_TEST_PYTHON is not set: it names a Python with the openai SDK. Run the suite through \
+             `bash scripts/test.sh` (it creates .tools/test-venv), or set it to .tools/test-venv/bin/python"
+        )
+    })
+}
+
+/// examples/models/openai_upstream.py on an ephemeral loopback port.
+struct OpenAiUpstream {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl OpenAiUpstream {
+    fn start() -> Self {
+        let script = root().join("examples/models/openai_upstream.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the example upstream");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("upstream said {line:?}")).parse().unwrap();
+        Self { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the upstream received: method, path, and its Authorization values.
+    async fn seen(&self) -> Vec<serde_json::Value> {
+        get(&format!("{}/_seen", self.url())).await.unwrap().json().as_array().unwrap().clone()
+    }
+}
+
+impl Drop for OpenAiUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `switchyard standalone` logging at `debug`, with every line of stdout (the access log)
+/// and stderr kept.
+struct Gateway {
+    child: Child,
+    addrs: HashMap<String, SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    async fn start(config: &ConfigDir) -> Self {
+        Self::start_with(config, env!("CARGO_BIN_EXE_switchyard"), "debug").await
+    }
+
+    async fn start_with(config: &ConfigDir, binary: &str, level: &str) -> Self {
+        let dir = config.path().to_str().unwrap();
+        let mut child = Command::new(binary)
+            .args(["standalone", "--config-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("SWITCHYARD_LOG", level)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stdout.take().unwrap())] {
+            let (sink, tx) = (log.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some((role, addr)) = line.strip_prefix("switchyard: listening role=").and_then(|r| r.split_once(" addr=")) {
+                        let _ = tx.send((role.to_owned(), addr.parse::<SocketAddr>().unwrap()));
+                    }
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut addrs = HashMap::new();
+        while addrs.len() < 2 {
+            let (role, addr) = rx.recv_timeout(Duration::from_secs(20)).expect("switchyard announces its listeners");
+            addrs.insert(role, addr);
+        }
+        let gateway = Self { child, addrs, log };
+        let ready = gateway.admin("/readyz");
+        support::wait_until("ready", Duration::from_secs(10), || async { get(&ready).await.is_ok_and(|r| r.status == 200) }).await;
+        gateway
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addrs["proxy"])
+    }
+
+    fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addrs["admin"])
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// `switchyard_model_tokens_total` of `route` for `kind` (0 when the series is absent).
+    async fn tokens(&self, route: &str, kind: &str) -> u64 {
+        let metrics = get(&self.admin("/metrics")).await.unwrap().text();
+        let series = format!("switchyard_model_tokens_total{{route=\"{route}\",kind=\"{kind}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&series)).map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// The token appears in none of `/config_dump`, `/status`, `/metrics`, or the logs.
+    async fn assert_token_hidden(&self) {
+        for path in ["/config_dump", "/status", "/metrics"] {
+            let body = get(&self.admin(path)).await.unwrap().text();
+            assert!(!body.contains(TOKEN), "{path} shows the token: {body}");
+        }
+        let log = self.log_text();
+        assert!(log.lines().count() > 5, "the debug log is being captured: {log}");
+        assert!(!log.contains(TOKEN), "the log shows the token:\n{log}");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Secret with the token, a model backend (`model` holds the rest of its spec) and a
+/// catch-all route `default/llm` to it.
+fn model_config(model: &str, backend_extra: &str) -> ConfigDir {
+    ConfigDir::with(&[(
+        "model.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: eas}}\nstringData: {{token: \"{TOKEN}\\n\"}}\n---\n\
+             {API}\nkind: BackendService\nmetadata: {{name: llm}}\nspec: {{model: {{tokenSecretRef: {{name: eas, key: token}}, {model}}}{backend_extra}}}\n---\n\
+             {API}\nkind: ApiRoute\nmetadata: {{name: llm}}\nspec: {{match: {{path: /, pathType: Prefix}}, backendRefs: [{{name: llm}}]}}\n"
+        ),
+    )])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_through_the_gateway_streams_and_its_tokens_are_counted_exactly() {
+    let python = sdk_python();
+    let upstream = OpenAiUpstream::start();
+    let config = model_config(&format!("url: \"{}\", protocol: OpenAI", upstream.url()), "");
+    let gateway = Gateway::start(&config).await;
+    let base = gateway.url("/v1");
+    let client = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/openai_client.py");
+    let run = tokio::task::spawn_blocking(move || Command::new(python).arg(client).args([&base, "sk-client-key"]).output());
+    let output = run.await.unwrap().expect("the SDK client runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "openai_client.py failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+
+    // What the SDK got is what the upstream sent, through the gateway.
+    assert_eq!(out["chat"]["content"], "Switchyard streams every token as");
+    assert_eq!(out["stream"]["content"], "Switchyard streams every token as", "every streamed delta arrived");
+    assert_eq!(out["stream"]["chunks"], 7, "5 words, the finish chunk, the usage chunk");
+    assert_eq!(out["models"], serde_json::json!(["tiny-chat"]));
+    assert_eq!(out["embeddings"]["vectors"], 2);
+
+    // The metric is the sum of the usage the upstream reported, exactly.
+    let usage = |call: &str, kind: &str| out[call]["usage"][kind].as_u64().unwrap_or(0);
+    let prompt = usage("chat", "prompt_tokens") + usage("stream", "prompt_tokens") + usage("embeddings", "prompt_tokens");
+    let completion = usage("chat", "completion_tokens") + usage("stream", "completion_tokens");
+    assert!(prompt > 0 && completion > 0 && out["embeddings"]["usage"]["completion_tokens"].is_null(), "{out}");
+    assert_eq!(gateway.tokens("default/llm", "prompt").await, prompt, "prompt tokens: {out}");
+    assert_eq!(gateway.tokens("default/llm", "completion").await, completion, "completion tokens: {out}");
+
+    // Every call reached the upstream with the model's token, never the SDK's key.
+    let seen = upstream.seen().await;
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    for call in &seen {
+        assert_eq!(call["authorization"], serde_json::json!([TOKEN]), "{call}");
+    }
+    gateway.assert_token_hidden().await;
+    assert!(!gateway.log_text().contains("sk-client-key"), "nor the client's key");
+}
+
+/// A POST of `body` to the gateway, read frame by frame: when each frame came (since the
+/// request was sent) and the text, or the error that cut the body.
+async fn stream_frames(url: &str, headers: &[(&str, &str)], body: &str) -> (Vec<(Duration, String)>, Option<String>, Duration) {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut request = Request::builder().method(Method::POST).uri(url).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let started = Instant::now();
+    let response = client.request(request.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    let (mut frames, mut error) = (Vec::new(), None);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), body.frame()).await.expect("the stream moves or ends") {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    frames.push((started.elapsed(), String::from_utf8_lossy(&data).into_owned()));
+                }
+            }
+            Some(Err(e)) => {
+                error = Some(format!("{e:?}"));
+                break;
+            }
+        }
+    }
+    (frames, error, started.elapsed())
+}
+
+const STREAM_REQUEST: &str = r#"{"model": "tiny-chat", "stream": true, "messages": [{"role": "user", "content": "hello"}], "stream_options": {"include_usage": true}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_event_reaches_the_client_long_before_the_upstream_finishes() {
+    let upstream = OpenAiUpstream::start();
+    let gateway = Gateway::start(&model_config(&format!("url: \"{}\", protocol: OpenAI", upstream.url()), "")).await;
+    let headers = [("x-upstream-chunks", "5"), ("x-upstream-interval-ms", "300")];
+    let (frames, error, total) = stream_frames(&gateway.url("/v1/chat/completions"), &headers, STREAM_REQUEST).await;
+    assert_eq!(error, None);
+    let text: String = frames.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(text.ends_with("data: [DONE]\n\n") && text.matches("\"delta\"").count() == 6, "{text}");
+    let first_event = frames.iter().find(|(_, t)| t.contains("data: ")).expect("an event").0;
+    assert!(total >= Duration::from_millis(1100), "the upstream takes 4 x 300 ms: {total:?}");
+    assert!(first_event < total / 3, "first event at {first_event:?} of {total:?}: streamed, not buffered");
+    // Each word came in a frame of its own, about when the upstream sent it.
+    let words: Vec<Duration> = frames.iter().filter(|(_, t)| t.contains("\"content\"")).map(|(at, _)| *at).collect();
+    assert_eq!(words.len(), 5, "{frames:?}");
+    for pair in words.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(200), "frames spaced as sent: {words:?}");
+    }
+    assert_eq!(gateway.tokens("default/llm", "completion").await, 5, "the stream's usage chunk was counted");
+    gateway.assert_token_hidden().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_stalls_past_the_idle_timeout_is_cut_at_the_idle_time() {
+    let upstream = OpenAiUpstream::start();
+    let config = model_config(&format!("url: \"{}\", protocol: OpenAI, idleTimeout: 500ms", upstream.url()), "");
+    let gateway = Gateway::start(&config).await;
+    let headers = [("x-upstream-stall-ms", "6000"), ("x-upstream-interval-ms", "10"), ("x-ca-request-id", "stall-1")];
+    let (frames, error, total) = stream_frames(&gateway.url("/v1/chat/completions"), &headers, STREAM_REQUEST).await;
+    assert!(frames.iter().any(|(_, t)| t.contains("Switchyard")), "the first chunk came: {frames:?}");
+    assert!(!frames.iter().any(|(_, t)| t.contains("[DONE]")), "{frames:?}");
+    assert!(error.is_some(), "the client sees the stream cut, not a clean end: {frames:?}");
+    assert!(total < Duration::from_secs(3), "cut at the 500 ms idle time, not after the stall or the 5 min timeout: {total:?}");
+    let log = gateway.log_text();
+    let warned =
+        log.lines().any(|l| l.contains("WARN") && l.contains("idle timeout") && l.contains("stall-1") && l.contains("default/llm"));
+    assert!(warned, "a warning names the request id and the backend:\n{log}");
+    // A stream that keeps moving is never cut, however long it runs in total.
+    let steady = [("x-upstream-chunks", "8"), ("x-upstream-interval-ms", "250")];
+    let (frames, error, total) = stream_frames(&gateway.url("/v1/chat/completions"), &steady, STREAM_REQUEST).await;
+    assert_eq!(error, None, "{frames:?}");
+    assert!(total > Duration::from_millis(1500), "{total:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_replaces_the_clients_authorization_and_no_other_openai_path_is_reachable() {
+    let upstream = OpenAiUpstream::start();
+    let gateway = Gateway::start(&model_config(&format!("url: \"{}\", protocol: OpenAI", upstream.url()), "")).await;
+    let body = r#"{"model": "m", "input": "a b c"}"#;
+    let reply = send(Method::POST, &gateway.url("/v1/embeddings"), &[("authorization", "Bearer client-own-key")], body).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for (method, path) in [(Method::GET, "/_seen"), (Method::POST, "/v1/files"), (Method::GET, "/v1/chat/completions")] {
+        let reply = send(method.clone(), &gateway.url(path), &[], "{}").await.unwrap();
+        assert_eq!((reply.status.as_u16(), reply.error_code()), (404, Some("A404MP")), "{method} {path}: {}", reply.text());
+        let message = reply.header("x-ca-error-message").unwrap_or_default();
+        assert!(message.contains("/v1/chat/completions") && message.contains("default/llm"), "names what it serves: {message}");
+    }
+    let seen = upstream.seen().await;
+    assert_eq!(seen.len(), 1, "refused paths never reach the upstream: {seen:?}");
+    assert_eq!(seen[0]["authorization"], serde_json::json!([TOKEN]), "the client's own Authorization was replaced");
+    assert_eq!(gateway.tokens("default/llm", "prompt").await, 3);
+    gateway.assert_token_hidden().await;
+    assert!(!gateway.log_text().contains("client-own-key"));
+}
+
+fn kserve_reply_check(reply: &Reply, code: &str, field: &str) {
+    assert_eq!((reply.status.as_u16(), reply.error_code()), (400, Some(code)), "{}", reply.text());
+    let message = reply.header("x-ca-error-message").unwrap_or_default();
+    assert!(message.contains(field), "the message names {field}: {message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kserve_v2_checks_inference_requests_before_they_reach_the_model() {
+    let upstream = Upstream::start("triton").await;
+    let config = model_config(&format!("url: \"{}/api/predict\", protocol: KServeV2", upstream.url()), "");
+    let gateway = Gateway::start(&config).await;
+    let infer = gateway.url("/v2/models/bert/infer");
+    let good = r#"{"inputs": [{"name": "input0", "shape": [1, 2], "datatype": "FP32", "data": [0.5, 1.5]}]}"#;
+    let reply = send(Method::POST, &infer, &[("authorization", "Bearer mine")], good).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let echo = reply.json();
+    assert_eq!(echo["path"], "/api/predict/v2/models/bert/infer", "the url is the base; the path is appended");
+    assert_eq!(echo["body"], good, "the body passes as it came");
+    assert_eq!(echo["headers"]["authorization"], TOKEN);
+    for path in ["/v2/models/bert/ready", "/v2/models/bert/versions/2", "/v2/health/ready"] {
+        assert_eq!(get(&gateway.url(path)).await.unwrap().status, 200, "{path}");
+    }
+    let hits = upstream.hits();
+    for (body, field) in [
+        ("{\"inputs\": 5", "not JSON"),
+        (r#"{"outputs": []}"#, "inputs"),
+        (r#"{"inputs": []}"#, "inputs"),
+        (r#"{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32"}, {"shape": [1], "datatype": "FP32"}]}"#, "inputs[1].name"),
+        (r#"{"inputs": [{"name": "a", "shape": [-1], "datatype": "FP32"}]}"#, "inputs[0].shape"),
+        (r#"{"inputs": [{"name": "a", "shape": [1], "datatype": "float"}]}"#, "inputs[0].datatype"),
+    ] {
+        kserve_reply_check(&send(Method::POST, &infer, &[], body).await.unwrap(), "A400IR", field);
+    }
+    for (method, path) in [(Method::POST, "/v2/repository/index"), (Method::GET, "/v2/models/bert/infer"), (Method::GET, "/metrics")] {
+        let reply = send(method.clone(), &gateway.url(path), &[], Bytes::new()).await.unwrap();
+        assert_eq!((reply.status.as_u16(), reply.error_code()), (404, Some("A404MP")), "{method} {path}");
+    }
+    assert_eq!(upstream.hits(), hits, "refused requests never reached the model");
+    gateway.assert_token_hidden().await;
+}
+
+#[test]
+fn the_model_example_validates_cleanly() {
+    let dir = root().join("examples/models");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["validate", "-f", dir.to_str().unwrap()]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 route(s) programmed"), "{text}");
+}

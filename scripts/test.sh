@@ -53,13 +53,30 @@ need_rnacos() {
 need_redis() {
   command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || apt_install redis-server
 }
+# The model tests (crates/switchyard/tests/models.rs) call the gateway with the official
+# openai SDK from a venv of their own under .tools/ (pinned: created only when missing or at
+# another version; the check reads pip's metadata, no Python start), named to them by
+# SWITCHYARD_TEST_PYTHON.
+OPENAI_VERSION=2.54.0
+need_test_venv() {
+  local venv=$PWD/.tools/test-venv
+  if [[ ! -x $venv/bin/python ]] || ! compgen -G "$venv/lib/python3*/site-packages/openai-$OPENAI_VERSION.dist-info" >/dev/null; then
+    need_python_venv
+    log "creating $venv with openai==$OPENAI_VERSION"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    [[ -x $venv/bin/python ]] || die "python3 -m venv did not create $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+  fi
+  export SWITCHYARD_TEST_PYTHON=$venv/bin/python
+}
 # More of the same shape, if a test comes to need them:
 # need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
 
 PACKAGING_RUNS=0
 if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then PACKAGING_RUNS=1; fi
 
-DEPS=(rust zookeeper rnacos redis)
+DEPS=(rust zookeeper rnacos redis test_venv)
 if ((PACKAGING_RUNS)); then DEPS+=(npm python_venv); fi
 for dep in "${DEPS[@]}"; do "need_$dep"; done
 if [[ ${TEST_DEPS_ONLY:-0} == 1 ]]; then

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-cost bench-discovery bench-signature crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-cost bench-discovery bench-signature crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -14,6 +14,12 @@ test:
 
 bench:
 	bash bench/run.sh
+	bash bench/streaming.sh
+
+# SSE through a model backend against the upstream directly: chunks/s and the latency added
+# per chunk, in one run (bench/streaming.sh, docs/benchmarks.md).
+bench-streaming:
+	bash bench/streaming.sh
 
 # Instructions per request under callgrind, this checkout against the baseline commit
 # (bench/cost.sh: BASELINE_REV, COST_REQUESTS, COST_CONFIGS, COST_STRICT=1 to fail above 3%).

@@ -374,3 +374,220 @@ fn the_model_example_validates_cleanly() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 route(s) programmed"), "{text}");
 }
+
+// ------------------------------------------------------------------ benchmark ---
+
+/// The streaming line of `make bench` (bench/streaming.sh; method in docs/benchmarks.md):
+/// an SSE upstream in this process, read directly and through the gateway (the binary this
+/// test was built with, a `model` backend with `protocol: OpenAI`, so the token meter runs)
+/// in the same run:
+///
+/// - throughput: the upstream sends `STREAM_BENCH_CHUNKS` (default 200,000) 64-byte events
+///   as fast as the connection takes them; chunks per second from the request to the last byte;
+/// - latency: `STREAM_BENCH_PACED` (default 400) events, one every `STREAM_BENCH_INTERVAL_MS`
+///   (default 5) ms, each carrying the time it was sent; its latency is when the client read
+///   it minus that (one clock: the same process), and the gateway's added latency is its
+///   percentile minus the direct one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: make bench (bench/streaming.sh)"]
+async fn streaming_bench() {
+    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (chunks, paced, interval_ms) =
+        (env("STREAM_BENCH_CHUNKS", 200_000), env("STREAM_BENCH_PACED", 400), env("STREAM_BENCH_INTERVAL_MS", 5));
+    let rounds = env("STREAM_BENCH_ROUNDS", 3);
+    let upstream = bench::start().await;
+    let config = model_config(&format!("url: \"http://{upstream}\", protocol: OpenAI"), "");
+    let gateway = Gateway::start_with(&config, env!("CARGO_BIN_EXE_switchyard"), "warn").await;
+    let targets = [("direct", format!("http://{upstream}/v1/chat/completions")), ("switchyard", gateway.url("/v1/chat/completions"))];
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    // Warm-up: connections, the gateway's pool.
+    for (_, url) in &targets {
+        bench::burst(&client, url, 1_000).await;
+    }
+    let mut rate = HashMap::new();
+    let mut latency = HashMap::new();
+    for _ in 0..rounds {
+        for (name, url) in &targets {
+            let best: &mut f64 = rate.entry(*name).or_default();
+            *best = best.max(bench::burst(&client, url, chunks).await);
+            latency.entry(*name).or_insert_with(Vec::new).extend(bench::paced(&client, url, paced, interval_ms).await);
+        }
+    }
+    let pct = |name: &str, p: f64| {
+        let mut v = latency[name].clone();
+        v.sort_unstable();
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    println!(
+        "# streaming through a model backend (SSE, 64-byte events; best of {rounds} for chunks/s, {paced} paced events x {rounds} at {interval_ms} ms for latency)"
+    );
+    println!("{:<12} {:>12} {:>12} {:>12}", "target", "chunks/s", "p50 us", "p99 us");
+    for (name, _) in &targets {
+        println!("{:<12} {:>12.0} {:>12} {:>12}", name, rate[name], pct(name, 0.5), pct(name, 0.99));
+    }
+    println!("streaming chunks/s switchyard/direct: {:.2}", rate["switchyard"] / rate["direct"]);
+    println!(
+        "streaming added latency per chunk: p50 {} us, p99 {} us",
+        pct("switchyard", 0.5) as i64 - pct("direct", 0.5) as i64,
+        pct("switchyard", 0.99) as i64 - pct("direct", 0.99) as i64
+    );
+}
+
+mod bench {
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::OnceLock;
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use http::{Method, Request, Response};
+    use http_body::{Body, Frame};
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioIo;
+
+    /// One 64-byte event (what the throughput run sends).
+    const EVENT: &[u8; 64] = b"data: {\"choices\":[{\"delta\":{\"content\":\"token\"}}],\"usage\":null}\n\n";
+    const _: () = assert!(EVENT.len() == 64);
+
+    /// The clock both the upstream and the client read (one process).
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    fn micros() -> u64 {
+        epoch().elapsed().as_micros() as u64
+    }
+
+    /// `count` events as fast as they are polled.
+    struct Burst(u64);
+
+    impl Body for Burst {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(EVENT)))))
+        }
+    }
+
+    /// `left` events, one per tick, each with the time it was sent: `data: {"t":MICROS}`.
+    struct Paced {
+        tick: tokio::time::Interval,
+        left: u64,
+    }
+
+    impl Body for Paced {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            std::task::ready!(self.tick.poll_tick(cx));
+            self.left -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(format!("data: {{\"t\":{}}}\n\n", micros()))))))
+        }
+    }
+
+    enum Stream {
+        Burst(Burst),
+        Paced(Paced),
+    }
+
+    impl Body for Stream {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            match self.get_mut() {
+                Stream::Burst(b) => Pin::new(b).poll_frame(cx),
+                Stream::Paced(p) => Pin::new(p).poll_frame(cx),
+            }
+        }
+    }
+
+    /// The SSE upstream: `x-bench-chunks` events, paced every `x-bench-interval-ms` if given.
+    pub async fn start() -> SocketAddr {
+        epoch();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                        let header = |n: &str| request.headers().get(n).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                        let count = header("x-bench-chunks").unwrap_or(1);
+                        let body = match header("x-bench-interval-ms") {
+                            None => Stream::Burst(Burst(count)),
+                            Some(ms) => {
+                                let mut tick = tokio::time::interval(Duration::from_millis(ms));
+                                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                                Stream::Paced(Paced { tick, left: count })
+                            }
+                        };
+                        let _ = request.into_body().collect().await;
+                        let mut response = Response::new(body);
+                        response.headers_mut().insert("content-type", http::HeaderValue::from_static("text/event-stream"));
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn open(client: &Client<HttpConnector, Full<Bytes>>, url: &str, headers: &[(&str, String)]) -> hyper::body::Incoming {
+        let mut request = Request::builder().method(Method::POST).uri(url).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let body = Full::new(Bytes::from_static(br#"{"model":"bench","stream":true,"messages":[]}"#));
+        let response = client.request(request.body(body).unwrap()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body()
+    }
+
+    /// Chunks per second of a burst of `count` events.
+    pub async fn burst(client: &Client<HttpConnector, Full<Bytes>>, url: &str, count: u64) -> f64 {
+        let started = Instant::now();
+        let mut body = open(client, url, &[("x-bench-chunks", count.to_string())]).await;
+        let mut bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            bytes += frame.unwrap().into_data().map_or(0, |d| d.len() as u64);
+        }
+        assert_eq!(bytes, count * EVENT.len() as u64, "every event arrived");
+        count as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// Each paced event's latency in microseconds (read time minus send time).
+    pub async fn paced(client: &Client<HttpConnector, Full<Bytes>>, url: &str, count: u64, interval_ms: u64) -> Vec<u64> {
+        let headers = [("x-bench-chunks", count.to_string()), ("x-bench-interval-ms", interval_ms.to_string())];
+        let mut body = open(client, url, &headers).await;
+        let (mut latencies, mut partial) = (Vec::new(), Vec::new());
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.unwrap().into_data() else { continue };
+            let now = micros();
+            partial.extend_from_slice(&data);
+            while let Some(end) = partial.windows(2).position(|w| w == b"\n\n") {
+                let event = String::from_utf8(partial.drain(..end + 2).collect()).unwrap();
+                let sent: u64 = event.trim().trim_start_matches("data: {\"t\":").trim_end_matches('}').parse().unwrap();
+                latencies.push(now.saturating_sub(sent));
+            }
+        }
+        assert_eq!(latencies.len() as u64, count);
+        latencies
+    }
+}

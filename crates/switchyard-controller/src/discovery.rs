@@ -48,6 +48,9 @@ pub struct Discovery {
     /// credentials, another server list) has not read yet, the old view keeps serving
     /// instead of dropping its endpoints.
     last_given: BTreeMap<Key, Discovered>,
+    /// The `eventBus` monitors: I/O feeding compile like the registry watches, woken on
+    /// the same `changed`.
+    buses: crate::buses::BusMonitors,
 }
 
 /// What every watch last saw, for `/config_dump` (updated on every [`Discovery::results`]).
@@ -88,7 +91,19 @@ impl Discovery {
             metrics: None,
             report: RegistryReport::default(),
             last_given: BTreeMap::new(),
+            buses: crate::buses::BusMonitors::new(crate::buses::nats_monitors()),
         }
+    }
+
+    /// Uses `start` for the event bus monitors (tests).
+    pub fn with_bus_monitors(self, start: crate::buses::StartMonitor) -> Self {
+        Self { buses: crate::buses::BusMonitors::new(start), ..self }
+    }
+
+    /// The latest state of every NATS `eventBus` BackendService's bus (compile input
+    /// `Resources::buses`).
+    pub fn bus_results(&self) -> BTreeMap<Key, switchyard_compile::bus::BusState> {
+        self.buses.results()
     }
 
     /// Reports watch state, sync times, instances and malformed entries here.
@@ -100,6 +115,11 @@ impl Discovery {
     /// source that changed (another path, new credentials) is a new watch; its old one
     /// stops. True when the set of watches changed.
     pub fn reconcile(&mut self, resources: &Resources) -> bool {
+        let buses_changed = self.buses.reconcile(resources, &self.changed);
+        self.reconcile_registries(resources) || buses_changed
+    }
+
+    fn reconcile_registries(&mut self, resources: &Resources) -> bool {
         self.users = resources.backend_services.iter().filter_map(|b| Some((key(b), registry_source(b, resources)?))).collect();
         let before = self.running.len();
         let needed: std::collections::HashSet<&RegistrySource> = self.users.values().collect();

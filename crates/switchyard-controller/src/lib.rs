@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod connectivity;
+pub mod buses;
 pub mod discovery;
 pub mod folder;
 pub mod kubernetes;
@@ -82,6 +83,7 @@ pub async fn watch_folder(
         if scanned || prober.collect() || discovered {
             latest.connectivity = prober.results();
             latest.registry = discovery.results();
+            latest.buses = discovery.bus_results();
             let pass = compile_and_publish(&latest, &publisher, &book, &now_rfc3339());
             published_once = true;
             for change in pass.changes {

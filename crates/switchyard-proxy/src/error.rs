@@ -128,6 +128,21 @@ pub enum GatewayError {
     /// A KServe v2 inference request that is not one (`problem` names the field).
     #[error("not a KServe v2 inference request: {problem}")]
     InferenceRequestInvalid { problem: String },
+    // --- `eventBus` ---
+    /// `why`: not connected, the sink could not be reached, ... (no addresses).
+    #[error("event bus {backend} is unavailable: {why}; the event was not published")]
+    EventBusUnavailable { backend: String, why: String },
+    #[error("event bus {backend} did not acknowledge the event within {timeout_ms} ms; it may not have been published")]
+    EventBusTimeout { backend: String, timeout_ms: u64 },
+    /// `why`: no stream takes the subject, the sink's status, JetStream's refusal.
+    #[error("event bus {backend} refused the event: {why}")]
+    EventBusRefused { backend: String, why: String },
+    #[error("the event is larger than event bus {backend} accepts (the NATS server's max_payload)")]
+    EventTooLarge { backend: String },
+    #[error("the {header} header must be 1-128 visible ASCII characters (it becomes the event id)")]
+    BadEventId { header: &'static str },
+    #[error("the gateway has no randomness for an event id")]
+    NoRandomness,
 }
 
 impl GatewayError {
@@ -177,6 +192,12 @@ impl GatewayError {
             Self::FunctionResponseTooLarge { .. } => "D502FL",
             Self::ModelPathNotServed { .. } => "A404MP",
             Self::InferenceRequestInvalid { .. } => "A400IR",
+            Self::EventBusUnavailable { .. } => "D503EB",
+            Self::EventBusTimeout { .. } => "D503ET",
+            Self::EventBusRefused { .. } => "D503ER",
+            Self::EventTooLarge { .. } => "A413ET",
+            Self::BadEventId { .. } => "A400EK",
+            Self::NoRandomness => "D503RN",
         }
     }
 
@@ -218,6 +239,11 @@ impl GatewayError {
             | Self::FunctionResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::ModelPathNotServed { .. } => StatusCode::NOT_FOUND,
             Self::InferenceRequestInvalid { .. } => StatusCode::BAD_REQUEST,
+            Self::EventBusUnavailable { .. } | Self::EventBusTimeout { .. } | Self::EventBusRefused { .. } | Self::NoRandomness => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadEventId { .. } => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -239,7 +265,11 @@ impl GatewayError {
             | Self::FunctionBodyNotBase64 { backend, .. }
             | Self::FunctionResponseInvalid { backend, .. }
             | Self::FunctionResponseTooLarge { backend, .. }
-            | Self::ModelPathNotServed { backend, .. } => Some(backend),
+            | Self::ModelPathNotServed { backend, .. }
+            | Self::EventBusUnavailable { backend, .. }
+            | Self::EventBusTimeout { backend, .. }
+            | Self::EventBusRefused { backend, .. }
+            | Self::EventTooLarge { backend } => Some(backend),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@ mod outlier;
 mod proxy;
 pub mod pull;
 mod query;
+mod random_id;
 mod request_id;
 mod resolver;
 mod retry_budget;

@@ -28,9 +28,9 @@ pub struct TokenLabels {
     pub kind: &'static str,
 }
 
-/// What backends of the live runtime report: endpoint health (from the health checkers)
-/// and model token usage.
-#[derive(Clone, Default)]
+/// What backends of the live runtime report: endpoint health (from the health checkers),
+/// model token usage and event bus publishes.
+#[derive(Clone)]
 pub struct BackendMetrics {
     /// Endpoints out of rotation after failing active health checks, now.
     pub unhealthy_endpoints: Gauge,
@@ -38,6 +38,63 @@ pub struct BackendMetrics {
     pub outlier_ejections: Counter,
     /// Tokens an OpenAI-protocol model reported in `usage`, by route and kind.
     pub model_tokens: Family<TokenLabels, Counter>,
+    /// `eventBus` events by backend and outcome (`accepted`, `failed`).
+    pub events: Family<EventLabels, Counter>,
+    /// `eventBus` time from request to the bus's acknowledgement (or failure), by backend.
+    pub publish_duration: Family<BackendLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for BackendMetrics {
+    fn default() -> Self {
+        Self {
+            unhealthy_endpoints: Gauge::default(),
+            outlier_ejections: Counter::default(),
+            model_tokens: Family::default(),
+            events: Family::default(),
+            publish_duration: Family::new_with_constructor(publish_histogram),
+        }
+    }
+}
+
+fn publish_histogram() -> Histogram {
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub backend: std::sync::Arc<str>,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: std::sync::Arc<str>,
+}
+
+/// One `eventBus` backend's counters, resolved once when it is built.
+pub struct EventBusCounters {
+    accepted: Counter,
+    failed: Counter,
+    duration: Histogram,
+}
+
+impl EventBusCounters {
+    pub fn observe(&self, accepted: bool, elapsed: Duration) {
+        if accepted { &self.accepted } else { &self.failed }.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+impl BackendMetrics {
+    pub fn event_bus(&self, backend: &str) -> EventBusCounters {
+        let backend: std::sync::Arc<str> = backend.into();
+        let counter = |outcome| self.events.get_or_create(&EventLabels { backend: backend.clone(), outcome }).clone();
+        EventBusCounters {
+            accepted: counter("accepted"),
+            failed: counter("failed"),
+            duration: self.publish_duration.get_or_create(&BackendLabels { backend: backend.clone() }).clone(),
+        }
+    }
 }
 
 /// Counters and gauges of one proxy.
@@ -94,6 +151,17 @@ impl ProxyMetrics {
             "model_tokens",
             "Tokens reported in the usage of OpenAI-protocol model responses, by route and kind (prompt, completion)",
             metrics.backends.model_tokens.clone(),
+        );
+        let switchyard = registry.sub_registry_with_prefix("switchyard");
+        switchyard.register(
+            "eventbus_events",
+            "eventBus events by backend and outcome (accepted, failed)",
+            metrics.backends.events.clone(),
+        );
+        switchyard.register(
+            "eventbus_publish_duration_seconds",
+            "eventBus time from request to the bus's acknowledgement (or failure)",
+            metrics.backends.publish_duration.clone(),
         );
         metrics
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use switchyard_compile::path_template::{PathTemplate, RewritePart, parse_rewrite};
 use switchyard_compile::request_path;
-use switchyard_compile::snapshot::{HostRule, PathKind, RetryPolicy, Route, Snapshot};
+use switchyard_compile::snapshot::{BackendKind, FunctionInvocation, HostRule, PathKind, RetryPolicy, Route, Snapshot};
 
 use crate::auth::Authenticator;
 use crate::egress::{DialPolicy, EgressConfig};
@@ -48,6 +48,9 @@ pub struct RouteRuntime {
     pub timeout: Duration,
     pub retries: Option<RetryPolicy>,
     pub body_limit: u64,
+    /// The path template's parameter names in order (empty unless a Template route),
+    /// parsed once here for event functions' `pathParameters`.
+    pub param_names: Box<[Arc<str>]>,
     targets: WeightedCycle<Target>,
 }
 
@@ -55,6 +58,9 @@ pub struct RouteRuntime {
 pub struct Target {
     pub backend: usize,
     pub host: HostPolicy,
+    /// The backend is an event function: shaping keeps the client's path and the named
+    /// path parameters for its event.
+    pub event: bool,
 }
 
 /// Which Host header the backend request carries.
@@ -134,7 +140,11 @@ impl RouteRuntime {
                 HostRule::Client => HostPolicy::Client,
                 HostRule::Endpoint => HostPolicy::Endpoint,
             };
-            targets.push((Target { backend: b.backend, host }, b.weight));
+            let event = matches!(
+                snapshot.backends[b.backend].kind,
+                BackendKind::Function { invocation: FunctionInvocation::Event { .. }, .. } | BackendKind::EventBus { .. }
+            );
+            targets.push((Target { backend: b.backend, host, event }, b.weight));
         }
         let targets = WeightedCycle::new(targets).ok_or_else(|| bad(&"no backends, or weights overflow"))?;
         let add_headers = route
@@ -155,6 +165,7 @@ impl RouteRuntime {
             timeout: route.timeout_ms.map_or_else(|| default_route_timeout(route, snapshot), Duration::from_millis),
             retries: route.retries.clone(),
             body_limit: route.body_limit,
+            param_names: param_names(route).map_err(|e| bad(&e))?,
             targets,
         })
     }
@@ -211,6 +222,14 @@ impl RouteRuntime {
             }
         }
     }
+}
+
+/// A Template route's parameter names, in the order the router reports their ranges.
+fn param_names(route: &Route) -> Result<Box<[Arc<str>]>, String> {
+    if route.path_type != PathKind::Template {
+        return Ok(Box::default());
+    }
+    Ok(PathTemplate::parse(&route.path)?.param_names().map(Arc::from).collect())
 }
 
 fn rewrite(route: &Route) -> Result<Option<Rewrite>, String> {

@@ -104,7 +104,17 @@ async fn serve(
     let limits = BodyLimits { size: route.body_limit, deadline, budget: route.timeout };
     let body = route.auth.authenticate(&parts, body, limits, nonces).await.map_err(failed)?;
     let target = route.pick();
-    let input = ShapeInput { route, host: &target.host, normalized_path, client_host, params: &matched.params, client_addr, request_id };
+    let event_params = target.event.then_some(&*route.param_names);
+    let input = ShapeInput {
+        route,
+        host: &target.host,
+        normalized_path,
+        client_host,
+        params: &matched.params,
+        client_addr,
+        request_id,
+        event_params,
+    };
     let shaped = shape(parts, body, input).map_err(failed)?;
     let ctx = CallContext {
         client,

@@ -2,13 +2,14 @@
 //! rewrite, constant parameters, Host policy, forwarding headers, body limit).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, FORWARDED, HOST};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::strip_app_code;
-use crate::backends::ShapedRequest;
+use crate::backends::{EventSource, ShapedRequest};
 use crate::body::RequestBody;
 use crate::error::GatewayError;
 use crate::runtime::{HostPolicy, RouteRuntime};
@@ -43,6 +44,10 @@ pub struct ShapeInput<'a> {
     pub params: &'a [(usize, usize)],
     pub client_addr: SocketAddr,
     pub request_id: &'a HeaderValue,
+    /// The route's template parameter names, when the target is an event function: its
+    /// event needs the client's path and named parameters. None for every other backend,
+    /// which then pays nothing for them.
+    pub event_params: Option<&'a [Arc<str>]>,
 }
 
 /// Builds the backend request; rejects a declared body over the route's limit before
@@ -55,6 +60,7 @@ pub fn shape(mut parts: Parts, body: RequestBody, input: ShapeInput<'_>) -> Resu
     let client_host = input.client_host;
     let path = input.normalized_path.as_deref().unwrap_or(parts.uri.path());
     let backend_path = input.route.backend_path(path, input.params)?;
+    let event = input.event_params.map(|names| Box::new(EventSource::new(path, names, input.params)));
     let headers = &mut parts.headers;
     let stripped_query = strip_app_code(headers, parts.uri.query());
     let mut query = stripped_query.as_deref().or(parts.uri.query());
@@ -83,7 +89,7 @@ pub fn shape(mut parts: Parts, body: RequestBody, input: ShapeInput<'_>) -> Resu
         HostPolicy::Client => client_host,
         HostPolicy::Endpoint => None,
     };
-    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body, host, client_ip: input.client_addr.ip() })
+    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body, host, client_ip: input.client_addr.ip(), event })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -137,6 +143,11 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
     if let Ok(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
     }
+}
+
+/// One of the fixed hop-by-hop headers (not those a `Connection` header names).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.

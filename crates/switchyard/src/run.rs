@@ -67,8 +67,10 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut any_false = false;
     for status in &compiled.statuses {
         for c in &status.conditions {
-            // Validation does no I/O: a registry backend is always still discovering here.
-            any_false |= !c.status && c.reason != switchyard_compile::reason::DISCOVERING;
+            // Validation does no I/O: a registry backend is always still discovering here,
+            // and a NATS event bus still connecting.
+            let waiting_on_io = [switchyard_compile::reason::DISCOVERING, switchyard_compile::reason::CONNECTING];
+            any_false |= !c.status && !waiting_on_io.contains(&c.reason.as_str());
             println!("{}: {}={} ({}): {}", status.object, c.type_, c.status_str(), c.reason, c.message);
         }
     }

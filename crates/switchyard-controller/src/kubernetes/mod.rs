@@ -105,8 +105,9 @@ impl Stores {
             // Filled by the run loop from the prober (leader only).
             connectivity: Default::default(),
             secrets,
-            // Filled by the run loop from the registry watches.
+            // Filled by the run loop from the registry watches and bus monitors.
             registry: Default::default(),
+            buses: Default::default(),
             // Set by the run loop from the command line.
             options: Default::default(),
         }
@@ -225,6 +226,7 @@ pub fn referenced_secrets(backends: &[BackendService], secrets: &[Arc<Secret>]) 
                 registry.and_then(|r| r.nacos.as_ref()).and_then(|n| n.credentials_secret_ref.as_ref()).map(|r| &r.name),
                 registry.and_then(|r| r.zookeeper.as_ref()).and_then(|z| z.credentials_secret_ref.as_ref()).map(|r| &r.name),
                 b.spec.model.as_ref().and_then(|m| m.token_secret_ref.as_ref()).map(|r| &r.name),
+                b.spec.event_bus.as_ref().and_then(|e| e.nats.as_ref()).and_then(|n| n.credentials_secret_ref.as_ref()).map(|r| &r.name),
             ];
             refs.into_iter().flatten().map(move |name| (ns.clone(), name.clone()))
         })
@@ -354,6 +356,7 @@ pub async fn run(
             discovery.first_reads(crate::discovery::FIRST_READ_WAIT).await;
         }
         resources.registry = discovery.results();
+        resources.buses = discovery.bus_results();
         if leads {
             // Probes run on the leader only; their results are compile input like the rest.
             prober.collect();

@@ -4,6 +4,7 @@
 //! shaped (path, query, headers, Host policy) and answers it, or says why it could not
 //! with a [`GatewayError`].
 
+mod event_bus;
 mod function;
 mod gateway;
 mod http;
@@ -22,7 +23,8 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 
-pub use self::function::EventFunction;
+pub use self::function::{EventFunction, EventSource};
+pub use self::event_bus::EventBusBackend;
 pub use self::gateway::GatewayBackend;
 pub use self::http::HttpBackend;
 pub use self::mock::MockBackend;
@@ -43,6 +45,9 @@ pub struct ShapedRequest {
     pub host: Option<HeaderValue>,
     /// The client's address (consistent hashing on the source IP).
     pub client_ip: std::net::IpAddr,
+    /// The client's path and named path parameters, for an event function's event only
+    /// (None, and nothing allocated, for every other backend).
+    pub event: Option<Box<EventSource>>,
 }
 
 /// What a backend may use besides the request.
@@ -85,6 +90,7 @@ pub enum BackendRuntime {
     /// `function` with `invocation: Event` (an `Http` one is served as `Http`).
     EventFunction(EventFunction),
     Model(ModelBackend),
+    EventBus(EventBusBackend),
     Mock(MockBackend),
     Unimplemented(Unimplemented),
     Unavailable(Unavailable),
@@ -110,6 +116,9 @@ impl BackendRuntime {
                 ModelBackend::build(spec, endpoints, *protocol, token.as_ref(), *idle_timeout_ms, ctx).map(Self::Model)
             }
             BackendKind::Mock { status, headers, body } => MockBackend::build(*status, headers, body).map(Self::Mock),
+            BackendKind::EventBus { sink, source, event_type } => {
+                EventBusBackend::build(spec, sink, source, event_type, ctx).map(Self::EventBus)
+            }
             BackendKind::Unimplemented { kind } => Ok(Self::Unimplemented(Unimplemented::new(kind, &spec.id))),
             BackendKind::Unavailable { reason, message } => Ok(Self::Unavailable(Unavailable::new(&spec.id, reason, message))),
         };
@@ -126,6 +135,7 @@ impl BackendRuntime {
             Self::Gateway(b) => b.serve(request, ctx).await,
             Self::EventFunction(b) => b.serve(request, ctx).await,
             Self::Model(b) => b.serve(request, ctx).await,
+            Self::EventBus(b) => b.serve(request, ctx).await,
             Self::Mock(b) => b.serve(request, ctx).await,
             Self::Unimplemented(b) => b.serve(request, ctx).await,
             Self::Unavailable(b) => b.serve(request, ctx).await,
@@ -141,6 +151,7 @@ impl BackendRuntime {
             Self::Gateway(b) => b.health_report(),
             Self::EventFunction(b) => b.health_report(),
             Self::Model(b) => b.health_report(),
+            Self::EventBus(b) => b.health_report(),
             Self::Mock(_) | Self::Unimplemented(_) | Self::Unavailable(_) => None,
         }
     }

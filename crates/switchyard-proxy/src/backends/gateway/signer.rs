@@ -7,7 +7,7 @@
 //! `Content-MD5`, `Content-Type`, `Date`, path, query and, for a form, its parameters.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use switchyard_compile::snapshot::GatewaySigning;
 
 use crate::auth::signature::{
@@ -60,14 +60,8 @@ impl Signer {
 
     /// A random UUID (version 4) as the nonce.
     fn nonce(&self) -> Result<HeaderValue, GatewayError> {
-        let mut bytes = [0u8; 16];
-        self.random
-            .fill(&mut bytes)
-            .map_err(|_| GatewayError::BackendUnavailable { backend: self.app.clone(), why: "no randomness for a nonce".into() })?;
-        bytes[6] = (bytes[6] & 0x0f) | 0x40;
-        bytes[8] = (bytes[8] & 0x3f) | 0x80;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+        let uuid = crate::random_id::uuid_v4(&self.random)
+            .ok_or_else(|| GatewayError::BackendUnavailable { backend: self.app.clone(), why: "no randomness for a nonce".into() })?;
         Ok(HeaderValue::from_str(&uuid).expect("hex digits and dashes are a valid header value"))
     }
 }

@@ -1,0 +1,197 @@
+//! `eventBus` backends end to end: the real binary (standalone) publishing requests as
+//! CloudEvents to a real nats-server with JetStream, read back from the stream; and to a
+//! real CloudEvents HTTP sink that parses them with the CloudEvents Python SDK.
+
+mod support;
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{Value, json};
+use support::{ConfigDir, Switchyard, send, wait_until};
+use switchyard_nats::testing::NatsServer;
+
+const CONVERGE: Duration = Duration::from_secs(15);
+
+fn nats_config(url: &str) -> String {
+    format!(
+        r#"apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: orders-bus, namespace: default}}
+spec:
+  eventBus:
+    nats: {{url: "{url}", subject: orders.created}}
+    source: /shop/orders
+    type: com.example.order.created
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: orders-events, namespace: default}}
+spec:
+  match: {{path: "/orders/{{id}}/events", pathType: Template}}
+  timeout: 3s
+  backendRefs: [{{name: orders-bus}}]
+"#
+    )
+}
+
+async fn ready(gw: &Switchyard) -> Option<(String, String)> {
+    gw.condition("BackendService", "orders-bus", "Ready").await
+}
+
+async fn wait_ready_reason(gw: &Switchyard, want: &str) {
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while tokio::time::Instant::now() < deadline {
+        last = ready(gw).await;
+        if last.as_ref().is_some_and(|(_, reason)| reason == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("Ready never became {want}; last {last:?}");
+}
+
+async fn post(gw: &Switchyard, path: &str, headers: &[(&str, &str)], body: &'static [u8]) -> support::Reply {
+    send(Method::POST, &gw.proxy_url(path), headers, body).await.expect("the gateway answers")
+}
+
+/// Every message of the stream, oldest first, as (headers, JSON payload).
+async fn stream_events(nats: &NatsServer, stream: &str) -> Vec<(async_nats::HeaderMap, Value)> {
+    let jetstream = async_nats::jetstream::new(nats.client().await);
+    let mut stream = jetstream.get_stream(stream).await.expect("the stream exists");
+    let count = stream.info().await.unwrap().state.messages;
+    let mut out = Vec::new();
+    for seq in 1..=count {
+        let message = stream.get_raw_message(seq).await.expect("the message");
+        out.push((message.headers, serde_json::from_slice(&message.payload).expect("a JSON CloudEvent")));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_request_is_published_once_acknowledged_with_every_field_of_the_cloudevent() {
+    let nats = NatsServer::start();
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
+
+    let headers = [("content-type", "application/json"), ("authorization", "Bearer client-secret"), ("x-trace", "t1")];
+    let reply = post(&gw, "/orders/42/events?source=web&source=app&q=a+b", &headers, b"{\"total\":9.5}").await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let id = reply.json()["eventId"].as_str().expect("an event id").to_owned();
+    let binary = post(&gw, "/orders/7/events", &[("idempotency-key", "order-7-created")], b"\xff\x00bin").await;
+    assert_eq!((binary.status.as_u16(), binary.json()["eventId"].as_str()), (202, Some("order-7-created")));
+
+    let events = stream_events(&nats, "ORDERS").await;
+    assert_eq!(events.len(), 2, "one message per accepted request");
+    let (first_headers, first) = &events[0];
+    assert_eq!(first_headers.get("Nats-Msg-Id").map(|v| v.as_str()), Some(id.as_str()));
+    assert_eq!(first["specversion"], "1.0");
+    assert_eq!(
+        (first["id"].as_str(), first["source"].as_str(), first["type"].as_str()),
+        (Some(id.as_str()), Some("/shop/orders"), Some("com.example.order.created"))
+    );
+    assert_eq!((first["datacontenttype"].as_str(), first["subject"].as_str()), (Some("application/json"), Some("/orders/42/events")));
+    let time = first["time"].as_str().expect("a time");
+    assert!(time.len() == 20 && time.ends_with('Z') && time.starts_with("20"), "RFC 3339: {time}");
+    let data = &first["data"];
+    assert_eq!((data["method"].as_str(), data["path"].as_str()), (Some("POST"), Some("/orders/42/events")));
+    assert_eq!(data["pathParameters"], json!({"id": "42"}));
+    assert_eq!(data["query"], json!({"source": "web", "q": "a b"}), "decoded; a repeated key keeps its first value");
+    assert_eq!((data["body"].as_str(), data["bodyBase64"].as_bool()), (Some("{\"total\":9.5}"), Some(false)));
+    assert_eq!(data["headers"]["x-trace"], "t1");
+    assert_eq!(data["headers"]["content-type"], "application/json");
+    assert!(data["headers"].get("authorization").is_none(), "credentials never go into events: {data}");
+    assert!(data["headers"].get("connection").is_none() && data["headers"].get("host").is_none(), "{data}");
+    let second = &events[1].1;
+    assert_eq!((second["data"]["body"].as_str(), second["data"]["bodyBase64"].as_bool()), (Some("/wBiaW4="), Some(true)));
+    assert_eq!(second["data"]["pathParameters"], json!({"id": "7"}));
+}
+
+#[tokio::test]
+async fn a_retried_request_with_its_idempotency_key_or_nonce_is_stored_once_with_the_same_id() {
+    let nats = NatsServer::start();
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
+    for _ in 0..3 {
+        let reply = post(&gw, "/orders/1/events", &[("idempotency-key", "pay-1")], b"{}").await;
+        assert_eq!((reply.status.as_u16(), reply.json()["eventId"].as_str()), (202, Some("pay-1")));
+    }
+    for _ in 0..2 {
+        let reply = post(&gw, "/orders/1/events", &[("x-ca-nonce", "nonce-9")], b"{}").await;
+        assert_eq!(reply.json()["eventId"].as_str(), Some("nonce-9"));
+    }
+    let fresh = [post(&gw, "/orders/1/events", &[], b"{}").await, post(&gw, "/orders/1/events", &[], b"{}").await];
+    assert_ne!(fresh[0].json()["eventId"], fresh[1].json()["eventId"], "without a key every request is its own event");
+    assert_eq!(stream_events(&nats, "ORDERS").await.len(), 4, "pay-1 once, nonce-9 once, two fresh ones");
+    let bad = post(&gw, "/orders/1/events", &[("idempotency-key", "has space")], b"{}").await;
+    assert_eq!((bad.status.as_u16(), bad.error_code()), (400, Some("A400EK")));
+}
+
+#[tokio::test]
+async fn a_bus_that_is_down_is_refused_at_once_and_ready_follows_it_back() {
+    let mut nats = NatsServer::start();
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
+    assert_eq!(post(&gw, "/orders/1/events", &[], b"{}").await.status, 202);
+
+    nats.stop();
+    let started = std::time::Instant::now();
+    let down = post(&gw, "/orders/1/events", &[], b"{}").await;
+    assert_eq!((down.status.as_u16(), down.error_code()), (503, Some("D503EB")), "{}", down.text());
+    assert!(started.elapsed() < Duration::from_secs(3), "within the route timeout: {:?}", started.elapsed());
+    wait_ready_reason(&gw, "BusUnreachable").await;
+
+    nats.restart();
+    wait_until("publishing works again", CONVERGE, || async { post(&gw, "/orders/1/events", &[], b"{}").await.status == 202 }).await;
+    wait_ready_reason(&gw, "Ready").await;
+    assert_eq!(stream_events(&nats, "ORDERS").await.len(), 2, "the refused event was never published");
+}
+
+#[tokio::test]
+async fn a_subject_without_a_stream_is_not_ready_and_refused() {
+    let nats = NatsServer::start();
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "NoStream").await;
+    let refused = post(&gw, "/orders/1/events", &[], b"{}").await;
+    assert_eq!((refused.status.as_u16(), refused.error_code()), (503, Some("D503ER")), "{}", refused.text());
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    wait_ready_reason(&gw, "Ready").await;
+    assert_eq!(post(&gw, "/orders/1/events", &[], b"{}").await.status, 202);
+}
+
+#[tokio::test]
+async fn in_a_burst_every_202_is_a_message_in_the_stream() {
+    let nats = NatsServer::start();
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
+    let url = gw.proxy_url("/orders/5/events");
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move { send(Method::POST, &url, &[], format!("{{\"n\":{i}}}")).await.map(|r| r.status.as_u16()) })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        if task.await.unwrap() == Ok(202) {
+            accepted += 1;
+        }
+    }
+    assert!(accepted > 250, "most of the burst is accepted: {accepted}");
+    assert_eq!(stream_events(&nats, "ORDERS").await.len(), accepted, "every 202 is in the stream, and nothing else");
+}

@@ -53,22 +53,32 @@ need_rnacos() {
 need_redis() {
   command -v redis-server >/dev/null || [[ -x /usr/bin/redis-server ]] || apt_install redis-server
 }
-# The model tests (crates/switchyard/tests/models.rs) call the gateway with the official
-# openai SDK from a venv of their own under .tools/ (pinned: created only when missing or at
-# another version; the check reads pip's metadata, no Python start), named to them by
-# SWITCHYARD_TEST_PYTHON.
-OPENAI_VERSION=2.54.0
+# Python clients of the end-to-end tests, from a venv of their own under .tools/ (pinned:
+# created only when missing or at another version; the check reads pip's metadata, no Python
+# start), named to them by SWITCHYARD_TEST_PYTHON: the official openai SDK
+# (crates/switchyard/tests/models.rs) and the CloudEvents SDK, which the test sink parses
+# events with (crates/switchyard/tests/event_bus.rs).
+TEST_PY_PACKAGES=("openai==2.54.0" "cloudevents==1.12.0")
 need_test_venv() {
   local venv=$PWD/.tools/test-venv
-  if [[ ! -x $venv/bin/python ]] || ! compgen -G "$venv/lib/python3*/site-packages/openai-$OPENAI_VERSION.dist-info" >/dev/null; then
+  local missing=0 package
+  for package in "${TEST_PY_PACKAGES[@]}"; do
+    compgen -G "$venv/lib/python3*/site-packages/${package%%==*}-${package##*==}.dist-info" >/dev/null || missing=1
+  done
+  if [[ ! -x $venv/bin/python ]] || ((missing)); then
     need_python_venv
-    log "creating $venv with openai==$OPENAI_VERSION"
+    log "creating $venv with ${TEST_PY_PACKAGES[*]}"
     rm -rf "$venv"
     python3 -m venv "$venv"
     [[ -x $venv/bin/python ]] || die "python3 -m venv did not create $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${TEST_PY_PACKAGES[@]}" >&2
   fi
   export SWITCHYARD_TEST_PYTHON=$venv/bin/python
+}
+# Event bus tests (crates/switchyard-nats, crates/switchyard/tests/event_bus.rs) start
+# nats-server -js on 127.0.0.1 per test (a temporary store) and kill it by PID.
+need_nats() {
+  [[ -x /usr/sbin/nats-server ]] || command -v nats-server >/dev/null || apt_install nats-server
 }
 # More of the same shape, if a test comes to need them:
 # need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
@@ -76,7 +86,7 @@ need_test_venv() {
 PACKAGING_RUNS=0
 if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then PACKAGING_RUNS=1; fi
 
-DEPS=(rust zookeeper rnacos redis test_venv)
+DEPS=(rust zookeeper rnacos redis nats test_venv)
 if ((PACKAGING_RUNS)); then DEPS+=(npm python_venv); fi
 for dep in "${DEPS[@]}"; do "need_$dep"; done
 if [[ ${TEST_DEPS_ONLY:-0} == 1 ]]; then

@@ -195,3 +195,97 @@ async fn in_a_burst_every_202_is_a_message_in_the_stream() {
     assert!(accepted > 250, "most of the burst is accepted: {accepted}");
     assert_eq!(stream_events(&nats, "ORDERS").await.len(), accepted, "every 202 is in the stream, and nothing else");
 }
+
+/// The Python with the CloudEvents SDK: `scripts/test.sh` creates the venv and exports it.
+fn sdk_python() -> String {
+    std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SWITCHYARD_TEST_PYTHON is not set: it names a Python with the cloudevents SDK. Run the suite through \
+             `bash scripts/test.sh` (it creates .tools/test-venv), or set it to .tools/test-venv/bin/python"
+        )
+    })
+}
+
+/// support/cloudevents_sink.py on an ephemeral loopback port, killed on drop.
+struct Sink {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Sink {
+    fn start(status: u16) -> Self {
+        use std::io::BufRead;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cloudevents_sink.py");
+        let mut child = std::process::Command::new(sdk_python())
+            .arg(script)
+            .args(["--port", "0", "--status", &status.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the venv's python runs the sink");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("the sink said {line:?}")).to_owned();
+        Self { child, addr }
+    }
+
+    async fn events(&self) -> Vec<Value> {
+        support::get(&format!("http://{}/_events", self.addr)).await.unwrap().json().as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sink_config(url: &str, mode: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: orders-bus, namespace: default}}\n\
+         spec:\n  eventBus: {{http: {{url: \"{url}\", mode: {mode}}}, source: /shop/orders, type: com.example.order.created}}\n---\n\
+         apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: orders-events, namespace: default}}\n\
+         spec:\n  match: {{path: \"/orders/{{id}}/events\", pathType: Template}}\n  timeout: 3s\n  backendRefs: [{{name: orders-bus}}]\n"
+    )
+}
+
+#[tokio::test]
+async fn both_http_modes_deliver_an_event_the_cloudevents_sdk_parses() {
+    for mode in ["Structured", "Binary"] {
+        let sink = Sink::start(202);
+        let config = ConfigDir::with(&[("bus.yaml", &sink_config(&format!("http://{}/ingest", sink.addr), mode))]);
+        let gw = Switchyard::standalone(config.path(), &[]);
+        gw.wait_ready().await;
+        let reply = post(&gw, "/orders/3/events?x=1", &[("idempotency-key", "k-3"), ("x-trace", "t")], b"{\"n\":3}").await;
+        assert_eq!((reply.status.as_u16(), reply.json()["eventId"].as_str()), (202, Some("k-3")), "{mode}: {}", reply.text());
+        let events = sink.events().await;
+        assert_eq!(events.len(), 1, "{mode}: {events:?}");
+        let event = &events[0];
+        assert_eq!(event["mode"], mode.to_ascii_lowercase());
+        let attributes = &event["attributes"];
+        assert_eq!((attributes["id"].as_str(), attributes["specversion"].as_str()), (Some("k-3"), Some("1.0")), "{mode}: {event}");
+        assert_eq!((attributes["source"].as_str(), attributes["type"].as_str()), (Some("/shop/orders"), Some("com.example.order.created")));
+        assert_eq!(attributes["subject"], "/orders/3/events");
+        assert!(attributes["time"].as_str().is_some_and(|t| t.starts_with("20")), "{mode}: {event}");
+        let data = &event["data"];
+        assert_eq!((data["method"].as_str(), data["body"].as_str()), (Some("POST"), Some("{\"n\":3}")), "{mode}: {event}");
+        assert_eq!((data["pathParameters"]["id"].as_str(), data["query"]["x"].as_str()), (Some("3"), Some("1")));
+        assert_eq!(data["headers"]["x-trace"], "t");
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_refuses_or_is_gone_is_a_503_and_never_a_202() {
+    let refusing = Sink::start(500);
+    let config = ConfigDir::with(&[("bus.yaml", &sink_config(&format!("http://{}/", refusing.addr), "Structured"))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    let reply = post(&gw, "/orders/1/events", &[], b"{}").await;
+    assert_eq!((reply.status.as_u16(), reply.error_code()), (503, Some("D503ER")), "{}", reply.text());
+    assert!(reply.text().contains("500"), "the message gives the sink's status: {}", reply.text());
+    let gone = format!("http://{}/", refusing.addr);
+    drop(refusing);
+    config.write("bus.yaml", &sink_config(&gone, "Binary"));
+    wait_until("the sink is gone", CONVERGE, || async { post(&gw, "/orders/1/events", &[], b"{}").await.error_code() == Some("D503EB") })
+        .await;
+}

@@ -176,7 +176,9 @@ impl HttpBackend {
         body: RequestBody,
     ) -> Result<Request<RequestBody>, GatewayError> {
         let path_and_query = if endpoint.base_path.is_empty() {
-            PathAndQuery::try_from(request.path_and_query.as_str())
+            // A request the gateway makes itself (an event to a sink at `http://host/`)
+            // may have no path of its own: the root is the endpoint's whole URL then.
+            PathAndQuery::try_from(if request.path_and_query.is_empty() { "/" } else { request.path_and_query.as_str() })
         } else {
             PathAndQuery::from_maybe_shared(Bytes::from(format!("{}{}", endpoint.base_path, request.path_and_query)))
         }

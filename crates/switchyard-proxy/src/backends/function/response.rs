@@ -85,17 +85,19 @@ fn headers(object: &Map<String, Value>) -> Result<HeaderMap, String> {
     for (name, value) in fields {
         let shown = quote(name);
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("header name {shown:?} is not a valid header name"))?;
+        // The valid name, lowercase, as short as the invalid one would be shown.
+        let shown = quote(header.as_str());
         if is_hop_by_hop(&header) || header == CONTENT_LENGTH || header == TRANSFER_ENCODING {
-            return Err(format!("header {header} is the gateway's to set (framing or hop-by-hop); a function may not send it"));
+            return Err(format!("header {shown} is the gateway's to set (framing or hop-by-hop); a function may not send it"));
         }
         let text = match value {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            other => return Err(format!("header {header} must be a string, number or boolean, not {}", kind(other))),
+            other => return Err(format!("header {shown} must be a string, number or boolean, not {}", kind(other))),
         };
         let value = HeaderValue::from_bytes(text.as_bytes())
-            .map_err(|_| format!("header {header} holds a character that cannot be sent (CR, LF, NUL or another control character)"))?;
+            .map_err(|_| format!("header {shown} holds a character that cannot be sent (CR, LF, NUL or another control character)"))?;
         headers.append(header, value);
     }
     Ok(headers)
@@ -281,6 +283,14 @@ mod tests {
             assert_eq!(code, "D502FI", "{field}");
             assert!(message.contains(needle), "{field}: {message}");
         }
+    }
+
+    #[test]
+    fn a_long_header_name_is_quoted_short() {
+        let name = "x".repeat(10_000);
+        let (code, message) = refused(&format!(r#"{{"statusCode": 200, "headers": {{"{name}": null}}}}"#));
+        assert_eq!(code, "D502FI");
+        assert!(message.len() < 300 && message.contains(&format!("header {}...", "x".repeat(QUOTE))), "{message}");
     }
 
     #[test]

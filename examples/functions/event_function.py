@@ -10,6 +10,7 @@ path the client called (the keyword may follow any prefix: /fn/status/404):
   .../status/<code>       the function's own answer with that status (e.g. 404, 500)
   .../malformed/<case>    a response the gateway must refuse with 502:
                             not-json, no-status, status-700, bad-base64, oversized,
+                            oversized-stream (chunked, no length declared),
                             headers-not-object, header-crlf, header-hop-by-hop, body-not-string
   .../platform-error      the platform itself fails: HTTP 503 with a plain body, no JSON
   anything else           200 echoing the event back as the JSON body
@@ -41,12 +42,20 @@ def respond(status, body, headers=None, is_base64=False):
     return json.dumps(out).encode()
 
 
+class Streamed:
+    """A response sent chunked, with no Content-Length: the gateway must stop reading it."""
+
+    def __init__(self, total):
+        self.total = total
+
+
 MALFORMED = {
     "not-json": lambda: b"<html>this is not JSON</html>",
     "no-status": lambda: json.dumps({"body": "no status here", "headers": {}}).encode(),
     "status-700": lambda: respond(700, "far out"),
     "bad-base64": lambda: respond(200, "this is *not* base64!", is_base64=True),
     "oversized": lambda: respond(200, "x" * OVERSIZED_BYTES),
+    "oversized-stream": lambda: Streamed(OVERSIZED_BYTES),
     "headers-not-object": lambda: json.dumps({"statusCode": 200, "headers": ["x-a: 1"], "body": ""}).encode(),
     "header-crlf": lambda: respond(200, "", {"x-a": "1\r\nset-cookie: session=stolen"}),
     "header-hop-by-hop": lambda: respond(200, "", {"Connection": "close"}),
@@ -103,7 +112,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_bytes(400, f"not an event: {e}".encode(), "text/plain")
             return
         out = answer(event)
-        if isinstance(out, tuple):
+        if isinstance(out, Streamed):
+            self.send_chunked(out.total)
+        elif isinstance(out, tuple):
             self.send_bytes(out[0], out[1], "text/plain")
         else:
             self.send_bytes(200, out, "application/json")
@@ -114,6 +125,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def send_chunked(self, total):
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        chunk = b'{"statusCode": 200, "body": "' + b"x" * 65536
+        sent = 0
+        try:
+            while sent < total:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                chunk = b"x" * 65536
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the gateway stopped reading once over its limit
 
     def log_message(self, *args):
         pass

@@ -380,6 +380,31 @@ mod tests {
     }
 
     #[test]
+    fn only_event_function_targets_keep_the_event_source_and_template_names_are_parsed_once() {
+        use switchyard_compile::snapshot::FunctionInvocation;
+        let mut r = route("/users/{id}/orders/{order}", PathKind::Template, None);
+        r.backends = vec![
+            RouteBackend { backend: 0, weight: 1, host: HostRule::Endpoint },
+            RouteBackend { backend: 1, weight: 1, host: HostRule::Endpoint },
+            RouteBackend { backend: 2, weight: 1, host: HostRule::Endpoint },
+        ];
+        let mut snapshot = snapshot_with(r, 3);
+        let event = FunctionInvocation::Event { max_request_bytes: 1, max_response_bytes: 1 };
+        snapshot.backends[1].kind = BackendKind::Function { endpoints: vec![], invocation: event };
+        snapshot.backends[2].kind = BackendKind::Function { endpoints: vec![], invocation: FunctionInvocation::Http };
+        let rt = Runtime::build(Arc::new(snapshot), &EgressConfig::default(), &BackendMetrics::default(), None).unwrap();
+        let mut flags = [None; 3];
+        for _ in 0..3 {
+            let target = rt.routes[0].pick();
+            flags[target.backend] = Some(target.event);
+        }
+        assert_eq!(flags, [Some(false), Some(true), Some(false)], "mock, Event function, Http function");
+        let names: Vec<&str> = rt.routes[0].param_names.iter().map(|n| &**n).collect();
+        assert_eq!(names, ["id", "order"]);
+        assert!(runtime(route("/x/", PathKind::Prefix, None), 1).routes[0].param_names.is_empty());
+    }
+
+    #[test]
     fn a_snapshot_pointing_at_a_missing_backend_is_refused() {
         let mut r = route("/x", PathKind::Exact, None);
         r.backends[0].backend = 5;

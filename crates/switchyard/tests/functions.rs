@@ -170,6 +170,7 @@ async fn every_malformed_response_is_a_502_with_its_own_code_and_a_message_namin
         ("status-700", "D502FS", "statusCode 700"),
         ("bad-base64", "D502FB", "not valid base64"),
         ("oversized", "D502FL", "more than 1048576 bytes"),
+        ("oversized-stream", "D502FL", "more than 1048576 bytes"),
         ("headers-not-object", "D502FI", "headers must be an object"),
         ("header-crlf", "D502FI", "header x-a holds a character that cannot be sent"),
         ("header-hop-by-hop", "D502FI", "header connection is the gateway's to set"),

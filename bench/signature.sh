@@ -12,6 +12,9 @@
 #
 # Env (defaults): SIG_DURATION=10s SIG_CONNECTIONS=16 SIG_REQUESTS=400000 (pre-signed for
 #   wrk; more than a run sends) COST_REQUESTS=5000 COST_WARMUP=1000 SWITCHYARD_BIN=path
+#   SIG_RPS=1 (0: callgrind only, for quick iterations; the summary then has no req/s)
+# Per function, where the extra instructions go (self cost per request, sign minus anon):
+#   python3 bench/callgrind-functions.py 5000 RUN/callgrind.out.1 RUN/callgrind.out.2
 # Output in .bench/signature-*/; the summary also in .bench/signature-last.txt.
 set -euo pipefail
 
@@ -141,7 +144,9 @@ wait_http "$RUN/switchyard.log" "$SY" "http://127.0.0.1:$SY_PORT/anon/orders" 30
 # CPU ticks (user + system) the proxy process has used so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 declare -A RPS CPU
-for round in 1 2; do
+ROUNDS="1 2"
+[[ ${SIG_RPS:-1} == 1 ]] || { ROUNDS=""; RPS=([anon]=0 [sign]=0); CPU=([anon]=0 [sign]=0); }
+for round in $ROUNDS; do
   for route in anon sign; do
     presign "$SIGNED" "$RUN/signed-$route-$round.txt"
     t0=$(cpu_ticks "$SY")
@@ -222,9 +227,9 @@ mean() { awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF 
       "$(mean "${IPR[$route]}")" "(${IPR[$route]# })" "$(awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }' <<<"${CPU[$route]}")" "(${CPU[$route]# })"
   done
   awk -v a="$(mean "${RPS[anon]}")" -v s="$(mean "${RPS[sign]}")" -v ia="$(mean "${IPR[anon]}")" -v is="$(mean "${IPR[sign]}")" \
-    'BEGIN { printf "signature/anonymous: req/s %.4f, Ir/request %.4f (+%.2f%%)\n", s / a, is / ia, (is / ia - 1) * 100 }'
+    'BEGIN { printf "signature/anonymous: req/s %.4f, Ir/request %.4f (+%.2f%%)\n", a ? s / a : 0, is / ia, (is / ia - 1) * 100 }'
   awk -v a="${CPU[anon]}" -v s="${CPU[sign]}" 'BEGIN { na = split(a, x, " "); ns = split(s, y, " ");
     for (i = 1; i <= na; i++) sa += x[i]; for (i = 1; i <= ns; i++) ss += y[i];
-    printf "signature/anonymous: native CPU per request %.4f\n", (ss / ns) / (sa / na) }'
+    printf "signature/anonymous: native CPU per request %.4f\n", sa ? (ss / ns) / (sa / na) : 0 }'
 } | tee "$RUN/summary.txt"
 cp "$RUN/summary.txt" .bench/signature-last.txt

@@ -81,18 +81,32 @@ impl Authenticator {
             return Ok(RequestBody::streaming(body, limits.size));
         };
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let presented = verifier.presented(&parts.headers, now_ms)?;
-        let (body, buffered) = if signature::needs_body(&parts.headers) {
-            let bytes = crate::body::read_bounded(body, &parts.headers, limits.size, limits.deadline, limits.budget).await?;
-            (RequestBody::full(bytes.clone()), Some(bytes))
-        } else {
-            (RequestBody::streaming(body, limits.size), None)
-        };
         let request =
             RequestParts { method: parts.method.as_str(), path: parts.uri.path(), query: parts.uri.query(), headers: &parts.headers };
-        verifier.verify(&presented, &request, buffered.as_deref())?;
+        // `Presented` (several hundred bytes) lives only inside these blocks, never across an
+        // `.await`: it stays out of the request's future.
+        let verified = {
+            let presented = verifier.presented(&parts.headers, now_ms)?;
+            if presented.needs_body() {
+                None
+            } else {
+                verifier.verify(&presented, &request, None)?;
+                Some((presented.app.key.as_str(), presented.nonce, presented.nonce_ttl_ms(now_ms)))
+            }
+        };
+        let (body, (app_key, nonce, ttl_ms)) = match verified {
+            Some(verified) => (RequestBody::streaming(body, limits.size), verified),
+            None => {
+                let bytes = crate::body::read_bounded(body, &parts.headers, limits.size, limits.deadline, limits.budget).await?;
+                // The same checks as above (same headers, same clock), so the same answer.
+                let presented = verifier.presented(&parts.headers, now_ms)?;
+                verifier.verify(&presented, &request, Some(&bytes))?;
+                let verified = (presented.app.key.as_str(), presented.nonce, presented.nonce_ttl_ms(now_ms));
+                (RequestBody::full(bytes), verified)
+            }
+        };
         // Last, once the request is known to be the app's: a forged one cannot burn nonces.
-        nonces.remember(&presented.app.key, presented.nonce, presented.nonce_ttl_ms(now_ms)).await?;
+        nonces.remember(app_key, nonce, ttl_ms).await?;
         Ok(body)
     }
 

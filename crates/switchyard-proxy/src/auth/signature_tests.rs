@@ -325,3 +325,115 @@ fn more_signed_headers_than_fit_on_the_stack_still_verify() {
     tampered.insert("x-h19", HeaderValue::from_static("changed"));
     assert_eq!(refusal(check(&tampered, "GET", "/", None, None)).0, "A401SI");
 }
+
+#[test]
+fn the_visible_ascii_check_is_header_value_to_str() {
+    let cases = (0..=255u8).flat_map(|b| (0..19).map(move |at| (b, at)));
+    for (b, at) in cases {
+        let mut bytes = [b'a'; 19];
+        bytes[at] = b;
+        for len in [at + 1, 19] {
+            let value = &bytes[..len];
+            let expected = HeaderValue::from_bytes(value).is_ok_and(|v| v.to_str().is_ok());
+            assert_eq!(visible_ascii(value), expected, "byte {b:#04x} at {at} of {len}");
+        }
+    }
+    for len in 0..=17 {
+        let value = "x\t-~ ".repeat(4);
+        assert!(visible_ascii(&value.as_bytes()[..len]));
+    }
+}
+
+#[test]
+fn listed_names_are_split_on_commas_and_trimmed() {
+    for list in ["", ",", " , ,", "X-Ca-Key", " X-Ca-Key ,\tx-ca-nonce\t,,x-ca-timestamp,", "a,b ,  c  ,d", "\t, a b ,"] {
+        assert_eq!(listed_names(list), split_trimmed(list), "{list:?}");
+    }
+    // Pseudo-random lists of commas, white space and name bytes, up to 40 long.
+    let alphabet = b",, \t\tab-+-X.,";
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 41) as usize;
+        let list: String = (0..len).map(|i| char::from(alphabet[((seed >> (i % 60)) as usize + i * 7) % alphabet.len()])).collect();
+        assert_eq!(listed_names(&list), split_trimmed(&list), "{list:?}");
+    }
+}
+
+fn listed_names(list: &str) -> Vec<String> {
+    Listed::parse(list.as_bytes()).names().iter().map(|(n, _)| String::from_utf8(n.to_vec()).unwrap()).collect()
+}
+
+fn split_trimmed(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
+}
+
+#[test]
+fn a_listed_name_is_one_of_the_read_headers_exactly_when_it_equals_one_ignoring_case() {
+    let visible: Vec<u8> = (0x20..0x7f).chain([b'\t']).collect();
+    for name in READ_NAMES {
+        for variant in [name.to_owned(), name.to_ascii_uppercase(), "X-Ca-Signature-Headers".to_owned()] {
+            for at in 0..variant.len() {
+                for &b in &visible {
+                    let mut candidate = variant.clone().into_bytes();
+                    candidate[at] = b;
+                    let expected = READ_NAMES.iter().position(|n| n.as_bytes().eq_ignore_ascii_case(&candidate));
+                    let found = slot_of(&candidate);
+                    assert_eq!(expected.map_or(slot::OTHER, |at| at as u8), found, "{:?}", String::from_utf8_lossy(&candidate));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_headers_are_read_in_one_pass_with_the_first_value_of_each() {
+    let mut headers = unsigned_headers();
+    headers.append("x-ca-key", HeaderValue::from_static("second"));
+    headers.append("accept", HeaderValue::from_static("text/plain"));
+    headers.append("accept", HeaderValue::from_static("application/json"));
+    headers.insert("x-other", HeaderValue::from_static("x"));
+    let read = read_headers(&headers);
+    for (at, name) in READ_NAMES.iter().enumerate() {
+        assert_eq!(read[at], headers.get(*name), "{name}");
+    }
+}
+
+#[test]
+fn timestamps_are_up_to_sixteen_digits() {
+    assert_eq!(parse_timestamp(b"0").unwrap(), 0);
+    assert_eq!(parse_timestamp(b"0001700000000000").unwrap(), 1_700_000_000_000);
+    assert_eq!(parse_timestamp(b"9999999999999999").unwrap(), 9_999_999_999_999_999);
+    for bad in ["", "10000000000000000", "+1", " 1", "1 ", "١"] {
+        assert!(parse_timestamp(bad.as_bytes()).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_long_string_to_sign_leaves_the_reused_buffer_correct_for_the_next_request() {
+    let body = format!("big={}", "x".repeat(10_000));
+    let mut headers = unsigned_headers();
+    headers.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
+    let form = signed(headers, "s3cr3t", "POST", "/orders", None, Some(body.as_bytes()));
+    assert!(check(&form, "POST", "/orders", None, Some(body.as_bytes())).is_ok());
+    assert!(STRING_TO_SIGN.with_borrow(|s| s.capacity()) <= STRING_TO_SIGN_KEPT, "not kept");
+    let small = signed(unsigned_headers(), "s3cr3t", "GET", "/orders/1", None, None);
+    assert!(check(&small, "GET", "/orders/1", None, None).is_ok());
+    let (code, message) = refusal(check(&small, "GET", "/orders/2", None, None));
+    assert_eq!(code, "A401SI");
+    assert!(message.ends_with("#x-ca-timestamp:1700000000000#/orders/2"), "{message}");
+}
+
+#[test]
+fn tags_are_encoded_as_standard_base64() {
+    let bytes: Vec<u8> = (0..64u32).map(|i| (i * 151 + 7) as u8).chain([0xff, 0xfe, 0x00]).collect();
+    for len in 0..=64 {
+        for start in [0, 3] {
+            let tag = &bytes[start..start + len];
+            let mut out = [0u8; 88];
+            assert_eq!(encode_tag(tag, &mut out), BASE64.encode(tag).as_bytes(), "{len}");
+        }
+    }
+}

@@ -6,7 +6,7 @@
 # crates/switchyard/tests/models.rs (release build); method and numbers: docs/benchmarks.md.
 #
 # Env (defaults): STREAM_BENCH_CHUNKS=200000 STREAM_BENCH_PACED=400
-#   STREAM_BENCH_INTERVAL_MS=5 STREAM_BENCH_ROUNDS=3
+#   STREAM_BENCH_INTERVAL_MS=5 STREAM_BENCH_ROUNDS=5 (each figure: the median over rounds)
 # The report is also written to .bench/streaming-last.txt.
 set -euo pipefail
 

@@ -272,12 +272,10 @@ async fn the_first_event_reaches_the_client_long_before_the_upstream_finishes() 
     let first_event = frames.iter().find(|(_, t)| t.contains("data: ")).expect("an event").0;
     assert!(total >= Duration::from_millis(1100), "the upstream takes 4 x 300 ms: {total:?}");
     assert!(first_event < total / 3, "first event at {first_event:?} of {total:?}: streamed, not buffered");
-    // Each word came in a frame of its own, about when the upstream sent it.
+    // The words came spread out as the upstream sent them (300 ms apart), not in one piece.
     let words: Vec<Duration> = frames.iter().filter(|(_, t)| t.contains("\"content\"")).map(|(at, _)| *at).collect();
-    assert_eq!(words.len(), 5, "{frames:?}");
-    for pair in words.windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(200), "frames spaced as sent: {words:?}");
-    }
+    assert!(words.len() >= 3, "{frames:?}");
+    assert!(words[words.len() - 1] - words[0] >= Duration::from_millis(900), "{words:?}");
     assert_eq!(gateway.tokens("default/llm", "completion").await, 5, "the stream's usage chunk was counted");
     gateway.assert_token_hidden().await;
 }
@@ -388,13 +386,16 @@ fn the_model_example_validates_cleanly() {
 ///   (default 5) ms, each carrying the time it was sent; its latency is when the client read
 ///   it minus that (one clock: the same process), and the gateway's added latency is its
 ///   percentile minus the direct one.
+///
+/// `STREAM_BENCH_ROUNDS` (default 5) rounds alternate the two; each figure is the median over
+/// the rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: make bench (bench/streaming.sh)"]
 async fn streaming_bench() {
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (chunks, paced, interval_ms) =
         (env("STREAM_BENCH_CHUNKS", 200_000), env("STREAM_BENCH_PACED", 400), env("STREAM_BENCH_INTERVAL_MS", 5));
-    let rounds = env("STREAM_BENCH_ROUNDS", 3);
+    let rounds = env("STREAM_BENCH_ROUNDS", 5);
     let upstream = bench::start().await;
     let config = model_config(&format!("url: \"http://{upstream}\", protocol: OpenAI"), "");
     let gateway = Gateway::start_with(&config, env!("CARGO_BIN_EXE_switchyard"), "warn").await;
@@ -404,32 +405,37 @@ async fn streaming_bench() {
     for (_, url) in &targets {
         bench::burst(&client, url, 1_000).await;
     }
-    let mut rate = HashMap::new();
-    let mut latency = HashMap::new();
+    // Per round and target: chunks/s, latency p50, p99. Rounds alternate the targets, and
+    // each figure is the median over rounds, so one stall of the shared machine does not
+    // decide it.
+    let mut runs: HashMap<&str, Vec<(f64, u64, u64)>> = HashMap::new();
     for _ in 0..rounds {
         for (name, url) in &targets {
-            let best: &mut f64 = rate.entry(*name).or_default();
-            *best = best.max(bench::burst(&client, url, chunks).await);
-            latency.entry(*name).or_insert_with(Vec::new).extend(bench::paced(&client, url, paced, interval_ms).await);
+            let rate = bench::burst(&client, url, chunks).await;
+            let mut latencies = bench::paced(&client, url, paced, interval_ms).await;
+            latencies.sort_unstable();
+            let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+            runs.entry(*name).or_default().push((rate, pct(0.5), pct(0.99)));
         }
     }
-    let pct = |name: &str, p: f64| {
-        let mut v = latency[name].clone();
-        v.sort_unstable();
-        v[((v.len() - 1) as f64 * p).round() as usize]
+    let median = |name: &str, pick: fn(&(f64, u64, u64)) -> f64| {
+        let mut v: Vec<f64> = runs[name].iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
+    let (rate, p50, p99) = (|r: &(f64, u64, u64)| r.0, |r: &(f64, u64, u64)| r.1 as f64, |r: &(f64, u64, u64)| r.2 as f64);
     println!(
-        "# streaming through a model backend (SSE, 64-byte events; best of {rounds} for chunks/s, {paced} paced events x {rounds} at {interval_ms} ms for latency)"
+        "# streaming through a model backend (SSE, 64-byte events): median of {rounds} rounds; {chunks} events per burst, {paced} paced events at {interval_ms} ms"
     );
     println!("{:<12} {:>12} {:>12} {:>12}", "target", "chunks/s", "p50 us", "p99 us");
     for (name, _) in &targets {
-        println!("{:<12} {:>12.0} {:>12} {:>12}", name, rate[name], pct(name, 0.5), pct(name, 0.99));
+        println!("{:<12} {:>12.0} {:>12} {:>12}", name, median(name, rate), median(name, p50), median(name, p99));
     }
-    println!("streaming chunks/s switchyard/direct: {:.2}", rate["switchyard"] / rate["direct"]);
+    println!("streaming chunks/s switchyard/direct: {:.2}", median("switchyard", rate) / median("direct", rate));
     println!(
         "streaming added latency per chunk: p50 {} us, p99 {} us",
-        pct("switchyard", 0.5) as i64 - pct("direct", 0.5) as i64,
-        pct("switchyard", 0.99) as i64 - pct("direct", 0.99) as i64
+        median("switchyard", p50) - median("direct", p50),
+        median("switchyard", p99) - median("direct", p99)
     );
 }
 

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-cost bench-discovery bench-signature crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-event-bus bench-cost bench-discovery bench-signature crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -15,6 +15,12 @@ test:
 bench:
 	bash bench/run.sh
 	bash bench/streaming.sh
+	bash bench/event-bus.sh
+
+# Events per second into NATS JetStream through an eventBus backend against publishing
+# directly with async-nats, in one run (bench/event-bus.sh, docs/benchmarks.md).
+bench-event-bus:
+	bash bench/event-bus.sh
 
 # SSE through a model backend against the upstream directly: chunks/s and the latency added
 # per chunk, in one run (bench/streaming.sh, docs/benchmarks.md).

@@ -90,6 +90,15 @@ fn the_shipped_registry_examples_validate_cleanly() {
     assert!(out.contains("3 route(s) programmed"), "{out}");
 }
 
+#[test]
+fn the_shipped_event_bus_examples_validate_cleanly() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/event-bus");
+    let (code, out) = switchyard(&["validate", "-f", dir]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 route(s) programmed"), "{out}");
+    assert!(out.contains("Ready=False (Connecting)"), "a NATS bus is still connecting when nothing is dialled: {out}");
+}
+
 /// A folder holding one VpcAuthorization of 127.0.0.1 on `port`.
 fn vpc_folder(port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

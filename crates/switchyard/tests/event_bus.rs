@@ -112,6 +112,34 @@ async fn a_request_is_published_once_acknowledged_with_every_field_of_the_cloude
 }
 
 #[tokio::test]
+async fn the_gateway_logs_in_with_the_secrets_credentials_and_never_shows_them() {
+    use switchyard_nats::testing::Auth;
+    let nats = NatsServer::start_with(Auth::UserPassword("gw".into(), "n4ts-pa55word".into()));
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    let with_login =
+        nats_config(&nats.url()).replace("subject: orders.created}", "subject: orders.created, credentialsSecretRef: {name: nats-login}}");
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: nats-login, namespace: default}\nstringData: {username: gw, password: n4ts-pa55word}\n";
+    let config = ConfigDir::with(&[("bus.yaml", &with_login), ("secret.yaml", secret)]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
+    assert_eq!(post(&gw, "/orders/1/events", &[], b"{}").await.status, 202);
+    assert_eq!(stream_events(&nats, "ORDERS").await.len(), 1);
+    for path in ["/config_dump", "/status", "/metrics"] {
+        let text = support::get(&gw.url("admin", path)).await.unwrap().text();
+        assert!(!text.contains("n4ts-pa55word"), "{path} shows the password: {text}");
+    }
+    assert!(!gw.log_text().contains("n4ts-pa55word"), "the log shows the password");
+
+    // A wrong password: not Ready, with the reason, and every event refused.
+    config.write("secret.yaml", &secret.replace("n4ts-pa55word", "wr0ng-pa55word"));
+    wait_ready_reason(&gw, "BusUnreachable").await;
+    wait_until("events are refused", CONVERGE, || async { post(&gw, "/orders/1/events", &[], b"{}").await.status == 503 }).await;
+    let status = gw.status().await.to_string();
+    assert!(!status.contains("wr0ng-pa55word") && status.to_ascii_lowercase().contains("authorization"), "{status}");
+}
+
+#[tokio::test]
 async fn a_retried_request_with_its_idempotency_key_or_nonce_is_stored_once_with_the_same_id() {
     let nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
@@ -194,6 +222,12 @@ async fn in_a_burst_every_202_is_a_message_in_the_stream() {
     }
     assert!(accepted > 250, "most of the burst is accepted: {accepted}");
     assert_eq!(stream_events(&nats, "ORDERS").await.len(), accepted, "every 202 is in the stream, and nothing else");
+    let metrics = support::get(&gw.url("admin", "/metrics")).await.unwrap().text();
+    let sample =
+        |name: &str| metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(-1.0);
+    let labels = "{backend=\"default/orders-bus\"";
+    assert_eq!(sample(&format!("switchyard_eventbus_events_total{labels},outcome=\"accepted\"}}")), accepted as f64, "{metrics}");
+    assert_eq!(sample(&format!("switchyard_eventbus_publish_duration_seconds_count{labels}}}")), 300.0, "{metrics}");
 }
 
 /// The Python with the CloudEvents SDK: `scripts/test.sh` creates the venv and exports it.
@@ -288,4 +322,100 @@ async fn a_sink_that_refuses_or_is_gone_is_a_503_and_never_a_202() {
     config.write("bus.yaml", &sink_config(&gone, "Binary"));
     wait_until("the sink is gone", CONVERGE, || async { post(&gw, "/orders/1/events", &[], b"{}").await.error_code() == Some("D503EB") })
         .await;
+}
+
+/// `make bench` (bench/event-bus.sh, release build): events per second into JetStream
+/// through the gateway (HTTP POST → 202 after the ack) against publishing the same events
+/// directly with the same client library (async-nats: publish, await the ack), with the
+/// same concurrency, in one run, two alternating rounds; the best round of each counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/event-bus.sh runs it"]
+async fn event_bus_bench() {
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    let events: usize = std::env::var("EVENT_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let concurrency: usize = std::env::var("EVENT_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
+    let nats = NatsServer::start();
+    nats.create_stream("ORDERS", &["orders.>"]).await;
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
+    let url = gw.proxy_url("/orders/1/events");
+    let client: Client<HttpConnector, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let jetstream = async_nats::jetstream::new(nats.client().await);
+    let body = bytes::Bytes::from_static(b"{\"order\":42,\"total\":9.5,\"items\":[1,2,3]}");
+
+    let through_gateway = || {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let workers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..events / concurrency {
+                            let request = http::Request::post(&url).body(Full::new(body.clone())).unwrap();
+                            let response = client.request(request).await.expect("the gateway answers");
+                            assert_eq!(response.status(), 202);
+                            http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.unwrap();
+            }
+            (events / concurrency * concurrency) as f64 / started.elapsed().as_secs_f64()
+        }
+    };
+    let direct = || {
+        let (jetstream, body) = (jetstream.clone(), body.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let workers: Vec<_> = (0..concurrency)
+                .map(|w| {
+                    let (jetstream, body) = (jetstream.clone(), body.clone());
+                    tokio::spawn(async move {
+                        for i in 0..events / concurrency {
+                            let message = async_nats::jetstream::message::PublishMessage::build()
+                                .payload(body.clone())
+                                .message_id(format!("d-{w}-{i}-{}", rand_suffix()));
+                            let ack = jetstream.send_publish("orders.created", message).await.unwrap();
+                            ack.await.expect("JetStream acknowledges");
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.unwrap();
+            }
+            (events / concurrency * concurrency) as f64 / started.elapsed().as_secs_f64()
+        }
+    };
+    // Warm both paths (connections, the stream's first blocks).
+    through_gateway().await;
+    direct().await;
+    let (mut best_direct, mut best_gateway) = (0f64, 0f64);
+    for round in 1..=2 {
+        let d = direct().await;
+        let g = through_gateway().await;
+        println!("round {round}: direct {d:.0} events/s, switchyard {g:.0} events/s");
+        best_direct = best_direct.max(d);
+        best_gateway = best_gateway.max(g);
+    }
+    println!("# {events} events of {} bytes per round, {concurrency} concurrent publishers, JetStream file storage", body.len());
+    println!("direct (async-nats publish + ack): {best_direct:.0} events/s");
+    println!("switchyard (HTTP POST -> 202 after the ack): {best_gateway:.0} events/s");
+    println!("event bus ratio (switchyard / direct): {:.3} (target >= 0.8)", best_gateway / best_direct);
+}
+
+/// Distinct message ids across rounds (the stream's duplicate window would drop repeats).
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }

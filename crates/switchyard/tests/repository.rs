@@ -13,7 +13,17 @@ fn root() -> PathBuf {
 fn doc_files() -> Vec<PathBuf> {
     let root = root();
     let mut files = vec![root.join("README.md")];
-    for dir in ["docs", "charts/switchyard", "examples/quickstart", "examples/registries", "e2e", "bench"] {
+    for dir in [
+        "docs",
+        "charts/switchyard",
+        "examples/quickstart",
+        "examples/registries",
+        "examples/event-bus",
+        "examples/functions",
+        "examples/models",
+        "e2e",
+        "bench",
+    ] {
         let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
         for entry in entries {
             let path = entry.unwrap().path();

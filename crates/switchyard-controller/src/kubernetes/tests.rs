@@ -262,4 +262,16 @@ fn only_secrets_a_backend_references_reach_compile() {
     let data = &found[&("shop".to_owned(), "login".to_owned())].0;
     assert_eq!(data.get("username").map(String::as_str), Some("nacos"));
     assert!(!data.contains_key("password"), "a value that is not UTF-8 is left out");
+
+    // A model's token and an event bus's login are references too.
+    let mut resources = Resources::default();
+    let yaml = "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: m, namespace: shop}\n\
+                spec: {model: {url: \"http://m\", tokenSecretRef: {name: eas, key: token}}}\n---\n\
+                apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b, namespace: other}\n\
+                spec: {eventBus: {nats: {url: \"nats://n\", subject: s, credentialsSecretRef: {name: bus}}, source: /s, type: t}}\n";
+    switchyard_compile::manifest::add_yaml(&mut resources, "t", yaml);
+    let all = [secret("shop", "eas"), secret("other", "bus"), secret("shop", "bus"), secret("other", "eas")];
+    let found = super::referenced_secrets(&resources.backend_services, &all);
+    let keys: Vec<(String, String)> = found.into_keys().collect();
+    assert_eq!(keys, [("other".to_owned(), "bus".to_owned()), ("shop".to_owned(), "eas".to_owned())]);
 }

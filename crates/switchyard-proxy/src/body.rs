@@ -91,16 +91,20 @@ pub trait FrameObserver: Send {
 
 pin_project! {
     /// What a [`ResponseBody::Watched`] body is held to: the first frame must come by a
-    /// deadline (the time to the first byte), each later one within `idle` of the one
-    /// before; otherwise the body fails, which cuts the client's connection (a stream
-    /// cannot fail any other way once its headers are sent).
+    /// deadline (the time to the first byte), each later one within `idle` of the moment
+    /// the gateway started waiting for it; otherwise the body fails, which cuts the
+    /// client's connection (a stream cannot fail any other way once its headers are sent).
+    /// The idle time runs only while the gateway waits on the upstream: a client slow to
+    /// read (which stops the gateway polling) never makes the upstream look idle.
     pub struct StreamWatch {
-        // Rearmed when it fires early (a frame came since), not on every frame.
+        // Moved earlier at most once (the first idle wait after the first byte's deadline)
+        // and otherwise rearmed only when it fires early: no timer work per frame.
         #[pin]
         timer: tokio::time::Sleep,
         // When the body fails if no frame comes first.
         deadline: tokio::time::Instant,
         idle: std::time::Duration,
+        // A trait object because the meter lives with its backend kind; one call per frame.
         observer: Option<Box<dyn FrameObserver>>,
         // For the log line: the request id and the backend.
         request_id: Option<http::HeaderValue>,
@@ -109,6 +113,8 @@ pin_project! {
         lease: Option<Lease>,
         // A frame has come: a stall from now on is an idle one.
         streaming: bool,
+        // Polled with nothing to give since the last frame: `deadline` is that wait's end.
+        waiting: bool,
     }
 }
 
@@ -121,7 +127,7 @@ impl StreamWatch {
         backend: Arc<str>,
     ) -> Self {
         let timer = tokio::time::sleep_until(first_frame_by);
-        Self { timer, deadline: first_frame_by, idle, observer, request_id, backend, lease: None, streaming: false }
+        Self { timer, deadline: first_frame_by, idle, observer, request_id, backend, lease: None, streaming: false, waiting: false }
     }
 
     fn poll_frame<B>(self: Pin<&mut Self>, mut inner: Pin<&mut B>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
@@ -132,12 +138,8 @@ impl StreamWatch {
         let mut this = self.project();
         match inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                *this.deadline = tokio::time::Instant::now() + *this.idle;
-                if *this.deadline < this.timer.deadline() {
-                    // Sooner than the first byte's deadline the timer was set for (once).
-                    this.timer.as_mut().reset(*this.deadline);
-                }
                 *this.streaming = true;
+                *this.waiting = false;
                 if let Some(observer) = this.observer {
                     if let Some(data) = frame.data_ref() {
                         observer.data(data);
@@ -156,6 +158,14 @@ impl StreamWatch {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Pending => loop {
+                if *this.streaming && !*this.waiting {
+                    *this.waiting = true;
+                    *this.deadline = tokio::time::Instant::now() + *this.idle;
+                    if *this.deadline < this.timer.deadline() {
+                        // Sooner than the first byte's deadline the timer was set for (once).
+                        this.timer.as_mut().reset(*this.deadline);
+                    }
+                }
                 std::task::ready!(this.timer.as_mut().poll(cx));
                 if tokio::time::Instant::now() < *this.deadline {
                     // A frame came since the timer was set: wait until the new deadline.
@@ -472,6 +482,23 @@ mod tests {
             "{waited:?}: the idle time, not the first-byte one"
         );
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_client_slow_to_read_does_not_make_the_upstream_look_idle() {
+        let (mut watch, mut body, tx) = watched(1_000, 100, None);
+        tx.send("data: 1\n\n").unwrap();
+        assert!(next(&mut watch, &mut body).await.unwrap().is_ok());
+        // The client reads nothing for three idle times (the gateway does not poll) ...
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let feeder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send("data: 2\n\n").unwrap();
+            tx
+        });
+        // ... then the next chunk comes 50 ms after it reads again: within the idle time.
+        assert!(next(&mut watch, &mut body).await.unwrap().is_ok(), "not cut for the client's own pause");
+        let _tx = feeder.await.unwrap();
     }
 
     #[tokio::test]

@@ -80,13 +80,23 @@ need_test_venv() {
 need_nats() {
   [[ -x /usr/sbin/nats-server ]] || command -v nats-server >/dev/null || apt_install nats-server
 }
-# More of the same shape, if a test comes to need them:
-# need_postgres()  { [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_install postgresql; }
+# Data service tests (crates/switchyard-sql, crates/switchyard/tests/data_services.rs) run
+# PostgreSQL 15 and MariaDB by hand on 127.0.0.1 in temporary directories (never the
+# packages' services: a policy-rc.d keeps the install from starting them) and kill them by PID.
+no_service_start() {
+  if [[ ! -e /usr/sbin/policy-rc.d ]] && command -v chmod >/dev/null; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
+}
+need_postgres() {
+  [[ -x /usr/lib/postgresql/15/bin/initdb ]] || { no_service_start; apt_install postgresql; }
+}
+need_mariadb() {
+  command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]] || { no_service_start; apt_install mariadb-server; }
+}
 
 PACKAGING_RUNS=0
 if (($# == 0)) && [[ ${PACKAGING:-1} == 1 ]]; then PACKAGING_RUNS=1; fi
 
-DEPS=(rust zookeeper rnacos redis nats test_venv)
+DEPS=(rust zookeeper rnacos redis nats postgres mariadb test_venv)
 if ((PACKAGING_RUNS)); then DEPS+=(npm python_venv); fi
 for dep in "${DEPS[@]}"; do "need_$dep"; done
 if [[ ${TEST_DEPS_ONLY:-0} == 1 ]]; then

@@ -199,10 +199,10 @@ fn default_status() -> u16 {
 }
 
 /// A read-only SQL API.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataServiceBackend {
-    /// `postgres` or `sqlite`.
+    /// `postgres`, `mysql` (MySQL or MariaDB) or `sqlite`.
     pub driver: SqlDriver,
     /// Where the database is.
     pub connection: SqlConnection,
@@ -214,6 +214,11 @@ pub struct DataServiceBackend {
     /// Page sizes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<Pagination>,
+    /// Most connections each proxy opens to the database (default 10); a request waits
+    /// for a free one until its timeout, then gets a 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 200))]
+    pub max_connections: Option<u32>,
 }
 
 /// SQL driver.
@@ -221,6 +226,8 @@ pub struct DataServiceBackend {
 #[serde(rename_all = "lowercase")]
 pub enum SqlDriver {
     Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
     Sqlite,
 }
 
@@ -237,7 +244,8 @@ pub struct SqlConnection {
 }
 
 /// A query parameter of a data service.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct DataParameter {
     /// Name used as `${name}` in the query.
     pub name: String,
@@ -253,6 +261,19 @@ pub struct DataParameter {
     /// Value when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// Least value (integer and number parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Greatest value (integer and number parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Longest value in characters (string parameters; default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub max_length: Option<u32>,
+    /// The only values allowed, as the request writes them.
+    #[serde(rename = "enum", default, skip_serializing_if = "Vec::is_empty")]
+    pub enum_: Vec<String>,
 }
 
 /// Where a data-service parameter comes from.
@@ -263,6 +284,8 @@ pub enum DataParameterLocation {
     Query,
     Path,
     Header,
+    /// A field of a JSON object body or of a form body.
+    Body,
 }
 
 /// Type of a data-service parameter.
@@ -274,6 +297,8 @@ pub enum DataParameterType {
     Number,
     Integer,
     Boolean,
+    /// RFC 3339 (`2024-05-01T12:00:00Z`).
+    Timestamp,
 }
 
 /// Page sizes.

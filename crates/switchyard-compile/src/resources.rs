@@ -36,6 +36,9 @@ pub struct Resources {
     pub secrets: BTreeMap<(String, String), SecretData>,
     /// Gateway-wide choices that change what compile accepts (command-line flags).
     pub options: CompileOptions,
+    /// The folder a standalone configuration is read from: a `dataService`'s relative
+    /// `sqlite://PATH` is relative to it (None in Kubernetes mode).
+    pub config_dir: Option<String>,
 }
 
 /// Gateway-wide settings compile reads; set from the command line, the same on every

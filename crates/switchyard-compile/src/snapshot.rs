@@ -307,6 +307,8 @@ pub enum BackendKind {
     /// Each request published as a CloudEvent (`source`, `type` from the resource); the
     /// client gets 202 with the event id once the bus acknowledged it.
     EventBus { sink: EventSink, source: String, event_type: String },
+    /// A read-only SQL API: one compiled SELECT, paged (see docs/data-services.md).
+    DataService(DataService),
     /// A kind this build does not serve yet; answers a clear error.
     Unimplemented { kind: String },
     /// An accepted backend whose references do not resolve (a missing authorization,
@@ -325,7 +327,7 @@ impl BackendKind {
             | Self::Model { endpoints, .. }
             | Self::EventBus { sink: EventSink::Http { endpoints, .. }, .. } => endpoints,
             Self::EventBus { sink: EventSink::Nats { .. }, .. } => &[],
-            Self::Mock { .. } | Self::Unimplemented { .. } | Self::Unavailable { .. } => &[],
+            Self::Mock { .. } | Self::DataService(_) | Self::Unimplemented { .. } | Self::Unavailable { .. } => &[],
         }
     }
 }
@@ -502,4 +504,79 @@ pub enum VpcGrantTarget {
     Address(std::net::IpAddr),
     Service(String),
     Host(String),
+}
+
+/// A `dataService` backend as compile checked it. The SQL text holds only the driver's
+/// bind markers (`$1` / `?`), never a request value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataService {
+    pub driver: DataDriver,
+    pub connection: DataConnection,
+    /// The SELECT, then `LIMIT <marker> OFFSET <marker>` (bound last).
+    pub page_sql: String,
+    /// `SELECT COUNT(*) FROM (<the SELECT>) AS switchyard_count`.
+    pub count_sql: String,
+    /// For each bind marker of the SELECT, in order, the index of its parameter.
+    pub binds: Vec<usize>,
+    pub parameters: Vec<DataParam>,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    /// Pool size per proxy.
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataDriver {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
+/// Where the database is. A server URL may hold credentials: it travels as a secret
+/// (redacted in `/config_dump` by its field name, never in a message).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataConnection {
+    Url {
+        url_secret: SecretText,
+    },
+    /// An SQLite file (absolute, or relative to the proxy's working directory).
+    SqliteFile {
+        path: String,
+    },
+}
+
+/// One parameter of a data service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataParam {
+    pub name: String,
+    pub location: DataParamLocation,
+    pub kind: DataParamType,
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Longest string value, in characters.
+    pub max_length: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataParamLocation {
+    Query,
+    Path,
+    Header,
+    Body,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataParamType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Timestamp,
 }

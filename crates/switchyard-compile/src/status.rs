@@ -154,4 +154,6 @@ pub mod reason {
     pub const CONNECTING: &str = "Connecting";
     pub const NO_STREAM: &str = "NoStream";
     pub const BUS_UNREACHABLE: &str = "BusUnreachable";
+    pub const INVALID_QUERY: &str = "InvalidQuery";
+    pub const DATABASE_UNREACHABLE: &str = "DatabaseUnreachable";
 }

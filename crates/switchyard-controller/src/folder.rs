@@ -46,7 +46,8 @@ impl FolderSource {
             return None;
         }
         self.fingerprint = Some(fingerprint);
-        let mut resources = Resources { options: self.options, ..Resources::default() };
+        let config_dir = std::path::absolute(&self.dir).ok().map(|d| d.display().to_string());
+        let mut resources = Resources { options: self.options, config_dir, ..Resources::default() };
         if !self.dir.is_dir() {
             resources.invalid.push(unreadable(&self.dir, "is not a readable directory"));
         }

@@ -143,6 +143,28 @@ pub enum GatewayError {
     BadEventId { header: &'static str },
     #[error("the gateway has no randomness for an event id")]
     NoRandomness,
+    // --- `dataService` ---
+    #[error("data service {backend}: parameter {parameter} is required")]
+    DataParameterMissing { backend: String, parameter: String },
+    #[error("data service {backend}: parameter {parameter} is invalid: {why}")]
+    DataParameterInvalid { backend: String, parameter: String, why: String },
+    #[error("{parameter} {why}")]
+    DataPageInvalid { parameter: &'static str, why: String },
+    #[error("pageSize {size} is above the maximum page size {max}")]
+    DataPageTooLarge { size: u64, max: u32 },
+    #[error("the request body cannot be read for parameters: {why}")]
+    DataBodyInvalid { why: String },
+    /// The database refused a bound value as data; `detail` (its words) for the log.
+    #[error("data service {backend}: the database refused a parameter value as data")]
+    DataValueRefused { backend: String, detail: String },
+    #[error("data service {backend}: the query did not finish within {timeout_ms} ms and was cancelled")]
+    DataTimeout { backend: String, timeout_ms: u64 },
+    #[error("data service {backend}: every database connection stayed busy until the request's deadline")]
+    DataPoolExhausted { backend: String },
+    #[error("data service {backend}: the database is unavailable")]
+    DataUnavailable { backend: String, detail: String },
+    #[error("data service {backend}: the database refused the query")]
+    DataQueryFailed { backend: String, detail: String },
 }
 
 impl GatewayError {
@@ -198,6 +220,16 @@ impl GatewayError {
             Self::EventTooLarge { .. } => "A413ET",
             Self::BadEventId { .. } => "A400EK",
             Self::NoRandomness => "D503RN",
+            Self::DataParameterMissing { .. } => "A400DM",
+            Self::DataParameterInvalid { .. } => "A400DP",
+            Self::DataPageInvalid { .. } => "A400DG",
+            Self::DataPageTooLarge { .. } => "A400DS",
+            Self::DataBodyInvalid { .. } => "A400DB",
+            Self::DataValueRefused { .. } => "A400DV",
+            Self::DataTimeout { .. } => "D504DT",
+            Self::DataPoolExhausted { .. } => "D503DP",
+            Self::DataUnavailable { .. } => "D503DU",
+            Self::DataQueryFailed { .. } => "D502DQ",
         }
     }
 
@@ -244,6 +276,15 @@ impl GatewayError {
             }
             Self::EventTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadEventId { .. } => StatusCode::BAD_REQUEST,
+            Self::DataParameterMissing { .. }
+            | Self::DataParameterInvalid { .. }
+            | Self::DataPageInvalid { .. }
+            | Self::DataPageTooLarge { .. }
+            | Self::DataBodyInvalid { .. }
+            | Self::DataValueRefused { .. } => StatusCode::BAD_REQUEST,
+            Self::DataTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::DataPoolExhausted { .. } | Self::DataUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DataQueryFailed { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -269,7 +310,14 @@ impl GatewayError {
             | Self::EventBusUnavailable { backend, .. }
             | Self::EventBusTimeout { backend, .. }
             | Self::EventBusRefused { backend, .. }
-            | Self::EventTooLarge { backend } => Some(backend),
+            | Self::EventTooLarge { backend }
+            | Self::DataParameterMissing { backend, .. }
+            | Self::DataParameterInvalid { backend, .. }
+            | Self::DataValueRefused { backend, .. }
+            | Self::DataTimeout { backend, .. }
+            | Self::DataPoolExhausted { backend }
+            | Self::DataUnavailable { backend, .. }
+            | Self::DataQueryFailed { backend, .. } => Some(backend),
             _ => None,
         }
     }
@@ -283,7 +331,10 @@ impl GatewayError {
             | Self::BackendConnect { detail, .. }
             | Self::BackendFailed { detail, .. }
             | Self::BackendTls { detail, .. }
-            | Self::EgressDenied { detail, .. } => Some(detail),
+            | Self::EgressDenied { detail, .. }
+            | Self::DataValueRefused { detail, .. }
+            | Self::DataUnavailable { detail, .. }
+            | Self::DataQueryFailed { detail, .. } => Some(detail),
             _ => None,
         }
     }
@@ -372,6 +423,16 @@ mod tests {
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },
             GatewayError::BadHops,
             GatewayError::LoopDetected { backend: "b".into(), hops: 5, max_hops: 5 },
+            GatewayError::DataParameterMissing { backend: "b".into(), parameter: "p".into() },
+            GatewayError::DataParameterInvalid { backend: "b".into(), parameter: "p".into(), why: "x".into() },
+            GatewayError::DataPageInvalid { parameter: "pageSize", why: "x".into() },
+            GatewayError::DataPageTooLarge { size: 2, max: 1 },
+            GatewayError::DataBodyInvalid { why: "x".into() },
+            GatewayError::DataValueRefused { backend: "b".into(), detail: "x".into() },
+            GatewayError::DataTimeout { backend: "b".into(), timeout_ms: 1 },
+            GatewayError::DataPoolExhausted { backend: "b".into() },
+            GatewayError::DataUnavailable { backend: "b".into(), detail: "x".into() },
+            GatewayError::DataQueryFailed { backend: "b".into(), detail: "x".into() },
         ];
         let mut codes: Vec<&str> = errors.iter().map(GatewayError::code).collect();
         for e in &errors {

@@ -142,7 +142,9 @@ impl RouteRuntime {
             };
             let event = matches!(
                 snapshot.backends[b.backend].kind,
-                BackendKind::Function { invocation: FunctionInvocation::Event { .. }, .. } | BackendKind::EventBus { .. }
+                BackendKind::Function { invocation: FunctionInvocation::Event { .. }, .. }
+                    | BackendKind::EventBus { .. }
+                    | BackendKind::DataService(_)
             );
             targets.push((Target { backend: b.backend, host, event }, b.weight));
         }

@@ -110,6 +110,7 @@ impl Stores {
             buses: Default::default(),
             // Set by the run loop from the command line.
             options: Default::default(),
+            config_dir: None,
         }
     }
 
@@ -227,6 +228,7 @@ pub fn referenced_secrets(backends: &[BackendService], secrets: &[Arc<Secret>]) 
                 registry.and_then(|r| r.zookeeper.as_ref()).and_then(|z| z.credentials_secret_ref.as_ref()).map(|r| &r.name),
                 b.spec.model.as_ref().and_then(|m| m.token_secret_ref.as_ref()).map(|r| &r.name),
                 b.spec.event_bus.as_ref().and_then(|e| e.nats.as_ref()).and_then(|n| n.credentials_secret_ref.as_ref()).map(|r| &r.name),
+                b.spec.data_service.as_ref().and_then(|d| d.connection.secret_ref.as_ref()).map(|r| &r.name),
             ];
             refs.into_iter().flatten().map(move |name| (ns.clone(), name.clone()))
         })

@@ -4,6 +4,7 @@
 //! shaped (path, query, headers, Host policy) and answers it, or says why it could not
 //! with a [`GatewayError`].
 
+mod data_service;
 mod event_bus;
 mod function;
 mod gateway;
@@ -24,6 +25,7 @@ use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 
 pub use self::function::{EventFunction, EventSource};
+pub use self::data_service::DataServiceBackend;
 pub use self::event_bus::EventBusBackend;
 pub use self::gateway::GatewayBackend;
 pub use self::http::HttpBackend;
@@ -91,6 +93,7 @@ pub enum BackendRuntime {
     EventFunction(EventFunction),
     Model(ModelBackend),
     EventBus(EventBusBackend),
+    DataService(DataServiceBackend),
     Mock(MockBackend),
     Unimplemented(Unimplemented),
     Unavailable(Unavailable),
@@ -119,6 +122,7 @@ impl BackendRuntime {
             BackendKind::EventBus { sink, source, event_type } => {
                 EventBusBackend::build(spec, sink, source, event_type, ctx).map(Self::EventBus)
             }
+            BackendKind::DataService(service) => DataServiceBackend::build(spec, service).map(Self::DataService),
             BackendKind::Unimplemented { kind } => Ok(Self::Unimplemented(Unimplemented::new(kind, &spec.id))),
             BackendKind::Unavailable { reason, message } => Ok(Self::Unavailable(Unavailable::new(&spec.id, reason, message))),
         };
@@ -136,6 +140,7 @@ impl BackendRuntime {
             Self::EventFunction(b) => b.serve(request, ctx).await,
             Self::Model(b) => b.serve(request, ctx).await,
             Self::EventBus(b) => b.serve(request, ctx).await,
+            Self::DataService(b) => b.serve(request, ctx).await,
             Self::Mock(b) => b.serve(request, ctx).await,
             Self::Unimplemented(b) => b.serve(request, ctx).await,
             Self::Unavailable(b) => b.serve(request, ctx).await,
@@ -152,6 +157,7 @@ impl BackendRuntime {
             Self::EventFunction(b) => b.health_report(),
             Self::Model(b) => b.health_report(),
             Self::EventBus(b) => b.health_report(),
+            Self::DataService(b) => b.health_report(),
             Self::Mock(_) | Self::Unimplemented(_) | Self::Unavailable(_) => None,
         }
     }

@@ -1,6 +1,7 @@
 //! BackendServices: the fields every kind shares here, each kind's own compile step in a
 //! module of its own behind [`KindCompiler`].
 
+mod data_service;
 mod event_bus;
 mod function;
 mod gateway;
@@ -20,9 +21,9 @@ use switchyard_api::{BackendService, BackendServiceSpec};
 use super::{ByName, Rejection, accept, name, namespace, reject, status_for, tls};
 use crate::snapshot::{Backend, BackendKind, DialGrant, TlsTrust, VpcGrant};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
+pub(crate) use event_bus::bus_source;
 pub(crate) use policy::retry_policy;
 use policy::{CommonPolicy, common_policy};
-pub(crate) use event_bus::bus_source;
 pub use registry::{describe as describe_registry, registry_source};
 
 /// What routes need to know about each BackendService, accepted or not.
@@ -219,6 +220,7 @@ fn compile_kind(kind: &str, spec: &BackendServiceSpec, cx: &KindContext<'_>, ent
         "function" => spec.function.as_ref().map(|k| k as _),
         "model" => spec.model.as_ref().map(|k| k as _),
         "eventBus" => spec.event_bus.as_ref().map(|k| k as _),
+        "dataService" => spec.data_service.as_ref().map(|k| k as _),
         "registry" => spec.registry.as_ref().map(|k| k as _),
         "gateway" => spec.gateway.as_ref().map(|k| k as _),
         other => return Ok(Resolved::Ready(BackendKind::Unimplemented { kind: other.to_owned() }, 0)),

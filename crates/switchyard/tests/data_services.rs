@@ -1,0 +1,295 @@
+//! `dataService` backends end to end: the real binary (standalone) serving read-only SQL
+//! APIs over a real PostgreSQL 15 and an SQLite file shipped in the config folder.
+
+mod support;
+
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{Value, json};
+use support::{ConfigDir, Switchyard, get, send, wait_until};
+use switchyard_sql::Driver;
+use switchyard_sql::testing::{self, Postgres};
+
+const CONVERGE: Duration = Duration::from_secs(15);
+
+const ROWS: &[&str] = &[
+    "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, category text NOT NULL, price numeric(10,2) NOT NULL, added timestamptz NOT NULL)",
+    "INSERT INTO products SELECT g, 'fruit ' || g, 'fruit', g * 1.25, timestamptz '2024-01-01 00:00:00Z' + g * interval '1 day' FROM generate_series(1, 12) AS g",
+    "INSERT INTO products VALUES (100, 'O''Brien''s tea', 'drink', 3.50, '2024-03-01T00:00:00Z'), (101, 'secret stash', 'hidden', 0.01, '2024-03-02T00:00:00Z')",
+    "CREATE ROLE reader LOGIN PASSWORD 'hunter2-pw'",
+    "GRANT SELECT ON products TO reader",
+];
+
+fn config(pg_port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: pg, namespace: default}}
+stringData: {{url: "postgres://reader:hunter2-pw@127.0.0.1:{pg_port}/postgres"}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: products, namespace: default}}
+spec:
+  dataService:
+    driver: postgres
+    connection: {{secretRef: {{name: pg, key: url}}}}
+    query: "SELECT id, name, price, added FROM products WHERE category = ${{category}} AND price <= ${{maxPrice}} ORDER BY id"
+    parameters:
+      - {{name: category, in: query, type: string, required: true, maxLength: 200}}
+      - {{name: maxPrice, in: query, type: number, default: "1000"}}
+    pagination: {{defaultPageSize: 5, maxPageSize: 10}}
+    maxConnections: 2
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: products, namespace: default}}
+spec:
+  match: {{path: /pg/products, pathType: Exact}}
+  timeout: 3s
+  backendRefs: [{{name: products}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: by-path, namespace: default}}
+spec:
+  dataService:
+    driver: postgres
+    connection: {{secretRef: {{name: pg, key: url}}}}
+    query: "SELECT id, name FROM products WHERE category = ${{category}} AND added >= ${{since}} AND (${{cheap}} = false OR price < 5) ORDER BY id"
+    parameters:
+      - {{name: category, in: path, required: true}}
+      - {{name: since, in: body, type: timestamp, required: true}}
+      - {{name: cheap, in: body, type: boolean, default: "false"}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: by-path, namespace: default}}
+spec:
+  match: {{path: "/pg/categories/{{category}}", pathType: Template}}
+  timeout: 3s
+  backendRefs: [{{name: by-path}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: slow, namespace: default}}
+spec:
+  dataService:
+    driver: postgres
+    connection: {{secretRef: {{name: pg, key: url}}}}
+    query: "SELECT pg_sleep(${{seconds}})::text AS slept"
+    parameters: [{{name: seconds, type: number, required: true, max: 30}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: slow, namespace: default}}
+spec:
+  match: {{path: /pg/slow, pathType: Exact}}
+  timeout: 500ms
+  backendRefs: [{{name: slow}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: lite, namespace: default}}
+spec:
+  dataService:
+    driver: sqlite
+    connection: {{url: "sqlite://shop.db"}}
+    query: "SELECT id, name, price, active FROM items WHERE price >= ${{minPrice}} ORDER BY id"
+    parameters: [{{name: minPrice, type: number, default: "0"}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: lite, namespace: default}}
+spec:
+  match: {{path: /lite/items, pathType: Exact}}
+  backendRefs: [{{name: lite}}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: writer, namespace: default}}
+spec:
+  dataService:
+    driver: sqlite
+    connection: {{url: "sqlite://shop.db"}}
+    query: "DELETE FROM items WHERE id = ${{id}}"
+    parameters: [{{name: id, type: integer}}]
+"#
+    )
+}
+
+async fn call(gw: &Switchyard, path: &str) -> support::Reply {
+    send(Method::GET, &gw.proxy_url(path), &[], &b""[..]).await.expect("the gateway answers")
+}
+
+fn ids(reply: &support::Reply) -> Vec<i64> {
+    reply.json()["data"].as_array().unwrap_or_else(|| panic!("{}", reply.text())).iter().map(|r| r["id"].as_i64().unwrap()).collect()
+}
+
+async fn setup() -> (Postgres, ConfigDir, Switchyard) {
+    let pg = Postgres::start();
+    testing::execute(Driver::Postgres, &pg.url(), ROWS).await;
+    let config = ConfigDir::with(&[("data.yaml", &config(pg.port()))]);
+    testing::execute(
+        Driver::Sqlite,
+        config.file("shop.db").to_str().unwrap(),
+        &[
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL, active BOOLEAN)",
+            "INSERT INTO items VALUES (1, 'pen', 1.5, 1), (2, 'book', 12.0, 0), (3, 'lamp', 30.25, 1)",
+        ],
+    )
+    .await;
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_until("the routes are served", CONVERGE, || async { call(&gw, "/lite/items").await.status == 200 }).await;
+    (pg, config, gw)
+}
+
+#[tokio::test]
+async fn data_apis_page_type_and_refuse_bad_parameters() {
+    let (pg, _config, gw) = setup().await;
+
+    // SQLite, from a file relative to the config folder.
+    let lite = call(&gw, "/lite/items?minPrice=10").await;
+    assert_eq!(lite.status, 200, "{}", lite.text());
+    assert_eq!(
+        lite.json(),
+        json!({"data": [{"id": 2, "name": "book", "price": 12.0, "active": false}, {"id": 3, "name": "lamp", "price": 30.25, "active": true}],
+               "pageNumber": 1, "pageSize": 20, "totalCount": 2})
+    );
+
+    // PostgreSQL through a Secret's URL: typed rows, paging in SQL.
+    let first = call(&gw, "/pg/products?category=fruit").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let body = first.json();
+    assert_eq!((body["pageNumber"].clone(), body["pageSize"].clone(), body["totalCount"].clone()), (json!(1), json!(5), json!(12)));
+    assert_eq!(body["data"][0], json!({"id": 1, "name": "fruit 1", "price": "1.25", "added": "2024-01-02T00:00:00Z"}));
+    assert_eq!(ids(&call(&gw, "/pg/products?category=fruit&pageNumber=3").await), [11, 12]);
+    assert_eq!(ids(&call(&gw, "/pg/products?category=fruit&pageNumber=2&pageSize=4").await), [5, 6, 7, 8]);
+    let past = call(&gw, "/pg/products?category=fruit&pageNumber=99").await;
+    assert_eq!((ids(&past).len(), past.json()["totalCount"].clone()), (0, json!(12)));
+    assert_eq!(ids(&call(&gw, "/pg/products?category=fruit&maxPrice=3").await), [1, 2]);
+
+    // Bad parameters: each a 400 with its own code, naming the parameter.
+    for (path, code, names) in [
+        ("/pg/products", "A400DM", "category"),
+        ("/pg/products?category=fruit&maxPrice=cheap", "A400DP", "maxPrice"),
+        ("/pg/products?category=fruit&pageSize=11", "A400DS", "pageSize"),
+        ("/pg/products?category=fruit&pageSize=0", "A400DG", "pageSize"),
+        ("/pg/products?category=fruit&pageNumber=-1", "A400DG", "pageNumber"),
+        ("/pg/slow?seconds=31", "A400DP", "seconds"),
+    ] {
+        let reply = call(&gw, path).await;
+        assert_eq!((reply.status.as_u16(), reply.error_code()), (400, Some(code)), "{path}: {}", reply.text());
+        assert!(reply.json()["message"].as_str().unwrap().contains(names), "{path}: {}", reply.text());
+    }
+    let long = format!("/pg/products?category={}", "x".repeat(201));
+    assert_eq!(call(&gw, &long).await.error_code(), Some("A400DP"));
+
+    // Path and body parameters (JSON and form).
+    let url = gw.proxy_url("/pg/categories/fruit");
+    let json_body =
+        send(Method::POST, &url, &[("content-type", "application/json")], &br#"{"since": "2024-01-10T00:00:00Z"}"#[..]).await.unwrap();
+    assert_eq!(ids(&json_body), [9, 10, 11, 12], "{}", json_body.text());
+    let form = send(
+        Method::POST,
+        &gw.proxy_url("/pg/categories/drink"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &b"since=2024-01-01T00%3A00%3A00%2B00%3A00&cheap=true"[..],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&form), [100], "{}", form.text());
+    let bad_time = send(Method::POST, &url, &[("content-type", "application/json")], &br#"{"since": "last tuesday"}"#[..]).await.unwrap();
+    assert_eq!(bad_time.error_code(), Some("A400DP"), "{}", bad_time.text());
+    let not_json = send(Method::POST, &url, &[("content-type", "application/json")], &b"{"[..]).await.unwrap();
+    assert_eq!(not_json.error_code(), Some("A400DB"));
+
+    // The statement timeout: a 504 within the route's 500 ms, the query cancelled.
+    let started = std::time::Instant::now();
+    let slow = call(&gw, "/pg/slow?seconds=5").await;
+    assert_eq!((slow.status.as_u16(), slow.error_code()), (504, Some("D504DT")), "{}", slow.text());
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+
+    // A refused query is Accepted=False with the reason; the credentials are nowhere.
+    let (accepted, reason) = gw.condition("BackendService", "writer", "Accepted").await.unwrap();
+    assert_eq!((accepted.as_str(), reason.as_str()), ("False", "InvalidQuery"));
+    let status = get(&gw.url("admin", "/status")).await.unwrap().text();
+    let dump = get(&gw.url("admin", "/config_dump")).await.unwrap().text();
+    for text in [&status, &dump, &gw.log_text()] {
+        assert!(!text.contains("hunter2-pw"), "a credential leaked: {text}");
+    }
+    assert!(dump.contains("DataService"), "{dump}");
+    drop(pg);
+}
+
+#[tokio::test]
+async fn injection_payloads_are_only_ever_data() {
+    let (pg, _config, gw) = setup().await;
+    let baseline = call(&gw, "/pg/products?category=fruit&pageSize=10").await.json();
+    let payloads = [
+        "fruit'",
+        "fruit' OR '1'='1",
+        "fruit' OR 1=1 --",
+        "' OR 1=1; --",
+        "fruit'; DROP TABLE products; --",
+        "fruit'; DELETE FROM products; SELECT '",
+        "x' UNION SELECT id, name, price, added FROM products WHERE category = 'hidden' --",
+        "fruit\\' OR 1=1 --",
+        "fruit\\",
+        "fruit /* */",
+        "fruit\u{2019} OR \u{2018}1\u{2019}=\u{2019}1",
+        "fruit\u{FF07} OR 1=1",
+        "fruit\u{02BC} OR 1=1",
+        "${category}",
+        "$1",
+        "?",
+        "%",
+        "fruit%",
+        "O'Brien's tea",
+    ];
+    for payload in payloads {
+        let query = form_encode(payload);
+        let reply = call(&gw, &format!("/pg/products?category={query}&pageSize=10")).await;
+        assert_eq!(reply.status, 200, "{payload}: {}", reply.text());
+        let body = reply.json();
+        assert_eq!(body["totalCount"], json!(0), "{payload} matched rows: {body}");
+        // As a number parameter, each is refused before the database sees it.
+        let number = call(&gw, &format!("/pg/products?category=fruit&maxPrice={query}")).await;
+        assert_eq!(number.error_code(), Some("A400DP"), "{payload}");
+    }
+    // The category that exists is still found exactly, quotes and all.
+    let tea = call(&gw, "/pg/products?category=drink").await.json();
+    assert_eq!(tea["data"][0]["name"], json!("O'Brien's tea"));
+    // A NUL byte: the database refuses it as data, a 400.
+    let nul = call(&gw, "/pg/products?category=fruit%00").await;
+    assert_eq!((nul.status.as_u16(), nul.error_code()), (400, Some("A400DV")), "{}", nul.text());
+    // Oversized values: refused by maxLength, before the database.
+    let huge = call(&gw, &format!("/pg/products?category={}", "'".repeat(5000))).await;
+    assert_eq!(huge.error_code(), Some("A400DP"));
+    // Nothing changed.
+    assert_eq!(call(&gw, "/pg/products?category=fruit&pageSize=10").await.json(), baseline);
+    let hidden = call(&gw, "/pg/products?category=hidden").await.json();
+    assert_eq!(hidden["totalCount"], json!(1), "the table is intact");
+    drop(pg);
+}
+
+#[tokio::test]
+async fn database_down_is_a_503_and_back_is_served() {
+    let (mut pg, _config, gw) = setup().await;
+    assert_eq!(call(&gw, "/pg/products?category=fruit").await.status, 200);
+    pg.stop();
+    let started = std::time::Instant::now();
+    let down = call(&gw, "/pg/products?category=fruit").await;
+    assert_eq!((down.status.as_u16(), down.error_code()), (503, Some("D503DU")), "{}", down.text());
+    assert!(started.elapsed() < Duration::from_secs(4));
+    pg.restart();
+    wait_until("the database is served again", CONVERGE, || async { call(&gw, "/pg/products?category=fruit").await.status == 200 }).await;
+    let value: Value = call(&gw, "/pg/products?category=fruit").await.json();
+    assert_eq!(value["totalCount"], json!(12));
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}

@@ -293,3 +293,25 @@ async fn database_down_is_a_503_and_back_is_served() {
 fn form_encode(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
+
+#[tokio::test]
+async fn the_sqlite_quickstart_example_serves() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/data-services");
+    let config = ConfigDir::new();
+    for file in ["data-service.yaml", "shop.db"] {
+        std::fs::copy(example.join(file), config.file(file)).unwrap();
+    }
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_until("the example is served", CONVERGE, || async { call(&gw, "/products?category=tea").await.status == 200 }).await;
+    let coffee = call(&gw, "/products?category=coffee&maxPrice=20").await;
+    assert_eq!(
+        coffee.json(),
+        json!({"data": [{"id": 1, "name": "Espresso beans", "price": 12.5, "in_stock": true},
+                        {"id": 2, "name": "Filter papers", "price": 3.2, "in_stock": true}],
+               "pageNumber": 1, "pageSize": 20, "totalCount": 2})
+    );
+    assert_eq!(call(&gw, "/products?category=juice").await.error_code(), Some("A400DP"));
+    let paged = call(&gw, "/products?category=coffee&pageSize=1&pageNumber=3").await.json();
+    assert_eq!((paged["data"][0]["id"].clone(), paged["totalCount"].clone()), (json!(4), json!(3)));
+}

@@ -4,8 +4,8 @@
 //! exhaustively (see `tests/golden`).
 #![forbid(unsafe_code)]
 
-mod compile;
 pub mod bus;
+mod compile;
 pub mod discovered;
 pub mod manifest;
 pub mod path_template;

@@ -5,8 +5,8 @@
 //! `snapshot_server` serves them to remote proxies; `status` keeps conditions.
 #![forbid(unsafe_code)]
 
-pub mod connectivity;
 pub mod buses;
+pub mod connectivity;
 pub mod discovery;
 pub mod folder;
 pub mod kubernetes;

@@ -28,7 +28,9 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, path: String, allow: String },
     #[error("the request line and headers are {size} bytes; the limit is {limit}")]
     HeadersTooLarge { size: usize, limit: usize },
-    #[error("the request body is larger than the limit of {limit} bytes (the route's requestBodyLimit, or an event function's maxRequestSize)")]
+    #[error(
+        "the request body is larger than the limit of {limit} bytes (the route's requestBodyLimit, or an event function's maxRequestSize)"
+    )]
     BodyTooLarge { limit: u64 },
     #[error("bad request: {0}")]
     BadRequest(String),

@@ -24,9 +24,9 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 
-pub use self::function::{EventFunction, EventSource};
 pub use self::data_service::DataServiceBackend;
 pub use self::event_bus::EventBusBackend;
+pub use self::function::{EventFunction, EventSource};
 pub use self::gateway::GatewayBackend;
 pub use self::http::HttpBackend;
 pub use self::mock::MockBackend;

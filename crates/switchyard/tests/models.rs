@@ -291,10 +291,16 @@ async fn a_stream_that_stalls_past_the_idle_timeout_is_cut_at_the_idle_time() {
     assert!(!frames.iter().any(|(_, t)| t.contains("[DONE]")), "{frames:?}");
     assert!(error.is_some(), "the client sees the stream cut, not a clean end: {frames:?}");
     assert!(total < Duration::from_secs(3), "cut at the 500 ms idle time, not after the stall or the 5 min timeout: {total:?}");
+    // The gateway logs the cut as it happens; its log reaches the test through a pipe.
+    let warned = |log: &str| {
+        log.lines().any(|l| l.contains("WARN") && l.contains("idle timeout") && l.contains("stall-1") && l.contains("default/llm"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !warned(&gateway.log_text()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = gateway.log_text();
-    let warned =
-        log.lines().any(|l| l.contains("WARN") && l.contains("idle timeout") && l.contains("stall-1") && l.contains("default/llm"));
-    assert!(warned, "a warning names the request id and the backend:\n{log}");
+    assert!(warned(&log), "a warning names the request id and the backend:\n{log}");
     // A stream that keeps moving is never cut, however long it runs in total.
     let steady = [("x-upstream-chunks", "8"), ("x-upstream-interval-ms", "250")];
     let (frames, error, total) = stream_frames(&gateway.url("/v1/chat/completions"), &steady, STREAM_REQUEST).await;

@@ -252,15 +252,16 @@ async fn a_streamed_body_over_the_limit_is_cut_off_with_413() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unimplemented_backend_kinds_answer_501_not_a_panic() {
+async fn an_event_function_that_cannot_be_reached_is_a_502_with_its_code_not_a_panic() {
     let function = format!(
         "{API}\nkind: BackendService\nmetadata: {{name: fn}}\nspec:\n  function: {{url: 'http://127.0.0.1:9/invoke', invocation: Event}}\n"
     );
     let r = route("fn", "  match: {path: /fn}\n  backendRefs: [{name: fn}]\n");
     let (_config, gw) = gateway(&[("f.yaml", &format!("{function}---\n{r}"))]).await;
     let reply = get(&gw.proxy_url("/fn")).await.unwrap();
-    assert_eq!((reply.status.as_u16(), reply.error_code()), (501, Some("D501NI")));
-    assert_eq!(gw.condition("BackendService", "fn", "Ready").await, Some(("False".into(), "NotImplemented".into())));
+    // Every kind is served now: nothing answers 501 any more; a dead function is a connect failure.
+    assert_eq!((reply.status.as_u16(), reply.error_code()), (502, Some("D502CF")));
+    assert_eq!(gw.condition("BackendService", "fn", "Ready").await, Some(("True".into(), "Ready".into())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,15 @@ async fn wait_ready_reason(gw: &Switchyard, want: &str) {
     panic!("Ready never became {want}; last {last:?}");
 }
 
+/// A standalone gateway with the orders bus on `nats`, once its backend's Ready reason is `ready`.
+async fn bus_gateway(nats: &NatsServer, ready: &str) -> (ConfigDir, Switchyard) {
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, ready).await;
+    (config, gw)
+}
+
 async fn post(gw: &Switchyard, path: &str, headers: &[(&str, &str)], body: &'static [u8]) -> support::Reply {
     send(Method::POST, &gw.proxy_url(path), headers, body).await.expect("the gateway answers")
 }
@@ -73,10 +82,7 @@ async fn stream_events(nats: &NatsServer, stream: &str) -> Vec<(async_nats::Head
 async fn a_request_is_published_once_acknowledged_with_every_field_of_the_cloudevent() {
     let nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
-    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    wait_ready_reason(&gw, "Ready").await;
+    let (_config, gw) = bus_gateway(&nats, "Ready").await;
 
     let headers = [("content-type", "application/json"), ("authorization", "Bearer client-secret"), ("x-trace", "t1")];
     let reply = post(&gw, "/orders/42/events?source=web&source=app&q=a+b", &headers, b"{\"total\":9.5}").await;
@@ -143,10 +149,7 @@ async fn the_gateway_logs_in_with_the_secrets_credentials_and_never_shows_them()
 async fn a_retried_request_with_its_idempotency_key_or_nonce_is_stored_once_with_the_same_id() {
     let nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
-    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    wait_ready_reason(&gw, "Ready").await;
+    let (_config, gw) = bus_gateway(&nats, "Ready").await;
     for _ in 0..3 {
         let reply = post(&gw, "/orders/1/events", &[("idempotency-key", "pay-1")], b"{}").await;
         assert_eq!((reply.status.as_u16(), reply.json()["eventId"].as_str()), (202, Some("pay-1")));
@@ -166,10 +169,7 @@ async fn a_retried_request_with_its_idempotency_key_or_nonce_is_stored_once_with
 async fn a_bus_that_is_down_is_refused_at_once_and_ready_follows_it_back() {
     let mut nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
-    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    wait_ready_reason(&gw, "Ready").await;
+    let (_config, gw) = bus_gateway(&nats, "Ready").await;
     assert_eq!(post(&gw, "/orders/1/events", &[], b"{}").await.status, 202);
 
     nats.stop();
@@ -188,10 +188,7 @@ async fn a_bus_that_is_down_is_refused_at_once_and_ready_follows_it_back() {
 #[tokio::test]
 async fn a_subject_without_a_stream_is_not_ready_and_refused() {
     let nats = NatsServer::start();
-    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    wait_ready_reason(&gw, "NoStream").await;
+    let (_config, gw) = bus_gateway(&nats, "NoStream").await;
     let refused = post(&gw, "/orders/1/events", &[], b"{}").await;
     assert_eq!((refused.status.as_u16(), refused.error_code()), (503, Some("D503ER")), "{}", refused.text());
     nats.create_stream("ORDERS", &["orders.>"]).await;
@@ -203,10 +200,7 @@ async fn a_subject_without_a_stream_is_not_ready_and_refused() {
 async fn in_a_burst_every_202_is_a_message_in_the_stream() {
     let nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
-    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    wait_ready_reason(&gw, "Ready").await;
+    let (_config, gw) = bus_gateway(&nats, "Ready").await;
     let url = gw.proxy_url("/orders/5/events");
     let tasks: Vec<_> = (0..300)
         .map(|i| {
@@ -230,16 +224,6 @@ async fn in_a_burst_every_202_is_a_message_in_the_stream() {
     assert_eq!(sample(&format!("switchyard_eventbus_publish_duration_seconds_count{labels}}}")), 300.0, "{metrics}");
 }
 
-/// The Python with the CloudEvents SDK: `scripts/test.sh` creates the venv and exports it.
-fn sdk_python() -> String {
-    std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "SWITCHYARD_TEST_PYTHON is not set: it names a Python with the cloudevents SDK. Run the suite through \
-             `bash scripts/test.sh` (it creates .tools/test-venv), or set it to .tools/test-venv/bin/python"
-        )
-    })
-}
-
 /// support/cloudevents_sink.py on an ephemeral loopback port, killed on drop.
 struct Sink {
     child: std::process::Child,
@@ -250,7 +234,7 @@ impl Sink {
     fn start(status: u16) -> Self {
         use std::io::BufRead;
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cloudevents_sink.py");
-        let mut child = std::process::Command::new(sdk_python())
+        let mut child = std::process::Command::new(support::test_python("the cloudevents SDK"))
             .arg(script)
             .args(["--port", "0", "--status", &status.to_string()])
             .stdout(std::process::Stdio::piped())
@@ -340,10 +324,7 @@ async fn event_bus_bench() {
     let concurrency: usize = std::env::var("EVENT_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
     let nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
-    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
-    let gw = Switchyard::standalone(config.path(), &[]);
-    gw.wait_ready().await;
-    wait_ready_reason(&gw, "Ready").await;
+    let (_config, gw) = bus_gateway(&nats, "Ready").await;
     let url = gw.proxy_url("/orders/1/events");
     let client: Client<HttpConnector, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let jetstream = async_nats::jetstream::new(nats.client().await);

@@ -42,16 +42,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The Python with the `openai` SDK: `scripts/test.sh` creates the venv and exports it.
-fn sdk_python() -> String {
-    std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "SWITCHYARD_TEST_PYTHON is not set: it names a Python with the openai SDK. Run the suite through \
-             `bash scripts/test.sh` (it creates .tools/test-venv), or set it to .tools/test-venv/bin/python"
-        )
-    })
-}
-
 /// examples/models/openai_upstream.py on an ephemeral loopback port.
 struct OpenAiUpstream {
     child: Child,
@@ -190,7 +180,7 @@ fn model_config(model: &str, backend_extra: &str) -> ConfigDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_through_the_gateway_streams_and_its_tokens_are_counted_exactly() {
-    let python = sdk_python();
+    let python = support::test_python("the openai SDK");
     let upstream = OpenAiUpstream::start();
     let config = model_config(&format!("url: \"{}\", protocol: OpenAI", upstream.url()), "");
     let gateway = Gateway::start(&config).await;

@@ -307,3 +307,15 @@ pub async fn get_tls(url: &str, ca_pem: &str, headers: &[(&str, &str)]) -> Resul
     };
     tokio::time::timeout(Duration::from_secs(20), exchange).await.map_err(|_| "client timeout".to_owned())?
 }
+
+/// The Python of the test venv (`scripts/test.sh` creates `.tools/test-venv` with the SDKs
+/// the tests drive, `holding` one of them, and exports it as `SWITCHYARD_TEST_PYTHON`).
+#[allow(dead_code)]
+pub fn test_python(holding: &str) -> String {
+    std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SWITCHYARD_TEST_PYTHON is not set: it names a Python with {holding}. Run the suite through \
+             `bash scripts/test.sh` (it creates .tools/test-venv), or set it to .tools/test-venv/bin/python"
+        )
+    })
+}

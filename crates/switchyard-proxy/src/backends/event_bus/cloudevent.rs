@@ -4,10 +4,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderMap, HeaderName};
 use serde::Serialize;
 
-use super::super::function::event::{EventSource, Headers, path_parameters, query_parameters};
+use super::super::function::event::{Headers, path_parameters, query_parameters};
 use crate::error::GatewayError;
 
 /// `Idempotency-Key` (the IETF draft's name), else the Signature scheme's `X-Ca-Nonce`:
@@ -51,15 +51,9 @@ pub struct Attributes<'a> {
     pub time: &'a str,
 }
 
-/// The request, as the event's `data` (spec: "Functions and the event bus").
-pub struct RequestData<'a> {
-    pub source: Option<&'a EventSource>,
-    pub method: &'a Method,
-    pub headers: &'a HeaderMap,
-    /// The shaped backend path and query (AppCode removed, constants added).
-    pub path_and_query: &'a str,
-    pub body: &'a [u8],
-}
+/// The request, as the event's `data` (spec: "Functions and the event bus"): the same
+/// parts an event function's event is made of.
+pub use super::super::function::event::EventInput as RequestData;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,9 +131,10 @@ pub fn structured(attributes: &Attributes<'_>, request: &RequestData<'_>) -> Vec
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use http::{HeaderValue, Method};
     use serde_json::{Value, json};
 
+    use super::super::super::function::event::EventSource;
     use super::*;
 
     fn request<'a>(source: Option<&'a EventSource>, headers: &'a HeaderMap, path_and_query: &'a str, body: &'a [u8]) -> RequestData<'a> {

@@ -1,11 +1,13 @@
 //! A real `nats-server` with JetStream for tests (feature `test-server`): Debian's package
 //! (`/usr/sbin/nats-server`, or `SWITCHYARD_NATS_SERVER`), on a free port of 127.0.0.1 with
-//! a temporary store directory, killed on drop (and by a watchdog if the test process dies).
+//! a temporary store directory, killed on drop (and by a watchdog if the test process dies:
+//! `switchyard_testkit::Supervised`).
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use switchyard_testkit::{Stop, Supervised};
 
 use switchyard_compile::bus::BusSource;
 use switchyard_compile::snapshot::{NatsCredentials, NatsTarget};
@@ -13,9 +15,6 @@ use switchyard_compile::snapshot::{NatsCredentials, NatsTarget};
 const INSTALL_HINT: &str = "nats-server is not installed: the event bus tests run a real server. \
      scripts/test.sh installs it (apt-get install -y --no-install-recommends nats-server, as root); \
      or set SWITCHYARD_NATS_SERVER to a nats-server binary";
-
-/// Runs the server (`"$@"`) and kills it when stdin closes, so no server outlives its test.
-const WATCHDOG: &str = r#"exec 3<&0; "$@" </dev/null & pid=$!; { read -r _ <&3; kill -9 "$pid" 2>/dev/null; } & wait "$pid""#;
 
 /// How a test server wants clients to log in.
 #[derive(Clone, Debug, Default)]
@@ -28,10 +27,8 @@ pub enum Auth {
 
 /// A nats-server with JetStream on loopback.
 pub struct NatsServer {
-    process: Option<Child>,
-    port: u16,
+    server: Supervised,
     auth: Auth,
-    store: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -45,18 +42,18 @@ impl NatsServer {
 
     pub fn start_with(auth: Auth) -> Self {
         let store = tempfile::Builder::new().prefix("switchyard-nats-").tempdir().expect("a temporary directory");
-        let mut server = Self { process: None, port: free_port(), auth, store };
+        let mut server = Self { server: Supervised::new("nats-server", store, Stop::Kill), auth };
         server.launch();
         server
     }
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.server.port())
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// A target for this server with its credentials.
@@ -100,10 +97,7 @@ impl NatsServer {
 
     /// Kills the server (SIGKILL, as a crash). The store stays, for [`Self::restart`].
     pub fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            drop(process.stdin.take());
-            let _ = process.wait();
-        }
+        self.server.stop();
     }
 
     /// Starts the server again on the same port with the same store.
@@ -113,41 +107,20 @@ impl NatsServer {
     }
 
     fn launch(&mut self) {
-        let log = std::fs::File::create(self.store.path().join("server.log")).expect("the server log");
-        let mut command = Command::new("sh");
-        command.args(["-c", WATCHDOG, "sh"]).arg(binary());
-        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"]).arg(self.store.path().join("js"));
+        let mut program: Vec<OsString> = vec![binary().into()];
+        program.extend(["-a", "127.0.0.1", "-p"].map(OsString::from));
+        program.push(self.server.port().to_string().into());
+        program.extend(["-js", "-sd"].map(OsString::from));
+        program.push(self.server.dir().join("js").into());
         match &self.auth {
             Auth::None => {}
-            Auth::Token(token) => {
-                command.args(["--auth", token]);
-            }
+            Auth::Token(token) => program.extend(["--auth", token.as_str()].map(OsString::from)),
             Auth::UserPassword(user, password) => {
-                command.args(["--user", user, "--pass", password]);
+                program.extend(["--user", user.as_str(), "--pass", password.as_str()].map(OsString::from));
             }
         }
-        let process = command
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("the server log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run sh ({e})"));
-        self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            if let Some(status) = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
-                let log = std::fs::read_to_string(self.store.path().join("server.log")).unwrap_or_default();
-                panic!("nats-server exited ({status}): {log}");
-            }
-            assert!(Instant::now() < deadline, "nats-server did not listen within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
+        let program: Vec<&std::ffi::OsStr> = program.iter().map(OsString::as_os_str).collect();
+        self.server.launch(&program, Duration::from_secs(10));
     }
 }
 
@@ -164,9 +137,4 @@ fn binary() -> PathBuf {
 
 fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
-    listener.local_addr().expect("the free port").port()
 }

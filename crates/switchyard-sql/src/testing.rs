@@ -1,23 +1,16 @@
 //! Real database servers for tests (feature `test-server`): PostgreSQL 15 and MariaDB from
 //! Debian's packages (scripts/test.sh installs them), each on a free port of 127.0.0.1 with
-//! a temporary data directory, stopped on drop (and by a watchdog if the test process dies).
+//! a temporary data directory, stopped on drop (and by a watchdog if the test process dies:
+//! `switchyard_testkit::Supervised`, with PostgreSQL's immediate shutdown, SIGQUIT).
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Runs the server (`"$@"`) and stops it when stdin closes (SIGQUIT: PostgreSQL's immediate
-/// shutdown, which takes its backends along; then SIGKILL), so no server outlives its test.
-const WATCHDOG: &str = r#"exec 3<&0; "$@" </dev/null & pid=$!; { read -r _ <&3; kill -QUIT "$pid" 2>/dev/null; sleep 3; kill -9 "$pid" 2>/dev/null; } & wait "$pid""#;
+use switchyard_testkit::{Stop, Supervised};
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
-    listener.local_addr().expect("the free port").port()
-}
 
 fn run(command: &mut Command, what: &str) {
     let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
@@ -27,50 +20,6 @@ fn run(command: &mut Command, what: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// One server process under the watchdog.
-struct Supervised {
-    process: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    name: &'static str,
-}
-
-impl Supervised {
-    fn launch(&mut self, program: &[&std::ffi::OsStr]) {
-        let log = std::fs::File::options().create(true).append(true).open(self.dir.path().join("server.log")).expect("the server log");
-        let mut command = Command::new("sh");
-        command.args(["-c", WATCHDOG, "sh"]).args(program);
-        let process = command
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().expect("the server log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run sh ({e})"));
-        self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            if let Some(status) = self.process.as_mut().and_then(|p| p.try_wait().ok().flatten()) {
-                let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-                panic!("{} exited ({status}): {log}", self.name);
-            }
-            assert!(Instant::now() < deadline, "{} did not listen within 30 s", self.name);
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            drop(process.stdin.take());
-            let _ = process.wait();
-        }
-        // The port is free once the server has gone.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
 }
 
 /// PostgreSQL 15 on loopback, trust authentication, superuser `postgres`.
@@ -98,15 +47,15 @@ impl Postgres {
                 .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]),
             "initdb",
         );
-        let mut pg = Self { server: Supervised { process: None, port: free_port(), dir, name: "postgres" } };
+        let mut pg = Self { server: Supervised::new("postgres", dir, Stop::QuitThenKill) };
         pg.launch();
         pg
     }
 
     fn launch(&mut self) {
-        let data = self.server.dir.path().join("data");
-        let port = self.server.port.to_string();
-        let socket = self.server.dir.path().to_owned();
+        let data = self.server.dir().join("data");
+        let port = self.server.port().to_string();
+        let socket = self.server.dir().to_owned();
         let postgres = Path::new(PG_BIN).join("postgres");
         let args: Vec<std::ffi::OsString> = vec![
             "setpriv".into(),
@@ -129,12 +78,12 @@ impl Postgres {
             "max_connections=50".into(),
         ];
         let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        self.server.launch(&refs);
+        self.server.launch(&refs, Duration::from_secs(30));
         // Listening is not yet accepting queries: wait for a real answer.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(Path::new(PG_BIN).join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.server.port.to_string(), "-t", "1"])
+                .args(["-h", "127.0.0.1", "-p", &self.server.port().to_string(), "-t", "1"])
                 .output()
                 .is_ok_and(|o| o.status.success());
             if ready {
@@ -146,12 +95,12 @@ impl Postgres {
     }
 
     pub fn port(&self) -> u16 {
-        self.server.port
+        self.server.port()
     }
 
     /// The superuser's URL for database `postgres`.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.server.port)
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.server.port())
     }
 
     /// Stops the server (immediate shutdown, as a crash); the data stays, for [`Self::restart`].
@@ -198,8 +147,7 @@ impl MariaDb {
             ]),
             "mariadb-install-db",
         );
-        let port = free_port();
-        let mut db = Self { server: Supervised { process: None, port, dir, name: "mariadbd" } };
+        let mut db = Self { server: Supervised::new("mariadbd", dir, Stop::QuitThenKill) };
         db.launch(&binary);
         let socket = db.socket();
         let sql = "CREATE DATABASE shop; CREATE USER 'gw'@'%' IDENTIFIED BY 'gw-pass'; GRANT ALL ON shop.* TO 'gw'@'%'; FLUSH PRIVILEGES;";
@@ -208,17 +156,17 @@ impl MariaDb {
     }
 
     fn socket(&self) -> PathBuf {
-        self.server.dir.path().join("sock")
+        self.server.dir().join("sock")
     }
 
     fn launch(&mut self, binary: &Path) {
-        let data = self.server.dir.path().join("data");
+        let data = self.server.dir().join("data");
         let args: Vec<std::ffi::OsString> = vec![
             binary.into(),
             "--no-defaults".into(),
             format!("--datadir={}", data.display()).into(),
             format!("--socket={}", self.socket().display()).into(),
-            format!("--port={}", self.server.port).into(),
+            format!("--port={}", self.server.port()).into(),
             "--bind-address=127.0.0.1".into(),
             "--user=root".into(),
             "--skip-log-bin".into(),
@@ -226,15 +174,15 @@ impl MariaDb {
             "--max-connections=50".into(),
         ];
         let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        self.server.launch(&refs);
+        self.server.launch(&refs, Duration::from_secs(30));
     }
 
     pub fn port(&self) -> u16 {
-        self.server.port
+        self.server.port()
     }
 
     pub fn url(&self) -> String {
-        format!("mysql://gw:gw-pass@127.0.0.1:{}/shop", self.server.port)
+        format!("mysql://gw:gw-pass@127.0.0.1:{}/shop", self.server.port())
     }
 
     pub fn stop(&mut self) {

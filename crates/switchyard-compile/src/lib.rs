@@ -6,6 +6,7 @@
 
 pub mod bus;
 mod compile;
+pub mod database;
 pub mod discovered;
 pub mod manifest;
 pub mod path_template;

@@ -28,6 +28,10 @@ pub struct Resources {
     /// What the bus monitors last saw for each `eventBus` BackendService on NATS, keyed by
     /// the BackendService's (namespace, name). Monitors run outside compile (they are I/O).
     pub buses: BTreeMap<(String, String), crate::bus::BusState>,
+    /// What the database monitors last saw for each `dataService` BackendService they
+    /// ping, keyed by the BackendService's (namespace, name). Monitors run outside compile
+    /// (they are I/O).
+    pub databases: BTreeMap<(String, String), crate::database::DatabaseState>,
     /// Secrets that resources reference by name (credentials), keyed by (namespace, name).
     /// Sources fill in only referenced Secrets; compile checks the references. Registry
     /// credentials stay in the controller (its watchers use them); a model token and NATS

@@ -525,7 +525,7 @@ pub struct DataService {
     pub max_connections: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DataDriver {
     Postgres,
     Mysql,
@@ -534,7 +534,7 @@ pub enum DataDriver {
 
 /// Where the database is. A server URL may hold credentials: it travels as a secret
 /// (redacted in `/config_dump` by its field name, never in a message).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DataConnection {
     Url {
         url_secret: SecretText,

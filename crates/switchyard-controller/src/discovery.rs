@@ -51,6 +51,8 @@ pub struct Discovery {
     /// The `eventBus` monitors: I/O feeding compile like the registry watches, woken on
     /// the same `changed`.
     buses: crate::buses::BusMonitors,
+    /// The `dataService` database monitors, likewise.
+    databases: crate::databases::DatabaseMonitors,
 }
 
 /// What every watch last saw, for `/config_dump` (updated on every [`Discovery::results`]).
@@ -92,6 +94,7 @@ impl Discovery {
             report: RegistryReport::default(),
             last_given: BTreeMap::new(),
             buses: crate::buses::BusMonitors::new(crate::buses::nats_monitors()),
+            databases: crate::databases::DatabaseMonitors::new(crate::databases::sql_monitors()),
         }
     }
 
@@ -106,6 +109,17 @@ impl Discovery {
         self.buses.results()
     }
 
+    /// Uses `start` for the database monitors (tests).
+    pub fn with_database_monitors(self, start: crate::databases::StartMonitor) -> Self {
+        Self { databases: crate::databases::DatabaseMonitors::new(start), ..self }
+    }
+
+    /// The latest ping result of every monitored `dataService` BackendService's database
+    /// (compile input `Resources::databases`).
+    pub fn database_results(&self) -> BTreeMap<Key, switchyard_compile::database::DatabaseState> {
+        self.databases.results()
+    }
+
     /// Reports watch state, sync times, instances and malformed entries here.
     pub fn with_metrics(self, metrics: Arc<RegistryMetrics>) -> Self {
         Self { metrics: Some(metrics), ..self }
@@ -116,7 +130,8 @@ impl Discovery {
     /// stops. True when the set of watches changed.
     pub fn reconcile(&mut self, resources: &Resources) -> bool {
         let buses_changed = self.buses.reconcile(resources, &self.changed);
-        self.reconcile_registries(resources) || buses_changed
+        let databases_changed = self.databases.reconcile(resources, &self.changed);
+        self.reconcile_registries(resources) || buses_changed || databases_changed
     }
 
     fn reconcile_registries(&mut self, resources: &Resources) -> bool {

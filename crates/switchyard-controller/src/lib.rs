@@ -7,6 +7,7 @@
 
 pub mod buses;
 pub mod connectivity;
+pub mod databases;
 pub mod discovery;
 pub mod folder;
 pub mod kubernetes;
@@ -84,6 +85,7 @@ pub async fn watch_folder(
             latest.connectivity = prober.results();
             latest.registry = discovery.results();
             latest.buses = discovery.bus_results();
+            latest.databases = discovery.database_results();
             let pass = compile_and_publish(&latest, &publisher, &book, &now_rfc3339());
             published_once = true;
             for change in pass.changes {

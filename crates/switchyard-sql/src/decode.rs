@@ -44,6 +44,18 @@ fn unsupported(column: &str, type_name: &str) -> SqlError {
     }
 }
 
+/// One column into the row's object. Two columns of one name would lose one value
+/// without a word: compile refuses the duplicates it can see (aliases, column names), and
+/// this catches those the database named (`count(*), count(*)`).
+fn put(object: &mut Map<String, Json>, name: &str, value: Json) -> Result<(), SqlError> {
+    if object.insert(name.to_owned(), value).is_some() {
+        return Err(SqlError::Failed {
+            message: format!("two result columns are named {name:?}: each row is an object keyed by column name; alias one (AS ...)"),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn postgres_row(row: &sqlx::postgres::PgRow) -> Result<Json, SqlError> {
     use sqlx::Postgres as P;
     let mut object = Map::new();
@@ -77,7 +89,7 @@ pub(crate) fn postgres_row(row: &sqlx::postgres::PgRow) -> Result<Json, SqlError
                 _ => return Err(unsupported(name, &type_name)),
             }
         };
-        object.insert(name.to_owned(), value);
+        put(&mut object, name, value)?;
     }
     Ok(Json::Object(object))
 }
@@ -119,7 +131,7 @@ pub(crate) fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Result<Json, SqlError> {
                 _ => return Err(unsupported(name, &type_name)),
             }
         };
-        object.insert(name.to_owned(), value);
+        put(&mut object, name, value)?;
     }
     Ok(Json::Object(object))
 }
@@ -133,7 +145,7 @@ pub(crate) fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<Json, SqlError
         let declared = column.type_info().name().to_ascii_uppercase();
         let raw = row.try_get_raw(i).map_err(|e| unreadable(name, "?", e))?;
         if raw.is_null() {
-            object.insert(name.to_owned(), Json::Null);
+            put(&mut object, name, Json::Null)?;
             continue;
         }
         let storage = raw.type_info().name().to_owned();
@@ -145,7 +157,7 @@ pub(crate) fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<Json, SqlError
             "BLOB" => bytes(&<Vec<u8> as Decode<S>>::decode(raw).map_err(bad)?),
             _ => Json::String(<String as Decode<S>>::decode(raw).map_err(bad)?),
         };
-        object.insert(name.to_owned(), value);
+        put(&mut object, name, value)?;
     }
     Ok(Json::Object(object))
 }

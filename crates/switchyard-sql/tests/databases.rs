@@ -237,3 +237,23 @@ async fn mariadb_types_paging_timeout_and_restart() {
     }
     assert!(ok, "the database is back");
 }
+
+#[tokio::test]
+async fn two_result_columns_the_database_names_alike_are_refused_rather_than_one_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop.db");
+    testing::execute(
+        Driver::Sqlite,
+        file.to_str().unwrap(),
+        &["CREATE TABLE items (id INTEGER PRIMARY KEY)", "INSERT INTO items VALUES (1)"],
+    )
+    .await;
+    let db = Database::connect_lazy(Driver::Sqlite, &Target::SqliteFile(file), 1).unwrap();
+    // Unaliased expressions are named by the database: compile cannot see these two agree.
+    let twice = statements("SELECT count(*), count(*) FROM items WHERE id >= ?", Driver::Sqlite, 1);
+    let refused = db.page(&twice, &[Value::Integer(0)], 10, 0, soon(5000)).await.unwrap_err();
+    let SqlError::Failed { message } = refused else { panic!("{refused:?}") };
+    assert!(message.contains("two result columns are named \"count(*)\""), "{message}");
+    let distinct = statements("SELECT count(*), count(id) FROM items WHERE id >= ?", Driver::Sqlite, 1);
+    assert_eq!(db.page(&distinct, &[Value::Integer(0)], 10, 0, soon(5000)).await.unwrap().rows[0], json!({"count(*)": 1, "count(id)": 1}));
+}

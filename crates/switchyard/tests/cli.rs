@@ -99,6 +99,25 @@ fn the_shipped_event_bus_examples_validate_cleanly() {
     assert!(out.contains("Ready=False (Connecting)"), "a NATS bus is still connecting when nothing is dialled: {out}");
 }
 
+#[test]
+fn validate_passes_a_data_service_whose_database_it_does_not_dial_and_refuses_duplicate_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.yaml");
+    let manifest = |query: &str| {
+        format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: products}}\nspec: {{dataService: {{driver: postgres, connection: {{url: \"postgres://reader@127.0.0.1:9/shop\"}}, query: \"{query}\"}}}}\n"
+        )
+    };
+    std::fs::write(&file, manifest("SELECT id, name FROM products")).unwrap();
+    let (code, out) = switchyard(&["validate", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Ready=False (Connecting)"), "validate pings no database: {out}");
+    std::fs::write(&file, manifest("SELECT a.id, b.id FROM a JOIN b ON a.k = b.k")).unwrap();
+    let (code, out) = switchyard(&["validate", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Accepted=False (InvalidQuery)") && out.contains("two result columns are named \"id\""), "{out}");
+}
+
 /// A folder holding one VpcAuthorization of 127.0.0.1 on `port`.
 fn vpc_folder(port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -275,19 +275,41 @@ async fn injection_payloads_are_only_ever_data() {
     drop(pg);
 }
 
+/// Waits until the BackendService's `Ready` has `status` and `reason`.
+async fn wait_ready(gw: &Switchyard, backend: &str, want: (&str, &str)) {
+    let mut last = None;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while tokio::time::Instant::now() < deadline {
+        last = gw.condition("BackendService", backend, "Ready").await;
+        if last.as_ref().is_some_and(|(status, reason)| (status.as_str(), reason.as_str()) == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{backend}: Ready never became {want:?}; last {last:?}");
+}
+
 #[tokio::test]
-async fn database_down_is_a_503_and_back_is_served() {
+async fn database_down_is_a_503_and_not_ready_and_back_is_served_and_ready() {
     let (mut pg, _config, gw) = setup().await;
+    wait_ready(&gw, "products", ("True", "Ready")).await;
+    wait_ready(&gw, "lite", ("True", "Ready")).await;
     assert_eq!(call(&gw, "/pg/products?category=fruit").await.status, 200);
     pg.stop();
     let started = std::time::Instant::now();
     let down = call(&gw, "/pg/products?category=fruit").await;
     assert_eq!((down.status.as_u16(), down.error_code()), (503, Some("D503DU")), "{}", down.text());
     assert!(started.elapsed() < Duration::from_secs(4));
+    wait_ready(&gw, "products", ("False", "DatabaseUnreachable")).await;
+    let status = gw.status().await.to_string();
+    assert!(status.contains("127.0.0.1:") && !status.contains("hunter2-pw") && !status.contains("reader:"), "{status}");
+    wait_ready(&gw, "lite", ("True", "Ready")).await;
     pg.restart();
     wait_until("the database is served again", CONVERGE, || async { call(&gw, "/pg/products?category=fruit").await.status == 200 }).await;
+    wait_ready(&gw, "products", ("True", "Ready")).await;
     let value: Value = call(&gw, "/pg/products?category=fruit").await.json();
     assert_eq!(value["totalCount"], json!(12));
+    assert!(!gw.log_text().contains("hunter2-pw"), "a credential leaked into the log");
 }
 
 fn form_encode(s: &str) -> String {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use switchyard_api::condition_type::ACCEPTED;
 
-pub(crate) use backends::bus_source;
+pub(crate) use backends::{bus_source, database_source};
 pub use backends::{describe_registry, registry_source};
 
 use crate::snapshot::{App, Snapshot};

@@ -105,9 +105,10 @@ impl Stores {
             // Filled by the run loop from the prober (leader only).
             connectivity: Default::default(),
             secrets,
-            // Filled by the run loop from the registry watches and bus monitors.
+            // Filled by the run loop from the registry watches, bus and database monitors.
             registry: Default::default(),
             buses: Default::default(),
+            databases: Default::default(),
             // Set by the run loop from the command line.
             options: Default::default(),
             config_dir: None,
@@ -359,6 +360,7 @@ pub async fn run(
         }
         resources.registry = discovery.results();
         resources.buses = discovery.bus_results();
+        resources.databases = discovery.database_results();
         if leads {
             // Probes run on the leader only; their results are compile input like the rest.
             prober.collect();

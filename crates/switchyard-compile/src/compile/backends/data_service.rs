@@ -1,17 +1,19 @@
 //! `dataService`: one read-only SELECT with `${name}` placeholders, checked here with a
 //! real SQL parser (`sqlparser`, the driver's dialect) and compiled to the driver's bind
 //! markers. Request values never become SQL text: the snapshot holds the SQL with markers
-//! and, per marker, which parameter binds to it.
+//! and, per marker, which parameter binds to it. `Ready` follows what the controller's
+//! database monitor last saw (`Resources::databases`).
 
-use sqlparser::ast::{SelectItem, SetExpr, Statement};
+use sqlparser::ast::{Expr, Ident, Select, SelectItem, SetExpr, Statement};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 use switchyard_api::condition_type::READY;
-use switchyard_api::{DataParameter, DataParameterLocation, DataParameterType, DataServiceBackend, SqlDriver};
+use switchyard_api::{BackendService, DataParameter, DataParameterLocation, DataParameterType, DataServiceBackend, SqlDriver};
 
 use super::{BackendEntry, KindCompiler, KindContext, Resolved};
-use crate::compile::{Rejection, secrets};
+use crate::compile::{Rejection, namespace, secrets};
+use crate::database::{DatabaseSource, DatabaseState, describe};
 use crate::snapshot::{BackendKind, DataConnection, DataDriver, DataParam, DataParamLocation, DataParamType, DataService, SecretText};
 use crate::{ConditionSpec, Resources, reason, validate};
 
@@ -84,12 +86,7 @@ impl KindCompiler for DataServiceBackend {
             Ok(connection) => connection,
             Err(unresolved) => return Ok(Resolved::Unresolved(unresolved)),
         };
-        let ready = ConditionSpec::new(
-            READY,
-            true,
-            reason::READY,
-            format!("{driver:?} data service; the database's reachability is checked per request (503 while it is down)"),
-        );
+        let ready = ready(driver, &connection, cx.resources.databases.get(&(cx.ns.to_owned(), cx.name.to_owned())), cx.resources);
         let kind = BackendKind::DataService(DataService {
             driver,
             connection,
@@ -102,6 +99,49 @@ impl KindCompiler for DataServiceBackend {
             max_connections,
         });
         Ok(Resolved::ReadyWith(kind, 1, ready))
+    }
+}
+
+/// The database a `dataService` BackendService reads, for the controller's monitors; None
+/// for other kinds, for specs compile refuses or cannot resolve, and for what is not
+/// monitored (see [`monitored`]).
+pub(crate) fn database_source(backend: &BackendService, resources: &Resources) -> Option<DatabaseSource> {
+    let spec = backend.spec.data_service.as_ref()?;
+    let driver = driver(spec.driver);
+    let parameters = parameters(&spec.parameters).ok()?;
+    compile_query(&spec.query, driver, &parameters).ok()?;
+    let connection = connection(spec, driver, namespace(&backend.metadata), resources).ok()?.ok()?;
+    monitored(&connection, resources).then_some(DatabaseSource { driver, connection })
+}
+
+/// A database server is pinged by the controller. An SQLite file only in standalone (a
+/// config folder): in Kubernetes mode the file is on each proxy, not where the controller
+/// runs, so its reachability shows per request only.
+fn monitored(connection: &DataConnection, resources: &Resources) -> bool {
+    !matches!(connection, DataConnection::SqliteFile { .. }) || resources.config_dir.is_some()
+}
+
+/// `Ready` from the monitor's last ping of the database (`state`: None before its first
+/// result).
+fn ready(driver: DataDriver, connection: &DataConnection, state: Option<&DatabaseState>, resources: &Resources) -> ConditionSpec {
+    if !monitored(connection, resources) {
+        return ConditionSpec::new(
+            READY,
+            true,
+            reason::READY,
+            "SQLite data service; the file is read on each proxy and checked per request (503 while it cannot be opened)",
+        );
+    }
+    let described = describe(&DatabaseSource { driver, connection: connection.clone() });
+    match state.unwrap_or(&DatabaseState::Connecting) {
+        DatabaseState::Connecting => ConditionSpec::new(READY, false, reason::CONNECTING, format!("connecting to the {described}")),
+        DatabaseState::Reachable => ConditionSpec::new(READY, true, reason::READY, format!("the {described} answers")),
+        DatabaseState::Unreachable { error } => ConditionSpec::new(
+            READY,
+            false,
+            reason::DATABASE_UNREACHABLE,
+            format!("the {described} does not answer: {error}; requests are refused (503 D503DU) until it does"),
+        ),
     }
 }
 
@@ -140,7 +180,7 @@ pub(crate) fn compile_query(query: &str, driver: DataDriver, parameters: &[DataP
     let (sql, names) = substitute(query, driver)?;
     let dialect = dialect(driver);
     check_tokens(&sql, dialect.as_ref(), names.len())?;
-    check_ast(&sql, dialect.as_ref())?;
+    check_ast(&sql, dialect.as_ref(), driver)?;
     let mut binds = Vec::new();
     let mut distinct: Vec<usize> = Vec::new();
     for name in &names {
@@ -277,8 +317,8 @@ fn check_tokens(sql: &str, dialect: &dyn Dialect, markers: usize) -> Result<(), 
 }
 
 /// Exactly one SELECT (a UNION of them, a WITH of them), no `*`, no `INTO`, no locks,
-/// no LIMIT / OFFSET / FETCH (the gateway pages).
-fn check_ast(sql: &str, dialect: &dyn Dialect) -> Result<(), Rejection> {
+/// no LIMIT / OFFSET / FETCH (the gateway pages), no two result columns of one name.
+fn check_ast(sql: &str, dialect: &dyn Dialect, driver: DataDriver) -> Result<(), Rejection> {
     let statements = Parser::parse_sql(dialect, sql).map_err(|e| invalid_query(format!("does not parse: {e}")))?;
     let [statement] = statements.as_slice() else {
         return Err(invalid_query(format!("{} statements: the query is exactly one SELECT", statements.len())));
@@ -297,7 +337,54 @@ fn check_ast(sql: &str, dialect: &dyn Dialect) -> Result<(), Rejection> {
             check_body(&cte.query.body, false)?;
         }
     }
-    check_body(&query.body, true)
+    check_body(&query.body, true)?;
+    check_column_names(&query.body, driver)
+}
+
+/// Each row is a JSON object keyed by column name, so two result columns of one name would
+/// lose a value. The names compile can tell are checked here: an alias, a bare or
+/// qualified column (`a.id` is `id`), as the database returns them (PostgreSQL folds an
+/// unquoted name to lower case). An unaliased expression (`count(*)`, `price * 2`) is
+/// named by the database; the proxy refuses a duplicate among those per request (502).
+fn check_column_names(body: &SetExpr, driver: DataDriver) -> Result<(), Rejection> {
+    let Some(select) = first_select(body) else { return Ok(()) };
+    let mut seen: Vec<String> = Vec::new();
+    for item in &select.projection {
+        let ident = match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias,
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident,
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => match parts.last() {
+                Some(last) => last,
+                None => continue,
+            },
+            _ => continue,
+        };
+        let name = output_name(ident, driver);
+        if seen.contains(&name) {
+            return Err(invalid_query(format!(
+                "two result columns are named {name:?}: each row is an object keyed by column name; give one another name with AS"
+            )));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+/// The SELECT whose columns name the result (the first of a UNION).
+fn first_select(body: &SetExpr) -> Option<&Select> {
+    match body {
+        SetExpr::Select(select) => Some(select),
+        SetExpr::Query(query) => first_select(&query.body),
+        SetExpr::SetOperation { left, .. } => first_select(left),
+        _ => None,
+    }
+}
+
+fn output_name(ident: &Ident, driver: DataDriver) -> String {
+    match (driver, ident.quote_style) {
+        (DataDriver::Postgres, None) => ident.value.to_ascii_lowercase(),
+        _ => ident.value.clone(),
+    }
 }
 
 fn check_body(body: &SetExpr, top: bool) -> Result<(), Rejection> {

@@ -1,6 +1,7 @@
 use switchyard_api::condition_type::{ACCEPTED, READY, RESOLVED_REFS};
 
 use super::compile_query;
+use crate::database::{DatabaseState, database_source};
 use crate::snapshot::{BackendKind, DataConnection, DataDriver, DataParam, DataParamLocation, DataParamType, SecretText};
 use crate::{Compiled, Resources, SecretData, reason};
 
@@ -42,7 +43,7 @@ const SPEC: &str = r#"{driver: postgres, connection: {url: "postgres://reader@db
 fn the_reference_manifest_compiles_to_bind_markers_and_pages_in_sql() {
     let compiled = crate::compile(&resources(SPEC));
     assert!(condition(&compiled, ACCEPTED).0, "{:?}", compiled.statuses);
-    assert!(condition(&compiled, READY).0);
+    assert_eq!(condition(&compiled, READY).1, reason::CONNECTING, "no ping result yet");
     let BackendKind::DataService(ds) = &compiled.snapshot.backends[0].kind else { panic!("{:?}", compiled.snapshot.backends[0].kind) };
     assert_eq!(ds.driver, DataDriver::Postgres);
     assert_eq!(ds.page_sql, "SELECT id, name, price FROM products WHERE category = $1 AND price <= $2 LIMIT $3 OFFSET $4");
@@ -201,4 +202,86 @@ fn connections_are_checked_and_never_shown() {
     res.config_dir = Some("/etc/switchyard".into());
     let BackendKind::DataService(ds) = &crate::compile(&res).snapshot.backends[0].kind else { panic!() };
     assert_eq!(ds.connection, DataConnection::SqliteFile { path: "/etc/switchyard/data/shop.db".into() });
+}
+
+#[test]
+fn ready_follows_the_monitors_ping_and_its_message_never_holds_the_credentials() {
+    let spec = r#"{driver: postgres, connection: {secretRef: {name: pg, key: url}}, query: "SELECT a FROM t"}"#;
+    let mut res = resources(spec);
+    let url = "postgres://reader:hunter2@db.internal:5432/shop?password=hunter2";
+    res.secrets.insert(("shop".into(), "pg".into()), SecretData([("url".to_owned(), url.to_owned())].into()));
+    let compiled = crate::compile(&res);
+    let (ready, why, message) = condition(&compiled, READY);
+    assert_eq!((ready, why), (false, reason::CONNECTING), "{message}");
+    let key = ("shop".to_owned(), "products".to_owned());
+    res.databases.insert(key.clone(), DatabaseState::Reachable);
+    let compiled = crate::compile(&res);
+    let (ready, why, message) = condition(&compiled, READY);
+    assert!(ready && why == reason::READY && message.contains("db.internal:5432/shop"), "{message}");
+    res.databases.insert(key, DatabaseState::Unreachable { error: "connection refused".into() });
+    let compiled = crate::compile(&res);
+    let (ready, why, message) = condition(&compiled, READY);
+    assert!(!ready && why == reason::DATABASE_UNREACHABLE && message.contains("connection refused"), "{message}");
+    assert!(!format!("{:?}", compiled.statuses).contains("hunter2"));
+    assert!(
+        matches!(compiled.snapshot.backends[0].kind, BackendKind::DataService(_)),
+        "a database that is down still serves (503 per request)"
+    );
+}
+
+#[test]
+fn backends_on_one_connection_share_a_source_and_an_sqlite_file_is_pinged_only_in_standalone() {
+    let yaml = |name: &str, url: &str| {
+        format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{dataService: {{driver: postgres, connection: {{url: \"{url}\"}}, query: \"SELECT a FROM t\"}}}}\n"
+        )
+    };
+    let mut res = Resources::default();
+    let all = [yaml("a", "postgres://r@h/db"), yaml("b", "postgres://r@h/db"), yaml("c", "postgres://r@h/other")].join("---\n");
+    crate::manifest::add_yaml(&mut res, "t", &all);
+    let sources: Vec<_> = res.backend_services.iter().map(|b| database_source(b, &res).expect("a server is pinged")).collect();
+    assert!(sources[0] == sources[1] && sources[0] != sources[2]);
+    let lite = resources(r#"{driver: sqlite, connection: {url: "sqlite://shop.db"}, query: "SELECT a FROM t"}"#);
+    assert!(database_source(&lite.backend_services[0], &lite).is_none(), "in Kubernetes mode the file is on the proxies");
+    assert!(condition(&crate::compile(&lite), READY).0, "so Ready does not wait for a ping");
+    let standalone = Resources { config_dir: Some("/etc/switchyard".into()), ..lite };
+    assert!(database_source(&standalone.backend_services[0], &standalone).is_some());
+    let refused = resources(r#"{driver: postgres, connection: {url: "postgres://r@h/db"}, query: "DELETE FROM t"}"#);
+    assert!(database_source(&refused.backend_services[0], &refused).is_none(), "a refused backend is not pinged");
+}
+
+#[test]
+fn two_result_columns_of_one_name_are_refused_naming_the_column() {
+    let cases: &[(DataDriver, &str, &str)] = &[
+        (DataDriver::Postgres, "SELECT a.id, b.id FROM a JOIN b ON a.x = b.x", "\"id\""),
+        (DataDriver::Postgres, "SELECT x AS total, y AS total FROM t", "\"total\""),
+        (DataDriver::Postgres, "SELECT name, x AS Name FROM t", "\"name\""),
+        (DataDriver::Postgres, "SELECT id, count(*) AS id FROM t GROUP BY id", "\"id\""),
+        (DataDriver::Postgres, "SELECT a.id, b.x FROM a JOIN b ON a.x = b.x UNION SELECT 1 AS n, 2 AS n", "\"n\""),
+        (DataDriver::Mysql, "SELECT a.id, b.id FROM a JOIN b ON a.x = b.x", "\"id\""),
+        (DataDriver::Sqlite, "SELECT t.price AS p, u.price AS p FROM t, u", "\"p\""),
+    ];
+    for (driver, query, name) in cases {
+        match compile_query(query, *driver, &[]) {
+            Err(why) => {
+                assert_eq!(why.reason, reason::INVALID_QUERY, "{query}");
+                assert!(why.message.contains(name) && why.message.contains("AS"), "{query}: {}", why.message);
+            }
+            // Only the first SELECT of a UNION names the result.
+            Ok(_) => assert!(query.contains("UNION"), "{query} compiled"),
+        }
+    }
+    for (driver, query) in [
+        (DataDriver::Postgres, "SELECT a.id, b.id AS b_id FROM a JOIN b ON a.x = b.x"),
+        (DataDriver::Postgres, "SELECT \"Id\", \"id\" FROM t"),
+        (DataDriver::Mysql, "SELECT ID, id FROM t"),
+        (DataDriver::Postgres, "SELECT count(*), sum(x) FROM t"),
+    ] {
+        compile_query(query, driver, &[]).unwrap_or_else(|e| panic!("{query}: {}", e.message));
+    }
+    // Through compile: Accepted=False with the reason.
+    let compiled =
+        crate::compile(&resources(r#"{driver: sqlite, connection: {url: "sqlite:///x.db"}, query: "SELECT a.id, b.id FROM a, b"}"#));
+    let (ok, why, message) = condition(&compiled, ACCEPTED);
+    assert!(!ok && why == reason::INVALID_QUERY && message.contains("\"id\""), "{message}");
 }

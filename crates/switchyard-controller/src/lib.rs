@@ -89,7 +89,7 @@ pub async fn watch_folder(
             let pass = compile_and_publish(&latest, &publisher, &book, &now_rfc3339());
             published_once = true;
             for change in pass.changes {
-                eprintln!("switchyard: status {change}");
+                status::print_change(&change);
             }
             if let Some(version) = pass.version {
                 tracing::info!(version, "published snapshot");

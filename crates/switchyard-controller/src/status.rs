@@ -63,6 +63,70 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// An object's kind as a log field (`ApiRoute`; an unknown kind as written).
+pub struct Kind<'a>(pub &'a ObjectRef);
+
+impl std::fmt::Display for Kind<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.written_kind {
+            Some(kind) => f.write_str(kind),
+            None => write!(f, "{:?}", self.0.kind),
+        }
+    }
+}
+
+/// Logs one changed condition with the object as fields (`kind`, `namespace`, `name`),
+/// at `info`; the condition's message is `detail` (`message` is the event's own).
+pub fn log_change(change: &Change) {
+    let (object, c) = (&change.object, &change.condition);
+    let namespace = object.namespace.as_deref().unwrap_or("");
+    tracing::info!(
+        kind = %Kind(object), namespace, name = %object.name,
+        condition = %c.type_, status = %c.status, reason = %c.reason, detail = %c.message,
+        "condition changed"
+    );
+}
+
+/// Standalone prints each changed condition, whatever the log filter: `switchyard: status
+/// OBJECT: TYPE=STATUS (REASON): MESSAGE` on stderr, or with `--log-format json` the
+/// fields of [`log_change`] as one JSON line (one format per process).
+pub fn print_change(change: &Change) {
+    if !json_logs() {
+        eprintln!("switchyard: status {change}");
+        return;
+    }
+    let (object, c) = (&change.object, &change.condition);
+    print_json_line(
+        "condition changed",
+        serde_json::json!({
+            "kind": Kind(object).to_string(), "namespace": object.namespace.as_deref().unwrap_or(""), "name": object.name,
+            "condition": c.type_, "status": c.status, "reason": c.reason, "detail": c.message,
+        }),
+    );
+}
+
+/// One line on stderr shaped like the JSON log's events (`timestamp`, `level`, `message`,
+/// the fields), for what is printed whatever the log filter (listeners, conditions).
+pub fn print_json_line(message: &str, fields: serde_json::Value) {
+    let mut line = serde_json::json!({"timestamp": crate::now_rfc3339(), "level": "INFO", "message": message});
+    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    eprintln!("{line}");
+}
+
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The process logs JSON (`--log-format json`): lines printed outside `tracing` follow.
+pub fn use_json_logs() {
+    JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`use_json_logs`] was called.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The current status of every object.
 #[derive(Default)]
 pub struct StatusBook {

@@ -13,7 +13,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use crate::access_log::AccessRecord;
 use crate::client::Lease;
+use crate::exchange::Exchange;
 
 /// Error type of bodies the gateway forwards.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -79,6 +81,45 @@ impl Body for ResponseBody {
             Self::Upstream { inner, .. } | Self::Watched { inner, .. } => inner.size_hint(),
             Self::Full { inner } => inner.size_hint(),
         }
+    }
+}
+
+pin_project! {
+    /// What the client receives: the response body and, when the access log is on, the
+    /// request's record, counting the bytes that pass; its line is written when this is
+    /// dropped (hyper drops a body once it has sent its end, or when the client left).
+    pub struct ClientBody {
+        #[pin]
+        inner: ResponseBody,
+        log: Option<Box<AccessRecord>>,
+    }
+}
+
+impl ClientBody {
+    pub fn new(inner: ResponseBody, log: Option<Box<AccessRecord>>) -> Self {
+        Self { inner, log }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (this.log, &polled) {
+            log.bytes_out += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -239,8 +280,9 @@ pin_project! {
     #[project = RequestBodyProj]
     pub enum RequestBody {
         /// Streamed from the client with a byte limit enforced on the way; `watch`, when
-        /// someone asked (see [`RequestBody::watch`]), records whether it waits on the client.
-        Streaming { #[pin] inner: Incoming, seen: u64, limit: u64, watch: Option<Arc<BodyWatch>> },
+        /// someone asked (see [`RequestBody::watch`]), records whether it waits on the client;
+        /// `tally`, with the access log on, counts the bytes read (see [`RequestBody::tallied`]).
+        Streaming { #[pin] inner: Incoming, seen: u64, limit: u64, watch: Option<Arc<BodyWatch>>, tally: Option<Arc<Exchange>> },
         /// Buffered (so it can be sent again on a retry).
         Full { #[pin] inner: Full<Bytes> },
     }
@@ -248,7 +290,20 @@ pin_project! {
 
 impl RequestBody {
     pub fn streaming(inner: Incoming, limit: u64) -> Self {
-        Self::Streaming { inner, seen: 0, limit, watch: None }
+        Self::Streaming { inner, seen: 0, limit, watch: None, tally: None }
+    }
+
+    /// The same body, its client bytes counted in `exchange` (a buffered one's at once, a
+    /// streamed one's as they are read, by whichever task reads them).
+    pub fn tallied(mut self, exchange: &Arc<Exchange>) -> Self {
+        match &mut self {
+            Self::Streaming { tally, seen, .. } => {
+                exchange.read(*seen);
+                *tally = Some(exchange.clone());
+            }
+            Self::Full { inner } => exchange.read(inner.size_hint().exact().unwrap_or(0)),
+        }
+        self
     }
 
     /// A watch on a streamed body that has not ended yet (None otherwise: nothing to
@@ -271,7 +326,7 @@ impl Body for RequestBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            RequestBodyProj::Streaming { mut inner, seen, limit, watch } => {
+            RequestBodyProj::Streaming { mut inner, seen, limit, watch, tally } => {
                 let polled = inner.as_mut().poll_frame(cx);
                 if let Some(watch) = watch {
                     watch.set(match &polled {
@@ -282,7 +337,11 @@ impl Body for RequestBody {
                 }
                 let frame = std::task::ready!(polled);
                 if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-                    *seen += data.map_or(0, |d| d.len() as u64);
+                    let n = data.map_or(0, |d| d.len() as u64);
+                    *seen += n;
+                    if let Some(tally) = tally {
+                        tally.read(n);
+                    }
                     if *seen > *limit {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: *limit }))));
                     }

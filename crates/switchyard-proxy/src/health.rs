@@ -22,8 +22,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ActiveHealth {
     policy: ActiveHealthPolicy,
     endpoints: Vec<EndpointHealth>,
-    /// Proxy-wide count of unhealthy endpoints; this runtime's share leaves with it.
-    unhealthy: Gauge,
+    /// Unhealthy endpoints: the proxy-wide count and this backend's; this runtime's share
+    /// leaves with it.
+    unhealthy: [Gauge; 2],
 }
 
 struct EndpointHealth {
@@ -34,7 +35,7 @@ struct EndpointHealth {
 
 impl ActiveHealth {
     /// Every endpoint starts healthy: traffic flows until probes say otherwise.
-    pub fn new(policy: ActiveHealthPolicy, endpoints: usize, unhealthy: Gauge) -> Self {
+    pub fn new(policy: ActiveHealthPolicy, endpoints: usize, unhealthy: [Gauge; 2]) -> Self {
         let endpoints = (0..endpoints)
             .map(|_| EndpointHealth { healthy: AtomicBool::new(true), passes: AtomicU32::new(0), failures: AtomicU32::new(0) })
             .collect();
@@ -51,14 +52,18 @@ impl ActiveHealth {
             e.failures.store(0, Ordering::Relaxed);
             let passes = e.passes.fetch_add(1, Ordering::Relaxed) + 1;
             if passes >= self.policy.healthy_threshold && !e.healthy.swap(true, Ordering::Relaxed) {
-                self.unhealthy.dec();
+                self.unhealthy.iter().for_each(|g| {
+                    g.dec();
+                });
                 tracing::info!(endpoint, "endpoint healthy again");
             }
         } else {
             e.passes.store(0, Ordering::Relaxed);
             let failures = e.failures.fetch_add(1, Ordering::Relaxed) + 1;
             if failures >= self.policy.unhealthy_threshold && e.healthy.swap(false, Ordering::Relaxed) {
-                self.unhealthy.inc();
+                self.unhealthy.iter().for_each(|g| {
+                    g.inc();
+                });
                 tracing::warn!(endpoint, "endpoint failed its health checks; out of rotation");
             }
         }
@@ -68,7 +73,9 @@ impl ActiveHealth {
 impl Drop for ActiveHealth {
     fn drop(&mut self) {
         let unhealthy = self.endpoints.iter().filter(|e| !e.healthy.load(Ordering::Relaxed)).count();
-        self.unhealthy.dec_by(unhealthy as i64);
+        self.unhealthy.iter().for_each(|g| {
+            g.dec_by(unhealthy as i64);
+        });
     }
 }
 
@@ -126,7 +133,7 @@ mod tests {
         ActiveHealth::new(
             ActiveHealthPolicy { path: None, interval_ms: 1000, healthy_threshold: 2, unhealthy_threshold: 3 },
             2,
-            Gauge::default(),
+            [Gauge::default(), Gauge::default()],
         )
     }
 
@@ -148,18 +155,18 @@ mod tests {
 
     #[test]
     fn the_unhealthy_gauge_follows_transitions_and_forgets_a_dropped_runtime() {
-        let gauge = Gauge::default();
+        let (gauge, backend) = (Gauge::default(), Gauge::default());
         let h = ActiveHealth::new(
             ActiveHealthPolicy { path: None, interval_ms: 1000, healthy_threshold: 1, unhealthy_threshold: 1 },
             2,
-            gauge.clone(),
+            [gauge.clone(), backend.clone()],
         );
         h.record(0, false);
         h.record(1, false);
-        assert_eq!(gauge.get(), 2);
+        assert_eq!((gauge.get(), backend.get()), (2, 2));
         h.record(1, true);
-        assert_eq!(gauge.get(), 1);
+        assert_eq!((gauge.get(), backend.get()), (1, 1));
         drop(h);
-        assert_eq!(gauge.get(), 0);
+        assert_eq!((gauge.get(), backend.get()), (0, 0), "the proxy's count and the backend's");
     }
 }

@@ -4,6 +4,7 @@
 //! module per backend kind, `pull` keeps the snapshot fresh in proxy mode.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 mod backends;
@@ -12,6 +13,7 @@ pub mod body;
 mod client;
 pub mod egress;
 pub mod error;
+pub mod exchange;
 mod fast_hash;
 mod health;
 mod metrics;
@@ -49,6 +51,10 @@ pub fn serve_workers(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let make_handler = move || {
+        // On the worker's thread and runtime: its access log buffer is flushed from here.
+        if proxy.access_log != access_log::AccessLogFormat::Off {
+            access_log::start_flushing();
+        }
         let worker = Arc::new(Worker { proxy: proxy.clone(), client: client::upstream_client() });
         move |request, client_addr| {
             let worker = worker.clone();

@@ -1,5 +1,10 @@
-//! Proxy metrics. Label values are resolved to counters once at start, so the request
-//! path only increments atomics.
+//! Proxy metrics. Label values come from configuration only (route and backend ids of
+//! the snapshot, never request data) and are resolved to counters when a runtime is built
+//! ([`RuntimeCounters`]), so the request path only increments atomics. Requests no route
+//! matched count under `route=""`. The one exception is a gateway error's code: a family
+//! lookup, on error responses only.
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -10,14 +15,129 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::exchange::Exchange;
+use crate::runtime::Runtime;
+
+/// `switchyard_proxy_requests_total`: status class first, so the series read as before
+/// with the route and backend added.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClassLabels {
+struct RequestLabels {
     class: &'static str,
+    route: Arc<str>,
+    backend: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabels {
+struct RouteLabels {
+    route: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
     code: &'static str,
+    route: Arc<str>,
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+/// The families of per-route and per-backend traffic, shared by every runtime (clones
+/// share the series).
+#[derive(Clone)]
+pub struct TrafficFamilies {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    errors: Family<ErrorLabels, Counter>,
+    upstream_duration: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    retries: Family<BackendLabels, Counter>,
+    /// Upstream connections dialled, and pooled ones reused, by backend.
+    pub connections_opened: Family<BackendLabels, Counter>,
+    pub connections_reused: Family<BackendLabels, Counter>,
+    /// Endpoints failing active health checks now, by backend.
+    pub unhealthy_by_backend: Family<BackendLabels, Gauge>,
+}
+
+impl Default for TrafficFamilies {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            errors: Family::default(),
+            upstream_duration: Family::new_with_constructor(duration_histogram),
+            retries: Family::default(),
+            connections_opened: Family::default(),
+            connections_reused: Family::default(),
+            unhealthy_by_backend: Family::default(),
+        }
+    }
+}
+
+/// One route's series, resolved when its runtime is built.
+struct RouteCounters {
+    id: Arc<str>,
+    /// Per backend the route may choose (index into the runtime's backends), by class.
+    by_backend: Vec<(usize, [Counter; 5])>,
+    /// Matched, but no backend chosen (refused by auth, shaping).
+    no_backend: [Counter; 5],
+    duration: Histogram,
+}
+
+/// One backend's series.
+struct BackendCounters {
+    upstream_duration: Histogram,
+    retries: Counter,
+}
+
+/// Every series a runtime's requests count into, resolved once per snapshot build.
+#[derive(Default)]
+pub struct RuntimeCounters {
+    routes: Vec<RouteCounters>,
+    backends: Vec<BackendCounters>,
+}
+
+impl TrafficFamilies {
+    fn classes(&self, route: &Arc<str>, backend: &Arc<str>) -> [Counter; 5] {
+        CLASSES.map(|class| self.requests.get_or_create(&RequestLabels { class, route: route.clone(), backend: backend.clone() }).clone())
+    }
+
+    /// The series of `snapshot`'s routes (each with the backends it may choose) and backends.
+    pub fn resolve(&self, snapshot: &switchyard_compile::snapshot::Snapshot) -> RuntimeCounters {
+        let backend_ids: Vec<Arc<str>> = snapshot.backends.iter().map(|b| Arc::from(b.id.as_str())).collect();
+        let none: Arc<str> = Arc::from("");
+        let routes = snapshot
+            .routes
+            .iter()
+            .map(|route| {
+                let id: Arc<str> = Arc::from(route.id.as_str());
+                let mut by_backend: Vec<(usize, [Counter; 5])> = Vec::with_capacity(route.backends.len());
+                for b in &route.backends {
+                    if let Some(backend) = backend_ids.get(b.backend).filter(|_| by_backend.iter().all(|(i, _)| *i != b.backend)) {
+                        by_backend.push((b.backend, self.classes(&id, backend)));
+                    }
+                }
+                RouteCounters {
+                    no_backend: self.classes(&id, &none),
+                    duration: self.duration.get_or_create(&RouteLabels { route: id.clone() }).clone(),
+                    by_backend,
+                    id,
+                }
+            })
+            .collect();
+        let backends = backend_ids
+            .iter()
+            .map(|backend| {
+                let labels = BackendLabels { backend: backend.clone() };
+                BackendCounters {
+                    upstream_duration: self.upstream_duration.get_or_create(&labels).clone(),
+                    retries: self.retries.get_or_create(&labels).clone(),
+                }
+            })
+            .collect();
+        RuntimeCounters { routes, backends }
+    }
 }
 
 /// `switchyard_model_tokens_total` labels: the ApiRoute (`namespace/name`) and
@@ -42,6 +162,8 @@ pub struct BackendMetrics {
     pub events: Family<EventLabels, Counter>,
     /// `eventBus` time from request to the bus's acknowledgement (or failure), by backend.
     pub publish_duration: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    /// Per route and per backend traffic.
+    pub traffic: TrafficFamilies,
 }
 
 impl Default for BackendMetrics {
@@ -52,6 +174,7 @@ impl Default for BackendMetrics {
             model_tokens: Family::default(),
             events: Family::default(),
             publish_duration: Family::new_with_constructor(publish_histogram),
+            traffic: TrafficFamilies::default(),
         }
     }
 }
@@ -99,10 +222,11 @@ impl BackendMetrics {
 
 /// Counters and gauges of one proxy.
 pub struct ProxyMetrics {
-    /// Responses by status class: 1xx..5xx.
-    by_class: [Counter; 5],
-    gateway_errors: Family<CodeLabels, Counter>,
-    duration: Histogram,
+    /// Responses no route matched (or with no snapshot yet), by status class.
+    unmatched: [Counter; 5],
+    unmatched_duration: Histogram,
+    /// `route=""`.
+    no_route: Arc<str>,
     pub snapshot_version: Gauge,
     pub snapshot_swaps: Counter,
     pub snapshot_rejected: Counter,
@@ -110,28 +234,67 @@ pub struct ProxyMetrics {
     snapshot_pull_age: Gauge,
     /// When that was (since the proxy started, until the first answer).
     last_pull: std::sync::Mutex<std::time::Instant>,
+    /// Bytes of the last snapshot pulled.
+    pub snapshot_bytes: Gauge,
+    /// Runtime builds and swaps.
+    pub apply_duration: Histogram,
     pub backends: BackendMetrics,
 }
 
 impl ProxyMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let requests = Family::<ClassLabels, Counter>::default();
-        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| requests.get_or_create(&ClassLabels { class }).clone());
+        let backends = BackendMetrics::default();
+        let traffic = &backends.traffic;
+        let no_route: Arc<str> = Arc::from("");
         let metrics = Self {
-            by_class,
-            gateway_errors: Family::default(),
-            duration: Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            unmatched: traffic.classes(&no_route, &no_route),
+            unmatched_duration: traffic.duration.get_or_create(&RouteLabels { route: no_route.clone() }).clone(),
+            no_route,
             snapshot_version: Gauge::default(),
             snapshot_swaps: Counter::default(),
             snapshot_rejected: Counter::default(),
             snapshot_pull_age: Gauge::default(),
             last_pull: std::sync::Mutex::new(std::time::Instant::now()),
-            backends: BackendMetrics::default(),
+            snapshot_bytes: Gauge::default(),
+            apply_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            backends: backends.clone(),
         };
+        let traffic = &metrics.backends.traffic;
         let proxy = registry.sub_registry_with_prefix("switchyard_proxy");
-        proxy.register("requests", "Responses sent, by status class", requests);
-        proxy.register("gateway_errors", "Responses made by the gateway, by X-Ca-Error-Code", metrics.gateway_errors.clone());
-        proxy.register("request_duration_seconds", "Time from request to response headers", metrics.duration.clone());
+        proxy.register(
+            "requests",
+            "Responses sent, by status class, route and backend (\"\" when none matched or none was chosen)",
+            traffic.requests.clone(),
+        );
+        proxy.register("gateway_errors", "Responses made by the gateway, by X-Ca-Error-Code and route", traffic.errors.clone());
+        proxy.register("request_duration_seconds", "Time from request to response headers, by route", traffic.duration.clone());
+        proxy.register(
+            "upstream_duration_seconds",
+            "Time from the first upstream attempt to the last one's response headers, by backend",
+            traffic.upstream_duration.clone(),
+        );
+        proxy.register("retries", "Upstream attempts after the first, by backend", traffic.retries.clone());
+        proxy.register("upstream_connections_opened", "Upstream connections dialled, by backend", traffic.connections_opened.clone());
+        proxy.register(
+            "upstream_connections_reused",
+            "Requests sent on a pooled upstream connection, by backend",
+            traffic.connections_reused.clone(),
+        );
+        proxy.register(
+            "backend_unhealthy_endpoints",
+            "Endpoints out of rotation after failing active health checks, by backend",
+            traffic.unhealthy_by_backend.clone(),
+        );
+        proxy.register(
+            "snapshot_bytes",
+            "Size of the last snapshot received (proxy mode: as pulled, JSON)",
+            metrics.snapshot_bytes.clone(),
+        );
+        proxy.register(
+            "snapshot_apply_duration_seconds",
+            "Time to build a runtime from a snapshot and swap it in",
+            metrics.apply_duration.clone(),
+        );
         proxy.register("snapshot_version", "Version of the live routing snapshot", metrics.snapshot_version.clone());
         proxy.register("snapshot_swaps", "Snapshots swapped in", metrics.snapshot_swaps.clone());
         proxy.register("snapshot_rejected", "Snapshots refused as inconsistent", metrics.snapshot_rejected.clone());
@@ -182,12 +345,42 @@ impl ProxyMetrics {
         self.snapshot_pull_age.set(i64::try_from(self.pull_age().as_secs()).unwrap_or(i64::MAX));
     }
 
-    pub fn observe(&self, status: u16, error_code: Option<&'static str>, elapsed: Duration) {
+    /// Counts one response (at its headers): by route, backend and class, the route's
+    /// duration, the gateway error, and the backend's upstream time and retries.
+    pub fn observe(
+        &self,
+        runtime: Option<&Runtime>,
+        exchange: &Exchange,
+        status: u16,
+        error_code: Option<&'static str>,
+        elapsed: Duration,
+    ) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.by_class[class].inc();
-        if let Some(code) = error_code {
-            self.gateway_errors.get_or_create(&CodeLabels { code }).inc();
+        let counters = runtime.map(|rt| &rt.counters);
+        let route = counters.zip(exchange.route()).and_then(|(c, i)| c.routes.get(i));
+        match route {
+            Some(route) => {
+                let backend = exchange.backend().and_then(|b| route.by_backend.iter().find(|(i, _)| *i == b));
+                backend.map_or(&route.no_backend, |(_, by_class)| by_class)[class].inc();
+                route.duration.observe(elapsed.as_secs_f64());
+            }
+            None => {
+                self.unmatched[class].inc();
+                self.unmatched_duration.observe(elapsed.as_secs_f64());
+            }
         }
-        self.duration.observe(elapsed.as_secs_f64());
+        if let Some(code) = error_code {
+            let route = route.map_or(&self.no_route, |r| &r.id).clone();
+            self.backends.traffic.errors.get_or_create(&ErrorLabels { code, route }).inc();
+        }
+        if let Some(backend) = counters.zip(exchange.backend()).and_then(|(c, i)| c.backends.get(i)) {
+            if let Some(upstream) = exchange.upstream_time() {
+                backend.upstream_duration.observe(upstream.as_secs_f64());
+            }
+            let retries = exchange.retries();
+            if retries > 0 {
+                backend.retries.inc_by(u64::from(retries));
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwapOption;
 use switchyard_compile::snapshot::Snapshot;
 
+use crate::access_log::AccessLogFormat;
 use crate::auth::nonce::NonceStore;
 use crate::egress::EgressConfig;
 use crate::metrics::ProxyMetrics;
@@ -23,6 +24,8 @@ pub struct Proxy {
     pub metrics: ProxyMetrics,
     /// Signature nonces, shared by every worker and kept across snapshots.
     pub nonces: NonceStore,
+    /// `--access-log` (off unless the caller asks).
+    pub access_log: AccessLogFormat,
 }
 
 impl Proxy {
@@ -34,7 +37,14 @@ impl Proxy {
             egress,
             metrics: ProxyMetrics::register(registry),
             nonces: NonceStore::default(),
+            access_log: AccessLogFormat::Off,
         }
+    }
+
+    /// The same proxy writing an access log line per request in `format`.
+    pub fn with_access_log(mut self, format: AccessLogFormat) -> Self {
+        self.access_log = format;
+        self
     }
 
     /// The same proxy remembering Signature nonces in `nonces` (default: in memory).
@@ -72,9 +82,11 @@ impl Proxy {
             tracing::debug!(version, "routing snapshot has the live content; nothing to rebuild");
             return Ok(());
         }
+        let started = std::time::Instant::now();
         match Runtime::build(snapshot, &self.egress, &self.metrics.backends, previous.as_deref()) {
             Ok(runtime) => {
                 self.live.store(Some(Arc::new(runtime)));
+                self.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
                 self.set_version(version);
                 // Only a real swap: another replica's number for the same content is not news.
                 *self.applied_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::SystemTime::now());

@@ -177,6 +177,7 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
         match polled {
             Ok(Some((snapshot, raw))) => {
                 backoff = Duration::from_millis(100);
+                proxy.metrics.snapshot_bytes.set(i64::try_from(raw.len()).unwrap_or(i64::MAX));
                 let version = snapshot.version;
                 let changed = seen != Some(version);
                 seen = Some(version);

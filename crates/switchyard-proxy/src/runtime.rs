@@ -16,7 +16,7 @@ use crate::egress::{DialPolicy, EgressConfig};
 use crate::error::GatewayError;
 
 use crate::backends::{BackendRuntime, BuildContext};
-use crate::metrics::BackendMetrics;
+use crate::metrics::{BackendMetrics, RuntimeCounters};
 use crate::router::Router;
 use crate::weighted::WeightedCycle;
 
@@ -32,6 +32,8 @@ pub struct Runtime {
     pub routes: Vec<RouteRuntime>,
     /// Shared with the previous runtime when a backend's definition did not change.
     pub backends: Vec<Arc<BackendRuntime>>,
+    /// The metric series of these routes and backends, resolved once here.
+    pub counters: RuntimeCounters,
 }
 
 /// Per-route data the request phases use.
@@ -110,7 +112,8 @@ impl Runtime {
                 _ => Arc::new(BackendRuntime::build(b, &ctx)),
             })
             .collect();
-        Ok(Self { snapshot, dial, router, routes, backends })
+        let counters = metrics.traffic.resolve(&snapshot);
+        Ok(Self { snapshot, dial, router, routes, backends, counters })
     }
 
     /// Endpoint health of every backend that checks it (for `/config_dump`).

@@ -6,12 +6,17 @@
 //! 4. `choose_backend`— weighted pick among the route's backends.
 //! 5. `shape`         — rewrite, constant parameters, Host, forwarding headers, body limit.
 //! 6. `call_backend`  — the backend kind serves it (timeouts, retries, 5xx codes).
-//! 7. `finish`        — request id on every response, metrics.
+//! 7. `finish`        — request id on every response, metrics; the access log line
+//!    when the response body is done (`body::ClientBody`).
+//!
+//! One [`Exchange`] per request records what the phases decided (route, backend,
+//! endpoint, attempts, upstream time, bytes in) for the metrics and the access log.
 //!
 //! The snapshot is loaded once at the start: a request finishes on the snapshot it
 //! started with even if a new one is swapped in meanwhile.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use std::borrow::Cow;
@@ -20,12 +25,14 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::access_log::{AccessLogFormat, AccessRecord};
 use crate::auth::BodyLimits;
 use crate::auth::nonce::NonceStore;
 use crate::backends::CallContext;
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
+use crate::exchange::Exchange;
 use crate::proxy::Proxy;
 use crate::router::{NoMatch, RequestView};
 use crate::runtime::Runtime;
@@ -36,11 +43,26 @@ use switchyard_compile::request_path;
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Serves one client request; never fails: errors become gateway responses.
-pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ResponseBody> {
+pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ClientBody> {
     let started = Instant::now();
     let request_id = crate::request_id::of(request.headers());
-    let outcome = match proxy.runtime() {
-        Some(runtime) => serve(&runtime, client, &proxy.nonces, request, client_addr, &request_id).await,
+    let runtime = proxy.runtime();
+    // The request's record: on the stack, unless the access log reads it after the
+    // response's headers (then shared with the body, which writes the line).
+    let shared = (proxy.access_log != AccessLogFormat::Off).then(Arc::<Exchange>::default);
+    let mut record = shared.as_ref().map(|exchange| {
+        let mut record = Box::new(AccessRecord::start(proxy.access_log, started, &request, client_addr));
+        record.exchange = exchange.clone();
+        record
+    });
+    let local = Exchange::default();
+    let exchange = shared.as_deref().unwrap_or(&local);
+    let outcome = match &runtime {
+        Some(runtime) => {
+            let request_ctx =
+                RequestContext { client, nonces: &proxy.nonces, client_addr, request_id: &request_id, exchange, tally: shared.as_ref() };
+            serve(runtime, request, request_ctx).await
+        }
         None => Err(GatewayError::NotReady.into()),
     };
     let (mut response, code) = match outcome {
@@ -58,19 +80,33 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
             (error.into_response(), Some(code))
         }
     };
+    let status = response.status().as_u16();
+    proxy.metrics.observe(runtime.as_deref(), exchange, status, code, started.elapsed());
+    if let Some(record) = &mut record {
+        record.request_id = request_id.clone();
+        record.status = status;
+        record.error_code = code;
+        record.runtime = runtime;
+    }
     response.headers_mut().insert(X_CA_REQUEST_ID, request_id);
-    proxy.metrics.observe(response.status().as_u16(), code, started.elapsed());
-    response
+    response.map(|body| ClientBody::new(body, record))
 }
 
-async fn serve(
-    runtime: &Runtime,
-    client: &UpstreamClient,
-    nonces: &NonceStore,
-    request: Request<Incoming>,
+/// What `serve` needs besides the runtime and the request.
+struct RequestContext<'a> {
+    client: &'a UpstreamClient,
+    nonces: &'a NonceStore,
     client_addr: SocketAddr,
-    request_id: &http::HeaderValue,
-) -> Result<Response<ResponseBody>, Failure> {
+    request_id: &'a HeaderValue,
+    /// The request's record, which the phases fill in.
+    exchange: &'a Exchange,
+    /// The same record when shared (the access log is on): the client body's bytes are
+    /// counted into it.
+    tally: Option<&'a Arc<Exchange>>,
+}
+
+async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext<'_>) -> Result<Response<ResponseBody>, Failure> {
+    let RequestContext { client, nonces, client_addr, request_id, exchange, tally } = rc;
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
@@ -96,6 +132,7 @@ async fn serve(
         let view = RequestView { host, method: &parts.method, path, query: parts.uri.query(), headers: &parts.headers };
         runtime.router.find(&view).map_err(|why| no_match(why, &view))?
     };
+    exchange.matched(matched.route);
     let route = &runtime.routes[matched.route];
     // From here on a failure names its route in the log (an Arc clone, on errors only).
     let failed = |error: GatewayError| Failure { error, route: Some(route.id.clone()) };
@@ -103,7 +140,12 @@ async fn serve(
     let deadline = Instant::now() + route.timeout;
     let limits = BodyLimits { size: route.body_limit, deadline, budget: route.timeout };
     let body = route.auth.authenticate(&parts, body, limits, nonces).await.map_err(failed)?;
+    let body = match tally {
+        Some(exchange) => body.tallied(exchange),
+        None => body,
+    };
     let target = route.pick();
+    exchange.chose(target.backend);
     let event_params = target.event.then_some(&*route.param_names);
     let input = ShapeInput {
         route,
@@ -123,6 +165,7 @@ async fn serve(
         deadline,
         route_retries: route.retries.as_ref(),
         route: &route.id,
+        exchange,
     };
     runtime.backends[target.backend].serve(shaped, &ctx).await.map_err(failed)
 }

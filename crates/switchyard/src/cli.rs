@@ -8,8 +8,38 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "switchyard", version, about = "Kubernetes-native API gateway")]
 pub struct Cli {
+    /// Process logs on stderr: `text`, or `json` (one object per line, the fields of each
+    /// event as keys). One format per process.
+    #[arg(long, global = true, env = "SWITCHYARD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--access-log`: one line per request on stdout.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogArg {
+    Off,
+    Json,
+    Text,
+}
+
+impl AccessLogArg {
+    pub fn format(self) -> switchyard_proxy::access_log::AccessLogFormat {
+        use switchyard_proxy::access_log::AccessLogFormat;
+        match self {
+            Self::Off => AccessLogFormat::Off,
+            Self::Json => AccessLogFormat::Json,
+            Self::Text => AccessLogFormat::Text,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +111,9 @@ pub struct StandaloneArgs {
     /// Proxy worker threads (default: one per CPU).
     #[arg(long, env = "SWITCHYARD_WORKERS")]
     pub workers: Option<usize>,
+    /// Access log on stdout, one line per request: `json`, `text` (key=value) or `off`.
+    #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "json")]
+    pub access_log: AccessLogArg,
     #[command(flatten)]
     pub egress: EgressArgs,
     #[command(flatten)]
@@ -127,6 +160,9 @@ pub struct ProxyArgs {
     /// Proxy worker threads (default: one per CPU).
     #[arg(long, env = "SWITCHYARD_WORKERS")]
     pub workers: Option<usize>,
+    /// Access log on stdout, one line per request: `json`, `text` (key=value) or `off`.
+    #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "json")]
+    pub access_log: AccessLogArg,
     #[command(flatten)]
     pub egress: EgressArgs,
     #[command(flatten)]

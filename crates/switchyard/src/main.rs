@@ -14,23 +14,33 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     match run::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("switchyard: error: {e:#}");
+            if switchyard_controller::status::json_logs() {
+                let line = serde_json::json!({"level": "ERROR", "message": "exiting", "error": format!("{e:#}")});
+                eprintln!("{line}");
+            } else {
+                eprintln!("switchyard: error: {e:#}");
+            }
             std::process::ExitCode::from(2)
         }
     }
 }
 
-/// Logs go to stderr; `SWITCHYARD_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-fn init_logging() {
+/// Logs go to stderr, as text or JSON (`--log-format`); `SWITCHYARD_LOG` (or `RUST_LOG`)
+/// sets the filter, default `info`. (The access log is the proxy's, on stdout.)
+fn init_logging(format: cli::LogFormat) {
     use std::io::IsTerminal;
     let filter = std::env::var("SWITCHYARD_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => {
+            // Lines printed outside `tracing` (listeners, condition changes) follow.
+            switchyard_controller::status::use_json_logs();
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init();
+        }
+    }
 }

@@ -206,7 +206,11 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         own.push(listener.local_addr()?);
         tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(listener, transport, server));
     }
-    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)).with_nonce_store(nonce_store(&args.nonces)?));
+    let proxy = Arc::new(
+        Proxy::new(&mut registry, args.egress.config(own))
+            .with_nonce_store(nonce_store(&args.nonces)?)
+            .with_access_log(args.access_log.format()),
+    );
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let discovery = registry_discovery(&mut registry);
     let registries = discovery.report_handle();
@@ -366,7 +370,11 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let metrics_listener = listen("metrics", &args.metrics_listen).await?;
     let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?, metrics_listener.local_addr()?];
-    let proxy = Arc::new(Proxy::new(&mut registry, args.egress.config(own)).with_nonce_store(nonce_store(&args.nonces)?));
+    let proxy = Arc::new(
+        Proxy::new(&mut registry, args.egress.config(own))
+            .with_nonce_store(nonce_store(&args.nonces)?)
+            .with_access_log(args.access_log.format()),
+    );
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
     }
@@ -416,14 +424,24 @@ async fn serve_until_signal(listeners: Vec<std::net::TcpListener>, proxy: Arc<Pr
 async fn listen_workers(addr: &str, workers: Option<usize>) -> anyhow::Result<Vec<std::net::TcpListener>> {
     let count = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let listeners = switchyard_http::bind_shared(addr, count).await?;
-    eprintln!("switchyard: listening role=proxy addr={}", listeners[0].local_addr()?);
+    announce("proxy", listeners[0].local_addr()?);
     Ok(listeners)
+}
+
+/// `switchyard: listening role=ROLE addr=ADDR` on stderr, a fixed form that scripts and
+/// tests read; with `--log-format json` an event with `role` and `addr` fields.
+fn announce(role: &str, addr: std::net::SocketAddr) {
+    if switchyard_controller::status::json_logs() {
+        switchyard_controller::status::print_json_line("listening", serde_json::json!({"role": role, "addr": addr.to_string()}));
+    } else {
+        eprintln!("switchyard: listening role={role} addr={addr}");
+    }
 }
 
 /// Binds and announces the address on stderr in a fixed form that scripts and tests read.
 async fn listen(role: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = switchyard_http::bind(addr).await?;
-    eprintln!("switchyard: listening role={role} addr={}", listener.local_addr()?);
+    announce(role, listener.local_addr()?);
     Ok(listener)
 }
 

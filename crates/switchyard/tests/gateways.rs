@@ -104,7 +104,7 @@ async fn a_loop_of_two_gateways_stops_with_508_after_max_hops_and_each_logs_the_
     a_config.write("a.yaml", &gateway_to(&b, ""));
     wait_for_dump(&a, &b.addrs["proxy"].to_string()).await;
 
-    let five_xx = "switchyard_proxy_requests_total{class=\"5xx\"}";
+    let five_xx = "switchyard_proxy_requests_total{class=\"5xx\",route=\"default/api\",backend=\"default/next\"}";
     let (a_before, b_before) = (counter(&a, five_xx).await, counter(&b, five_xx).await);
     let reply = call(&a, "/loop", &[("x-ca-request-id", "loop-test-7f3a")]).await;
     assert_eq!((reply.status.as_u16(), reply.error_code()), (508, Some("D508LD")), "{}", reply.text());
@@ -115,8 +115,9 @@ async fn a_loop_of_two_gateways_stops_with_508_after_max_hops_and_each_logs_the_
     // maxHops 5 on both: A, B, A, B and A forward (hops 1-5); B refuses the sixth arrival.
     assert_eq!(counter(&a, five_xx).await - a_before, 3, "A saw the request three times");
     assert_eq!(counter(&b, five_xx).await - b_before, 3, "B saw it three times");
-    assert_eq!(counter(&b, "switchyard_proxy_gateway_errors_total{code=\"D508LD\"}").await, 1, "only B refused it");
-    assert_eq!(counter(&a, "switchyard_proxy_gateway_errors_total{code=\"D508LD\"}").await, 0, "A passed B's answer back");
+    let loop_detected = "switchyard_proxy_gateway_errors_total{code=\"D508LD\",route=\"default/api\"}";
+    assert_eq!(counter(&b, loop_detected).await, 1, "only B refused it");
+    assert_eq!(counter(&a, loop_detected).await, 0, "A passed B's answer back");
     for (name, gw) in [("A", &a), ("B", &b)] {
         let what = format!("{name} logs the loop with the request id");
         wait_until(&what, Duration::from_secs(5), || async { gw.log_text().contains("loop-test-7f3a") }).await;

@@ -374,7 +374,7 @@ async fn metrics_count_responses_by_class_and_gateway_errors_by_code() {
         get(&gw.proxy_url("/missing")).await.unwrap();
     }
     let metrics = get(&gw.url("admin", "/metrics")).await.unwrap().text();
-    assert!(metrics.contains("switchyard_proxy_requests_total{class=\"4xx\"} 3"), "{metrics}");
-    assert!(metrics.contains("switchyard_proxy_gateway_errors_total{code=\"A404NF\"} 3"), "{metrics}");
+    assert!(metrics.contains("switchyard_proxy_requests_total{class=\"4xx\",route=\"\",backend=\"\"} 3"), "{metrics}");
+    assert!(metrics.contains("switchyard_proxy_gateway_errors_total{code=\"A404NF\",route=\"\"} 3"), "{metrics}");
     assert!(metrics.contains("switchyard_proxy_snapshot_version"), "{metrics}");
 }

@@ -27,7 +27,9 @@ impl Events {
             let Some(reference) = reference(&change.object) else { continue };
             let event = to_event(change);
             if let Err(e) = self.recorder.publish(&event, &reference).await {
-                tracing::debug!(object = %change.object, error = %e, "could not publish an event");
+                let (o, kind) = (&change.object, crate::status::Kind(&change.object));
+                let namespace = o.namespace.as_deref().unwrap_or("");
+                tracing::debug!(%kind, namespace, name = %o.name, error = %e, "could not publish an event");
             }
         }
     }

@@ -419,7 +419,7 @@ pub async fn reconcile_once(
     let now = crate::now_rfc3339();
     let pass = crate::compile_and_publish(resources, ctx.publisher, ctx.book, &now);
     for change in &pass.changes {
-        tracing::info!(%change, "condition changed");
+        crate::status::log_change(change);
     }
     let events = match (leading, ctx.events_from_stored) {
         (false, _) => Vec::new(),

@@ -55,7 +55,9 @@ impl StatusWriter {
                 }
                 Err(e) => {
                     report.failed += 1;
-                    tracing::warn!(object = %status.object, error = %e, "status write failed; retried on the next pass");
+                    let (o, kind) = (&status.object, crate::status::Kind(&status.object));
+                    let namespace = o.namespace.as_deref().unwrap_or("");
+                    tracing::warn!(%kind, namespace, name = %o.name, error = %e, "status write failed; retried on the next pass");
                 }
             }
         }

@@ -56,6 +56,10 @@ impl EventFunction {
         self.http.health_report()
     }
 
+    pub fn endpoint_name(&self, i: usize) -> Option<&str> {
+        self.http.endpoint_name(i)
+    }
+
     /// The POST carrying the event: to the function URL itself, with the Host the
     /// route's policy chose. Only the gateway's headers go out: the client's are in the
     /// event, not on the platform request.
@@ -135,8 +139,8 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// is hit first). A body already read (for a signature) is checked as it is.
 fn within(body: RequestBody, limit: u64) -> Result<RequestBody, GatewayError> {
     match body {
-        RequestBody::Streaming { inner, seen, limit: route_limit, watch } => {
-            Ok(RequestBody::Streaming { inner, seen, limit: route_limit.min(limit), watch })
+        RequestBody::Streaming { inner, seen, limit: route_limit, watch, tally } => {
+            Ok(RequestBody::Streaming { inner, seen, limit: route_limit.min(limit), watch, tally })
         }
         full => {
             let size = http_body::Body::size_hint(&full).upper().unwrap_or(u64::MAX);

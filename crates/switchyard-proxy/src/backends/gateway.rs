@@ -49,6 +49,10 @@ impl GatewayBackend {
     pub fn health_report(&self) -> Option<serde_json::Value> {
         self.http.health_report()
     }
+
+    pub fn endpoint_name(&self, i: usize) -> Option<&str> {
+        self.http.endpoint_name(i)
+    }
 }
 
 impl Backend for GatewayBackend {

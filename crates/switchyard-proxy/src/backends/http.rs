@@ -43,6 +43,9 @@ pub struct HttpBackend {
     active_health: Option<Arc<ActiveHealth>>,
     timeout: Duration,
     retries: RetryPolicy,
+    /// `switchyard_proxy_upstream_connections_{opened,reused}_total` of this backend.
+    opened: prometheus_client::metrics::counter::Counter,
+    reused: prometheus_client::metrics::counter::Counter,
 }
 
 struct HttpEndpoint {
@@ -113,10 +116,11 @@ impl HttpBackend {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let names: Vec<String> = endpoints.iter().map(|e| e.upstream.authority.to_string()).collect();
-        let active_health = spec
-            .active_health
-            .clone()
-            .map(|policy| Arc::new(ActiveHealth::new(policy, endpoints.len(), ctx.metrics.unhealthy_endpoints.clone())));
+        let labels = crate::metrics::BackendLabels { backend: Arc::from(spec.id.as_str()) };
+        let active_health = spec.active_health.clone().map(|policy| {
+            let gauges = [ctx.metrics.unhealthy_endpoints.clone(), ctx.metrics.traffic.unhealthy_by_backend.get_or_create(&labels).clone()];
+            Arc::new(ActiveHealth::new(policy, endpoints.len(), gauges))
+        });
         if let Some(health) = &active_health {
             let targets = ProbeTargets {
                 upstreams: endpoints.iter().map(|e| e.upstream.clone()).collect(),
@@ -136,6 +140,8 @@ impl HttpBackend {
             active_health,
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
+            opened: ctx.metrics.traffic.connections_opened.get_or_create(&labels).clone(),
+            reused: ctx.metrics.traffic.connections_reused.get_or_create(&labels).clone(),
         })
     }
 
@@ -155,6 +161,11 @@ impl HttpBackend {
             })
             .collect();
         Some(serde_json::json!({"backend": self.id, "endpoints": endpoints}))
+    }
+
+    /// Endpoint `i`'s authority (`host:port`).
+    pub fn endpoint_name(&self, i: usize) -> Option<&str> {
+        self.endpoints.get(i).map(|e| e.upstream.authority.as_str())
     }
 
     /// `previous`: the endpoint the last attempt went to, which a retry avoids.
@@ -214,6 +225,9 @@ impl HttpBackend {
         let deadline = tokio::time::Instant::now() + budget;
         let call = ctx.client.request(&endpoint.upstream, request, ctx.dial, self.dial_grant.as_ref(), deadline);
         let outcome = tokio::time::timeout_at(deadline, call).await;
+        if let Ok(Ok((_, lease))) = &outcome {
+            if lease.reused() { &self.reused } else { &self.opened }.inc();
+        }
         let id = || self.id.clone();
         // For the log only: the endpoint and the whole error chain.
         let detail = |e: &crate::client::ClientError| format!("{}: {}", endpoint.upstream.authority, error_chain(e));
@@ -306,6 +320,7 @@ impl HttpBackend {
         let _in_flight = self.retry_budget.request();
         let mut _retry = None;
         let mut previous = None;
+        let _timer = ctx.exchange.time_upstream();
         for attempt in 0..attempts {
             let remaining = ctx.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -318,6 +333,7 @@ impl HttpBackend {
             }
             let index = self.pick(&request, headers.as_ref().expect("headers stay until the last attempt"), attempt, previous);
             previous = Some(index);
+            ctx.exchange.attempt(index);
             let endpoint = &self.endpoints[index];
             // Counted until the response headers arrive (least-request's notion of load).
             let _in_flight = self.balancer.start(index);

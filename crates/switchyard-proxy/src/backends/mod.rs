@@ -65,6 +65,9 @@ pub struct CallContext<'a> {
     pub route_retries: Option<&'a RetryPolicy>,
     /// The route's `namespace/name` (metrics labels).
     pub route: &'a std::sync::Arc<str>,
+    /// The request's record: kinds that call upstreams note each attempt's endpoint and
+    /// the time spent there.
+    pub exchange: &'a crate::exchange::Exchange,
 }
 
 /// One backend kind.
@@ -149,6 +152,18 @@ impl BackendRuntime {
 }
 
 impl BackendRuntime {
+    /// The authority of endpoint `i`, for kinds that dial endpoints (the access log's
+    /// upstream address).
+    pub fn endpoint_name(&self, i: usize) -> Option<&str> {
+        match self {
+            Self::Http(b) => b.endpoint_name(i),
+            Self::Gateway(b) => b.endpoint_name(i),
+            Self::EventFunction(b) => b.endpoint_name(i),
+            Self::Model(b) => b.endpoint_name(i),
+            Self::EventBus(_) | Self::DataService(_) | Self::Mock(_) | Self::Unimplemented(_) | Self::Unavailable(_) => None,
+        }
+    }
+
     /// Endpoint health for `/config_dump`, for backends that check it.
     pub fn health_report(&self) -> Option<serde_json::Value> {
         match self {

@@ -78,6 +78,10 @@ impl ModelBackend {
         self.http.health_report()
     }
 
+    pub fn endpoint_name(&self, i: usize) -> Option<&str> {
+        self.http.endpoint_name(i)
+    }
+
     /// The request as the protocol allows it: a path it serves, and for a KServe v2
     /// `infer` a body that is an inference request (read within the route's body limit
     /// and deadline, then forwarded from memory).

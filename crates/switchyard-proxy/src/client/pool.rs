@@ -70,7 +70,7 @@ impl Pool {
         let stack = idle.get_mut(key)?;
         while let Some(entry) = stack.pop() {
             if entry.sender.is_ready() && entry.since.elapsed() < self.idle_timeout {
-                return Some(Lease { sender: Some(entry.sender), key: key.clone(), pool: self.clone() });
+                return Some(Lease { sender: Some(entry.sender), key: key.clone(), pool: self.clone(), reused: true });
             }
         }
         None
@@ -81,7 +81,7 @@ impl Pool {
         if !self.reaper_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(self)));
         }
-        Lease { sender: Some(sender), key, pool: self.clone() }
+        Lease { sender: Some(sender), key, pool: self.clone(), reused: false }
     }
 
     fn checkin(&self, key: Key, sender: Sender) {
@@ -119,9 +119,16 @@ pub struct Lease {
     sender: Option<Sender>,
     key: Key,
     pool: Arc<Pool>,
+    /// Taken from the pool (not dialled for this request).
+    reused: bool,
 }
 
 impl Lease {
+    /// Whether the connection came from the pool rather than a new dial.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
     /// Sends on this connection; an unsent request comes back in the error.
     pub(super) async fn send(&mut self, request: Request<RequestBody>) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         let sender = self.sender.as_mut().expect("a lease holds its connection until dropped");

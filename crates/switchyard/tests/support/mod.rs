@@ -29,6 +29,8 @@ pub struct Switchyard {
     child: Child,
     pub addrs: HashMap<String, SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Lines on stdout: the access log.
+    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Switchyard {
@@ -75,7 +77,14 @@ impl Switchyard {
 
     /// [`Switchyard::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], roles: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = spawn(args, env);
+        let mut child = spawn_with(args, env, Stdio::piped());
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (out, sink) = (child.stdout.take().unwrap(), stdout.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -83,6 +92,13 @@ impl Switchyard {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some((role, addr)) = line.strip_prefix("switchyard: listening role=").and_then(|rest| rest.split_once(" addr=")) {
+                    let _ = tx.send((role.to_owned(), addr.parse::<SocketAddr>().unwrap()));
+                }
+                // The same announcement with `--log-format json`.
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && event["message"] == "listening"
+                    && let (Some(role), Some(addr)) = (event["role"].as_str(), event["addr"].as_str())
+                {
                     let _ = tx.send((role.to_owned(), addr.parse::<SocketAddr>().unwrap()));
                 }
                 sink.lock().unwrap().push(line);
@@ -99,7 +115,7 @@ impl Switchyard {
                 Err(_) => panic!("switchyard did not announce {roles:?}; log:\n{}", log.lock().unwrap().join("\n")),
             }
         }
-        Self { child, addrs, log }
+        Self { child, addrs, log, stdout }
     }
 
     pub fn url(&self, role: &str, path: &str) -> String {
@@ -127,6 +143,11 @@ impl Switchyard {
         let resource = status["resources"].as_array()?.iter().find(|r| r["kind"] == kind && r["name"] == name)?.clone();
         let c = resource["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?.clone();
         Some((c["status"].as_str()?.to_owned(), c["reason"].as_str()?.to_owned()))
+    }
+
+    /// The access log lines printed so far.
+    pub fn access_log(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     pub fn log_text(&self) -> String {
@@ -158,11 +179,16 @@ impl Drop for Switchyard {
 
 /// The binary with `args` and extra `env`, logging at `warn`, stderr piped for the caller.
 pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
+    spawn_with(args, env, Stdio::null())
+}
+
+/// [`spawn`] with stdout (the access log) going to `stdout`.
+fn spawn_with(args: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
         .envs(env.iter().copied())
         .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn switchyard")

@@ -1,0 +1,528 @@
+//! The access log: one line per request on stdout, JSON (default) or text, written when
+//! the response body is done (or dropped, when the client left), so bytes out and total
+//! time are true for streamed bodies.
+//!
+//! Off the critical section: a line is formatted by hand (no `fmt` machinery) into a
+//! per-thread buffer, and each proxy worker writes its buffer to stdout in one `write` when
+//! it passes [`FLUSH_AT`] bytes and every [`FLUSH_EVERY`] (a task on the worker's own
+//! runtime), and when the thread exits. No lock is taken per line; the process-wide stdout
+//! lock is taken once per batch. A thread without that task (not a worker: tests, other
+//! runtimes) writes each line at once. A stdout that blocks (a full pipe) blocks the worker
+//! that flushes, as nginx's buffered access log does: the log is never silently dropped.
+//!
+//! What a line holds is in docs/observability.md. Never in it: query strings (names or
+//! values), header values other than Host, credentials of any kind.
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::exchange::Exchange;
+use crate::runtime::Runtime;
+
+/// `--access-log`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Off,
+    #[default]
+    Json,
+    Text,
+}
+
+/// A worker's buffer is written out once it holds this much.
+pub const FLUSH_AT: usize = 32 * 1024;
+/// ... and at least this often.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The request's access log line while the request runs: what only the log needs, taken
+/// from the request before the phases consume it (cheap clones: the URI and Host share the
+/// request's buffers), and the [`Exchange`] the phases fill in. Written when dropped.
+pub struct AccessRecord {
+    pub(crate) exchange: Arc<Exchange>,
+    /// The runtime the request ran on (names of its route, backend and endpoint).
+    pub(crate) runtime: Option<Arc<Runtime>>,
+    format: AccessLogFormat,
+    started: Instant,
+    client: SocketAddr,
+    method: Method,
+    uri: Uri,
+    host: Option<HeaderValue>,
+    version: Version,
+    pub(crate) request_id: HeaderValue,
+    pub(crate) status: u16,
+    pub(crate) error_code: Option<&'static str>,
+    pub(crate) bytes_out: u64,
+}
+
+impl AccessRecord {
+    pub fn start<B>(format: AccessLogFormat, started: Instant, request: &http::Request<B>, client: SocketAddr) -> Self {
+        let host = match request.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => request.headers().get(http::header::HOST).cloned(),
+        };
+        Self {
+            exchange: Arc::default(),
+            runtime: None,
+            format,
+            started,
+            client,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            host,
+            version: request.version(),
+            request_id: HeaderValue::from_static(""),
+            status: 0,
+            error_code: None,
+            bytes_out: 0,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let total = self.started.elapsed();
+        let line = Line::of(self, total);
+        match self.format {
+            AccessLogFormat::Json => line.json(out),
+            AccessLogFormat::Text => line.text(out),
+            AccessLogFormat::Off => {}
+        }
+    }
+}
+
+impl Drop for AccessRecord {
+    fn drop(&mut self) {
+        if self.format != AccessLogFormat::Off {
+            BUFFER.with_borrow_mut(|buffer| buffer.push(|out| self.write(out)));
+        }
+    }
+}
+
+/// One line's fields, resolved.
+struct Line<'a> {
+    time: SystemTime,
+    request_id: &'a [u8],
+    client: SocketAddr,
+    method: &'a str,
+    host: &'a [u8],
+    path: &'a str,
+    protocol: &'static str,
+    route: &'a str,
+    backend: &'a str,
+    upstream: &'a str,
+    status: u16,
+    error_code: &'static str,
+    bytes_in: u64,
+    bytes_out: u64,
+    upstream_time: Option<Duration>,
+    total: Duration,
+    retries: u32,
+    /// No TLS listener yet: always empty.
+    tls: &'static str,
+}
+
+impl<'a> Line<'a> {
+    fn of(record: &'a AccessRecord, total: Duration) -> Self {
+        let x = &*record.exchange;
+        let runtime = record.runtime.as_deref();
+        let route = runtime.zip(x.route()).and_then(|(rt, i)| rt.routes.get(i)).map_or("", |r| &*r.id);
+        let backend = runtime.zip(x.backend()).and_then(|(rt, i)| Some((rt.snapshot.backends.get(i)?, rt.backends.get(i)?)));
+        let upstream = backend.zip(x.endpoint()).and_then(|((_, b), e)| b.endpoint_name(e)).unwrap_or("");
+        Line {
+            time: SystemTime::now().checked_sub(total).unwrap_or(SystemTime::UNIX_EPOCH),
+            request_id: record.request_id.as_bytes(),
+            client: record.client,
+            method: record.method.as_str(),
+            host: record.host.as_ref().map_or(&[][..], HeaderValue::as_bytes),
+            path: record.uri.path(),
+            protocol: protocol(record.version),
+            route,
+            backend: backend.map_or("", |(spec, _)| spec.id.as_str()),
+            upstream,
+            status: record.status,
+            error_code: record.error_code.unwrap_or(""),
+            bytes_in: x.bytes_in(),
+            bytes_out: record.bytes_out,
+            upstream_time: x.upstream_time(),
+            total,
+            retries: x.retries(),
+            tls: "",
+        }
+    }
+
+    fn json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":\"");
+        rfc3339(out, self.time);
+        out.extend_from_slice(b"\",\"request_id\":\"");
+        json_str(out, self.request_id);
+        out.extend_from_slice(b"\",\"client\":\"");
+        socket_addr(out, self.client);
+        out.extend_from_slice(b"\",\"method\":\"");
+        json_str(out, self.method.as_bytes());
+        out.extend_from_slice(b"\",\"host\":\"");
+        json_str(out, self.host);
+        out.extend_from_slice(b"\",\"path\":\"");
+        json_str(out, self.path.as_bytes());
+        out.extend_from_slice(b"\",\"protocol\":\"");
+        out.extend_from_slice(self.protocol.as_bytes());
+        out.extend_from_slice(b"\",\"route\":\"");
+        json_str(out, self.route.as_bytes());
+        out.extend_from_slice(b"\",\"backend\":\"");
+        json_str(out, self.backend.as_bytes());
+        out.extend_from_slice(b"\",\"upstream\":\"");
+        json_str(out, self.upstream.as_bytes());
+        out.extend_from_slice(b"\",\"status\":");
+        decimal(out, u64::from(self.status));
+        out.extend_from_slice(b",\"error_code\":\"");
+        json_str(out, self.error_code.as_bytes());
+        out.extend_from_slice(b"\",\"bytes_in\":");
+        decimal(out, self.bytes_in);
+        out.extend_from_slice(b",\"bytes_out\":");
+        decimal(out, self.bytes_out);
+        out.extend_from_slice(b",\"upstream_ms\":");
+        match self.upstream_time {
+            Some(t) => millis(out, t),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"total_ms\":");
+        millis(out, self.total);
+        out.extend_from_slice(b",\"retries\":");
+        decimal(out, u64::from(self.retries));
+        out.extend_from_slice(b",\"tls\":\"");
+        out.extend_from_slice(self.tls.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+
+    /// `key=value` pairs (logfmt) with the JSON names; `-` for an empty value.
+    fn text(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"time=");
+        rfc3339(out, self.time);
+        text_field(out, b" request_id=", self.request_id);
+        out.extend_from_slice(b" client=");
+        socket_addr(out, self.client);
+        text_field(out, b" method=", self.method.as_bytes());
+        text_field(out, b" host=", self.host);
+        text_field(out, b" path=", self.path.as_bytes());
+        text_field(out, b" protocol=", self.protocol.as_bytes());
+        text_field(out, b" route=", self.route.as_bytes());
+        text_field(out, b" backend=", self.backend.as_bytes());
+        text_field(out, b" upstream=", self.upstream.as_bytes());
+        out.extend_from_slice(b" status=");
+        decimal(out, u64::from(self.status));
+        text_field(out, b" error_code=", self.error_code.as_bytes());
+        out.extend_from_slice(b" bytes_in=");
+        decimal(out, self.bytes_in);
+        out.extend_from_slice(b" bytes_out=");
+        decimal(out, self.bytes_out);
+        out.extend_from_slice(b" upstream_ms=");
+        match self.upstream_time {
+            Some(t) => millis(out, t),
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b" total_ms=");
+        millis(out, self.total);
+        out.extend_from_slice(b" retries=");
+        decimal(out, u64::from(self.retries));
+        text_field(out, b" tls=", self.tls.as_bytes());
+        out.push(b'\n');
+    }
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "",
+    }
+}
+
+/// A byte safe to copy as it is, in JSON and in text: visible ASCII but `"` and `\`.
+fn plain(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// A JSON string's contents. Bytes outside visible ASCII are `\u00XX` (a Host header may
+/// carry obs-text), so a line is valid JSON whatever the client sent.
+fn json_str(out: &mut Vec<u8>, value: &[u8]) {
+    if value.iter().all(|&b| plain(b) || b == b' ') {
+        out.extend_from_slice(value);
+        return;
+    }
+    for &b in value {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b' ' => out.push(b' '),
+            b if plain(b) => out.push(b),
+            b => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xF)]);
+            }
+        }
+    }
+}
+
+/// ` key=value`, `-` when empty; a byte that would break the line or the pairs (space,
+/// quote, backslash, control, non-ASCII) as `\xNN`.
+fn text_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(key);
+    if value.is_empty() {
+        out.push(b'-');
+    } else if value.iter().all(|&b| plain(b)) {
+        out.extend_from_slice(value);
+    } else {
+        for &b in value {
+            if plain(b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(b"\\x");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xF)]);
+            }
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `d` in milliseconds with three decimals (microseconds): `12.345`.
+fn millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    decimal(out, micros / 1000);
+    let frac = micros % 1000;
+    out.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+}
+
+fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut value = n;
+    for slot in digits[20 - width..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.extend_from_slice(&digits[20 - width..]);
+}
+
+fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                decimal(out, u64::from(*octet));
+            }
+        }
+        // Rare (and IPv6 text is subtle): the standard formatter.
+        SocketAddr::V6(v6) => {
+            let _ = write!(out, "[{}]", v6.ip());
+        }
+    }
+    out.push(b':');
+    decimal(out, u64::from(addr.port()));
+}
+
+/// `2026-12-02T06:15:18.123Z` (UTC, milliseconds).
+fn rfc3339(out: &mut Vec<u8>, time: SystemTime) {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil(secs / 86_400);
+    let of_day = secs % 86_400;
+    padded(out, year, 4);
+    out.push(b'-');
+    padded(out, month, 2);
+    out.push(b'-');
+    padded(out, day, 2);
+    out.push(b'T');
+    padded(out, of_day / 3600, 2);
+    out.push(b':');
+    padded(out, of_day / 60 % 60, 2);
+    out.push(b':');
+    padded(out, of_day % 60, 2);
+    out.push(b'.');
+    padded(out, u64::from(since.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
+/// `civil_from_days`, for days on or after the epoch).
+fn civil(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A thread's lines not yet written.
+struct Buffer {
+    bytes: Vec<u8>,
+    /// A flush task runs on this thread (a proxy worker).
+    ticking: bool,
+}
+
+impl Buffer {
+    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.bytes);
+        if !self.ticking || self.bytes.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        // One write for the whole batch; the stdout lock keeps batches of different
+        // workers from interleaving. A failed write loses this batch, never the process.
+        let _ = std::io::stdout().lock().write_all(&self.bytes);
+        self.bytes.clear();
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+thread_local! {
+    static BUFFER: RefCell<Buffer> = const { RefCell::new(Buffer { bytes: Vec::new(), ticking: false }) };
+}
+
+/// Starts this worker thread's flush task on its (current-thread) runtime: lines are
+/// batched from now on and written at least every [`FLUSH_EVERY`].
+pub fn start_flushing() {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+        // A task on a multi-threaded runtime may run on any thread: it could not flush
+        // this one's buffer. Lines are written at once instead.
+        return;
+    }
+    BUFFER.with_borrow_mut(|b| {
+        b.bytes.reserve(FLUSH_AT + 4096);
+        b.ticking = true;
+    });
+    runtime.spawn(async {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            BUFFER.with_borrow_mut(Buffer::flush);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> Line<'static> {
+        Line {
+            time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_655_518_123),
+            request_id: b"3f9a12c4-8b7e-4c1d-0000-00000000002a",
+            client: "127.0.0.1:50412".parse().unwrap(),
+            method: "GET",
+            host: b"api.example.com",
+            path: "/orders/7",
+            protocol: "HTTP/1.1",
+            route: "shop/orders",
+            backend: "shop/orders-api",
+            upstream: "10.0.0.7:8080",
+            status: 200,
+            error_code: "",
+            bytes_in: 0,
+            bytes_out: 1234,
+            upstream_time: Some(Duration::from_micros(1_502)),
+            total: Duration::from_micros(2_020),
+            retries: 1,
+            tls: "",
+        }
+    }
+
+    #[test]
+    fn a_json_line_is_one_json_object_with_every_field() {
+        let mut out = Vec::new();
+        line().json(&mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "time": "2025-12-02T06:05:18.123Z", "request_id": "3f9a12c4-8b7e-4c1d-0000-00000000002a",
+                "client": "127.0.0.1:50412", "method": "GET", "host": "api.example.com", "path": "/orders/7",
+                "protocol": "HTTP/1.1", "route": "shop/orders", "backend": "shop/orders-api", "upstream": "10.0.0.7:8080",
+                "status": 200, "error_code": "", "bytes_in": 0, "bytes_out": 1234, "upstream_ms": 1.502, "total_ms": 2.02,
+                "retries": 1, "tls": ""
+            })
+        );
+    }
+
+    #[test]
+    fn a_text_line_has_the_same_fields_as_pairs_with_a_dash_for_empty() {
+        let mut out = Vec::new();
+        Line { upstream_time: None, route: "", ..line() }.text(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "time=2025-12-02T06:05:18.123Z request_id=3f9a12c4-8b7e-4c1d-0000-00000000002a client=127.0.0.1:50412 method=GET \
+             host=api.example.com path=/orders/7 protocol=HTTP/1.1 route=- backend=shop/orders-api upstream=10.0.0.7:8080 \
+             status=200 error_code=- bytes_in=0 bytes_out=1234 upstream_ms=- total_ms=2.020 retries=1 tls=-\n"
+        );
+    }
+
+    #[test]
+    fn bytes_a_client_controls_cannot_break_a_json_or_text_line() {
+        let mut out = Vec::new();
+        Line { host: b"a\"b\\c\nd\xff e", ..line() }.json(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["host"], "a\"b\\c\nd\u{ff} e");
+        let mut out = Vec::new();
+        Line { host: b"a b\nc", ..line() }.text(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(" host=a\\x20b\\x0ac "), "{text}");
+        assert_eq!(text.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn dates_are_proleptic_gregorian_utc() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(951_782_400 / 86_400), (2000, 2, 29));
+        let mut out = Vec::new();
+        rfc3339(&mut out, SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_799));
+        assert_eq!(out, b"2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn ipv6_clients_are_bracketed() {
+        let mut out = Vec::new();
+        socket_addr(&mut out, "[::1]:8080".parse().unwrap());
+        assert_eq!(out, b"[::1]:8080");
+    }
+}

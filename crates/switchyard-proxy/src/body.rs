@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 use crate::access_log::AccessRecord;
 use crate::client::Lease;
 use crate::exchange::Exchange;
+use crate::trace::OpenSpan;
 
 /// Error type of bodies the gateway forwards.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -92,12 +93,20 @@ pin_project! {
         #[pin]
         inner: ResponseBody,
         log: Option<Box<AccessRecord>>,
+        // The request's recorded span, which ends (is exported) when this is dropped.
+        span: Option<Box<OpenSpan>>,
     }
 }
 
 impl ClientBody {
     pub fn new(inner: ResponseBody, log: Option<Box<AccessRecord>>) -> Self {
-        Self { inner, log }
+        Self { inner, log, span: None }
+    }
+
+    /// The same body ending `span` when done.
+    pub fn with_span(mut self, span: Option<Box<OpenSpan>>) -> Self {
+        self.span = span;
+        self
     }
 }
 

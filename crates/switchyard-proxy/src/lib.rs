@@ -29,6 +29,8 @@ pub mod router;
 pub mod runtime;
 mod service;
 mod shape;
+pub mod trace;
+pub mod trace_context;
 mod weighted;
 
 use std::sync::Arc;

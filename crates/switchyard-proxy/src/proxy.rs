@@ -12,6 +12,7 @@ use crate::auth::nonce::NonceStore;
 use crate::egress::EgressConfig;
 use crate::metrics::ProxyMetrics;
 use crate::runtime::Runtime;
+use crate::trace::Tracing;
 
 pub struct Proxy {
     live: ArcSwapOption<Runtime>,
@@ -26,6 +27,8 @@ pub struct Proxy {
     pub nonces: NonceStore,
     /// `--access-log` (off unless the caller asks).
     pub access_log: AccessLogFormat,
+    /// Trace context propagation, and span export when configured.
+    pub tracing: Tracing,
 }
 
 impl Proxy {
@@ -38,12 +41,19 @@ impl Proxy {
             metrics: ProxyMetrics::register(registry),
             nonces: NonceStore::default(),
             access_log: AccessLogFormat::Off,
+            tracing: Tracing::default(),
         }
     }
 
     /// The same proxy writing an access log line per request in `format`.
     pub fn with_access_log(mut self, format: AccessLogFormat) -> Self {
         self.access_log = format;
+        self
+    }
+
+    /// The same proxy recording spans as `tracing` says (default: propagation only).
+    pub fn with_tracing(mut self, tracing: Tracing) -> Self {
+        self.tracing = tracing;
         self
     }
 

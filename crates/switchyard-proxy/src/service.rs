@@ -37,6 +37,8 @@ use crate::proxy::Proxy;
 use crate::router::{NoMatch, RequestView};
 use crate::runtime::Runtime;
 use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
+use crate::trace::Outcome;
+use crate::trace_context::TraceContext;
 use switchyard_compile::request_path;
 
 /// Largest request line plus headers accepted.
@@ -47,6 +49,9 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
     let started = Instant::now();
     let request_id = crate::request_id::of(request.headers());
     let runtime = proxy.runtime();
+    // Always propagated; a span is recorded only when sampled and exported.
+    let trace = proxy.tracing.begin(request.headers());
+    let span = proxy.tracing.start(&trace, request.method(), request.uri().path());
     // The request's record: on the stack, unless the access log reads it after the
     // response's headers (then shared with the body, which writes the line).
     let shared = (proxy.access_log != AccessLogFormat::Off).then(Arc::<Exchange>::default);
@@ -59,8 +64,15 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
     let exchange = shared.as_deref().unwrap_or(&local);
     let outcome = match &runtime {
         Some(runtime) => {
-            let request_ctx =
-                RequestContext { client, nonces: &proxy.nonces, client_addr, request_id: &request_id, exchange, tally: shared.as_ref() };
+            let request_ctx = RequestContext {
+                client,
+                nonces: &proxy.nonces,
+                client_addr,
+                request_id: &request_id,
+                exchange,
+                tally: shared.as_ref(),
+                trace: &trace,
+            };
             serve(runtime, request, request_ctx).await
         }
         None => Err(GatewayError::NotReady.into()),
@@ -82,6 +94,8 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
     };
     let status = response.status().as_u16();
     proxy.metrics.observe(runtime.as_deref(), exchange, status, code, started.elapsed());
+    let span =
+        span.map(|s| s.answered(Outcome { runtime: runtime.as_deref(), exchange, status, error_code: code, request_id: &request_id }));
     if let Some(record) = &mut record {
         record.request_id = request_id.clone();
         record.status = status;
@@ -89,7 +103,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
         record.runtime = runtime;
     }
     response.headers_mut().insert(X_CA_REQUEST_ID, request_id);
-    response.map(|body| ClientBody::new(body, record))
+    response.map(|body| ClientBody::new(body, record).with_span(span))
 }
 
 /// What `serve` needs besides the runtime and the request.
@@ -103,10 +117,12 @@ struct RequestContext<'a> {
     /// The same record when shared (the access log is on): the client body's bytes are
     /// counted into it.
     tally: Option<&'a Arc<Exchange>>,
+    /// Sent upstream as `traceparent`/`tracestate`.
+    trace: &'a TraceContext,
 }
 
 async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext<'_>) -> Result<Response<ResponseBody>, Failure> {
-    let RequestContext { client, nonces, client_addr, request_id, exchange, tally } = rc;
+    let RequestContext { client, nonces, client_addr, request_id, exchange, tally, trace } = rc;
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
@@ -166,6 +182,7 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
         route_retries: route.retries.as_ref(),
         route: &route.id,
         exchange,
+        trace,
     };
     runtime.backends[target.backend].serve(shaped, &ctx).await.map_err(failed)
 }

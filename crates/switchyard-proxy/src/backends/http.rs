@@ -344,6 +344,8 @@ impl HttpBackend {
                 None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
             let mut upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
+            // Every upstream request (any kind served through here) continues the trace.
+            ctx.trace.propagate(upstream.headers_mut());
             outbound.finish(&mut upstream)?;
             // The previous failure is only kept to answer with when no attempt follows.
             drop(last_failure.take());

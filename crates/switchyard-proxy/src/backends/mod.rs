@@ -68,6 +68,9 @@ pub struct CallContext<'a> {
     /// The request's record: kinds that call upstreams note each attempt's endpoint and
     /// the time spent there.
     pub exchange: &'a crate::exchange::Exchange,
+    /// The request's trace context: every upstream request carries it (`traceparent`
+    /// with the gateway's span as parent, and the caller's `tracestate`).
+    pub trace: &'a crate::trace_context::TraceContext,
 }
 
 /// One backend kind.

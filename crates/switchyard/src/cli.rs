@@ -120,6 +120,8 @@ pub struct StandaloneArgs {
     pub dns: DnsArgs,
     #[command(flatten)]
     pub nonces: NonceArgs,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status). Keep it on
     /// loopback: /config_dump shows the whole routing configuration (secrets redacted).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
@@ -169,6 +171,8 @@ pub struct ProxyArgs {
     pub dns: DnsArgs,
     #[command(flatten)]
     pub nonces: NonceArgs,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
     /// Admin listener (/healthz /readyz /metrics /config_dump /status); loopback by
     /// default (reach it with kubectl port-forward).
     #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:9901")]
@@ -340,5 +344,41 @@ impl EgressArgs {
     /// The policy, given the gateway's own (bound) listeners, which it never dials.
     pub fn config(&self, own_listeners: Vec<std::net::SocketAddr>) -> switchyard_proxy::egress::EgressConfig {
         switchyard_proxy::egress::EgressConfig { deny_loopback: self.egress_deny_loopback, deny: self.egress_deny.clone(), own_listeners }
+    }
+}
+
+/// Tracing: W3C trace context is always propagated to upstreams; spans are exported only
+/// with an endpoint.
+#[derive(Args, Debug)]
+pub struct TracingArgs {
+    /// Export a server span per sampled request over OTLP/HTTP (protobuf), e.g.
+    /// `http://otel-collector:4318` (`/v1/traces` is added to a URL without a path).
+    #[arg(long, env = "SWITCHYARD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (0.0-1.0); a request arriving with a `traceparent`
+    /// follows its sampled flag instead.
+    #[arg(long, env = "SWITCHYARD_TRACE_SAMPLING", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub trace_sampling: f64,
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{text:?} is not a ratio from 0.0 to 1.0")),
+    }
+}
+
+impl TracingArgs {
+    /// The proxy's tracing and, when exporting, the exporter (to flush at shutdown); its
+    /// counters go to `registry`.
+    pub fn start(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> anyhow::Result<(switchyard_proxy::trace::Tracing, Option<std::sync::Arc<switchyard_telemetry::OtlpSink>>)> {
+        use switchyard_proxy::trace::Tracing;
+        let Some(endpoint) = &self.otlp_endpoint else { return Ok((Tracing::default(), None)) };
+        let metrics = switchyard_telemetry::ExportMetrics::register(registry);
+        let sink = switchyard_telemetry::start(endpoint, "switchyard", metrics)?;
+        Ok((Tracing::exporting(sink.clone(), self.trace_sampling), Some(sink)))
     }
 }

@@ -206,10 +206,12 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         own.push(listener.local_addr()?);
         tokio::spawn(switchyard_controller::snapshot_server::tls::serve_on(listener, transport, server));
     }
+    let (tracing, exporter) = args.tracing.start(&mut registry)?;
     let proxy = Arc::new(
         Proxy::new(&mut registry, args.egress.config(own))
             .with_nonce_store(nonce_store(&args.nonces)?)
-            .with_access_log(args.access_log.format()),
+            .with_access_log(args.access_log.format())
+            .with_tracing(tracing),
     );
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let discovery = registry_discovery(&mut registry);
@@ -218,7 +220,9 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book, registries });
     serve_admin(view, registry, admin_listener, metrics_listener);
-    serve_until_signal(proxy_listeners, proxy).await
+    let code = serve_until_signal(proxy_listeners, proxy).await;
+    flush_spans(exporter).await;
+    code
 }
 
 /// The registry watches (Nacos, ZooKeeper), reporting to the metrics registry.
@@ -370,10 +374,12 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let metrics_listener = listen("metrics", &args.metrics_listen).await?;
     let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?, metrics_listener.local_addr()?];
+    let (tracing, exporter) = args.tracing.start(&mut registry)?;
     let proxy = Arc::new(
         Proxy::new(&mut registry, args.egress.config(own))
             .with_nonce_store(nonce_store(&args.nonces)?)
-            .with_access_log(args.access_log.format()),
+            .with_access_log(args.access_log.format())
+            .with_tracing(tracing),
     );
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
@@ -387,7 +393,9 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let view: Arc<dyn AdminView> =
         Arc::new(ProxyView { proxy: proxy.clone(), controller: controller_url, pull_deadline: DEFAULT_HOLD + args.pull_stall_timeout });
     serve_admin_shared(view, registry, admin_listener, Some(metrics_listener));
-    serve_until_signal(proxy_listeners, proxy).await
+    let code = serve_until_signal(proxy_listeners, proxy).await;
+    flush_spans(exporter).await;
+    code
 }
 
 /// The nonce store the flags name; a Redis one is pinged once so an unreachable server
@@ -418,6 +426,13 @@ async fn serve_until_signal(listeners: Vec<std::net::TcpListener>, proxy: Arc<Pr
         .await
         .context("joining proxy workers")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Spans still queued are exported before the process exits (workers are done by now).
+async fn flush_spans(exporter: Option<Arc<switchyard_telemetry::OtlpSink>>) {
+    if let Some(exporter) = exporter {
+        exporter.flush(std::time::Duration::from_secs(3)).await;
+    }
 }
 
 /// One listener per proxy worker, sharing the address; announced once.

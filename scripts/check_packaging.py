@@ -275,7 +275,7 @@ def check_contract(objects, prefix, namespace):
     ctrl = container(objects, f"{prefix}-controller")
     want = ["controller", "--snapshot-listen=0.0.0.0:18000", f"--snapshot-tls-cert={TLS_DIR}/tls.crt",
             f"--snapshot-tls-key={TLS_DIR}/tls.key", "--admin-listen=127.0.0.1:9902", "--metrics-listen=0.0.0.0:9102",
-            f"--token-file={TOKEN_PATH}", "--host-ownership=namespace"]
+            f"--token-file={TOKEN_PATH}", "--host-ownership=namespace", "--log-format=text"]
     if ctrl["args"] != want:
         problems.append(f"controller args {ctrl['args']}, want {want}")
     env = env_map(ctrl)
@@ -291,7 +291,8 @@ def check_contract(objects, prefix, namespace):
     want = ["proxy", f"--controller=https://{prefix}-controller.{namespace}.svc:18000",
             f"--controller-ca={TLS_DIR}/ca.crt", f"--token-file={TOKEN_PATH}", "--listen=0.0.0.0:8080",
             "--admin-listen=127.0.0.1:9901", "--metrics-listen=0.0.0.0:9101",
-            "--cache-dir=/var/cache/switchyard", "--egress-deny-loopback"]
+            "--cache-dir=/var/cache/switchyard", "--egress-deny-loopback",
+            "--log-format=text", "--access-log=json"]
     if proxy["args"] != want:
         problems.append(f"proxy args {proxy['args']}, want {want}")
     if {p["name"]: p["containerPort"] for p in proxy["ports"]}.get("http") != 8080:

@@ -21,6 +21,7 @@ pub struct ControllerMetrics {
     snapshot_bytes: Gauge,
     status_writes: Counter,
     status_write_failures: Counter,
+    leader: Gauge,
 }
 
 impl ControllerMetrics {
@@ -32,6 +33,7 @@ impl ControllerMetrics {
             snapshot_bytes: Gauge::default(),
             status_writes: Counter::default(),
             status_write_failures: Counter::default(),
+            leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("switchyard_controller");
         r.register("compiles", "Compile passes (reconciles of the whole resource set)", metrics.compiles.clone());
@@ -40,7 +42,13 @@ impl ControllerMetrics {
         r.register("snapshot_bytes", "Size of the published snapshot as JSON", metrics.snapshot_bytes.clone());
         r.register("status_writes", "Status patches applied", metrics.status_writes.clone());
         r.register("status_write_failures", "Status patches the API server refused", metrics.status_write_failures.clone());
+        r.register("leader", "1 while this replica holds the leader Lease (writes status and Events)", metrics.leader.clone());
         metrics
+    }
+
+    /// Whether this replica leads now.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn observe_compile(&self, took: Duration, version: Option<u64>, bytes: Option<usize>) {
@@ -123,5 +131,24 @@ impl RegistryMetrics {
             self.malformed.remove(gone);
         }
         *known = keep;
+    }
+}
+
+#[cfg(test)]
+mod leader_tests {
+    #[test]
+    fn the_leader_gauge_says_whether_this_replica_leads() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = super::ControllerMetrics::register(&mut registry);
+        let scrape = |registry: &prometheus_client::registry::Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        assert!(scrape(&registry).contains("switchyard_controller_leader 0\n"));
+        metrics.set_leader(true);
+        assert!(scrape(&registry).contains("switchyard_controller_leader 1\n"));
+        metrics.set_leader(false);
+        assert!(scrape(&registry).contains("switchyard_controller_leader 0\n"));
     }
 }

@@ -350,6 +350,7 @@ pub async fn run(
     loop {
         let started = Instant::now();
         let leads = *leading.borrow_and_update();
+        metrics.set_leader(leads);
         // The first pass as leader takes Events from the stored statuses (see `PassContext`).
         let events_from_stored = leads && !led_last_pass;
         led_last_pass = leads;

@@ -498,6 +498,8 @@ def scenario_options():
         "--set", "proxy.replicaCount=3",
         "--set", "proxy.workers=4",
         "--set", "proxy.nonceStore=redis://redis.switchyard-system.svc:6379",
+        "--set", "proxy.tracing.otlpEndpoint=http://otel-collector.observability:4318",
+        "--set", "proxy.tracing.sampling=0.01",
         "--set", "proxy.preStopSleepSeconds=0",
         "--set", "proxy.podDisruptionBudget.minAvailable=50%",
         "--set", "controller.podDisruptionBudget.enabled=false",
@@ -528,6 +530,8 @@ def scenario_options():
         problems.append("proxy: --workers=4 and no preStop hook expected")
     if "--nonce-store=redis://redis.switchyard-system.svc:6379" not in proxy["args"]:
         problems.append("proxy: --nonce-store=redis://... expected from proxy.nonceStore")
+    if not {"--otlp-endpoint=http://otel-collector.observability:4318", "--trace-sampling=0.01"} <= set(proxy["args"]):
+        problems.append(f"proxy: --otlp-endpoint/--trace-sampling expected from proxy.tracing: {proxy['args']}")
     if by[("Deployment", f"{prefix}-proxy")]["spec"].get("replicas") != 3:
         problems.append("proxy: replicas 3 expected without the HPA")
     lb = by[("Service", f"{prefix}-proxy")]

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-event-bus bench-cost bench-discovery bench-signature crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-event-bus bench-cost bench-discovery bench-signature bench-access-log crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -16,6 +16,7 @@ bench:
 	bash bench/run.sh
 	bash bench/streaming.sh
 	bash bench/event-bus.sh
+	bash bench/access-log.sh
 
 # Events per second into NATS JetStream through an eventBus backend against publishing
 # directly with async-nats, in one run (bench/event-bus.sh, docs/benchmarks.md).
@@ -41,6 +42,11 @@ bench-discovery:
 # instructions per request in one run (bench/signature.sh, docs/benchmarks.md).
 bench-signature:
 	bash bench/signature.sh
+
+# Instructions per request (callgrind) of one binary with the access log off, json and text,
+# in one run; goal: json costs under 5% (bench/access-log.sh, docs/benchmarks.md).
+bench-access-log:
+	bash bench/access-log.sh
 
 # Regenerates crds/ from the Rust types, then the copies in the chart and deploy/.
 crds:

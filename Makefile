@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-event-bus bench-cost bench-discovery bench-signature bench-access-log crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -17,11 +17,17 @@ bench:
 	bash bench/streaming.sh
 	bash bench/event-bus.sh
 	bash bench/access-log.sh
+	bash bench/data-service.sh
 
 # Events per second into NATS JetStream through an eventBus backend against publishing
 # directly with async-nats, in one run (bench/event-bus.sh, docs/benchmarks.md).
 bench-event-bus:
 	bash bench/event-bus.sh
+
+# Rows per second of 100-row pages through a PostgreSQL dataService against the same
+# query run directly with sqlx, in one run (bench/data-service.sh, docs/benchmarks.md).
+bench-data-service:
+	bash bench/data-service.sh
 
 # SSE through a model backend against the upstream directly: chunks/s and the latency added
 # per chunk, in one run (bench/streaming.sh, docs/benchmarks.md).

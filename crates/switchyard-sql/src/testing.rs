@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use switchyard_testkit::{Stop, Supervised};
 
+/// The driver itself, for tests and benchmarks that compare with it directly.
+pub use sqlx;
+
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 fn run(command: &mut Command, what: &str) {

@@ -337,3 +337,176 @@ async fn the_sqlite_quickstart_example_serves() {
     let paged = call(&gw, "/products?category=coffee&pageSize=1&pageNumber=3").await.json();
     assert_eq!((paged["data"][0]["id"].clone(), paged["totalCount"].clone()), (json!(4), json!(3)));
 }
+
+/// `make bench` (bench/data-service.sh, release build): rows per second of 100-row pages
+/// through a PostgreSQL `dataService` (HTTP GET -> JSON) against the same page query run
+/// directly with the same driver (sqlx: fetch the page, decode every column), same server,
+/// same concurrency and pool size, one run; also directly with everything the gateway runs
+/// per page (read-only transaction, statement timeout, page, count), to tell the database's
+/// share from the gateway's. A warm-up, then alternating rounds; the best round of each counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/data-service.sh runs it"]
+async fn data_service_bench() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use switchyard_sql::testing::sqlx::{self, Row};
+
+    let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let pages = env("DATA_BENCH_PAGES", 2000);
+    let concurrency = env("DATA_BENCH_CONCURRENCY", 8);
+    let rounds = env("DATA_BENCH_ROUNDS", 3);
+    const PAGE: usize = 100;
+    const PAGES_PER_CATEGORY: usize = 10;
+    let pg = Postgres::start();
+    testing::execute(
+        Driver::Postgres,
+        &pg.url(),
+        &[
+            "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, category text NOT NULL, price numeric(10,2) NOT NULL, added timestamptz NOT NULL)",
+            "CREATE INDEX products_category ON products (category, id)",
+            "INSERT INTO products SELECT g, 'product number ' || g, 'c' || (g % 10), g * 1.25, timestamptz '2024-01-01 00:00:00Z' + g * interval '1 minute' FROM generate_series(1, 10000) AS g",
+            "ANALYZE products",
+        ],
+    )
+    .await;
+    let select = "SELECT id, name, price, added FROM products WHERE category = ${category} ORDER BY id";
+    let manifest = format!(
+        r#"apiVersion: switchyard.dev/v1alpha1
+kind: BackendService
+metadata: {{name: products, namespace: default}}
+spec:
+  dataService:
+    driver: postgres
+    connection: {{url: "{url}"}}
+    query: "{select}"
+    parameters: [{{name: category, in: query, type: string, required: true}}]
+    pagination: {{defaultPageSize: 100, maxPageSize: 100}}
+    maxConnections: {concurrency}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: products, namespace: default}}
+spec:
+  match: {{path: /products, pathType: Exact}}
+  timeout: 10s
+  backendRefs: [{{name: products}}]
+"#,
+        url = pg.url()
+    );
+    let config = ConfigDir::with(&[("data.yaml", &manifest)]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    wait_ready(&gw, "products", ("True", "Ready")).await;
+    // Page `i` of the run: categories and page numbers cycle, the same on every side.
+    let page_of = |i: usize| (format!("c{}", i % 10), (i / 10) % PAGES_PER_CATEGORY + 1);
+    let client: Client<HttpConnector, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let first = client.get(gw.proxy_url("/products?category=c1&pageNumber=2").parse().unwrap()).await.unwrap();
+    let body: Value = serde_json::from_slice(&first.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!((body["data"].as_array().map(Vec::len), body["totalCount"].clone()), (Some(PAGE), json!(1000)), "{body}");
+
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(concurrency as u32).connect(&pg.url()).await.unwrap();
+    let page_sql = "SELECT id, name, price, added FROM products WHERE category = $1 ORDER BY id LIMIT $2 OFFSET $3";
+    let count_sql =
+        "SELECT COUNT(*) FROM (SELECT id, name, price, added FROM products WHERE category = $1 ORDER BY id) AS switchyard_count";
+    let per_worker = pages / concurrency;
+    let rows_per_round = (per_worker * concurrency * PAGE) as f64;
+
+    let through_gateway = || {
+        let (client, base) = (client.clone(), gw.proxy_url("/products"));
+        async move {
+            let started = std::time::Instant::now();
+            let workers: Vec<_> = (0..concurrency)
+                .map(|w| {
+                    let (client, base) = (client.clone(), base.clone());
+                    tokio::spawn(async move {
+                        for i in 0..per_worker {
+                            let (category, number) = page_of(w * per_worker + i);
+                            let uri = format!("{base}?category={category}&pageNumber={number}").parse().unwrap();
+                            let response = client.get(uri).await.expect("the gateway answers");
+                            assert_eq!(response.status(), 200);
+                            let body = response.into_body().collect().await.unwrap().to_bytes();
+                            assert!(body.len() > PAGE * 40, "a full page");
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.unwrap();
+            }
+            rows_per_round / started.elapsed().as_secs_f64()
+        }
+    };
+    // Each row decoded as an application would: every column read into a Rust value.
+    let decode = |rows: &[sqlx::postgres::PgRow]| {
+        for row in rows {
+            let id: i32 = row.try_get(0).unwrap();
+            let name: &str = row.try_get(1).unwrap();
+            let price = row.try_get_raw(2).unwrap();
+            let added: switchyard_sql::time::OffsetDateTime = row.try_get(3).unwrap();
+            std::hint::black_box((id, name, sqlx::ValueRef::is_null(&price), added));
+        }
+        assert_eq!(rows.len(), PAGE);
+    };
+    let direct = |like_the_gateway: bool| {
+        let pool = pool.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let workers: Vec<_> = (0..concurrency)
+                .map(|w| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        for i in 0..per_worker {
+                            let (category, number) = page_of(w * per_worker + i);
+                            let offset = ((number - 1) * PAGE) as i64;
+                            let page = sqlx::query(page_sql).bind(&category).bind(PAGE as i64).bind(offset);
+                            if like_the_gateway {
+                                let mut conn = pool.acquire().await.unwrap();
+                                let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = 10000";
+                                let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await.unwrap();
+                                decode(&page.fetch_all(&mut *tx).await.unwrap());
+                                let total: i64 = sqlx::query(count_sql).bind(&category).fetch_one(&mut *tx).await.unwrap().get(0);
+                                assert_eq!(total, 1000);
+                                tx.commit().await.unwrap();
+                            } else {
+                                decode(&page.fetch_all(&pool).await.unwrap());
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker.await.unwrap();
+            }
+            rows_per_round / started.elapsed().as_secs_f64()
+        }
+    };
+    // Warm every path (connections, prepared statements, the table in the buffer cache).
+    through_gateway().await;
+    direct(false).await;
+    direct(true).await;
+    // The harness has printed `test data_service_bench ... ` without a newline.
+    println!();
+    let (mut best_direct, mut best_like, mut best_gateway) = (0f64, 0f64, 0f64);
+    for round in 1..=rounds {
+        let d = direct(false).await;
+        let l = direct(true).await;
+        let g = through_gateway().await;
+        println!("round {round}: direct {d:.0} rows/s, direct like the gateway {l:.0} rows/s, switchyard {g:.0} rows/s");
+        best_direct = best_direct.max(d);
+        best_like = best_like.max(l);
+        best_gateway = best_gateway.max(g);
+    }
+    println!(
+        "# {} pages of {PAGE} rows per round ({} of 10,000 rows per category, 4 columns: int, text, numeric, timestamptz), {concurrency} concurrent clients, pool {concurrency}",
+        per_worker * concurrency,
+        PAGE * PAGES_PER_CATEGORY
+    );
+    println!("direct (sqlx: page query, every column decoded): {best_direct:.0} rows/s");
+    println!("direct like the gateway (sqlx: read-only transaction, statement timeout, page, count): {best_like:.0} rows/s");
+    println!("switchyard (HTTP GET -> JSON page): {best_gateway:.0} rows/s");
+    println!("data service ratio (switchyard / direct): {:.3} (target >= 0.7)", best_gateway / best_direct);
+    println!("data service ratio (switchyard / direct like the gateway): {:.3}", best_gateway / best_like);
+    drop(pg);
+}

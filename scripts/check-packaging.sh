@@ -33,7 +33,7 @@ lint() {
     "$HELM" lint --strict charts/switchyard --namespace gateways \
       --set serviceMonitor.enabled=true --set snapshotToken.existingSecret=t \
       --set proxy.service.type=LoadBalancer --set proxy.autoscaling.enabled=false \
-      --set proxy.workers=2 --set rbac.create=false
+      --set proxy.workers=2 --set rbac.create=false --set grafanaDashboard.enabled=true
 }
 
 deploy_is_current() {

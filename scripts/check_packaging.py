@@ -10,7 +10,8 @@ Renders charts/switchyard with helm under several value sets and checks, for eac
   - least privilege: the RBAC rules are exactly the expected set; pods are non-root, read-only
     root filesystem, no capabilities; the proxy has no API token;
   - selectors, named ports and the token checksum are consistent; no image names a registry host;
-  - NOTES.txt renders.
+  - NOTES.txt renders;
+  - grafanaDashboard.enabled renders the dashboard ConfigMap (label, namespace, the JSON verbatim).
 It also checks that every key of the CRDs (crds/, the chart with its CRDs, deploy/) reads the
 same under YAML 1.1 (kubectl: a bare `on:` key is True) as under YAML 1.2 / JSON, checks
 deploy/switchyard.yaml the same way as the chart, validates e2e/manifests (built-in kinds
@@ -581,6 +582,55 @@ def scenario_no_rbac():
     record("no RBAC, existing ServiceAccounts", problems + check_schemas(objects))
 
 
+def scenario_grafana_dashboard():
+    """grafanaDashboard.enabled: one ConfigMap holding dashboards/switchyard.json byte for byte,
+    with the sidecar's label (key and value from the values), extra labels and annotations, in
+    the release namespace or grafanaDashboard.namespace; nothing else changes."""
+    import json
+    source = (CHART / "dashboards" / "switchyard.json").read_text()
+    problems = []
+    try:
+        dashboard = json.loads(source)
+    except ValueError as e:
+        dashboard = {}
+        problems.append(f"dashboards/switchyard.json is not JSON: {e}")
+    if dashboard and (not isinstance(dashboard.get("schemaVersion"), int) or not dashboard.get("panels")):
+        problems.append("dashboards/switchyard.json: no schemaVersion or no panels")
+    cases = [
+        ([], "switchyard-system", "grafana_dashboard", "1", {}, {}),
+        (["--set", "grafanaDashboard.namespace=monitoring", "--set", "grafanaDashboard.label=dashboards.example.com/grafana",
+          "--set", "grafanaDashboard.labelValue=switchyard", "--set", "grafanaDashboard.labels.team=edge",
+          "--set", "grafanaDashboard.annotations.grafana_folder=Gateways"],
+         "monitoring", "dashboards.example.com/grafana", "switchyard", {"team": "edge"}, {"grafana_folder": "Gateways"}),
+    ]
+    for args, namespace, key, value, labels, annotations in cases:
+        objects = helm_template("switchyard", "switchyard-system", "--set", "grafanaDashboard.enabled=true", *args)
+        label = " ".join(args[1::2]) or "enabled"
+        expected = expected_defaults("switchyard") | {("ConfigMap", "switchyard-dashboard")}
+        problems += [f"{label}: {p}" for p in check_expected(objects, expected)]
+        problems += [f"{label}: {p}" for p in check_schemas(objects)]
+        problems += [f"{label}: {p}" for p in check_namespaces([o for o in objects if o["kind"] != "ConfigMap"], "switchyard-system")]
+        cm = index(objects).get(("ConfigMap", "switchyard-dashboard"))
+        if cm is None:
+            continue
+        meta = cm["metadata"]
+        if meta.get("namespace") != namespace:
+            problems.append(f"{label}: ConfigMap in {meta.get('namespace')!r}, want {namespace!r}")
+        got_labels = meta.get("labels", {})
+        if got_labels.get(key) != value:
+            problems.append(f"{label}: label {key}={got_labels.get(key)!r}, want {value!r}")
+        for k, v in labels.items():
+            if got_labels.get(k) != v:
+                problems.append(f"{label}: extra label {k}={v} missing")
+        if got_labels.get("app.kubernetes.io/instance") != "switchyard":
+            problems.append(f"{label}: the chart's labels are missing")
+        if meta.get("annotations", {}) != annotations and (annotations or meta.get("annotations")):
+            problems.append(f"{label}: annotations {meta.get('annotations')}, want {annotations}")
+        if cm.get("data", {}).keys() != {"switchyard.json"} or cm["data"]["switchyard.json"] != source.rstrip("\n"):
+            problems.append(f"{label}: data.switchyard.json is not dashboards/switchyard.json")
+    record("grafanaDashboard: ConfigMap with the sidecar label, namespace, labels, annotations, the JSON verbatim", problems)
+
+
 def render_notes(*args):
     """NOTES.txt as `helm install` would print it. `helm template` skips NOTES, so a copy of the
     chart renders it with `tpl` inside a ConfigMap (a NOTES error would fail a real install)."""
@@ -608,6 +658,8 @@ def scenario_notes():
         (["--set", "snapshotToken.value=change-me"], ['placeholder "change-me"'], []),
         (["--set", "snapshotToken.existingSecret=mine", "--set", "serviceMonitor.enabled=true"],
          ['Secret "mine"', "ServiceMonitor"], ["WARNING"]),
+        (["--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.namespace=monitoring"],
+         ['ConfigMap "switchyard-dashboard" in namespace monitoring, labelled grafana_dashboard=1'], []),
     ]
     for args, want, unwanted in cases:
         notes, err = render_notes(*args)
@@ -617,7 +669,7 @@ def scenario_notes():
             continue
         problems += [f"{label}: NOTES.txt lacks {w!r}" for w in want if w not in notes]
         problems += [f"{label}: NOTES.txt has {u!r}" for u in unwanted if u in notes]
-    record("NOTES.txt renders (defaults, placeholder token, existingSecret + ServiceMonitor)", problems)
+    record("NOTES.txt renders (defaults, placeholder token, existingSecret + ServiceMonitor, dashboard)", problems)
 
 
 def scenario_bad_values():
@@ -770,7 +822,7 @@ def scenario_versions():
 
 def main():
     for scenario in (scenario_versions, scenario_defaults, scenario_deploy, scenario_options,
-                     scenario_no_rbac, scenario_notes, scenario_bad_values, scenario_yaml11_property_names,
+                     scenario_no_rbac, scenario_grafana_dashboard, scenario_notes, scenario_bad_values, scenario_yaml11_property_names,
                      scenario_e2e_manifests):
         try:
             scenario()

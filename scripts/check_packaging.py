@@ -11,7 +11,8 @@ Renders charts/switchyard with helm under several value sets and checks, for eac
     root filesystem, no capabilities; the proxy has no API token;
   - selectors, named ports and the token checksum are consistent; no image names a registry host;
   - NOTES.txt renders;
-  - grafanaDashboard.enabled renders the dashboard ConfigMap (label, namespace, the JSON verbatim).
+  - grafanaDashboard.enabled renders the dashboard ConfigMap (label, namespace, the JSON verbatim),
+    and every query of the dashboard parses as PromQL (promtool, when installed).
 It also checks that every key of the CRDs (crds/, the chart with its CRDs, deploy/) reads the
 same under YAML 1.1 (kubectl: a bare `on:` key is True) as under YAML 1.2 / JSON, checks
 deploy/switchyard.yaml the same way as the chart, validates e2e/manifests (built-in kinds
@@ -628,7 +629,43 @@ def scenario_grafana_dashboard():
             problems.append(f"{label}: annotations {meta.get('annotations')}, want {annotations}")
         if cm.get("data", {}).keys() != {"switchyard.json"} or cm["data"]["switchyard.json"] != source.rstrip("\n"):
             problems.append(f"{label}: data.switchyard.json is not dashboards/switchyard.json")
+    problems += promql_problems(dashboard)
     record("grafanaDashboard: ConfigMap with the sidecar label, namespace, labels, annotations, the JSON verbatim", problems)
+
+
+def promql_problems(dashboard):
+    """Every panel's expr and variable query parses as PromQL (`promtool check rules`, when
+    installed; Grafana's variables replaced by values of their kind). That each metric exists
+    is crates/switchyard/tests/dashboard.rs's check, against real scrapes."""
+    if not shutil.which("promtool"):
+        print("        (promtool not installed: the dashboard's PromQL syntax not checked)")
+        return []
+
+    def plain(expr):
+        expr = expr.replace("$__rate_interval", "1m").replace("$__range", "1h")
+        return re.sub(r"\$\{?[A-Za-z_]+\}?", ".*", expr)
+
+    exprs = []
+    def walk(panels):
+        for panel in panels:
+            exprs.extend((panel.get("title"), t["expr"]) for t in panel.get("targets", []) if "expr" in t)
+            walk(panel.get("panels", []))
+    walk(dashboard.get("panels", []))
+    for v in dashboard.get("templating", {}).get("list", []):
+        m = re.fullmatch(r"label_values\((.*),\s*\w+\)", v.get("definition", "").strip()) if v.get("type") == "query" else None
+        if m:
+            exprs.append((f"${v['name']}", m.group(1)))
+    rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:q{i}", "expr": plain(e)}
+                                                          for i, (_, e) in enumerate(exprs)]}]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        yaml.safe_dump(rules, f)
+        f.flush()
+        out = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        return [f"PromQL that does not parse: {(out.stdout + out.stderr).strip()} "
+                f"(dashboard:qN is query N of the panels {[t for t, _ in exprs]})"]
+    print(f"        (promtool: {len(exprs)} queries parse)")
+    return []
 
 
 def render_notes(*args):

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -17,6 +17,7 @@ bench:
 	bash bench/streaming.sh
 	bash bench/event-bus.sh
 	bash bench/access-log.sh
+	bash bench/tracing.sh
 	bash bench/data-service.sh
 
 # Events per second into NATS JetStream through an eventBus backend against publishing
@@ -53,6 +54,12 @@ bench-signature:
 # in one run; goal: json costs under 5% (bench/access-log.sh, docs/benchmarks.md).
 bench-access-log:
 	bash bench/access-log.sh
+
+# Instructions per request with tracing off (propagation only) and OTLP export at 1% and
+# 100% sampling, under callgrind, in one run (bench/tracing.sh, TRACE_STRICT=1 to fail
+# above 3% at 1%; docs/benchmarks.md).
+bench-tracing:
+	bash bench/tracing.sh
 
 # Regenerates crds/ from the Rust types, then the copies in the chart and deploy/.
 crds:

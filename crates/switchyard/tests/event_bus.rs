@@ -324,7 +324,12 @@ async fn event_bus_bench() {
     let concurrency: usize = std::env::var("EVENT_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
     let nats = NatsServer::start();
     nats.create_stream("ORDERS", &["orders.>"]).await;
-    let (_config, gw) = bus_gateway(&nats, "Ready").await;
+    let extra = std::env::var("EVENT_BENCH_GATEWAY_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra.split_whitespace().collect();
+    let config = ConfigDir::with(&[("bus.yaml", &nats_config(&nats.url()))]);
+    let gw = Switchyard::standalone(config.path(), &extra);
+    gw.wait_ready().await;
+    wait_ready_reason(&gw, "Ready").await;
     let url = gw.proxy_url("/orders/1/events");
     let client: Client<HttpConnector, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let jetstream = async_nats::jetstream::new(nats.client().await);
@@ -353,8 +358,16 @@ async fn event_bus_bench() {
             (events / concurrency * concurrency) as f64 / started.elapsed().as_secs_f64()
         }
     };
+    // The direct publisher sends the very event the gateway made of the request (its
+    // CloudEvent bytes, read back from the stream), so both legs store the same payload.
+    through_gateway().await;
+    let event = {
+        let stream = jetstream.get_stream("ORDERS").await.unwrap();
+        let last = stream.get_last_raw_message_by_subject("orders.created").await.unwrap();
+        last.payload
+    };
     let direct = || {
-        let (jetstream, body) = (jetstream.clone(), body.clone());
+        let (jetstream, body) = (jetstream.clone(), event.clone());
         async move {
             let started = std::time::Instant::now();
             let workers: Vec<_> = (0..concurrency)
@@ -378,20 +391,74 @@ async fn event_bus_bench() {
         }
     };
     // Warm both paths (connections, the stream's first blocks).
-    through_gateway().await;
     direct().await;
+    // CPU time per event of each process (utime + stime from /proc), to see where it goes.
+    let nats_pid = pid_listening_on(nats.port());
+    let processes = [("client", std::process::id()), ("gateway", gw.pid()), ("nats-server", nats_pid)];
+    let cpu = || processes.map(|(_, pid)| cpu_ticks(pid));
+    let per_event = |before: [u64; 3], after: [u64; 3]| {
+        let ticks = 1_000_000.0 / CLOCK_TICKS_PER_SECOND / (events / concurrency * concurrency) as f64;
+        processes
+            .iter()
+            .zip(before.iter().zip(after))
+            .map(|((name, _), (b, a))| format!("{name} {:.1}", (a - b) as f64 * ticks))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let (mut best_direct, mut best_gateway) = (0f64, 0f64);
     for round in 1..=2 {
+        let before = cpu();
         let d = direct().await;
+        let middle = cpu();
         let g = through_gateway().await;
+        let after = cpu();
         println!("round {round}: direct {d:.0} events/s, switchyard {g:.0} events/s");
+        println!("round {round}: CPU us/event direct: {}; switchyard: {}", per_event(before, middle), per_event(middle, after));
         best_direct = best_direct.max(d);
         best_gateway = best_gateway.max(g);
     }
-    println!("# {events} events of {} bytes per round, {concurrency} concurrent publishers, JetStream file storage", body.len());
+    println!(
+        "# {events} events per round ({} request body bytes; a {}-byte CloudEvent, published as is by the direct leg), {concurrency} concurrent publishers, JetStream file storage",
+        body.len(),
+        event.len()
+    );
     println!("direct (async-nats publish + ack): {best_direct:.0} events/s");
     println!("switchyard (HTTP POST -> 202 after the ack): {best_gateway:.0} events/s");
     println!("event bus ratio (switchyard / direct): {:.3} (target >= 0.8)", best_gateway / best_direct);
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
+    // The fields after the command (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `/proc` counts CPU time in USER_HZ ticks, 100 a second on Linux.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// The process with a listening socket on `port` (the nats-server a harness started).
+fn pid_listening_on(port: u16) -> u32 {
+    let hex = format!(":{port:04X} ");
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let inode = tcp
+        .lines()
+        .find(|l| {
+            l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&hex))
+                && l.split_whitespace().nth(3) == Some("0A")
+        })
+        .and_then(|l| l.split_whitespace().nth(9).map(str::to_owned))
+        .expect("a listener on the port");
+    let wanted = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        if fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == wanted)) {
+            return pid;
+        }
+    }
+    panic!("no process holds {wanted}");
 }
 
 /// Distinct message ids across rounds (the stream's duplicate window would drop repeats).

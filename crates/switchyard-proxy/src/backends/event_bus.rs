@@ -100,22 +100,23 @@ impl EventBusBackend {
     async fn publish(&self, request: ShapedRequest, ctx: &CallContext<'_>) -> Result<String, GatewayError> {
         let id = cloudevent::event_id(&request.headers, &self.random)?;
         let body = collect(request.body, ctx).await?;
-        let headers = cloudevent::event_headers(&request.headers);
         let data = RequestData {
             source: request.event.as_deref(),
             method: &request.method,
-            headers: &headers,
+            headers: &request.headers,
             path_and_query: &request.path_and_query,
             body: &body,
         };
-        let time = switchyard_compile::discovered::rfc3339(std::time::SystemTime::now());
-        let attributes = Attributes { id: &id, source: &self.source, event_type: &self.event_type, time: &time };
+        let time = cloudevent::now_rfc3339();
+        let attributes = Attributes { id: &id, source: &self.source, event_type: &self.event_type, time: time.as_str() };
         match &self.sink {
             Sink::Nats { publisher, subject } => {
                 let event = Bytes::from(cloudevent::structured(&attributes, &data));
                 self.to_nats(publisher.get(), subject, &id, event, ctx).await?;
             }
-            Sink::Http { http, mode } => self.to_http(http, *mode, &attributes, &data, request.client_ip, ctx).await?,
+            // Boxed: the `http` runtime's future would otherwise make every NATS publish's
+            // future as large as an HTTP call's (it is moved on every request).
+            Sink::Http { http, mode } => Box::pin(self.to_http(http, *mode, &attributes, &data, request.client_ip, ctx)).await?,
         }
         Ok(id)
     }
@@ -220,9 +221,35 @@ fn binary_headers(headers: &mut HeaderMap, attributes: &Attributes<'_>, data: &R
 
 /// `202 {"eventId": ...}`.
 fn accepted(id: &str) -> Response<ResponseBody> {
-    let body = serde_json::json!({ "eventId": id }).to_string();
-    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    let mut response = Response::new(ResponseBody::full(Bytes::from(accepted_body(id))));
     *response.status_mut() = StatusCode::ACCEPTED;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// `{"eventId":"<id>"}`, written directly: an id is visible ASCII (a client's is checked,
+/// a generated one is a UUID), so `"` and `\` are all there is to escape.
+fn accepted_body(id: &str) -> Vec<u8> {
+    debug_assert!(id.bytes().all(|b| b.is_ascii_graphic()));
+    let mut body = Vec::with_capacity(id.len() + 16);
+    body.extend_from_slice(br#"{"eventId":""#);
+    for &b in id.as_bytes() {
+        if matches!(b, b'"' | b'\\') {
+            body.push(b'\\');
+        }
+        body.push(b);
+    }
+    body.extend_from_slice(br#""}"#);
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_acceptance_is_json_with_the_id_escaped() {
+        for id in ["1b4e28ba-2fa1-4d2b-883f-0016d3cca427", r#"a"b\c"#, "{}"] {
+            let body: serde_json::Value = serde_json::from_slice(&super::accepted_body(id)).unwrap();
+            assert_eq!(body, serde_json::json!({"eventId": id}));
+        }
+    }
 }

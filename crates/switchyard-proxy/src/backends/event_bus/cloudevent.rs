@@ -17,10 +17,10 @@ const X_CA_NONCE: HeaderName = HeaderName::from_static("x-ca-nonce");
 /// The longest client-chosen event id (JetStream keeps each in its duplicate window).
 const MAX_EVENT_ID: usize = 128;
 
-/// Headers that never go into an event: credentials, and the signature scheme's
+/// Headers that never go into an event (they are left out as the event is written): credentials, and the signature scheme's
 /// signature (a replayable credential for this one request). Hop-by-hop headers were
 /// already removed when the request was shaped; framing says nothing about the body.
-const NOT_IN_EVENTS: [HeaderName; 5] = [
+static NOT_IN_EVENTS: [HeaderName; 5] = [
     http::header::AUTHORIZATION,
     http::header::PROXY_AUTHORIZATION,
     http::header::COOKIE,
@@ -40,6 +40,57 @@ pub fn event_id(headers: &HeaderMap, random: &ring::rand::SystemRandom) -> Resul
         }
         None => crate::random_id::uuid_v4(random).ok_or(GatewayError::NoRandomness),
     }
+}
+
+/// The event's `time`: now, in RFC 3339 to the second (`2026-12-02T01:02:03Z`).
+pub fn now_rfc3339() -> Rfc3339 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Rfc3339::at(secs)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, written in place (no formatter, no allocation: one per event).
+pub struct Rfc3339([u8; 20]);
+
+impl Rfc3339 {
+    /// The UTC time `secs` after the Unix epoch (years up to 9999).
+    fn at(secs: u64) -> Self {
+        let (days, rest) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, value: u64, digits: usize| {
+            let mut value = value;
+            for i in (0..digits).rev() {
+                text[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year.min(9999), 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, rest / 3600, 2);
+        put(14, rest / 60 % 60, 2);
+        put(17, rest % 60, 2);
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("digits and separators are ASCII")
+    }
+}
+
+/// (year, month, day) of the `days`-th day after 1970-01-01 in the proleptic Gregorian
+/// calendar (H. Hinnant's `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// What the resource says of every event.
@@ -80,15 +131,6 @@ struct Envelope<'a> {
     data: &'a Data<'a>,
 }
 
-/// Without the headers an event must not carry.
-pub fn event_headers(headers: &HeaderMap) -> HeaderMap {
-    let mut kept = headers.clone();
-    for name in &NOT_IN_EVENTS {
-        kept.remove(name);
-    }
-    kept
-}
-
 fn data<'a>(request: &'a RequestData<'a>) -> Data<'a> {
     let (backend_path, query) = request.path_and_query.split_once('?').unwrap_or((request.path_and_query, ""));
     let (body, body_base64) = match std::str::from_utf8(request.body) {
@@ -100,7 +142,7 @@ fn data<'a>(request: &'a RequestData<'a>) -> Data<'a> {
         path: request.source.map_or(backend_path, |s| s.path.as_str()),
         path_parameters: request.source.map(path_parameters).unwrap_or_default(),
         query: query_parameters(query),
-        headers: Headers(request.headers),
+        headers: Headers { map: request.headers, skip: &NOT_IN_EVENTS },
         body,
         body_base64,
     }
@@ -167,13 +209,37 @@ mod tests {
     #[test]
     fn credentials_never_go_into_an_event() {
         let mut headers = HeaderMap::new();
-        for (name, value) in
-            [("authorization", "Bearer t"), ("cookie", "s=1"), ("x-ca-signature", "sig"), ("proxy-authorization", "p"), ("x-ca-key", "204")]
-        {
+        for (name, value) in [
+            ("authorization", "Bearer t"),
+            ("cookie", "s=1"),
+            ("x-ca-signature", "sig"),
+            ("proxy-authorization", "p"),
+            ("x-ca-key", "204"),
+            ("transfer-encoding", "chunked"),
+        ] {
             headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
         }
-        let kept = event_headers(&headers);
-        assert_eq!(kept.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x-ca-key"], "the app key names the caller; it is no secret");
+        headers.append("x-tag", HeaderValue::from_static("a"));
+        headers.append("x-tag", HeaderValue::from_static("b"));
+        let data: Value = serde_json::from_slice(&data_json(&request(None, &headers, "/p", b""))).unwrap();
+        assert_eq!(
+            data["headers"],
+            json!({"x-ca-key": "204", "x-tag": "a, b"}),
+            "the app key names the caller; it is no secret; repeats are joined"
+        );
+    }
+
+    #[test]
+    fn event_times_are_rfc_3339_to_the_second_as_the_calendar_says() {
+        let at = |secs: u64| Rfc3339::at(secs).as_str().to_owned();
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z", "a leap day of a century divisible by 400");
+        assert_eq!(at(1_798_765_323), "2027-01-01T01:02:03Z");
+        // Against jiff (what the rest of the gateway formats times with), a day and a bit apart.
+        for secs in (0..4_102_444_800u64).step_by(86_400 * 37 + 3_671) {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            assert_eq!(at(secs), switchyard_compile::discovered::rfc3339(time), "{secs}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
@@ -64,7 +64,7 @@ pub fn build(input: &EventInput<'_>) -> Vec<u8> {
     let event = Event {
         path: input.source.map_or(backend_path, |s| s.path.as_str()),
         http_method: input.method.as_str(),
-        headers: Headers(input.headers),
+        headers: Headers::all(input.headers),
         query_parameters: query_parameters(query),
         path_parameters: input.source.map(path_parameters).unwrap_or_default(),
         body,
@@ -98,25 +98,55 @@ pub(crate) fn path_parameters(source: &EventSource) -> BTreeMap<&str, Cow<'_, st
 
 /// Header name → one string: repeated headers joined with `, ` (RFC 9110 §5.3). Framing
 /// of the client's connection (`transfer-encoding`) says nothing about the body the event
-/// holds, so it is left out. Bytes that are not UTF-8 (obs-text) become U+FFFD.
-pub(crate) struct Headers<'a>(pub(crate) &'a HeaderMap);
+/// holds, so it is left out, and so is every name in `skip`. Bytes that are not UTF-8
+/// (obs-text) become U+FFFD.
+pub(crate) struct Headers<'a> {
+    pub(crate) map: &'a HeaderMap,
+    pub(crate) skip: &'a [HeaderName],
+}
+
+impl<'a> Headers<'a> {
+    /// Every header but `transfer-encoding`.
+    pub(crate) fn all(map: &'a HeaderMap) -> Self {
+        Self { map, skip: &[] }
+    }
+
+    fn kept(&self, name: &HeaderName) -> bool {
+        *name != http::header::TRANSFER_ENCODING && !self.skip.contains(name)
+    }
+}
 
 impl Serialize for Headers<'_> {
+    /// One pass: [`HeaderMap::iter`] yields all the values of a name one after another, so
+    /// a name's values are joined as they come, with no lookup per name.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.keys_len()))?;
-        for name in self.0.keys().filter(|n| *n != http::header::TRANSFER_ENCODING) {
-            let mut values = self.0.get_all(name).iter();
-            let first = values.next().map_or(Cow::Borrowed(""), |v| String::from_utf8_lossy(v.as_bytes()));
-            let joined = values.fold(first, |mut acc, v| {
-                let acc_mut = acc.to_mut();
-                acc_mut.push_str(", ");
-                acc_mut.push_str(&String::from_utf8_lossy(v.as_bytes()));
-                acc
-            });
-            map.serialize_entry(name.as_str(), &joined)?;
+        let mut map = serializer.serialize_map(Some(self.map.keys_len()))?;
+        let mut pending: Option<(&HeaderName, Cow<'_, str>)> = None;
+        for (name, value) in self.map.iter().filter(|(name, _)| self.kept(name)) {
+            let text = text(value);
+            match &mut pending {
+                Some((same, joined)) if *same == name => {
+                    let joined = joined.to_mut();
+                    joined.push_str(", ");
+                    joined.push_str(&text);
+                }
+                _ => {
+                    if let Some((done, joined)) = pending.replace((name, text)) {
+                        map.serialize_entry(done.as_str(), &joined)?;
+                    }
+                }
+            }
+        }
+        if let Some((done, joined)) = pending {
+            map.serialize_entry(done.as_str(), &joined)?;
         }
         map.end()
     }
+}
+
+/// A value as text: as it is when it is UTF-8 (always, but for obs-text), else lossily.
+fn text(value: &HeaderValue) -> Cow<'_, str> {
+    std::str::from_utf8(value.as_bytes()).map_or_else(|_| String::from_utf8_lossy(value.as_bytes()), Cow::Borrowed)
 }
 
 #[cfg(test)]

@@ -81,12 +81,12 @@ impl AccessRecord {
         }
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn write(&self, out: &mut Vec<u8>, date: &mut DateCache) {
         let total = self.started.elapsed();
         let line = Line::of(self, total);
         match self.format {
-            AccessLogFormat::Json => line.json(out),
-            AccessLogFormat::Text => line.text(out),
+            AccessLogFormat::Json => line.json(out, date),
+            AccessLogFormat::Text => line.text(out, date),
             AccessLogFormat::Off => {}
         }
     }
@@ -95,7 +95,7 @@ impl AccessRecord {
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         if self.format != AccessLogFormat::Off {
-            BUFFER.with_borrow_mut(|buffer| buffer.push(|out| self.write(out)));
+            BUFFER.with_borrow_mut(|buffer| buffer.push(|out, date| self.write(out, date)));
         }
     }
 }
@@ -152,15 +152,18 @@ impl<'a> Line<'a> {
         }
     }
 
-    fn json(&self, out: &mut Vec<u8>) {
+    fn json(&self, out: &mut Vec<u8>, date: &mut DateCache) {
+        out.reserve(512);
         out.extend_from_slice(b"{\"time\":\"");
-        rfc3339(out, self.time);
+        date.write(out, self.time);
+        // The request id and the method are valid by construction (the id's characters
+        // are checked or made by the gateway; a method is a token): copied as they are.
         out.extend_from_slice(b"\",\"request_id\":\"");
-        json_str(out, self.request_id);
+        out.extend_from_slice(self.request_id);
         out.extend_from_slice(b"\",\"client\":\"");
         socket_addr(out, self.client);
         out.extend_from_slice(b"\",\"method\":\"");
-        json_str(out, self.method.as_bytes());
+        out.extend_from_slice(self.method.as_bytes());
         out.extend_from_slice(b"\",\"host\":\"");
         json_str(out, self.host);
         out.extend_from_slice(b"\",\"path\":\"");
@@ -176,7 +179,7 @@ impl<'a> Line<'a> {
         out.extend_from_slice(b"\",\"status\":");
         decimal(out, u64::from(self.status));
         out.extend_from_slice(b",\"error_code\":\"");
-        json_str(out, self.error_code.as_bytes());
+        out.extend_from_slice(self.error_code.as_bytes());
         out.extend_from_slice(b"\",\"bytes_in\":");
         decimal(out, self.bytes_in);
         out.extend_from_slice(b",\"bytes_out\":");
@@ -196,9 +199,10 @@ impl<'a> Line<'a> {
     }
 
     /// `key=value` pairs (logfmt) with the JSON names; `-` for an empty value.
-    fn text(&self, out: &mut Vec<u8>) {
+    fn text(&self, out: &mut Vec<u8>, date: &mut DateCache) {
+        out.reserve(512);
         out.extend_from_slice(b"time=");
-        rfc3339(out, self.time);
+        date.write(out, self.time);
         text_field(out, b" request_id=", self.request_id);
         out.extend_from_slice(b" client=");
         socket_addr(out, self.client);
@@ -262,10 +266,37 @@ fn plain(b: u8) -> bool {
     PLAIN[usize::from(b)]
 }
 
+const fn repeat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// Some byte of `x` is below `n` (n <= 128; exact, as in "Bit Twiddling Hacks").
+fn has_less(x: u64, n: u8) -> bool {
+    x.wrapping_sub(repeat(n)) & !x & repeat(0x80) != 0
+}
+
+fn has_byte(x: u64, b: u8) -> bool {
+    has_less(x ^ repeat(b), 1)
+}
+
+/// Every byte of `value` is in `table`, eight at a time where the words allow: no byte
+/// below `lowest`, none of `"`, `\\`, DEL or non-ASCII. A word that fails is only sent to
+/// the slow path (the caller escapes byte by byte), so the word test may be conservative.
+fn all_plain(value: &[u8], lowest: u8, table: &[bool; 256]) -> bool {
+    let mut words = value.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+        if x & repeat(0x80) != 0 || has_less(x, lowest) || has_byte(x, b'"') || has_byte(x, b'\\') || has_byte(x, 0x7f) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| table[usize::from(b)])
+}
+
 /// A JSON string's contents. Bytes outside visible ASCII are `\u00XX` (a Host header may
 /// carry obs-text), so a line is valid JSON whatever the client sent.
 fn json_str(out: &mut Vec<u8>, value: &[u8]) {
-    if value.iter().all(|&b| JSON_PLAIN[usize::from(b)]) {
+    if all_plain(value, b' ', &JSON_PLAIN) {
         out.extend_from_slice(value);
         return;
     }
@@ -290,7 +321,7 @@ fn text_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(key);
     if value.is_empty() {
         out.push(b'-');
-    } else if value.iter().all(|&b| plain(b)) {
+    } else if all_plain(value, b' ' + 1, &PLAIN) {
         out.extend_from_slice(value);
     } else {
         for &b in value {
@@ -307,16 +338,30 @@ fn text_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// "00" to "99": numbers are written two digits a step.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
 fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = b'0' + n as u8;
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -395,16 +440,45 @@ fn civil(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// The `YYYY-MM-DDTHH:MM:SS` of the last second a line was written in: a worker formats
+/// the date once a second, then only the milliseconds.
+#[derive(Default)]
+struct DateCache {
+    secs: u64,
+    text: Vec<u8>,
+}
+
+impl DateCache {
+    const fn new() -> Self {
+        Self { secs: 0, text: Vec::new() }
+    }
+
+    fn write(&mut self, out: &mut Vec<u8>, time: SystemTime) {
+        let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        if self.text.is_empty() || self.secs != since.as_secs() {
+            self.text.clear();
+            rfc3339(&mut self.text, SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs()));
+            self.text.truncate(19);
+            self.secs = since.as_secs();
+        }
+        out.extend_from_slice(&self.text);
+        out.push(b'.');
+        padded(out, u64::from(since.subsec_millis()), 3);
+        out.push(b'Z');
+    }
+}
+
 /// A thread's lines not yet written.
 struct Buffer {
     bytes: Vec<u8>,
     /// A flush task runs on this thread (a proxy worker).
     ticking: bool,
+    date: DateCache,
 }
 
 impl Buffer {
-    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        write(&mut self.bytes);
+    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>, &mut DateCache)) {
+        write(&mut self.bytes, &mut self.date);
         if !self.ticking || self.bytes.len() >= FLUSH_AT {
             self.flush();
         }
@@ -428,7 +502,7 @@ impl Drop for Buffer {
 }
 
 thread_local! {
-    static BUFFER: RefCell<Buffer> = const { RefCell::new(Buffer { bytes: Vec::new(), ticking: false }) };
+    static BUFFER: RefCell<Buffer> = const { RefCell::new(Buffer { bytes: Vec::new(), ticking: false, date: DateCache::new() }) };
 }
 
 /// Starts this worker thread's flush task on its (current-thread) runtime: lines are
@@ -484,7 +558,7 @@ mod tests {
     #[test]
     fn a_json_line_is_one_json_object_with_every_field() {
         let mut out = Vec::new();
-        line().json(&mut out);
+        line().json(&mut out, &mut DateCache::default());
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -503,7 +577,7 @@ mod tests {
     #[test]
     fn a_text_line_has_the_same_fields_as_pairs_with_a_dash_for_empty() {
         let mut out = Vec::new();
-        Line { upstream_time: None, route: "", ..line() }.text(&mut out);
+        Line { upstream_time: None, route: "", ..line() }.text(&mut out, &mut DateCache::default());
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -516,11 +590,11 @@ mod tests {
     #[test]
     fn bytes_a_client_controls_cannot_break_a_json_or_text_line() {
         let mut out = Vec::new();
-        Line { host: b"a\"b\\c\nd\xff e", ..line() }.json(&mut out);
+        Line { host: b"a\"b\\c\nd\xff e", ..line() }.json(&mut out, &mut DateCache::default());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["host"], "a\"b\\c\nd\u{ff} e");
         let mut out = Vec::new();
-        Line { host: b"a b\nc", ..line() }.text(&mut out);
+        Line { host: b"a b\nc", ..line() }.text(&mut out, &mut DateCache::default());
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(" host=a\\x20b\\x0ac "), "{text}");
         assert_eq!(text.matches('\n').count(), 1);
@@ -533,6 +607,44 @@ mod tests {
         let mut out = Vec::new();
         rfc3339(&mut out, SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_799));
         assert_eq!(out, b"2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn the_date_cached_for_a_second_still_gets_each_lines_milliseconds() {
+        let mut date = DateCache::default();
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let mut out = Vec::new();
+        for ms in [1_764_655_518_123, 1_764_655_518_999, 1_764_655_519_001] {
+            date.write(&mut out, at(ms));
+            out.push(b' ');
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "2025-12-02T06:05:18.123Z 2025-12-02T06:05:18.999Z 2025-12-02T06:05:19.001Z ");
+    }
+
+    #[test]
+    fn the_word_check_sends_every_byte_that_needs_escaping_to_the_slow_path() {
+        for bad in [b'"', b'\\', b'\n', 0x00, 0x1f, 0x7f, 0x80, 0xff] {
+            for at in 0..17 {
+                let mut value = vec![b'a'; 17];
+                value[at] = bad;
+                assert!(!all_plain(&value, b' ', &JSON_PLAIN), "byte {bad:#x} at {at}");
+                assert!(!all_plain(&value, b' ' + 1, &PLAIN), "byte {bad:#x} at {at}");
+            }
+        }
+        let mut spaced = vec![b'a'; 17];
+        spaced[9] = b' ';
+        assert!(all_plain(&spaced, b' ', &JSON_PLAIN), "a space is plain in JSON");
+        assert!(!all_plain(&spaced, b' ' + 1, &PLAIN), "but not in text");
+        assert!(all_plain(b"/api/v1/shops/4711/orders", b' ', &JSON_PLAIN));
+    }
+
+    #[test]
+    fn numbers_are_written_whole() {
+        for n in [0, 7, 10, 42, 99, 100, 101, 999, 1000, 65_535, 1_234_567, u64::MAX] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
     }
 
     #[test]

@@ -283,14 +283,18 @@ fn has_byte(x: u64, b: u8) -> bool {
 /// below `lowest`, none of `"`, `\\`, DEL or non-ASCII. A word that fails is only sent to
 /// the slow path (the caller escapes byte by byte), so the word test may be conservative.
 fn all_plain(value: &[u8], lowest: u8, table: &[bool; 256]) -> bool {
+    let word_ok = |x: u64| x & repeat(0x80) == 0 && !has_less(x, lowest) && !has_byte(x, b'"') && !has_byte(x, b'\\') && !has_byte(x, 0x7f);
     let mut words = value.chunks_exact(8);
     for word in &mut words {
-        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
-        if x & repeat(0x80) != 0 || has_less(x, lowest) || has_byte(x, b'"') || has_byte(x, b'\\') || has_byte(x, 0x7f) {
+        if !word_ok(u64::from_ne_bytes(word.try_into().expect("eight bytes"))) {
             return false;
         }
     }
-    words.remainder().iter().all(|&b| table[usize::from(b)])
+    // The tail as one more word, padded with a plain byte.
+    let tail = words.remainder();
+    let mut last = [b'a'; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    word_ok(u64::from_ne_bytes(last)) || tail.iter().all(|&b| table[usize::from(b)])
 }
 
 /// A JSON string's contents. Bytes outside visible ASCII are `\u00XX` (a Host header may
@@ -345,6 +349,16 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819202122232425
 fn decimal(out: &mut Vec<u8>, mut n: u64) {
     if n < 10 {
         out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        let pair = n as usize * 2;
+        out.extend_from_slice(&PAIRS[pair..pair + 2]);
+        return;
+    }
+    if n < 1000 {
+        let pair = (n % 100) as usize * 2;
+        out.extend_from_slice(&[b'0' + (n / 100) as u8, PAIRS[pair], PAIRS[pair + 1]]);
         return;
     }
     let mut digits = [0u8; 20];

@@ -516,6 +516,11 @@ pub struct DataService {
     pub page_sql: String,
     /// `SELECT COUNT(*) FROM (<the SELECT>) AS switchyard_count`.
     pub count_sql: String,
+    /// `page_sql` returns the count of all rows too, as its last column
+    /// `switchyard_total` (`COUNT(*) OVER ()`): `count_sql` runs only for a page past the
+    /// end, which has no row to carry it.
+    #[serde(default)]
+    pub page_counts: bool,
     /// For each bind marker of the SELECT, in order, the index of its parameter.
     pub binds: Vec<usize>,
     pub parameters: Vec<DataParam>,

@@ -72,6 +72,34 @@ pub enum Value {
 pub struct Statements {
     pub page: String,
     pub count: String,
+    /// `page` returns the count of all rows too, as its last column [`TOTAL_COLUMN`]: the
+    /// count query runs only for a page with no row to carry it (past the end).
+    pub page_counts: bool,
+}
+
+/// The column of a counting page query (compile's `COUNT(*) OVER () AS switchyard_total`).
+pub const TOTAL_COLUMN: &str = "switchyard_total";
+
+/// The rows of a page without [`TOTAL_COLUMN`], and the count it carried (from the first
+/// row: every row holds the same).
+fn split_total(mut rows: Vec<serde_json::Value>) -> Result<(Vec<serde_json::Value>, Option<i64>), SqlError> {
+    let mut total = None;
+    for row in &mut rows {
+        let count = row.as_object_mut().and_then(|columns| columns.remove(TOTAL_COLUMN));
+        if total.is_none() {
+            total = count.as_ref().and_then(serde_json::Value::as_i64);
+        }
+    }
+    match (rows.is_empty(), total) {
+        (false, None) => Err(SqlError::Failed { message: format!("the page query's {TOTAL_COLUMN} column is missing") }),
+        _ => Ok((rows, total)),
+    }
+}
+
+/// Whether the count query must run after a page: the page does not count, or it came
+/// back empty past the first page (an empty first page counts 0).
+fn needs_count(statements: &Statements, rows: usize, offset: i64) -> bool {
+    !statements.page_counts || (rows == 0 && offset > 0)
 }
 
 /// One page of rows, each an object keyed by column name, and the count of all rows.
@@ -258,15 +286,17 @@ impl Database {
         arguments.add(limit).map_err(|e| fail(sqlx::Error::Encode(e)))?;
         arguments.add(offset).map_err(|e| fail(sqlx::Error::Encode(e)))?;
         let rows = sqlx::query_with(&statements.page, arguments).fetch_all(&mut *tx).await.map_err(fail)?;
-        let total: i64 = sqlx::query_with(&statements.count, pg_arguments(binds).map_err(fail)?)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(fail)?
-            .try_get(0)
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+        let count = if needs_count(statements, rows.len(), offset) {
+            let count = sqlx::query_with(&statements.count, pg_arguments(binds).map_err(fail)?).fetch_one(&mut *tx).await;
+            Some(count.and_then(|row| row.try_get::<i64, _>(0)).map_err(fail)?)
+        } else {
+            None
+        };
+        // No COMMIT round trip: the transaction only read. Dropping it queues a ROLLBACK,
+        // which the pool's test of the returned connection sends (off the request's path).
+        drop(tx);
         let rows = rows.iter().map(decode::postgres_row).collect::<Result<_, _>>()?;
-        Ok(Page { rows, total })
+        page(statements, rows, count)
     }
 
     async fn page_mysql(
@@ -302,15 +332,17 @@ impl Database {
         arguments.add(limit).map_err(|e| fail(sqlx::Error::Encode(e)))?;
         arguments.add(offset).map_err(|e| fail(sqlx::Error::Encode(e)))?;
         let rows = sqlx::query_with(&statements.page, arguments).fetch_all(&mut *tx).await.map_err(fail)?;
-        let total: i64 = sqlx::query_with(&statements.count, mysql_arguments(binds).map_err(fail)?)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(fail)?
-            .try_get(0)
-            .map_err(fail)?;
-        tx.commit().await.map_err(fail)?;
+        let count = if needs_count(statements, rows.len(), offset) {
+            let count = sqlx::query_with(&statements.count, mysql_arguments(binds).map_err(fail)?).fetch_one(&mut *tx).await;
+            Some(count.and_then(|row| row.try_get::<i64, _>(0)).map_err(fail)?)
+        } else {
+            None
+        };
+        // As for PostgreSQL: the ROLLBACK of the read-only transaction goes with the pool's
+        // test of the returned connection.
+        drop(tx);
         let rows = rows.iter().map(decode::mysql_row).collect::<Result<_, _>>()?;
-        Ok(Page { rows, total })
+        page(statements, rows, count)
     }
 
     async fn page_sqlite(
@@ -334,11 +366,15 @@ impl Database {
         arguments.add(offset).map_err(|e| fail(sqlx::Error::Encode(e)))?;
         let result = async {
             let rows = sqlx::query_with(&statements.page, arguments).fetch_all(&mut *tx).await?;
-            let total: i64 = sqlx::query_with(&statements.count, sqlite_arguments(binds)?).fetch_one(&mut *tx).await?.try_get(0)?;
-            Ok::<_, sqlx::Error>((rows, total))
+            let count = if needs_count(statements, rows.len(), offset) {
+                Some(sqlx::query_with(&statements.count, sqlite_arguments(binds)?).fetch_one(&mut *tx).await?.try_get::<i64, _>(0)?)
+            } else {
+                None
+            };
+            Ok::<_, sqlx::Error>((rows, count))
         }
         .await;
-        let (rows, total) = match result {
+        let (rows, count) = match result {
             Ok(ok) => ok,
             Err(e) if Instant::now() >= deadline => {
                 tracing::debug!(error = %e, "sqlite statement interrupted at the deadline");
@@ -348,8 +384,17 @@ impl Database {
         };
         tx.commit().await.map_err(fail)?;
         let rows = rows.iter().map(decode::sqlite_row).collect::<Result<_, _>>()?;
-        Ok(Page { rows, total })
+        page(statements, rows, count)
     }
+}
+
+/// The page from its decoded rows and, when the count query ran, its count.
+fn page(statements: &Statements, rows: Vec<serde_json::Value>, count: Option<i64>) -> Result<Page, SqlError> {
+    if !statements.page_counts {
+        return Ok(Page { rows, total: count.unwrap_or(0) });
+    }
+    let (rows, carried) = split_total(rows)?;
+    Ok(Page { rows, total: count.or(carried).unwrap_or(0) })
 }
 
 fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {

@@ -15,7 +15,32 @@ fn statements(select: &str, driver: Driver, binds: usize) -> Statements {
     Statements {
         page: format!("{select} LIMIT {limit} OFFSET {offset}"),
         count: format!("SELECT COUNT(*) FROM ({select}) AS switchyard_count"),
+        page_counts: false,
     }
+}
+
+/// As compile makes them for a plain SELECT: the page query carries the count of all rows.
+fn counting(select: &str, driver: Driver, binds: usize) -> Statements {
+    let (projection, from) = select.split_once(" FROM ").expect("a SELECT ... FROM");
+    let page = statements(&format!("{projection}, COUNT(*) OVER () AS {} FROM {from}", switchyard_sql::TOTAL_COLUMN), driver, binds).page;
+    Statements { page, page_counts: true, ..statements(select, driver, binds) }
+}
+
+/// Pages of `items` (24 rows named `item…`) with the count carried by the page query: the
+/// same totals as a count query, none of the count column in the rows, and past the end
+/// (no row to carry it) the count query's answer.
+async fn counting_pages_match_the_count_query(db: &Database, driver: Driver) {
+    let marker = if driver == Driver::Postgres { "$1" } else { "?" };
+    let select = format!("SELECT id FROM items WHERE name LIKE {marker} ORDER BY id");
+    let item = [Value::Text("item%".into())];
+    for offset in [0, 10, 20, 23, 24, 240] {
+        let counted = db.page(&counting(&select, driver, 1), &item, 10, offset, soon(5000)).await.unwrap();
+        let separate = db.page(&statements(&select, driver, 1), &item, 10, offset, soon(5000)).await.unwrap();
+        assert_eq!((&counted.rows, counted.total), (&separate.rows, separate.total), "offset {offset}");
+        assert_eq!(counted.total, 24, "offset {offset}");
+    }
+    let none = [Value::Text("nothing%".into())];
+    assert_eq!(db.page(&counting(&select, driver, 1), &none, 10, 0, soon(5000)).await.unwrap().total, 0);
 }
 
 fn soon(ms: u64) -> Instant {
@@ -59,6 +84,8 @@ async fn postgres_paging_binds_refusals_timeout_pool_and_restart() {
     let mut pg = Postgres::start();
     testing::execute(Driver::Postgres, &pg.url(), PG_SETUP).await;
     let db = Database::connect_lazy(Driver::Postgres, &Target::Url(pg.url()), 1).unwrap();
+    // One connection: every page reuses it after the last one's transaction was dropped.
+    counting_pages_match_the_count_query(&db, Driver::Postgres).await;
     let by_name = statements("SELECT id FROM items WHERE name LIKE $1 ORDER BY id", Driver::Postgres, 1);
     let item = [Value::Text("item%".into())];
 
@@ -157,6 +184,7 @@ async fn sqlite_types_paging_read_only_and_timeout() {
     )
     .await;
     let db = Database::connect_lazy(Driver::Sqlite, &Target::SqliteFile(file.clone()), 2).unwrap();
+    counting_pages_match_the_count_query(&db, Driver::Sqlite).await;
     let one = statements("SELECT id, name, price, active, raw, note, made FROM items WHERE id = ?", Driver::Sqlite, 1);
     let page = db.page(&one, &[Value::Integer(1)], 10, 0, soon(5000)).await.unwrap();
     assert_eq!(
@@ -204,6 +232,7 @@ async fn mariadb_types_paging_timeout_and_restart() {
     )
     .await;
     let db = Database::connect_lazy(Driver::Mysql, &Target::Url(db_server.url()), 1).unwrap();
+    counting_pages_match_the_count_query(&db, Driver::Mysql).await;
     let one = statements("SELECT id, name, price, active, big, ratio, made, day, raw, note FROM items WHERE id = ?", Driver::Mysql, 1);
     let page = db.page(&one, &[Value::Integer(1)], 10, 0, soon(5000)).await.unwrap();
     assert_eq!(

@@ -49,7 +49,7 @@ impl DataServiceBackend {
         let database = Database::connect_lazy(driver, &target, service.max_connections).map_err(|e| e.to_string())?;
         Ok(Self {
             id: spec.id.clone(),
-            statements: Statements { page: service.page_sql.clone(), count: service.count_sql.clone() },
+            statements: Statements { page: service.page_sql.clone(), count: service.count_sql.clone(), page_counts: service.page_counts },
             reads_body: service.parameters.iter().any(|p| p.location == DataParamLocation::Body),
             spec: service.clone(),
             database,

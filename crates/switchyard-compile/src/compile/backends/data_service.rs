@@ -92,6 +92,7 @@ impl KindCompiler for DataServiceBackend {
             connection,
             page_sql: query.page_sql,
             count_sql: query.count_sql,
+            page_counts: query.page_counts,
             binds: query.binds,
             parameters,
             default_page_size,
@@ -166,8 +167,16 @@ fn driver(driver: SqlDriver) -> DataDriver {
 pub(crate) struct CompiledQuery {
     pub page_sql: String,
     pub count_sql: String,
+    /// `page_sql` also returns the count of all rows, as its last column [`TOTAL_COLUMN`].
+    pub page_counts: bool,
     pub binds: Vec<usize>,
 }
+
+/// The column a counting page query adds: `COUNT(*) OVER () AS switchyard_total`, the
+/// number of rows of the whole result (a window over every row is computed before LIMIT),
+/// so a page is one statement instead of a page and a count. A query may not name a column
+/// so itself.
+pub const TOTAL_COLUMN: &str = "switchyard_total";
 
 /// Checks the query and turns its `${name}` placeholders into bind markers.
 pub(crate) fn compile_query(query: &str, driver: DataDriver, parameters: &[DataParam]) -> Result<CompiledQuery, Rejection> {
@@ -203,11 +212,40 @@ pub(crate) fn compile_query(query: &str, driver: DataDriver, parameters: &[DataP
         DataDriver::Mysql | DataDriver::Sqlite => ("?".to_owned(), "?".to_owned()),
     };
     let sql = sql.trim();
+    let counting = counting_select(sql, dialect.as_ref());
     Ok(CompiledQuery {
-        page_sql: format!("{sql} LIMIT {limit} OFFSET {offset}"),
+        page_sql: format!("{} LIMIT {limit} OFFSET {offset}", counting.as_deref().unwrap_or(sql)),
         count_sql: format!("SELECT COUNT(*) FROM ({sql}) AS switchyard_count"),
+        page_counts: counting.is_some(),
         binds,
     })
+}
+
+/// The query with [`TOTAL_COLUMN`] added to its projection, when that counts its result
+/// rows: a plain SELECT (with joins, WHERE, GROUP BY, HAVING, ORDER BY, a WITH), not a
+/// SELECT DISTINCT (the window counts the rows before DISTINCT) nor a UNION (each side
+/// has its own projection). None otherwise, and when the rewritten text does not parse
+/// back to exactly the rewritten tree: the page query then stays the checked text as it
+/// was written, with a count query beside it.
+fn counting_select(sql: &str, dialect: &dyn Dialect) -> Option<String> {
+    let [Statement::Query(mut query)] = <[Statement; 1]>::try_from(Parser::parse_sql(dialect, sql).ok()?).ok()? else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else { return None };
+    if select.distinct.is_some() {
+        return None;
+    }
+    let template = format!("SELECT COUNT(*) OVER () AS {TOTAL_COLUMN}");
+    let [Statement::Query(total)] = <[Statement; 1]>::try_from(Parser::parse_sql(dialect, &template).ok()?).ok()? else {
+        return None;
+    };
+    let SetExpr::Select(total) = *total.body else { return None };
+    select.projection.extend(total.projection);
+    let rewritten = Statement::Query(query);
+    let text = rewritten.to_string();
+    // What runs is what was checked: the printed tree must read back as the same tree.
+    let reparsed = Parser::parse_sql(dialect, &text).ok()?;
+    (reparsed.as_slice() == [rewritten]).then_some(text)
 }
 
 fn dialect(driver: DataDriver) -> Box<dyn Dialect> {
@@ -360,6 +398,11 @@ fn check_column_names(body: &SetExpr, driver: DataDriver) -> Result<(), Rejectio
             _ => continue,
         };
         let name = output_name(ident, driver);
+        if name.eq_ignore_ascii_case(TOTAL_COLUMN) {
+            return Err(invalid_query(format!(
+                "{TOTAL_COLUMN} is the gateway's own column (the count of all rows): name the column otherwise"
+            )));
+        }
         if seen.contains(&name) {
             return Err(invalid_query(format!(
                 "two result columns are named {name:?}: each row is an object keyed by column name; give one another name with AS"

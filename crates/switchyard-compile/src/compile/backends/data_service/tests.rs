@@ -46,7 +46,11 @@ fn the_reference_manifest_compiles_to_bind_markers_and_pages_in_sql() {
     assert_eq!(condition(&compiled, READY).1, reason::CONNECTING, "no ping result yet");
     let BackendKind::DataService(ds) = &compiled.snapshot.backends[0].kind else { panic!("{:?}", compiled.snapshot.backends[0].kind) };
     assert_eq!(ds.driver, DataDriver::Postgres);
-    assert_eq!(ds.page_sql, "SELECT id, name, price FROM products WHERE category = $1 AND price <= $2 LIMIT $3 OFFSET $4");
+    assert_eq!(
+        ds.page_sql,
+        "SELECT id, name, price, COUNT(*) OVER () AS switchyard_total FROM products WHERE category = $1 AND price <= $2 LIMIT $3 OFFSET $4"
+    );
+    assert!(ds.page_counts, "one statement reads the page and the count");
     assert_eq!(
         ds.count_sql,
         "SELECT COUNT(*) FROM (SELECT id, name, price FROM products WHERE category = $1 AND price <= $2) AS switchyard_count"
@@ -62,13 +66,40 @@ fn question_mark_drivers_bind_once_per_use_and_postgres_once_per_parameter() {
     let params = [param("a"), param("b")];
     let q = "SELECT x FROM t WHERE a = ${a} OR b = ${b} OR c = ${a}";
     let pg = compile_query(q, DataDriver::Postgres, &params).unwrap();
-    assert_eq!(pg.page_sql, "SELECT x FROM t WHERE a = $1 OR b = $2 OR c = $1 LIMIT $3 OFFSET $4");
+    assert_eq!(pg.page_sql, "SELECT x, COUNT(*) OVER () AS switchyard_total FROM t WHERE a = $1 OR b = $2 OR c = $1 LIMIT $3 OFFSET $4");
     assert_eq!(pg.binds, [0, 1]);
     for driver in [DataDriver::Mysql, DataDriver::Sqlite] {
         let q = compile_query(q, driver, &params).unwrap();
-        assert_eq!(q.page_sql, "SELECT x FROM t WHERE a = ? OR b = ? OR c = ? LIMIT ? OFFSET ?");
+        assert_eq!(q.page_sql, "SELECT x, COUNT(*) OVER () AS switchyard_total FROM t WHERE a = ? OR b = ? OR c = ? LIMIT ? OFFSET ?");
         assert_eq!(q.binds, [0, 1, 0]);
     }
+}
+
+#[test]
+fn a_plain_select_counts_its_rows_in_the_page_query_and_distinct_or_union_keep_a_count_query() {
+    let params = [param("a")];
+    let counted = |q: &str, driver| {
+        let compiled = compile_query(q, driver, &params).unwrap();
+        (compiled.page_counts, compiled.page_sql)
+    };
+    for driver in [DataDriver::Postgres, DataDriver::Mysql, DataDriver::Sqlite] {
+        // Grouping, ordering (also by position: the count is added last), joins and a WITH.
+        for q in [
+            "SELECT k, count(*) AS n FROM t WHERE a = ${a} GROUP BY k HAVING count(*) > 1 ORDER BY 2 DESC",
+            "SELECT t.x, u.y FROM t JOIN u ON u.id = t.id WHERE t.a = ${a} ORDER BY t.x",
+            "WITH r AS (SELECT x FROM t WHERE a = ${a}) SELECT x FROM r ORDER BY x",
+        ] {
+            let (counts, sql) = counted(q, driver);
+            assert!(counts, "{q}");
+            assert!(sql.contains("COUNT(*) OVER () AS switchyard_total FROM"), "{sql}");
+        }
+        for q in ["SELECT DISTINCT x FROM t WHERE a = ${a}", "SELECT x FROM t WHERE a = ${a} UNION SELECT y FROM u"] {
+            let (counts, sql) = counted(q, driver);
+            assert!(!counts && !sql.contains("switchyard_total"), "{q}: the window would count the rows before DISTINCT / one side: {sql}");
+        }
+    }
+    let refused = compile_query("SELECT x AS switchyard_total FROM t WHERE a = ${a}", DataDriver::Postgres, &params).unwrap_err();
+    assert!(format!("{refused:?}").contains("switchyard_total is the gateway's own column"), "{refused:?}");
 }
 
 #[test]

@@ -100,6 +100,45 @@ impl Drop for AccessRecord {
     }
 }
 
+/// Which of a runtime's route ids, backend ids and endpoint names are plain (see
+/// [`PLAIN`]: safe in a JSON string and a text value as they are), judged once per snapshot
+/// so a line copies them without the per-byte check. Names come from configuration, which
+/// a hostile tenant writes: one that is not plain is escaped on every line as before.
+#[derive(Debug, Default)]
+pub struct PlainNames {
+    routes: Vec<bool>,
+    backends: Vec<bool>,
+    /// Every endpoint name of the backend is plain.
+    endpoints: Vec<bool>,
+}
+
+impl PlainNames {
+    pub fn of<'a>(
+        route_ids: impl Iterator<Item = &'a str>,
+        backend_ids: impl Iterator<Item = &'a str>,
+        backends: &[Arc<crate::backends::BackendRuntime>],
+    ) -> Self {
+        let is_plain = |name: &str| name.bytes().all(plain);
+        let endpoints_plain = |backend: &crate::backends::BackendRuntime| (0..).map_while(|i| backend.endpoint_name(i)).all(is_plain);
+        Self {
+            routes: route_ids.map(is_plain).collect(),
+            backends: backend_ids.map(is_plain).collect(),
+            endpoints: backends.iter().map(|b| endpoints_plain(b)).collect(),
+        }
+    }
+}
+
+/// A string for a line, and whether it is known plain (copied as it is).
+#[derive(Clone, Copy)]
+struct Name<'a> {
+    text: &'a str,
+    plain: bool,
+}
+
+impl Name<'_> {
+    const EMPTY: Name<'static> = Name { text: "", plain: true };
+}
+
 /// One line's fields, resolved.
 struct Line<'a> {
     time: SystemTime,
@@ -109,9 +148,9 @@ struct Line<'a> {
     host: &'a [u8],
     path: &'a str,
     protocol: &'static str,
-    route: &'a str,
-    backend: &'a str,
-    upstream: &'a str,
+    route: Name<'a>,
+    backend: Name<'a>,
+    upstream: Name<'a>,
     status: u16,
     error_code: &'static str,
     bytes_in: u64,
@@ -127,9 +166,12 @@ impl<'a> Line<'a> {
     fn of(record: &'a AccessRecord, total: Duration) -> Self {
         let x = &*record.exchange;
         let runtime = record.runtime.as_deref();
-        let route = runtime.zip(x.route()).and_then(|(rt, i)| rt.routes.get(i)).map_or("", |r| &*r.id);
-        let backend = runtime.zip(x.backend()).and_then(|(rt, i)| Some((rt.snapshot.backends.get(i)?, rt.backends.get(i)?)));
-        let upstream = backend.zip(x.endpoint()).and_then(|((_, b), e)| b.endpoint_name(e)).unwrap_or("");
+        let route = runtime.zip(x.route()).and_then(|(rt, i)| Some(Name { text: &rt.routes.get(i)?.id, plain: rt.log_names.routes[i] }));
+        let backend = runtime.zip(x.backend()).and_then(|(rt, i)| Some((rt, i, rt.snapshot.backends.get(i)?, rt.backends.get(i)?)));
+        let upstream = backend
+            .zip(x.endpoint())
+            .and_then(|((rt, i, _, b), e)| Some(Name { text: b.endpoint_name(e)?, plain: rt.log_names.endpoints[i] }));
+        let backend = backend.map(|(rt, i, spec, _)| Name { text: spec.id.as_str(), plain: rt.log_names.backends[i] });
         Line {
             time: SystemTime::now().checked_sub(total).unwrap_or(SystemTime::UNIX_EPOCH),
             request_id: record.request_id.as_bytes(),
@@ -138,9 +180,9 @@ impl<'a> Line<'a> {
             host: record.host.as_ref().map_or(&[][..], HeaderValue::as_bytes),
             path: record.uri.path(),
             protocol: protocol(record.version),
-            route,
-            backend: backend.map_or("", |(spec, _)| spec.id.as_str()),
-            upstream,
+            route: route.unwrap_or(Name::EMPTY),
+            backend: backend.unwrap_or(Name::EMPTY),
+            upstream: upstream.unwrap_or(Name::EMPTY),
             status: record.status,
             error_code: record.error_code.unwrap_or(""),
             bytes_in: x.bytes_in(),
@@ -171,11 +213,11 @@ impl<'a> Line<'a> {
         out.extend_from_slice(b"\",\"protocol\":\"");
         out.extend_from_slice(self.protocol.as_bytes());
         out.extend_from_slice(b"\",\"route\":\"");
-        json_str(out, self.route.as_bytes());
+        json_name(out, self.route);
         out.extend_from_slice(b"\",\"backend\":\"");
-        json_str(out, self.backend.as_bytes());
+        json_name(out, self.backend);
         out.extend_from_slice(b"\",\"upstream\":\"");
-        json_str(out, self.upstream.as_bytes());
+        json_name(out, self.upstream);
         out.extend_from_slice(b"\",\"status\":");
         decimal(out, u64::from(self.status));
         out.extend_from_slice(b",\"error_code\":\"");
@@ -210,9 +252,9 @@ impl<'a> Line<'a> {
         text_field(out, b" host=", self.host);
         text_field(out, b" path=", self.path.as_bytes());
         text_field(out, b" protocol=", self.protocol.as_bytes());
-        text_field(out, b" route=", self.route.as_bytes());
-        text_field(out, b" backend=", self.backend.as_bytes());
-        text_field(out, b" upstream=", self.upstream.as_bytes());
+        text_name(out, b" route=", self.route);
+        text_name(out, b" backend=", self.backend);
+        text_name(out, b" upstream=", self.upstream);
         out.extend_from_slice(b" status=");
         decimal(out, u64::from(self.status));
         text_field(out, b" error_code=", self.error_code.as_bytes());
@@ -319,6 +361,19 @@ fn json_str(out: &mut Vec<u8>, value: &[u8]) {
     }
 }
 
+fn json_name(out: &mut Vec<u8>, name: Name<'_>) {
+    if name.plain { out.extend_from_slice(name.text.as_bytes()) } else { json_str(out, name.text.as_bytes()) }
+}
+
+fn text_name(out: &mut Vec<u8>, key: &[u8], name: Name<'_>) {
+    if name.plain && !name.text.is_empty() {
+        out.extend_from_slice(key);
+        out.extend_from_slice(name.text.as_bytes());
+    } else {
+        text_field(out, key, name.text.as_bytes());
+    }
+}
+
 /// ` key=value`, `-` when empty; a byte that would break the line or the pairs (space,
 /// quote, backslash, control, non-ASCII) as `\xNN`.
 fn text_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
@@ -398,15 +453,42 @@ fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
     out.extend_from_slice(&digits[20 - width..]);
 }
 
+/// Each octet's decimal text: its length, then up to three digits.
+static OCTETS: [[u8; 4]; 256] = octets();
+
+const fn octets() -> [[u8; 4]; 256] {
+    let mut t = [[0u8; 4]; 256];
+    let mut n = 0;
+    while n < 256 {
+        let (h, d, u) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        t[n] = if n >= 100 {
+            [3, b'0' + h, b'0' + d, b'0' + u]
+        } else if n >= 10 {
+            [2, b'0' + d, b'0' + u, 0]
+        } else {
+            [1, b'0' + u, 0, 0]
+        };
+        n += 1;
+    }
+    t
+}
+
 fn socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().iter().enumerate() {
+            // `a.b.c.d` into a stack buffer from the table, then one copy.
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            for (i, &octet) in v4.ip().octets().iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                decimal(out, u64::from(*octet));
+                let [n, digits @ ..] = OCTETS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&digits);
+                len += usize::from(n);
             }
+            out.extend_from_slice(&text[..len]);
         }
         // Rare (and IPv6 text is subtle): the standard formatter.
         SocketAddr::V6(v6) => {
@@ -555,9 +637,9 @@ mod tests {
             host: b"api.example.com",
             path: "/orders/7",
             protocol: "HTTP/1.1",
-            route: "shop/orders",
-            backend: "shop/orders-api",
-            upstream: "10.0.0.7:8080",
+            route: Name { text: "shop/orders", plain: true },
+            backend: Name { text: "shop/orders-api", plain: true },
+            upstream: Name { text: "10.0.0.7:8080", plain: true },
             status: 200,
             error_code: "",
             bytes_in: 0,
@@ -591,7 +673,7 @@ mod tests {
     #[test]
     fn a_text_line_has_the_same_fields_as_pairs_with_a_dash_for_empty() {
         let mut out = Vec::new();
-        Line { upstream_time: None, route: "", ..line() }.text(&mut out, &mut DateCache::default());
+        Line { upstream_time: None, route: Name::EMPTY, ..line() }.text(&mut out, &mut DateCache::default());
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
@@ -612,6 +694,31 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(" host=a\\x20b\\x0ac "), "{text}");
         assert_eq!(text.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn names_are_judged_plain_once_and_a_name_that_is_not_is_escaped_on_every_line() {
+        let hostile = "shop/a\"b c\n";
+        let names = PlainNames::of(["shop/orders", hostile].into_iter(), ["shop/api", "shop/b\\"].into_iter(), &[]);
+        assert_eq!((&names.routes[..], &names.backends[..]), (&[true, false][..], &[true, false][..]));
+        let route = Name { text: hostile, plain: names.routes[1] };
+        let mut out = Vec::new();
+        Line { route, ..line() }.json(&mut out, &mut DateCache::default());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["route"], hostile);
+        let mut out = Vec::new();
+        Line { route, ..line() }.text(&mut out, &mut DateCache::default());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(" route=shop/a\\x22b\\x20c\\x0a "), "{text}");
+    }
+
+    #[test]
+    fn every_ipv4_octet_is_written_in_decimal() {
+        for n in 0..=255u8 {
+            let mut out = Vec::new();
+            socket_addr(&mut out, SocketAddr::from(([n, 255, 0, n], 65535)));
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{n}.255.0.{n}:65535"));
+        }
     }
 
     #[test]

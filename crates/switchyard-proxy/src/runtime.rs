@@ -34,6 +34,8 @@ pub struct Runtime {
     pub backends: Vec<Arc<BackendRuntime>>,
     /// The metric series of these routes and backends, resolved once here.
     pub counters: RuntimeCounters,
+    /// Which names the access log can copy without escaping, judged once here.
+    pub log_names: crate::access_log::PlainNames,
 }
 
 /// Per-route data the request phases use.
@@ -104,7 +106,7 @@ impl Runtime {
         let ctx = BuildContext { dial: dial.clone(), metrics: metrics.clone() };
         let kept: HashMap<&str, usize> =
             reusable.map(|p| p.snapshot.backends.iter().enumerate().map(|(i, b)| (b.id.as_str(), i)).collect()).unwrap_or_default();
-        let backends = snapshot
+        let backends: Vec<_> = snapshot
             .backends
             .iter()
             .map(|b| match (reusable, kept.get(b.id.as_str())) {
@@ -113,7 +115,9 @@ impl Runtime {
             })
             .collect();
         let counters = metrics.traffic.resolve(&snapshot);
-        Ok(Self { snapshot, dial, router, routes, backends, counters })
+        let log_names =
+            crate::access_log::PlainNames::of(routes.iter().map(|r| &*r.id), snapshot.backends.iter().map(|b| b.id.as_str()), &backends);
+        Ok(Self { snapshot, dial, router, routes, backends, counters, log_names })
     }
 
     /// Endpoint health of every backend that checks it (for `/config_dump`).

@@ -29,136 +29,17 @@ LIMIT=1.05
 LOG_PREFIX=access-log
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-for tool in valgrind callgrind_control python3 curl nginx; do
-  command -v "$tool" >/dev/null || die "$tool is required"
-done
-BIN=${SWITCHYARD_BIN:-}
-if [[ -z $BIN ]]; then
-  log "cargo build --release -p switchyard"
-  cargo build --release -p switchyard
-  BIN=$ROOT/target/release/switchyard
-fi
-[[ -x $BIN ]] || die "switchyard binary $BIN not found"
-
-PIDS=()
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# stop PID: end one process we started and forget it.
-stop() {
-  local pid=$1 i keep=()
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for i in "${PIDS[@]}"; do [[ $i == "$pid" ]] || keep+=("$i"); done
-  PIDS=("${keep[@]}")
-}
-
-mkdir -p .bench
-RUN=$(mktemp -d "$ROOT/.bench/access-log-$(date +%Y%m%d-%H%M%S)-XXXX")
-chmod 755 "$RUN" # nginx workers run as nobody when started by root
-log "run dir: $RUN"
-
-cat >"$RUN/client.py" <<'EOF'
-import http.client, sys, threading
-port, path, total, conc = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-errors = []
-def worker(n):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        for _ in range(n):
-            c.request("GET", path)
-            r = c.getresponse()
-            r.read()
-            if r.status != 200:
-                raise RuntimeError(f"status {r.status}")
-        c.close()
-    except Exception as e:
-        errors.append(repr(e))
-share = [total // conc + (1 if i < total % conc else 0) for i in range(conc)]
-threads = [threading.Thread(target=worker, args=(n,)) for n in share]
-for t in threads: t.start()
-for t in threads: t.join()
-if errors:
-    sys.exit(f"client: {len(errors)} connection(s) failed: {errors[0]}")
-EOF
-
-read -r UP SY_PORT SY_ADMIN < <(free_ports 3)
-mkdir -p "$RUN/upstream/logs"
-cat >"$RUN/upstream/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $RUN/upstream/nginx.pid;
-error_log $RUN/upstream/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 600s;
-  client_body_temp_path $RUN/upstream/client_body;
-  proxy_temp_path $RUN/upstream/proxy;
-  fastcgi_temp_path $RUN/upstream/fastcgi;
-  uwsgi_temp_path $RUN/upstream/uwsgi;
-  scgi_temp_path $RUN/upstream/scgi;
-  server {
-    listen 127.0.0.1:$UP;
-    default_type text/plain;
-    location / { return 200 "ok\\n"; }
-  }
-}
-EOF
-nginx -p "$RUN/upstream" -c "$RUN/upstream/nginx.conf" >"$RUN/upstream.log" 2>&1 &
-PIDS+=("$!")
-wait_http "$RUN/upstream.log" "$!" "http://127.0.0.1:$UP/" 15
-
-API="apiVersion: switchyard.dev/v1alpha1"
-mkdir -p "$RUN/config"
-cat >"$RUN/config/bench.yaml" <<EOF
-$API
-kind: BackendService
-metadata: {name: upstream}
-spec:
-  http: {urls: ['http://127.0.0.1:$UP']}
----
-$API
-kind: ApiRoute
-metadata: {name: bench}
-spec:
-  match: {path: /, pathType: Prefix}
-  backendRefs: [{name: upstream}]
-EOF
+# shellcheck source=bench/standalone-callgrind.sh
+source "$ROOT/bench/standalone-callgrind.sh"
+standalone_bench_setup access-log
+start_upstream
 
 # measure MODE REP: sets MEASURED to the instructions per request.
 measure() {
-  local mode=$1 rep=$2 tag="$1-$2" out pid total i
-  out=$RUN/callgrind.$tag.out
-  valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$BIN" standalone --config-dir "$RUN/config" --listen "127.0.0.1:$SY_PORT" \
-    --admin-listen "127.0.0.1:$SY_ADMIN" --workers 1 --access-log "$mode" \
-    >"$RUN/$tag.access.log" 2>"$RUN/$tag.log" &
-  pid=$!
-  PIDS+=("$pid")
-  log "$tag: started under callgrind (pid $pid)"
-  wait_http "$RUN/$tag.log" "$pid" "http://127.0.0.1:$SY_ADMIN/readyz" 300
-  wait_http "$RUN/$tag.log" "$pid" "http://127.0.0.1:$SY_PORT/" 120
-  python3 "$RUN/client.py" "$SY_PORT" / "$WARMUP" "$CONC" || die "$tag: warm-up failed"
-  callgrind_control -z "$pid" >>"$RUN/$tag.log" 2>&1 || die "$tag: callgrind_control -z failed"
-  python3 "$RUN/client.py" "$SY_PORT" / "$REQUESTS" "$CONC" || die "$tag: measured run failed"
-  callgrind_control -d "$pid" >>"$RUN/$tag.log" 2>&1 || die "$tag: callgrind_control -d failed"
-  for ((i = 0; i < 50; i++)); do [[ -s $out.1 ]] && grep -q '^totals:' "$out.1" && break; sleep 0.2; done
-  total=$(awk '/^totals:/ {print $2; exit}' "$out.1")
-  [[ -n $total ]] || die "$tag: no totals line in $out.1"
-  stop "$pid"
-  local lines
+  local mode=$1 rep=$2 tag="$1-$2" lines
+  start_counted "$tag" "$RUN/$tag.access.log" --access-log "$mode"
+  count_requests "$tag"
+  stop "$CG_PID"
   lines=$(wc -l <"$RUN/$tag.access.log")
   log "$tag: $lines access log lines"
   if [[ $mode == off ]]; then
@@ -167,7 +48,6 @@ measure() {
     # Every request (readiness probe, warm-up, measured) has its line.
     ((lines >= REQUESTS + WARMUP)) || die "$tag: $lines access log lines for $((REQUESTS + WARMUP)) requests"
   fi
-  MEASURED=$(awk -v t="$total" -v n="$REQUESTS" 'BEGIN { printf "%.0f", t / n }')
 }
 
 declare -A IPR RUNS
@@ -179,7 +59,7 @@ for mode in $MODES; do
     vals+=("$MEASURED")
   done
   RUNS[$mode]="${vals[*]}"
-  IPR[$mode]=$(printf '%s\n' "${vals[@]}" | awk '{ s += $1 } END { printf "%.0f", s / NR }')
+  IPR[$mode]=$(mean "${vals[@]}")
 done
 
 FAILED=0

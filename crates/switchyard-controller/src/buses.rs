@@ -1,97 +1,41 @@
 //! Bus monitors: one per distinct NATS target and subject that `eventBus` BackendServices
-//! name, started and stopped as they come and go. Each publishes its [`BusState`]; the
-//! owner's loop recompiles with [`BusMonitors::results`] as input (`Resources::buses`), so
-//! `Ready` follows the connection through the same compile path as everything else. The
-//! client is in `switchyard-nats`. Monitors run on every controller replica, like the
-//! registry watches: each replica compiles the same statuses.
+//! name ([`crate::monitors`]), each publishing its [`BusState`] for compile
+//! (`Resources::buses`). The client is in `switchyard-nats`. Monitors run on every
+//! controller replica, like the registry watches: each replica compiles the same statuses.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use switchyard_compile::Resources;
 use switchyard_compile::bus::{BusSource, BusState, bus_source};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 
-type Key = (String, String);
+use crate::monitors::{self, Monitors};
 
 /// Starts the monitor of one source, publishing on the sender until it is closed.
-pub type StartMonitor = Arc<dyn Fn(BusSource, watch::Sender<BusState>) -> JoinHandle<()> + Send + Sync>;
+pub type StartMonitor = monitors::StartMonitor<BusSource, BusState>;
+
+pub type BusMonitors = Monitors<BusSource>;
+
+impl monitors::Source for BusSource {
+    type State = BusState;
+
+    fn of(backend: &switchyard_api::BackendService, resources: &Resources) -> Option<Self> {
+        bus_source(backend, resources)
+    }
+
+    fn log_start(&self) {
+        tracing::info!(servers = %self.target.servers.join(","), subject = %self.subject, "starting event bus monitor");
+    }
+}
 
 /// The real NATS monitor.
 pub fn nats_monitors() -> StartMonitor {
     Arc::new(|source, out| tokio::spawn(switchyard_nats::monitor(source, out)))
 }
 
-pub struct BusMonitors {
-    start: StartMonitor,
-    running: HashMap<BusSource, Running>,
-    users: BTreeMap<Key, BusSource>,
-}
-
-struct Running {
-    latest: watch::Receiver<BusState>,
-    tasks: [JoinHandle<()>; 2],
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
-    }
-}
-
-impl BusMonitors {
-    pub fn new(start: StartMonitor) -> Self {
-        Self { start, running: HashMap::new(), users: BTreeMap::new() }
-    }
-
-    /// Starts the monitors these resources need and stops the others; `changed` is poked
-    /// whenever a monitor publishes. True when the set of monitors changed.
-    pub fn reconcile(&mut self, resources: &Resources, changed: &Arc<Notify>) -> bool {
-        self.users = resources.backend_services.iter().filter_map(|b| Some((key(b), bus_source(b, resources)?))).collect();
-        let before = self.running.len();
-        let needed: std::collections::HashSet<&BusSource> = self.users.values().collect();
-        self.running.retain(|source, _| needed.contains(source));
-        let mut grew = false;
-        for source in needed {
-            if self.running.contains_key(source) {
-                continue;
-            }
-            tracing::info!(servers = %source.target.servers.join(","), subject = %source.subject, "starting event bus monitor");
-            let (tx, latest) = watch::channel(BusState::default());
-            let mut updates = latest.clone();
-            let changed = changed.clone();
-            let poke = tokio::spawn(async move {
-                while updates.changed().await.is_ok() {
-                    changed.notify_one();
-                }
-            });
-            let monitor = (self.start)(source.clone(), tx);
-            self.running.insert(source.clone(), Running { latest, tasks: [monitor, poke] });
-            grew = true;
-        }
-        grew || self.running.len() != before
-    }
-
-    /// The latest state of every NATS `eventBus` BackendService's bus (compile input).
-    pub fn results(&self) -> BTreeMap<Key, BusState> {
-        self.users
-            .iter()
-            .filter_map(|(backend, source)| Some((backend.clone(), self.running.get(source)?.latest.borrow().clone())))
-            .collect()
-    }
-
-    pub fn monitor_count(&self) -> usize {
-        self.running.len()
-    }
-}
-
-fn key(backend: &switchyard_api::BackendService) -> Key {
-    (backend.metadata.namespace.clone().unwrap_or_else(|| "default".into()), backend.metadata.name.clone().unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
+    use tokio::sync::{Notify, watch};
+
     use super::*;
 
     fn bus(name: &str, subject: &str) -> String {

@@ -1,11 +1,10 @@
 //! Database monitors: one per distinct database connection that `dataService`
 //! BackendServices name, started and stopped as they come and go. Each pings its database
 //! (`SELECT 1`, [`switchyard_sql::Database::ping`]) every [`PING_INTERVAL`] and publishes
-//! its [`DatabaseState`]; the owner's loop recompiles with [`DatabaseMonitors::results`] as
+//! its [`DatabaseState`]; the owner's loop recompiles with [`crate::monitors::Monitors::results`] as
 //! input (`Resources::databases`), so `Ready` follows the database through the same compile
 //! path as everything else. Like the bus monitors, they run on every controller replica.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +12,9 @@ use switchyard_compile::Resources;
 use switchyard_compile::database::{DatabaseSource, DatabaseState, database_source, describe};
 use switchyard_compile::snapshot::{DataConnection, DataDriver};
 use switchyard_sql::{Database, Driver, SqlError, Target};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
-type Key = (String, String);
+use crate::monitors::{self, Monitors};
 
 /// How often each database is pinged.
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
@@ -24,80 +22,26 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Starts the monitor of one database, publishing on the sender until it is closed.
-pub type StartMonitor = Arc<dyn Fn(DatabaseSource, watch::Sender<DatabaseState>) -> JoinHandle<()> + Send + Sync>;
+pub type StartMonitor = monitors::StartMonitor<DatabaseSource, DatabaseState>;
+
+pub type DatabaseMonitors = Monitors<DatabaseSource>;
+
+impl monitors::Source for DatabaseSource {
+    type State = DatabaseState;
+
+    fn of(backend: &switchyard_api::BackendService, resources: &Resources) -> Option<Self> {
+        database_source(backend, resources)
+    }
+
+    fn log_start(&self) {
+        // `describe` names the server and database, never the user or password.
+        tracing::info!(database = %describe(self), "starting database monitor");
+    }
+}
 
 /// The real monitor: `SELECT 1` on a one-connection pool of its own.
 pub fn sql_monitors() -> StartMonitor {
     Arc::new(|source, out| tokio::spawn(ping_loop(source, out)))
-}
-
-pub struct DatabaseMonitors {
-    start: StartMonitor,
-    running: HashMap<DatabaseSource, Running>,
-    users: BTreeMap<Key, DatabaseSource>,
-}
-
-struct Running {
-    latest: watch::Receiver<DatabaseState>,
-    tasks: [JoinHandle<()>; 2],
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.tasks.iter().for_each(JoinHandle::abort);
-    }
-}
-
-impl DatabaseMonitors {
-    pub fn new(start: StartMonitor) -> Self {
-        Self { start, running: HashMap::new(), users: BTreeMap::new() }
-    }
-
-    /// Starts the monitors these resources need and stops the others; `changed` is poked
-    /// whenever a monitor publishes. True when the set of monitors changed.
-    pub fn reconcile(&mut self, resources: &Resources, changed: &Arc<Notify>) -> bool {
-        self.users = resources.backend_services.iter().filter_map(|b| Some((key(b), database_source(b, resources)?))).collect();
-        let before = self.running.len();
-        let needed: std::collections::HashSet<&DatabaseSource> = self.users.values().collect();
-        self.running.retain(|source, _| needed.contains(source));
-        let mut grew = false;
-        for source in needed {
-            if self.running.contains_key(source) {
-                continue;
-            }
-            // `describe` names the server and database, never the user or password.
-            tracing::info!(database = %describe(source), "starting database monitor");
-            let (tx, latest) = watch::channel(DatabaseState::default());
-            let mut updates = latest.clone();
-            let changed = changed.clone();
-            let poke = tokio::spawn(async move {
-                while updates.changed().await.is_ok() {
-                    changed.notify_one();
-                }
-            });
-            let monitor = (self.start)(source.clone(), tx);
-            self.running.insert(source.clone(), Running { latest, tasks: [monitor, poke] });
-            grew = true;
-        }
-        grew || self.running.len() != before
-    }
-
-    /// The latest state of every monitored `dataService` BackendService's database
-    /// (compile input).
-    pub fn results(&self) -> BTreeMap<Key, DatabaseState> {
-        self.users
-            .iter()
-            .filter_map(|(backend, source)| Some((backend.clone(), self.running.get(source)?.latest.borrow().clone())))
-            .collect()
-    }
-
-    pub fn monitor_count(&self) -> usize {
-        self.running.len()
-    }
-}
-
-fn key(backend: &switchyard_api::BackendService) -> Key {
-    (backend.metadata.namespace.clone().unwrap_or_else(|| "default".into()), backend.metadata.name.clone().unwrap_or_default())
 }
 
 /// Pings `source` until `out` has no receivers.
@@ -185,6 +129,7 @@ fn scrub(message: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use switchyard_compile::snapshot::SecretText;
+    use tokio::sync::Notify;
 
     use super::*;
 

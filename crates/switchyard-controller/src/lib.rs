@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod folder;
 pub mod kubernetes;
 pub mod metrics;
+pub mod monitors;
 pub mod publisher;
 pub mod snapshot_server;
 pub mod status;

@@ -18,6 +18,9 @@ mod strict;
 pub mod units;
 pub mod validate;
 
+/// Entry points for `fuzz/` into code that is otherwise private to this crate.
+#[cfg(feature = "fuzzing")]
+pub use compile::fuzz_compile_query;
 pub use compile::{Compiled, compile, describe_registry, registry_source};
 pub use discovered::{
     Credentials, Discovered, Instance, InstanceScheme, NacosWatch, RegistrySource, SecretData, Skipped, SyncState, ZooKeeperWatch,

@@ -22,7 +22,33 @@ use tokio::net::TcpListener;
 /// How long open connections may take to finish after shutdown is asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections until `shutdown` resolves, then drains them.
+/// What one listener tolerates from its clients (the same for each of its workers).
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    /// The longest an HTTP/1 request head may take, counted from the moment the
+    /// connection is ready for one: from accept, and on a kept-alive connection from the
+    /// end of the previous response. So it cuts off a slowloris client (one header byte a
+    /// second) and closes a kept-alive connection that stays idle as long.
+    pub header_read_timeout: Duration,
+    /// The most connections one worker keeps open; 0 for no cap. A connection over the
+    /// cap is answered [`refusal`](Self::refusal) (when set) and closed at once, so a
+    /// flood of idle connections cannot take a worker's memory and file descriptors.
+    pub max_connections_per_worker: usize,
+    /// A complete HTTP/1.1 response written to a connection refused over the cap.
+    pub refusal: Option<bytes::Bytes>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { header_read_timeout: Duration::from_secs(30), max_connections_per_worker: 0, refusal: None }
+    }
+}
+
+/// How long a refused connection gets to take its refusal before it is dropped.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Accepts connections until `shutdown` resolves, then drains them, with the default
+/// [`ConnectionLimits`].
 ///
 /// `handler` gets each request and the client's address and always answers: errors
 /// are the handler's to turn into responses.
@@ -34,16 +60,35 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_with(listener, &ConnectionLimits::default(), handler, shutdown).await;
+}
+
+/// [`serve`] with these limits.
+pub async fn serve_with<H, F, B>(listener: TcpListener, limits: &ConnectionLimits, handler: H, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).max_buf_size(64 * 1024).keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(64 * 1024).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
     let graceful = GracefulShutdown::new();
+    let open = OpenConnections::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, client) = tokio::select! {
             accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
+        if limits.max_connections_per_worker > 0 && open.get() >= limits.max_connections_per_worker {
+            tracing::debug!(%client, cap = limits.max_connections_per_worker, "connection refused: the worker is at its connection cap");
+            tokio::spawn(refuse(stream, limits.refusal.clone()));
+            continue;
+        }
+        let counted = open.count();
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let response = handler(request, client);
@@ -52,6 +97,7 @@ where
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _counted = counted;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %client, "connection ended with an error");
             }
@@ -60,6 +106,44 @@ where
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
+    }
+}
+
+/// How many connections a worker has open: one counter per worker (a `serve` loop),
+/// touched on accept and close only.
+#[derive(Clone, Default)]
+struct OpenConnections(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnections {
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts one more until the returned guard is dropped (the connection ended).
+    fn count(&self) -> OpenConnection {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(self.0.clone())
+    }
+}
+
+struct OpenConnection(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection over the cap with `refusal` (bounded in time: a client that
+/// does not read cannot hold the task) and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, refusal: Option<bytes::Bytes>) {
+    use tokio::io::AsyncWriteExt;
+    if let Some(refusal) = refusal {
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+            stream.write_all(&refusal).await?;
+            stream.shutdown().await
+        })
+        .await;
     }
 }
 
@@ -135,10 +219,29 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    run_workers_with(listeners, ConnectionLimits::default(), make_handler, shutdown)
+}
+
+/// [`run_workers`] with these limits for each worker.
+pub fn run_workers_with<M, H, F, B>(
+    listeners: Vec<std::net::TcpListener>,
+    limits: ConnectionLimits,
+    make_handler: M,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>>
+where
+    M: Fn() -> H + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let make_handler = std::sync::Arc::new(make_handler);
     let mut threads = Vec::with_capacity(listeners.len());
     for (index, listener) in listeners.into_iter().enumerate() {
         let make_handler = make_handler.clone();
+        let limits = limits.clone();
         let mut shutdown = shutdown.clone();
         let thread = std::thread::Builder::new().name(format!("switchyard-worker-{index}")).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
@@ -148,7 +251,7 @@ where
                 let stop = async move {
                     let _ = shutdown.wait_for(|stop| *stop).await;
                 };
-                serve(listener, make_handler(), stop).await;
+                serve_with(listener, &limits, make_handler(), stop).await;
             });
         })?;
         threads.push(thread);

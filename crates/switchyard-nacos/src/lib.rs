@@ -46,6 +46,12 @@ mod session;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
+/// Entry points for `fuzz/` into code that is otherwise private to this crate.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::select::{Hosts, MAX_INSTANCES, Selection, select};
+}
+
 use switchyard_compile::{Discovered, NacosWatch};
 use tokio::sync::watch as channel;
 

@@ -81,6 +81,9 @@ pub enum GatewayError {
     NonceStoreFull { capacity: usize },
     #[error("the gateway has no routing snapshot yet")]
     NotReady,
+    /// The worker this connection reached has `--max-connections-per-worker` open.
+    #[error("this gateway worker has {limit} connections open, its cap; retry shortly")]
+    TooManyConnections { limit: usize },
     #[error("backend {backend} did not answer within {timeout_ms} ms")]
     BackendTimeout { backend: String, timeout_ms: u64 },
     /// `kind`: connection refused, timed out, the name does not resolve, ...
@@ -198,6 +201,7 @@ impl GatewayError {
             Self::NonceStoreUnavailable { .. } => "A503NS",
             Self::NonceStoreFull { .. } => "A503NF",
             Self::NotReady => "A503NR",
+            Self::TooManyConnections { .. } => "A503CL",
             Self::BackendTimeout { .. } => "D504TO",
             Self::BackendConnect { .. } => "D502CF",
             Self::BackendFailed { .. } => "D502BF",
@@ -255,9 +259,11 @@ impl GatewayError {
             | Self::ContentMd5Mismatch { .. } => StatusCode::BAD_REQUEST,
             Self::AppNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::NonceStoreUnavailable { .. } | Self::NonceStoreFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotReady | Self::NoEndpoints { .. } | Self::BackendUnavailable { .. } | Self::AuthUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NotReady
+            | Self::TooManyConnections { .. }
+            | Self::NoEndpoints { .. }
+            | Self::BackendUnavailable { .. }
+            | Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::BackendTls { .. } | Self::EgressDenied { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -373,6 +379,25 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// The response as HTTP/1.1 bytes with `Connection: close`, for answers written
+    /// straight to a socket before any request is read (a connection over the cap).
+    pub fn http1_bytes(&self) -> Bytes {
+        let message = self.client_message();
+        let body = serde_json::json!({"code": self.code(), "message": message}).to_string();
+        let status = self.status();
+        let head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{X_CA_ERROR_CODE}: {}\r\n{X_CA_ERROR_MESSAGE}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.code(),
+            header_safe(&message).to_str().unwrap_or("error"),
+            body.len(),
+        );
+        Bytes::from([head.into_bytes(), body.into_bytes()].concat())
+    }
+}
+
 /// The longest `X-Ca-Error-Message` (a server StringToSign with a few signed headers
 /// and parameters fits; the JSON body has the whole message).
 const MAX_MESSAGE_HEADER: usize = 2048;
@@ -387,6 +412,18 @@ fn header_safe(message: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_refusal_is_a_complete_http1_response_with_its_code() {
+        let bytes = GatewayError::TooManyConnections { limit: 2 }.http1_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+        assert!(head.contains("\r\nx-ca-error-code: A503CL\r\n"), "{head}");
+        assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())), "{head}");
+        assert!(head.ends_with("\r\nconnection: close"), "{head}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["code"], "A503CL");
+    }
 
     #[test]
     fn every_error_maps_to_its_own_code_and_a_matching_status() {
@@ -415,6 +452,7 @@ mod tests {
             GatewayError::NonceStoreUnavailable { kind: "connection refused", detail: "x".into() },
             GatewayError::NonceStoreFull { capacity: 1 },
             GatewayError::NotReady,
+            GatewayError::TooManyConnections { limit: 1 },
             GatewayError::BackendTimeout { backend: "b".into(), timeout_ms: 1 },
             GatewayError::BackendConnect { backend: "b".into(), kind: "connection refused".into(), detail: "refused".into() },
             GatewayError::BackendFailed { backend: "b".into(), kind: "connection reset".into(), detail: "reset".into() },

@@ -33,6 +33,12 @@ pub mod trace;
 pub mod trace_context;
 mod weighted;
 
+/// Entry points for `fuzz/` into code that is otherwise private to this crate.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::backends::parse_function_response;
+}
+
 use std::sync::Arc;
 
 pub use proxy::Proxy;
@@ -52,6 +58,7 @@ pub fn serve_workers(
     proxy: Arc<Proxy>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let limits = proxy.connection_limits.clone();
     let make_handler = move || {
         // On the worker's thread and runtime: its access log buffer is flushed from here.
         if proxy.access_log != access_log::AccessLogFormat::Off {
@@ -63,5 +70,5 @@ pub fn serve_workers(
             async move { handle(&worker.proxy, &worker.client, request, client_addr).await }
         }
     };
-    switchyard_http::run_workers(listeners, make_handler, shutdown)
+    switchyard_http::run_workers_with(listeners, limits, make_handler, shutdown)
 }

@@ -29,6 +29,8 @@ pub struct Proxy {
     pub access_log: AccessLogFormat,
     /// Trace context propagation, and span export when configured.
     pub tracing: Tracing,
+    /// What the proxy listener tolerates from clients (timeouts, connection cap).
+    pub connection_limits: switchyard_http::ConnectionLimits,
 }
 
 impl Proxy {
@@ -42,7 +44,17 @@ impl Proxy {
             nonces: NonceStore::default(),
             access_log: AccessLogFormat::Off,
             tracing: Tracing::default(),
+            connection_limits: switchyard_http::ConnectionLimits::default(),
         }
+    }
+
+    /// The same proxy serving its listener with these limits. A connection over the
+    /// cap is answered 503 `A503CL` before it is closed.
+    pub fn with_connection_limits(mut self, mut limits: switchyard_http::ConnectionLimits) -> Self {
+        let refusal = crate::error::GatewayError::TooManyConnections { limit: limits.max_connections_per_worker };
+        limits.refusal = Some(refusal.http1_bytes());
+        self.connection_limits = limits;
+        self
     }
 
     /// The same proxy writing an access log line per request in `format`.

@@ -115,6 +115,8 @@ pub struct StandaloneArgs {
     #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "json")]
     pub access_log: AccessLogArg,
     #[command(flatten)]
+    pub client_limits: ClientLimitArgs,
+    #[command(flatten)]
     pub egress: EgressArgs,
     #[command(flatten)]
     pub dns: DnsArgs,
@@ -165,6 +167,8 @@ pub struct ProxyArgs {
     /// Access log on stdout, one line per request: `json`, `text` (key=value) or `off`.
     #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "json")]
     pub access_log: AccessLogArg,
+    #[command(flatten)]
+    pub client_limits: ClientLimitArgs,
     #[command(flatten)]
     pub egress: EgressArgs,
     #[command(flatten)]
@@ -264,6 +268,30 @@ pub fn compile_options(host_ownership: HostOwnershipArg, link_local: &LinkLocalA
             HostOwnershipArg::Namespace => switchyard_compile::HostOwnership::PerNamespace,
         },
         allow_link_local_grants: link_local.allow_link_local_grants,
+    }
+}
+
+/// What the proxy listener tolerates from its clients (docs/reliability.md).
+#[derive(Args, Debug)]
+pub struct ClientLimitArgs {
+    /// The longest a client may take to send a request head, counted from accept and,
+    /// on a kept-alive connection, from the end of the previous response: a slowloris
+    /// client is cut off, and a kept-alive connection idle this long is closed.
+    #[arg(long, env = "SWITCHYARD_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = switchyard_compile::units::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// The most client connections one worker keeps open (0: no cap). One more is
+    /// answered 503 with `X-Ca-Error-Code: A503CL` and closed.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS_PER_WORKER", default_value_t = 16384)]
+    pub max_connections_per_worker: usize,
+}
+
+impl ClientLimitArgs {
+    pub fn limits(&self) -> switchyard_http::ConnectionLimits {
+        switchyard_http::ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_connections_per_worker: self.max_connections_per_worker,
+            refusal: None,
+        }
     }
 }
 

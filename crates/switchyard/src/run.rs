@@ -211,6 +211,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         Proxy::new(&mut registry, args.egress.config(own))
             .with_nonce_store(nonce_store(&args.nonces)?)
             .with_access_log(args.access_log.format())
+            .with_connection_limits(args.client_limits.limits())
             .with_tracing(tracing),
     );
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
@@ -379,6 +380,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         Proxy::new(&mut registry, args.egress.config(own))
             .with_nonce_store(nonce_store(&args.nonces)?)
             .with_access_log(args.access_log.format())
+            .with_connection_limits(args.client_limits.limits())
             .with_tracing(tracing),
     );
     if let Some(dir) = &args.cache_dir {

@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use switchyard_api::condition_type::ACCEPTED;
 
+#[cfg(feature = "fuzzing")]
+pub use backends::fuzz_compile_query;
 pub(crate) use backends::{bus_source, database_source};
 pub use backends::{describe_registry, registry_source};
 

@@ -15,6 +15,8 @@
 
 pub(super) mod event;
 mod response;
+#[cfg(feature = "fuzzing")]
+pub use self::response::parse as parse_response;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};

@@ -14,6 +14,9 @@ mod model;
 mod unavailable;
 mod unimplemented;
 
+#[cfg(feature = "fuzzing")]
+pub use self::function::parse_response as parse_function_response;
+
 use std::future::Future;
 use std::time::Instant;
 

@@ -172,6 +172,27 @@ pub(crate) struct CompiledQuery {
     pub binds: Vec<usize>,
 }
 
+/// `compile_query` for `fuzz/` (feature `fuzzing`): `names` are declared as required
+/// string query parameters; the page and count SQL, or the rejection's message.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_compile_query(query: &str, driver: DataDriver, names: &[&str]) -> Result<(String, String), String> {
+    let parameters: Vec<DataParam> = names
+        .iter()
+        .map(|name| DataParam {
+            name: (*name).to_owned(),
+            location: DataParamLocation::Query,
+            kind: DataParamType::String,
+            required: true,
+            default: None,
+            min: None,
+            max: None,
+            max_length: 64,
+            allowed: Vec::new(),
+        })
+        .collect();
+    compile_query(query, driver, &parameters).map(|q| (q.page_sql, q.count_sql)).map_err(|r| r.message)
+}
+
 /// The column a counting page query adds: `COUNT(*) OVER () AS switchyard_total`, the
 /// number of rows of the whole result (a window over every row is computed before LIMIT),
 /// so a page is one statement instead of a page and a count. A query may not name a column

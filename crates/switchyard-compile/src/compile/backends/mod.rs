@@ -22,6 +22,8 @@ use super::{ByName, Rejection, accept, name, namespace, reject, status_for, tls}
 use crate::snapshot::{Backend, BackendKind, DialGrant, TlsTrust, VpcGrant};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
 pub(crate) use data_service::database_source;
+#[cfg(feature = "fuzzing")]
+pub use data_service::fuzz_compile_query;
 pub(crate) use event_bus::bus_source;
 pub(crate) use policy::retry_policy;
 use policy::{CommonPolicy, common_policy};

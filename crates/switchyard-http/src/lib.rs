@@ -2,6 +2,7 @@
 //! port, one task per connection, graceful drain on shutdown.
 #![forbid(unsafe_code)]
 
+mod parse_errors;
 pub mod resolver;
 pub mod tls;
 
@@ -90,9 +91,12 @@ where
         }
         let counted = open.count();
         let handler = handler.clone();
+        let in_flight = parse_errors::InFlight::default();
+        let stream = parse_errors::CodedParseErrors::new(stream, in_flight.clone());
         let service = service_fn(move |request| {
+            let serving = in_flight.enter();
             let response = handler(request, client);
-            async move { Ok::<_, Infallible>(response.await) }
+            async move { Ok::<_, Infallible>(response.await.map(|body| parse_errors::Counted::new(body, serving))) }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);

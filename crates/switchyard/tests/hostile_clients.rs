@@ -1,7 +1,7 @@
 //! Slow and hostile clients against the real binary on loopback (issue 18 item 2): a
 //! slowloris client and an idle kept-alive connection are cut off at the header read
 //! timeout, a worker refuses connections over its cap with a 503 and a code, and every
-//! request-smuggling shape is refused with a 4xx (or, for Content-Length beside
+//! request-smuggling shape is refused with a 4xx and its code (or, for Content-Length beside
 //! Transfer-Encoding, re-framed so nothing is smuggled) without reaching the upstream or
 //! counting against it. The observed behaviour of each case is in docs/reliability.md.
 
@@ -139,8 +139,7 @@ async fn connections_over_the_per_worker_cap_are_refused_with_503_a503cl_and_a_f
     assert_eq!(up.hits(), 1);
 }
 
-/// A request the gateway must refuse: its status (and code, when the gateway can give
-/// one). The upstream must not see it, except a body that goes bad after its first chunk
+/// A request the gateway must refuse: its status and code. The upstream must not see it, except a body that goes bad after its first chunk
 /// (`streamed`): bodies stream, so the head is already on its way, and the upstream's
 /// request is then cut off, never completed.
 struct Refused {
@@ -161,63 +160,63 @@ async fn request_smuggling_shapes_are_refused_with_a_4xx_never_reach_the_upstrea
             case: "Transfer-Encoding: chunked, identity",
             bytes: post("Transfer-Encoding: chunked, identity\r\n", "0\r\n\r\n"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "Transfer-Encoding: identity",
             bytes: post("Transfer-Encoding: identity\r\n", "x"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "two Transfer-Encoding lines, chunked not last",
             bytes: post("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", "0\r\n\r\n"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "two different Content-Length values",
             bytes: post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "Content-Length list 5, 6",
             bytes: post("Content-Length: 5, 6\r\n", "hello!"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "Content-Length not a number",
             bytes: post("Content-Length: +5\r\n", "hello"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "chunked on HTTP/1.0",
             bytes: "POST /up/x HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_owned(),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "a space before the colon",
             bytes: post("Content-Length : 5\r\n", "hello"),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
             case: "obs-fold",
             bytes: post("X-Folded: a\r\n  b\r\nContent-Length: 0\r\n", ""),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
         Refused {
@@ -245,7 +244,7 @@ async fn request_smuggling_shapes_are_refused_with_a_4xx_never_reach_the_upstrea
             case: "a head over 64 KiB",
             bytes: format!("GET /up/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "v".repeat(70 * 1024)),
             status: 431,
-            code: None,
+            code: Some("A431HL"),
             streamed: false,
         },
         Refused {
@@ -259,7 +258,7 @@ async fn request_smuggling_shapes_are_refused_with_a_4xx_never_reach_the_upstrea
             case: "a NUL in a header value",
             bytes: post("X-Nul: a\0b\r\nContent-Length: 0\r\n", ""),
             status: 400,
-            code: None,
+            code: Some("A400BR"),
             streamed: false,
         },
     ];
@@ -271,6 +270,11 @@ async fn request_smuggling_shapes_are_refused_with_a_4xx_never_reach_the_upstrea
         eprintln!("{}: {:?} {:?}, reached the upstream: {}", case.case, observed.0, observed.1, up.hits() != hits);
         if observed != (Some(case.status), case.code) {
             failures.push(format!("{}: wanted {} {:?}, got {:?} in {answer:?}", case.case, case.status, case.code, observed));
+        }
+        if let Some(code) = case.code
+            && !answer.contains(&format!("\"code\":\"{code}\""))
+        {
+            failures.push(format!("{}: the JSON body does not name {code}: {answer:?}", case.case));
         }
         if up.hits() != hits && !case.streamed {
             failures.push(format!("{}: reached the upstream", case.case));

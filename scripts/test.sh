@@ -58,7 +58,7 @@ need_redis() {
 # start), named to them by SWITCHYARD_TEST_PYTHON: the official openai SDK
 # (crates/switchyard/tests/models.rs) and the CloudEvents SDK, which the test sink parses
 # events with (crates/switchyard/tests/event_bus.rs).
-TEST_PY_PACKAGES=("openai==2.54.0" "cloudevents==1.12.0")
+TEST_PY_PACKAGES=("openai==2.54.0" "cloudevents==1.12.0" "grpcio==1.85.3" "websockets==17.4")
 need_test_venv() {
   local venv=$PWD/.tools/test-venv
   local missing=0 package

@@ -94,6 +94,29 @@ pub struct HttpBackend {
     /// endpoints over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    /// HTTP version towards the upstream: `HTTP1` (default), `H2C` (HTTP/2 over plain
+    /// TCP, prior knowledge) or `H2` (HTTP/2 over TLS, negotiated by ALPN). gRPC needs
+    /// `H2C` or `H2`.
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_http1")]
+    pub protocol: UpstreamProtocol,
+}
+
+/// HTTP version spoken to an upstream.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (keep-alive, one request per connection at a time).
+    #[default]
+    HTTP1,
+    /// HTTP/2 over plain TCP with prior knowledge (`http` endpoints).
+    H2C,
+    /// HTTP/2 over TLS, negotiated with ALPN `h2` (`https` endpoints).
+    H2,
+}
+
+impl UpstreamProtocol {
+    pub fn is_http1(&self) -> bool {
+        *self == Self::HTTP1
+    }
 }
 
 /// TLS options towards an upstream. Without `caCertificate`, the system's trusted roots
@@ -134,6 +157,11 @@ pub struct VpcBackend {
     /// TLS options when `scheme` is `https`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    /// HTTP version towards the upstream: `HTTP1` (default), `H2C` (HTTP/2 over plain
+    /// TCP, prior knowledge) or `H2` (HTTP/2 over TLS, negotiated by ALPN; needs `scheme: https`). gRPC needs
+    /// `H2C` or `H2`.
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_http1")]
+    pub protocol: UpstreamProtocol,
 }
 
 /// URL scheme of a private backend.
@@ -414,6 +442,11 @@ pub struct RegistryBackend {
     /// `secure: "true"`, a SpringCloud `sslPort`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    /// HTTP version towards the instances: `HTTP1` (default), or HTTP/2 with `H2C` or
+    /// `H2` (the same for a registry: plain instances get HTTP/2 with prior knowledge,
+    /// `https` ones negotiate it by ALPN). gRPC needs HTTP/2.
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_http1")]
+    pub protocol: UpstreamProtocol,
 }
 
 /// A Nacos service, watched over the Nacos 2 gRPC protocol (pushes) with a periodic full

@@ -181,6 +181,24 @@ pub struct Backend {
     /// How `https` endpoints are verified; None for a backend without any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsTrust>,
+    /// The HTTP version spoken to the endpoints (`http`, `vpc` and `registry` kinds).
+    #[serde(default, skip_serializing_if = "UpstreamVersion::is_http1")]
+    pub upstream_version: UpstreamVersion,
+}
+
+/// HTTP version towards a backend's endpoints. HTTP/2 is spoken with prior knowledge to
+/// `http` endpoints and negotiated by ALPN `h2` with `https` ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UpstreamVersion {
+    #[default]
+    Http1,
+    Http2,
+}
+
+impl UpstreamVersion {
+    pub fn is_http1(&self) -> bool {
+        *self == Self::Http1
+    }
 }
 
 /// What verifies an upstream's certificate.
@@ -242,6 +260,7 @@ impl Backend {
             outlier: None,
             active_health: None,
             tls: None,
+            upstream_version: UpstreamVersion::Http1,
         }
     }
 }

@@ -20,6 +20,18 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+/// HTTP/2 limits per client connection. Header lists past 64 KiB are refused (the
+/// request path's own limit is 8 KiB, checked later with an error code).
+pub const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Streams one client connection may have open at once (the SETTINGS it is sent).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Rapid reset (CVE-2023-44487): streams a client opened and reset before they were
+/// served, queued at once; past this the connection is closed with GOAWAY.
+pub const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server itself had to reset for a client's protocol errors; past this the
+/// connection is closed (a client provoking resets in a loop, CVE-2019-9514 and kin).
+pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
+
 /// How long open connections may take to finish after shutdown is asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,7 +87,13 @@ where
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(64 * 1024).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
     let graceful = GracefulShutdown::new();
     let open = OpenConnections::default();
     tokio::pin!(shutdown);

@@ -14,6 +14,9 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
+/// A client TLS connection, for crates that do not link rustls themselves.
+pub use tokio_rustls::client::TlsStream;
+
 /// How one `https` endpoint is reached: the configuration that verifies it and the name
 /// it is verified against (also sent as SNI when it is a DNS name).
 #[derive(Clone, Debug)]
@@ -32,8 +35,13 @@ pub struct Trust {
 
 impl UpstreamTls {
     pub fn new(trust: &Trust, server_name: &str) -> Result<Self, String> {
+        Self::with_alpn(trust, server_name, Alpn::Http1)
+    }
+
+    /// The same, offering `alpn` in the handshake.
+    pub fn with_alpn(trust: &Trust, server_name: &str, alpn: Alpn) -> Result<Self, String> {
         let server_name = ServerName::try_from(server_name.to_owned()).map_err(|e| format!("TLS server name {server_name:?}: {e}"))?;
-        Ok(Self { config: client_config(trust)?, server_name })
+        Ok(Self { config: client_config_for(trust, alpn)?, server_name })
     }
 
     /// The TLS handshake on `stream`.
@@ -62,19 +70,38 @@ impl std::hash::Hash for UpstreamTls {
     }
 }
 
-/// The process-wide configuration for `trust`, built once.
+/// The application protocol offered in the handshake (ALPN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alpn {
+    /// `http/1.1` only, so an h2-first server does not pick h2.
+    Http1,
+    /// `h2` only: an HTTP/2 (`H2`) upstream that cannot speak it fails the handshake
+    /// instead of being spoken to in a protocol it did not agree to.
+    H2,
+}
+
+/// The process-wide HTTP/1 configuration for `trust`, built once.
 pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
-    static CONFIGS: OnceLock<Mutex<HashMap<Trust, Arc<ClientConfig>>>> = OnceLock::new();
+    client_config_for(trust, Alpn::Http1)
+}
+
+/// Client configurations by what they trust and offer.
+type Configs = Mutex<HashMap<(Trust, Alpn), Arc<ClientConfig>>>;
+
+/// The process-wide configuration for `trust` offering `alpn`, built once.
+pub fn client_config_for(trust: &Trust, alpn: Alpn) -> Result<Arc<ClientConfig>, String> {
+    static CONFIGS: OnceLock<Configs> = OnceLock::new();
     let mut configs = CONFIGS.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(config) = configs.get(trust) {
+    let key = (trust.clone(), alpn);
+    if let Some(config) = configs.get(&key) {
         return Ok(config.clone());
     }
-    let config = Arc::new(build(trust)?);
-    configs.insert(trust.clone(), config.clone());
+    let config = Arc::new(build(trust, alpn)?);
+    configs.insert(key, config.clone());
     Ok(config)
 }
 
-fn build(trust: &Trust) -> Result<ClientConfig, String> {
+fn build(trust: &Trust, alpn: Alpn) -> Result<ClientConfig, String> {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
     let mut config = if trust.insecure_skip_verify {
@@ -87,8 +114,10 @@ fn build(trust: &Trust) -> Result<ClientConfig, String> {
         };
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    // The upstream client speaks HTTP/1.1 only: say so, so an h2-first server does not pick h2.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match alpn {
+        Alpn::Http1 => vec![b"http/1.1".to_vec()],
+        Alpn::H2 => vec![b"h2".to_vec()],
+    };
     Ok(config)
 }
 

@@ -41,6 +41,9 @@ pub enum GatewayError {
     /// the backend.
     #[error("the request body did not arrive within {timeout_ms} ms")]
     BodyTimeout { timeout_ms: u64 },
+    /// A WebSocket handshake to a backend that does not take upgrades.
+    #[error("backend {backend} does not take WebSocket upgrades: only http, vpc and registry backends spoken to in HTTP/1.1 do")]
+    UpgradeRefused { backend: String },
     #[error("the request path is refused: {0}")]
     PathRefused(&'static str),
     #[error("the Host header {host:?} disagrees with the request's authority {authority:?}")]
@@ -102,6 +105,9 @@ pub enum GatewayError {
     BackendUnavailable { backend: String, why: String },
     #[error("backend {backend} has no endpoints")]
     NoEndpoints { backend: String },
+    /// A gRPC request to a backend spoken to in HTTP/1.1, which cannot carry trailers.
+    #[error("backend {backend} speaks HTTP/1.1, and gRPC needs HTTP/2: set its protocol to H2C or H2")]
+    GrpcNeedsHttp2 { backend: String },
     #[error("backend kind {kind} is not implemented yet (backend {backend})")]
     NotImplemented { kind: String, backend: String },
     /// `X-Ca-Hops` is not one decimal number.
@@ -185,6 +191,7 @@ impl GatewayError {
             Self::MalformedBody { .. } => "A400MB",
             Self::BodyTimeout { .. } => "A408BT",
             Self::PathRefused(_) => "A400PR",
+            Self::UpgradeRefused { .. } => "A400WS",
             Self::HostMismatch { .. } => "A400HM",
             Self::AuthUnavailable { .. } => "A503AU",
             Self::AuthFailed(_) => "A401AF",
@@ -207,6 +214,7 @@ impl GatewayError {
             Self::BackendFailed { .. } => "D502BF",
             Self::BackendTls { .. } => "D502TL",
             Self::NoEndpoints { .. } => "D503NE",
+            Self::GrpcNeedsHttp2 { .. } => "D502GP",
             Self::BackendUnavailable { .. } => "D503BU",
             Self::EgressDenied { .. } => "D502ED",
             Self::NotImplemented { .. } => "D501NI",
@@ -245,7 +253,11 @@ impl GatewayError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest(_) | Self::MalformedBody { .. } | Self::PathRefused(_) | Self::HostMismatch { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_)
+            | Self::MalformedBody { .. }
+            | Self::PathRefused(_)
+            | Self::HostMismatch { .. }
+            | Self::UpgradeRefused { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::AuthFailed(_)
             | Self::TimestampOutsideWindow { .. }
@@ -265,9 +277,11 @@ impl GatewayError {
             | Self::BackendUnavailable { .. }
             | Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendConnect { .. } | Self::BackendFailed { .. } | Self::BackendTls { .. } | Self::EgressDenied { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::BackendConnect { .. }
+            | Self::BackendFailed { .. }
+            | Self::BackendTls { .. }
+            | Self::EgressDenied { .. }
+            | Self::GrpcNeedsHttp2 { .. } => StatusCode::BAD_GATEWAY,
             Self::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             Self::BadHops => StatusCode::BAD_REQUEST,
             Self::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
@@ -306,6 +320,8 @@ impl GatewayError {
             | Self::EgressDenied { backend, .. }
             | Self::BackendUnavailable { backend, .. }
             | Self::NoEndpoints { backend }
+            | Self::GrpcNeedsHttp2 { backend }
+            | Self::UpgradeRefused { backend }
             | Self::NotImplemented { backend, .. }
             | Self::LoopDetected { backend, .. }
             | Self::FunctionResponseNotJson { backend, .. }
@@ -360,6 +376,12 @@ impl GatewayError {
         }
     }
 
+    /// The response a client sees: for a gRPC request, a trailers-only gRPC error
+    /// ([`crate::grpc::error_response`]); otherwise [`GatewayError::into_response`].
+    pub fn into_response_for(self, grpc: bool) -> Response<ResponseBody> {
+        if grpc { crate::grpc::error_response(&self) } else { self.into_response() }
+    }
+
     /// The response the client sees: status, code and message headers, and a small
     /// JSON body with the same facts for clients that only log bodies.
     pub fn into_response(self) -> Response<ResponseBody> {
@@ -404,7 +426,7 @@ const MAX_MESSAGE_HEADER: usize = 2048;
 
 /// Header values must be visible ASCII: replace anything else so a message can never
 /// fail to become a header (or smuggle one).
-fn header_safe(message: &str) -> HeaderValue {
+pub(crate) fn header_safe(message: &str) -> HeaderValue {
     let cleaned: String = message.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).take(MAX_MESSAGE_HEADER).collect();
     HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("error"))
 }
@@ -436,6 +458,7 @@ mod tests {
             GatewayError::MalformedBody { detail: "invalid chunk size line".into() },
             GatewayError::BodyTimeout { timeout_ms: 1 },
             GatewayError::PathRefused("a dot segment climbs above the root"),
+            GatewayError::UpgradeRefused { backend: "b".into() },
             GatewayError::HostMismatch { host: "a".into(), authority: "b".into() },
             GatewayError::AuthUnavailable { route: "r".into(), why: "AppNotFound".into() },
             GatewayError::AuthFailed("x".into()),
@@ -458,6 +481,7 @@ mod tests {
             GatewayError::BackendFailed { backend: "b".into(), kind: "connection reset".into(), detail: "reset".into() },
             GatewayError::BackendTls { backend: "b".into(), kind: "certificate not trusted".into(), detail: "UnknownIssuer".into() },
             GatewayError::NoEndpoints { backend: "b".into() },
+            GatewayError::GrpcNeedsHttp2 { backend: "b".into() },
             GatewayError::BackendUnavailable { backend: "b".into(), why: "AuthorizationNotFound: x".into() },
             GatewayError::EgressDenied { backend: "b".into(), why: "link-local".into(), detail: "egress to 169.254.169.254:80".into() },
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },

@@ -15,6 +15,7 @@ pub mod egress;
 pub mod error;
 pub mod exchange;
 mod fast_hash;
+mod grpc;
 mod health;
 mod metrics;
 mod outlier;
@@ -31,6 +32,7 @@ mod service;
 mod shape;
 pub mod trace;
 pub mod trace_context;
+pub mod websocket;
 mod weighted;
 
 /// Entry points for `fuzz/` into code that is otherwise private to this crate.

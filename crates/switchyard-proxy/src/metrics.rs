@@ -58,6 +58,9 @@ pub struct TrafficFamilies {
     pub connections_reused: Family<BackendLabels, Counter>,
     /// Endpoints failing active health checks now, by backend.
     pub unhealthy_by_backend: Family<BackendLabels, Gauge>,
+    /// WebSocket handshakes the backend accepted (`101`), and tunnels open now.
+    pub websocket_upgrades: Family<BackendLabels, Counter>,
+    pub websocket_open: Family<BackendLabels, Gauge>,
 }
 
 impl Default for TrafficFamilies {
@@ -71,6 +74,8 @@ impl Default for TrafficFamilies {
             connections_opened: Family::default(),
             connections_reused: Family::default(),
             unhealthy_by_backend: Family::default(),
+            websocket_upgrades: Family::default(),
+            websocket_open: Family::default(),
         }
     }
 }
@@ -275,6 +280,12 @@ impl ProxyMetrics {
         );
         proxy.register("retries", "Upstream attempts after the first, by backend", traffic.retries.clone());
         proxy.register("upstream_connections_opened", "Upstream connections dialled, by backend", traffic.connections_opened.clone());
+        proxy.register(
+            "websocket_upgrades",
+            "WebSocket handshakes a backend accepted (101), each then tunnelled, by backend",
+            traffic.websocket_upgrades.clone(),
+        );
+        proxy.register("websocket_open", "WebSocket tunnels open now, by backend", traffic.websocket_open.clone());
         proxy.register(
             "upstream_connections_reused",
             "Requests sent on a pooled upstream connection, by backend",

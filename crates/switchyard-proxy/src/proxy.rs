@@ -31,6 +31,8 @@ pub struct Proxy {
     pub tracing: Tracing,
     /// What the proxy listener tolerates from clients (timeouts, connection cap).
     pub connection_limits: switchyard_http::ConnectionLimits,
+    /// `--websocket-idle-timeout`: a WebSocket tunnel with no byte either way this long is closed.
+    pub websocket_idle: std::time::Duration,
 }
 
 impl Proxy {
@@ -45,6 +47,7 @@ impl Proxy {
             access_log: AccessLogFormat::Off,
             tracing: Tracing::default(),
             connection_limits: switchyard_http::ConnectionLimits::default(),
+            websocket_idle: crate::websocket::DEFAULT_IDLE_TIMEOUT,
         }
     }
 
@@ -54,6 +57,12 @@ impl Proxy {
         let refusal = crate::error::GatewayError::TooManyConnections { limit: limits.max_connections_per_worker };
         limits.refusal = Some(refusal.http1_bytes());
         self.connection_limits = limits;
+        self
+    }
+
+    /// The same proxy closing WebSocket tunnels idle for `idle`.
+    pub fn with_websocket_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.websocket_idle = idle;
         self
     }
 

@@ -48,6 +48,8 @@ pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ClientBody> {
     let started = Instant::now();
     let request_id = crate::request_id::of(request.headers());
+    // Read before the request is consumed: a gRPC client gets its errors the gRPC way.
+    let grpc = crate::grpc::is_grpc(request.headers());
     let runtime = proxy.runtime();
     // Always propagated; a span is recorded only when sampled and exported.
     let trace = proxy.tracing.begin(request.headers());
@@ -72,6 +74,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
                 exchange,
                 tally: shared.as_ref(),
                 trace: &trace,
+                websocket_idle: proxy.websocket_idle,
             };
             serve(runtime, request, request_ctx).await
         }
@@ -89,7 +92,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
             } else {
                 tracing::debug!(request_id = id, code, route, backend, detail, %error, "gateway error");
             }
-            (error.into_response(), Some(code))
+            (error.into_response_for(grpc), Some(code))
         }
     };
     let status = response.status().as_u16();
@@ -119,10 +122,11 @@ struct RequestContext<'a> {
     tally: Option<&'a Arc<Exchange>>,
     /// Sent upstream as `traceparent`/`tracestate`.
     trace: &'a TraceContext,
+    websocket_idle: std::time::Duration,
 }
 
 async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext<'_>) -> Result<Response<ResponseBody>, Failure> {
-    let RequestContext { client, nonces, client_addr, request_id, exchange, tally, trace } = rc;
+    let RequestContext { client, nonces, client_addr, request_id, exchange, tally, trace, websocket_idle } = rc;
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
@@ -174,6 +178,11 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
         event_params,
     };
     let shaped = shape(parts, body, input).map_err(failed)?;
+    let backend = &runtime.backends[target.backend];
+    if shaped.upgrade.is_some() && !backend.takes_upgrades() {
+        let id = runtime.snapshot.backends[target.backend].id.clone();
+        return Err(failed(GatewayError::UpgradeRefused { backend: id }));
+    }
     let ctx = CallContext {
         client,
         dial: &runtime.dial,
@@ -183,8 +192,9 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
         route: &route.id,
         exchange,
         trace,
+        websocket_idle,
     };
-    runtime.backends[target.backend].serve(shaped, &ctx).await.map_err(failed)
+    backend.serve(shaped, &ctx).await.map_err(failed)
 }
 
 /// A gateway error and, once a route matched, the route (for the log line).

@@ -69,6 +69,9 @@ pub fn shape(mut parts: Parts, body: RequestBody, input: ShapeInput<'_>) -> Resu
         query = overridden.as_deref();
     }
     let path_and_query = join_query(&backend_path, query, input.route.add_query.as_deref());
+    // Before the hop-by-hop headers go: the backend decides whether it takes it.
+    let upgrade = crate::websocket::take_client_upgrade(&mut parts);
+    let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     // Never passed through as the client wrote it (the spec's forwarding rule).
     headers.remove(FORWARDED);
@@ -89,7 +92,8 @@ pub fn shape(mut parts: Parts, body: RequestBody, input: ShapeInput<'_>) -> Resu
         HostPolicy::Client => client_host,
         HostPolicy::Endpoint => None,
     };
-    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body, host, client_ip: input.client_addr.ip(), event })
+    let client_ip = input.client_addr.ip();
+    Ok(ShapedRequest { method: parts.method, headers: parts.headers, path_and_query, body, host, client_ip, event, upgrade })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -114,6 +114,9 @@ pub struct StandaloneArgs {
     /// Access log on stdout, one line per request: `json`, `text` (key=value) or `off`.
     #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "json")]
     pub access_log: AccessLogArg,
+    /// A WebSocket tunnel that passes no byte either way for this long is closed.
+    #[arg(long, env = "SWITCHYARD_WEBSOCKET_IDLE_TIMEOUT", default_value = "5m", value_parser = switchyard_compile::units::parse_duration)]
+    pub websocket_idle_timeout: Duration,
     #[command(flatten)]
     pub client_limits: ClientLimitArgs,
     #[command(flatten)]
@@ -167,6 +170,9 @@ pub struct ProxyArgs {
     /// Access log on stdout, one line per request: `json`, `text` (key=value) or `off`.
     #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value = "json")]
     pub access_log: AccessLogArg,
+    /// A WebSocket tunnel that passes no byte either way for this long is closed.
+    #[arg(long, env = "SWITCHYARD_WEBSOCKET_IDLE_TIMEOUT", default_value = "5m", value_parser = switchyard_compile::units::parse_duration)]
+    pub websocket_idle_timeout: Duration,
     #[command(flatten)]
     pub client_limits: ClientLimitArgs,
     #[command(flatten)]

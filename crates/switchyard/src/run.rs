@@ -212,7 +212,8 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
             .with_nonce_store(nonce_store(&args.nonces)?)
             .with_access_log(args.access_log.format())
             .with_connection_limits(args.client_limits.limits())
-            .with_tracing(tracing),
+            .with_tracing(tracing)
+            .with_websocket_idle_timeout(args.websocket_idle_timeout),
     );
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let discovery = registry_discovery(&mut registry);
@@ -381,7 +382,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .with_nonce_store(nonce_store(&args.nonces)?)
             .with_access_log(args.access_log.format())
             .with_connection_limits(args.client_limits.limits())
-            .with_tracing(tracing),
+            .with_tracing(tracing)
+            .with_websocket_idle_timeout(args.websocket_idle_timeout),
     );
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;

@@ -182,6 +182,7 @@ impl EventBusBackend {
             host: None,
             client_ip,
             event: None,
+            upgrade: None,
         };
         let unavailable = |e: GatewayError| match e {
             GatewayError::BackendTimeout { timeout_ms, .. } => GatewayError::EventBusTimeout { backend: self.id.clone(), timeout_ms },

@@ -80,6 +80,7 @@ impl EventFunction {
             host: request.host.clone(),
             client_ip: request.client_ip,
             event: None,
+            upgrade: None,
         }
     }
 

@@ -10,7 +10,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, RetryPolicy};
+use switchyard_compile::snapshot::{Backend as BackendSpec, BackendKind, Endpoint, RetryPolicy, UpstreamVersion};
 
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
@@ -23,7 +23,8 @@ use crate::outlier::Outlier;
 use crate::retry_budget::RetryBudget;
 use crate::runtime::DEFAULT_TIMEOUT;
 use crate::shape::strip_hop_by_hop;
-use switchyard_http::tls::UpstreamTls;
+use crate::websocket::{ClientUpgrade, TunnelMetrics};
+use switchyard_http::tls::{Alpn, UpstreamTls};
 
 /// Bodies up to this size are buffered when a retry may need to send them again;
 /// larger ones stream and are not retried.
@@ -43,6 +44,11 @@ pub struct HttpBackend {
     active_health: Option<Arc<ActiveHealth>>,
     timeout: Duration,
     retries: RetryPolicy,
+    /// Endpoints are spoken to in HTTP/2 (`protocol: H2C | H2`): gRPC may pass.
+    http2: bool,
+    /// Where WebSocket tunnels count, for backends that take upgrades (the `http`, `vpc`
+    /// and `registry` kinds over HTTP/1.1; not functions, not gateways).
+    tunnels: Option<TunnelMetrics>,
     /// `switchyard_proxy_upstream_connections_{opened,reused}_total` of this backend.
     opened: prometheus_client::metrics::counter::Counter,
     reused: prometheus_client::metrics::counter::Counter,
@@ -96,18 +102,21 @@ impl HttpBackend {
             insecure_skip_verify: t.insecure_skip_verify,
         });
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
+        let http2 = spec.upstream_version == UpstreamVersion::Http2;
+        let alpn = if http2 { Alpn::H2 } else { Alpn::Http1 };
         let endpoints = endpoints
             .iter()
             .map(|e| {
                 let tls = match &e.tls_server_name {
-                    Some(name) => Some(Arc::new(UpstreamTls::new(&trust, name)?)),
+                    Some(name) => Some(Arc::new(UpstreamTls::with_alpn(&trust, name, alpn)?)),
                     None => None,
                 };
                 let upstream = Upstream::new(
                     Scheme::try_from(e.scheme.as_str()).map_err(|e| e.to_string())?,
                     Authority::try_from(e.authority.as_str()).map_err(|e| e.to_string())?,
                     tls,
-                );
+                )
+                .with_http2(http2);
                 Ok(HttpEndpoint {
                     upstream,
                     host: HeaderValue::from_str(&e.host).map_err(|e| e.to_string())?,
@@ -140,6 +149,11 @@ impl HttpBackend {
             active_health,
             timeout: spec.timeout_ms.map_or(DEFAULT_TIMEOUT, Duration::from_millis),
             retries: spec.retries.clone(),
+            http2,
+            tunnels: (matches!(spec.kind, BackendKind::Http { .. }) && !http2).then(|| TunnelMetrics {
+                upgrades: ctx.metrics.traffic.websocket_upgrades.get_or_create(&labels).clone(),
+                open: ctx.metrics.traffic.websocket_open.get_or_create(&labels).clone(),
+            }),
             opened: ctx.metrics.traffic.connections_opened.get_or_create(&labels).clone(),
             reused: ctx.metrics.traffic.connections_reused.get_or_create(&labels).clone(),
         })
@@ -161,6 +175,40 @@ impl HttpBackend {
             })
             .collect();
         Some(serde_json::json!({"backend": self.id, "endpoints": endpoints}))
+    }
+
+    /// Whether a WebSocket handshake may come here.
+    pub fn takes_upgrades(&self) -> bool {
+        self.tunnels.is_some()
+    }
+
+    /// The answer to a handshake that the upstream accepted (`101`): both connections
+    /// go to a tunnel, the client gets the upstream's `101` with its `Upgrade` and
+    /// `Connection`. A `101` nobody asked for is the backend's fault, never passed on:
+    /// the client's connection would be left in a protocol it did not choose.
+    fn switch_protocols(
+        &self,
+        mut response: Response<hyper::body::Incoming>,
+        upgrade: Option<ClientUpgrade>,
+        ctx: &CallContext<'_>,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let (Some(client), Some(tunnels)) = (upgrade, &self.tunnels) else {
+            let kind = "answered 101 Switching Protocols to a request that asked for no upgrade".into();
+            return Err(GatewayError::BackendFailed { backend: self.id.clone(), kind, detail: String::new() });
+        };
+        let upstream = hyper::upgrade::on(&mut response);
+        crate::websocket::spawn_tunnel(client, upstream, ctx.websocket_idle, tunnels.clone(), Arc::from(self.id.as_str()));
+        let (mut parts, _) = response.into_parts();
+        let (connection, upgrade) = (parts.headers.remove(http::header::CONNECTION), parts.headers.remove(http::header::UPGRADE));
+        strip_hop_by_hop(&mut parts.headers);
+        crate::websocket::set_upgrade_headers(&mut parts.headers);
+        // The upstream's own tokens when it sent them (the same, in its spelling).
+        if let (Some(connection), Some(upgrade)) = (connection, upgrade) {
+            parts.headers.insert(http::header::CONNECTION, connection);
+            parts.headers.insert(http::header::UPGRADE, upgrade);
+        }
+        parts.version = Version::HTTP_11;
+        Ok(Response::from_parts(parts, ResponseBody::full(Bytes::new())))
     }
 
     /// Endpoint `i`'s authority (`host:port`).
@@ -194,14 +242,28 @@ impl HttpBackend {
             PathAndQuery::from_maybe_shared(Bytes::from(format!("{}{}", endpoint.base_path, request.path_and_query)))
         }
         .map_err(|e| GatewayError::BadRequest(format!("backend path: {e}")))?;
-        // Origin form: the connection already goes to the endpoint.
         let mut upstream = Request::new(body);
         *upstream.method_mut() = request.method.clone();
-        *upstream.uri_mut() = Uri::from(path_and_query);
-        *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = headers;
         let host = request.host.clone().unwrap_or_else(|| endpoint.host.clone());
-        upstream.headers_mut().insert(http::header::HOST, host);
+        if !self.http2 {
+            // Origin form: the connection already goes to the endpoint.
+            *upstream.uri_mut() = Uri::from(path_and_query);
+            *upstream.version_mut() = Version::HTTP_11;
+            upstream.headers_mut().insert(http::header::HOST, host);
+            return Ok(upstream);
+        }
+        // HTTP/2 takes `:scheme` and `:authority` from the URI: the Host policy's host
+        // goes there instead of a Host header.
+        let authority = Authority::try_from(host.as_bytes()).map_err(|e| GatewayError::BadRequest(format!("backend authority: {e}")))?;
+        let uri = Uri::builder().scheme(endpoint.upstream.scheme.clone()).authority(authority).path_and_query(path_and_query).build();
+        *upstream.uri_mut() = uri.map_err(|e| GatewayError::BadRequest(format!("backend URI: {e}")))?;
+        *upstream.version_mut() = Version::HTTP_2;
+        if crate::grpc::is_grpc(upstream.headers()) {
+            // The one `te` HTTP/2 allows; gRPC servers require it (it was dropped with
+            // the other hop-by-hop headers).
+            upstream.headers_mut().insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
         Ok(upstream)
     }
 
@@ -308,6 +370,10 @@ impl HttpBackend {
         if self.endpoints.is_empty() {
             return Err(GatewayError::NoEndpoints { backend: self.id.clone() });
         }
+        if !self.http2 && crate::grpc::is_grpc(&request.headers) {
+            // Over HTTP/1.1 the trailers that carry gRPC's status would be lost.
+            return Err(GatewayError::GrpcNeedsHttp2 { backend: self.id.clone() });
+        }
         let policy = ctx.route_retries.unwrap_or(&self.retries);
         let retry = Retry { policy, resend: policy.non_idempotent || is_idempotent(&request.method) };
         let body = std::mem::replace(&mut request.body, RequestBody::full(Bytes::new()));
@@ -315,6 +381,7 @@ impl HttpBackend {
         let attempts = if replay.is_some() { 1 + policy.attempts } else { 1 };
         // Only a body still streaming from the client can keep an attempt waiting on it.
         let watch = if replay.is_none() { body.watch() } else { None };
+        let mut upgrade = request.upgrade.take();
         let mut headers = Some(std::mem::take(&mut request.headers));
         let mut last_failure = None;
         let _in_flight = self.retry_budget.request();
@@ -344,6 +411,9 @@ impl HttpBackend {
                 None => std::mem::replace(&mut body, RequestBody::full(Bytes::new())),
             };
             let mut upstream = self.build_request(endpoint, &request, attempt_headers, attempt_body)?;
+            if upgrade.is_some() {
+                crate::websocket::set_upgrade_headers(upstream.headers_mut());
+            }
             // Every upstream request (any kind served through here) continues the trace.
             ctx.trace.propagate(upstream.headers_mut());
             outbound.finish(&mut upstream)?;
@@ -354,6 +424,9 @@ impl HttpBackend {
                 outlier.record(index, healthy);
             }
             match outcome {
+                Ok((response, _)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    return self.switch_protocols(response, upgrade.take(), ctx);
+                }
                 Ok((response, lease)) => return Ok(passthrough(response, lease)),
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::Retryable(failure)) => last_failure = Some(failure),

@@ -53,6 +53,8 @@ pub struct ShapedRequest {
     /// The client's path and named path parameters, for an event function's event only
     /// (None, and nothing allocated, for every other backend).
     pub event: Option<Box<EventSource>>,
+    /// A WebSocket handshake: the client's connection, handed over on a `101`.
+    pub upgrade: Option<crate::websocket::ClientUpgrade>,
 }
 
 /// What a backend may use besides the request.
@@ -74,6 +76,8 @@ pub struct CallContext<'a> {
     /// The request's trace context: every upstream request carries it (`traceparent`
     /// with the gateway's span as parent, and the caller's `tracestate`).
     pub trace: &'a crate::trace_context::TraceContext,
+    /// A WebSocket tunnel is closed after this long without a byte either way.
+    pub websocket_idle: std::time::Duration,
 }
 
 /// One backend kind.
@@ -158,6 +162,12 @@ impl BackendRuntime {
 }
 
 impl BackendRuntime {
+    /// Whether a WebSocket handshake may go to this backend (`http`, `vpc` and
+    /// `registry` over HTTP/1.1).
+    pub fn takes_upgrades(&self) -> bool {
+        matches!(self, Self::Http(b) if b.takes_upgrades())
+    }
+
     /// The authority of endpoint `i`, for kinds that dial endpoints (the access log's
     /// upstream address).
     pub fn endpoint_name(&self, i: usize) -> Option<&str> {

@@ -1,12 +1,14 @@
-//! The upstream HTTP/1 client. One per worker thread, living across snapshots, so
+//! The upstream HTTP client. One per worker thread, living across snapshots, so
 //! pooled keep-alive connections survive configuration changes.
 //!
 //! Built on hyper's connection-level API rather than hyper-util's legacy client: the
 //! worker is single-threaded and its upstreams are known, so a per-key stack of idle
 //! senders replaces the general pool, and a connection goes back to it when the
-//! response body is done, without a task spawned per request.
+//! response body is done, without a task spawned per request. HTTP/2 upstreams get one
+//! shared, multiplexed connection per upstream instead (`http2`).
 
 mod connect;
+mod http2;
 mod pool;
 
 use std::borrow::Cow;
@@ -21,8 +23,8 @@ use crate::body::{BoxError, RequestBody};
 use crate::egress::{DialPolicy, Granted};
 use switchyard_http::tls::UpstreamTls;
 
-pub use self::pool::Lease;
-use self::pool::{Key, Pool};
+use self::http2::Http2Pool;
+use self::pool::{Http1Lease, Key, Pool};
 
 /// Dial timeout: a backend that does not accept within this (or within the attempt's
 /// deadline, when that comes first) is a connect failure.
@@ -151,6 +153,8 @@ pub struct Upstream {
     /// The authority as a socket address when its host is an IP literal (parsed once
     /// here, not per request).
     pub literal: Option<std::net::SocketAddr>,
+    /// Spoken to in HTTP/2 (prior knowledge, or ALPN `h2` over TLS).
+    pub http2: bool,
 }
 
 impl Upstream {
@@ -159,17 +163,45 @@ impl Upstream {
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let literal =
             host.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(default_port)));
-        Self { scheme, authority, tls, literal }
+        Self { scheme, authority, tls, literal, http2: false }
+    }
+
+    /// The same upstream spoken to in HTTP/2 (`tls`, if any, must offer ALPN `h2`).
+    pub fn with_http2(mut self, http2: bool) -> Self {
+        self.http2 = http2;
+        self
     }
 }
 
-/// A worker's upstream client: its pool of keep-alive connections.
+/// The upstream connection a response came on; the response body keeps it until done.
+pub struct Lease(Held);
+
+enum Held {
+    /// Back to the pool when dropped.
+    Http1(Http1Lease),
+    /// A handle on the shared connection, so it outlives the pool's own (an idle
+    /// eviction) while this stream is open.
+    Http2 { _connection: http2::Sender, reused: bool },
+}
+
+impl Lease {
+    /// Whether the connection came from the pool rather than a new dial.
+    pub fn reused(&self) -> bool {
+        match &self.0 {
+            Held::Http1(lease) => lease.reused(),
+            Held::Http2 { reused, .. } => *reused,
+        }
+    }
+}
+
+/// A worker's upstream client: its pools of keep-alive connections.
 pub struct UpstreamClient {
     pool: Arc<Pool>,
+    http2: Arc<Http2Pool>,
 }
 
 pub fn upstream_client() -> UpstreamClient {
-    UpstreamClient { pool: Arc::new(Pool::new(IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM)) }
+    UpstreamClient { pool: Arc::new(Pool::new(IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM)), http2: Arc::new(Http2Pool::new(IDLE_TIMEOUT)) }
 }
 
 impl UpstreamClient {
@@ -186,9 +218,12 @@ impl UpstreamClient {
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
         let pinned = policy.pinned(upstream);
         let key = Key::new(upstream, pinned, grant.map(Granted::fingerprint));
+        if upstream.http2 {
+            return self.request_h2(upstream, key, pinned, request, policy, grant, deadline).await;
+        }
         if let Some(mut lease) = self.pool.checkout(&key) {
             match lease.send(request).await {
-                Ok(response) => return Ok((response, lease)),
+                Ok(response) => return Ok((response, Lease(Held::Http1(lease)))),
                 // The pooled connection closed before the request was written (the
                 // backend dropped it while idle): a fresh connection may take it.
                 Err(mut e) => match e.take_message() {
@@ -202,7 +237,38 @@ impl UpstreamClient {
         let sender = Box::pin(connect::connect(upstream, pinned, policy, grant, deadline)).await?;
         let mut lease = self.pool.lease(key, sender);
         let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
-        Ok((response, lease))
+        Ok((response, Lease(Held::Http1(lease))))
+    }
+
+    /// The same over the upstream's shared HTTP/2 connection, dialled when there is none
+    /// (or it died). The request's URI must be absolute: HTTP/2 sends `:scheme` and
+    /// `:authority` from it.
+    #[allow(clippy::too_many_arguments)]
+    async fn request_h2(
+        &self,
+        upstream: &Upstream,
+        key: Key,
+        pinned: Option<std::net::SocketAddr>,
+        mut request: Request<RequestBody>,
+        policy: &DialPolicy,
+        grant: Option<&Granted>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Response<Incoming>, Lease), ClientError> {
+        if let Some(mut sender) = self.http2.checkout(&key) {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, Lease(Held::Http2 { _connection: sender, reused: true }))),
+                // The connection went away (GOAWAY, closed) before taking the stream: a
+                // fresh one may take it.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(ClientError::Request(e.into_error())),
+                },
+            }
+        }
+        let mut sender = Box::pin(connect::connect_h2(upstream, pinned, policy, grant, deadline)).await?;
+        self.http2.offer(key, &sender);
+        let response = sender.send_request(request).await.map_err(ClientError::Request)?;
+        Ok((response, Lease(Held::Http2 { _connection: sender, reused: false })))
     }
 }
 

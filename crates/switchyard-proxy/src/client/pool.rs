@@ -65,23 +65,23 @@ impl Pool {
 
     /// The most recently used idle connection that is still open and fresh: reusing
     /// the warmest one lets the others age out.
-    pub(super) fn checkout(self: &Arc<Self>, key: &Key) -> Option<Lease> {
+    pub(super) fn checkout(self: &Arc<Self>, key: &Key) -> Option<Http1Lease> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let stack = idle.get_mut(key)?;
         while let Some(entry) = stack.pop() {
             if entry.sender.is_ready() && entry.since.elapsed() < self.idle_timeout {
-                return Some(Lease { sender: Some(entry.sender), key: key.clone(), pool: self.clone(), reused: true });
+                return Some(Http1Lease { sender: Some(entry.sender), key: key.clone(), pool: self.clone(), reused: true });
             }
         }
         None
     }
 
     /// Leases a new connection; the first one starts the idle reaper.
-    pub(super) fn lease(self: &Arc<Self>, key: Key, sender: Sender) -> Lease {
+    pub(super) fn lease(self: &Arc<Self>, key: Key, sender: Sender) -> Http1Lease {
         if !self.reaper_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(self)));
         }
-        Lease { sender: Some(sender), key, pool: self.clone(), reused: false }
+        Http1Lease { sender: Some(sender), key, pool: self.clone(), reused: false }
     }
 
     fn checkin(&self, key: Key, sender: Sender) {
@@ -113,9 +113,9 @@ async fn reap(pool: Weak<Pool>) {
     }
 }
 
-/// A connection in use. Dropping it returns the connection to the pool once hyper
-/// says it is ready again (at once when the response was read to the end).
-pub struct Lease {
+/// An HTTP/1 connection in use. Dropping it returns the connection to the pool once
+/// hyper says it is ready again (at once when the response was read to the end).
+pub(super) struct Http1Lease {
     sender: Option<Sender>,
     key: Key,
     pool: Arc<Pool>,
@@ -123,9 +123,9 @@ pub struct Lease {
     reused: bool,
 }
 
-impl Lease {
+impl Http1Lease {
     /// Whether the connection came from the pool rather than a new dial.
-    pub fn reused(&self) -> bool {
+    pub(super) fn reused(&self) -> bool {
         self.reused
     }
 
@@ -136,7 +136,7 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
+impl Drop for Http1Lease {
     fn drop(&mut self) {
         let Some(mut sender) = self.sender.take() else { return };
         if sender.is_ready() {

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use switchyard_api::{HttpBackend, ServiceRef, TlsOptions};
 
-use super::{BackendEntry, KindCompiler, KindContext, Resolved, checked_host_header, tls_trust_if_needed};
+use super::{BackendEntry, KindCompiler, KindContext, Resolved, checked_host_header, tls_trust_if_needed, upstream_version};
 use crate::compile::{Rejection, tls};
 use crate::snapshot::{BackendKind, Endpoint};
 use crate::{Resources, reason, validate};
@@ -14,6 +14,7 @@ impl KindCompiler for HttpBackend {
         entry.host_header = checked_host_header(self.host_header.as_ref())?;
         let resolved = http_kind(self, cx.ns, cx.resources)?;
         entry.tls = tls_trust_if_needed(&resolved, self.tls.as_ref(), "http.tls")?;
+        entry.upstream_version = upstream_version(self.protocol, &resolved, "http.protocol")?;
         Ok(resolved)
     }
 }

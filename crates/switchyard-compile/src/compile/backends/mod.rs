@@ -19,7 +19,7 @@ use switchyard_api::condition_type::{READY, RESOLVED_REFS};
 use switchyard_api::{BackendService, BackendServiceSpec};
 
 use super::{ByName, Rejection, accept, name, namespace, reject, status_for, tls};
-use crate::snapshot::{Backend, BackendKind, DialGrant, TlsTrust, VpcGrant};
+use crate::snapshot::{Backend, BackendKind, DialGrant, TlsTrust, UpstreamVersion, VpcGrant};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, Resources, reason, validate};
 pub(crate) use data_service::database_source;
 #[cfg(feature = "fuzzing")]
@@ -49,6 +49,8 @@ pub(super) struct BackendEntry {
     pub dial_grant: Option<DialGrant>,
     /// How its `https` endpoints are verified, when it has any.
     pub tls: Option<TlsTrust>,
+    /// HTTP/1 or HTTP/2 towards the endpoints (`protocol` of http, vpc, registry).
+    pub upstream_version: UpstreamVersion,
 }
 
 impl BackendTable {
@@ -108,6 +110,7 @@ fn compile_one(
         authorization_host: None,
         dial_grant: None,
         tls: None,
+        upstream_version: UpstreamVersion::Http1,
     };
     let ctx = KindContext { ns, name: name(&backend.metadata), resources, grants };
     let compiled = kind_of(spec)
@@ -144,8 +147,8 @@ fn compile_one(
     status.set(ready);
     let CommonPolicy { timeout_ms, retries, load_balancer, outlier, active_health } = policy;
     let timeout_ms = timeout_ms.or_else(|| default_timeout_ms(&kind));
-    let (dial_grant, tls) = (entry.dial_grant.clone(), entry.tls.clone());
-    list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health, tls });
+    let (dial_grant, tls, upstream_version) = (entry.dial_grant.clone(), entry.tls.clone(), entry.upstream_version);
+    list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health, tls, upstream_version });
     entry
 }
 
@@ -244,6 +247,30 @@ fn tls_trust_if_needed(
         Resolved::Unresolved(_) => false,
     };
     Ok(any_https.then_some(trust))
+}
+
+/// The HTTP version `protocol` asks for, checked against the endpoints' schemes: `H2C`
+/// is HTTP/2 in clear text, so every endpoint must be `http`; `H2` is HTTP/2 negotiated
+/// in the TLS handshake, so every endpoint must be `https`.
+fn upstream_version(protocol: switchyard_api::UpstreamProtocol, resolved: &Resolved, field: &str) -> Result<UpstreamVersion, Rejection> {
+    use switchyard_api::UpstreamProtocol;
+    let wanted = match protocol {
+        UpstreamProtocol::HTTP1 => return Ok(UpstreamVersion::Http1),
+        UpstreamProtocol::H2C => "http",
+        UpstreamProtocol::H2 => "https",
+    };
+    let endpoints = match resolved {
+        Resolved::Ready(kind, _) | Resolved::ReadyWith(kind, ..) => kind.endpoints(),
+        Resolved::Unresolved(_) => &[],
+    };
+    if let Some(other) = endpoints.iter().find(|e| e.scheme != wanted) {
+        let hint = if wanted == "http" { "H2 is HTTP/2 over TLS" } else { "H2C is HTTP/2 without TLS" };
+        return Err(Rejection::new(
+            reason::INVALID_SPEC,
+            format!("{field}: {protocol:?} needs {wanted} endpoints, but {} is {} ({hint})", other.authority, other.scheme),
+        ));
+    }
+    Ok(UpstreamVersion::Http2)
 }
 
 fn checked_host_header(value: Option<&String>) -> Result<Option<String>, Rejection> {

@@ -15,7 +15,7 @@ use super::http::host_with_port;
 use super::{BackendEntry, KindCompiler, KindContext, Resolved};
 use crate::compile::{Rejection, duration_ms, namespace, secrets, tls};
 use crate::discovered::{Credentials, Discovered, NacosWatch, RegistrySource, Skipped, SyncState, ZooKeeperWatch, entry_name, rfc3339};
-use crate::snapshot::{BackendKind, Endpoint};
+use crate::snapshot::{BackendKind, Endpoint, UpstreamVersion};
 use crate::{ConditionSpec, Resources, reason, validate};
 
 /// Servers one source may list.
@@ -33,6 +33,9 @@ impl KindCompiler for RegistryBackend {
         };
         let trust = tls::trust(self.tls.as_ref(), "registry.tls")?;
         let described = describe(&source);
+        // Instances say their own scheme: HTTP/2 is prior knowledge on plain ones and
+        // ALPN on `https` ones, so H2C and H2 both mean HTTP/2 here.
+        entry.upstream_version = if self.protocol.is_http1() { UpstreamVersion::Http1 } else { UpstreamVersion::Http2 };
         let Some(discovered) = cx.resources.registry.get(&(cx.ns.to_owned(), cx.name.to_owned())) else {
             let waiting = format!("waiting for the first read of {described}");
             return Ok(Resolved::ReadyWith(BackendKind::Http { endpoints: Vec::new() }, 0, not_ready(reason::DISCOVERING, waiting)));

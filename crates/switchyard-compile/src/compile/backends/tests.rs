@@ -127,3 +127,31 @@ fn malformed_urls_are_rejected_with_a_reason() {
     assert_eq!((secure.authority.as_str(), secure.host.as_str()), ("orders.internal:443", "orders.internal"));
     assert_eq!(secure.tls_server_name.as_deref(), Some("orders.internal"));
 }
+
+/// One `http` BackendService with `http` fields `fields`, compiled.
+fn compiled_http(fields: &str) -> crate::Compiled {
+    let mut resources = Resources::default();
+    let yaml = format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: b, namespace: shop}}\nspec: {{http: {{{fields}}}}}\n"
+    );
+    crate::manifest::add_yaml(&mut resources, "t", &yaml);
+    crate::compile(&resources)
+}
+
+#[test]
+fn the_protocol_sets_the_upstream_version_and_must_agree_with_the_endpoints_scheme() {
+    use crate::snapshot::UpstreamVersion;
+    let version = |fields: &str| compiled_http(fields).snapshot.backends.first().map(|b| b.upstream_version);
+    assert_eq!(version("urls: ['http://a:1']"), Some(UpstreamVersion::Http1), "HTTP1 by default");
+    assert_eq!(version("urls: ['http://a:1'], protocol: H2C"), Some(UpstreamVersion::Http2));
+    assert_eq!(version("urls: ['https://a:1'], protocol: H2"), Some(UpstreamVersion::Http2));
+    for contradiction in
+        ["urls: ['http://a:1'], protocol: H2", "urls: ['https://a:1'], protocol: H2C", "urls: ['http://a:1', 'https://b:1'], protocol: H2C"]
+    {
+        let compiled = compiled_http(contradiction);
+        let accepted = compiled.statuses[0].condition("Accepted").unwrap();
+        assert_eq!(accepted.reason, reason::INVALID_SPEC, "{contradiction}");
+        assert!(accepted.message.contains("http.protocol"), "{}", accepted.message);
+        assert!(compiled.snapshot.backends.is_empty(), "{contradiction}: not served");
+    }
+}

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use switchyard_api::VpcBackend;
 
 use super::http::{endpoint_for, host_with_port};
-use super::{BackendEntry, KindCompiler, KindContext, Resolved, checked_host_header, tls_trust_if_needed};
+use super::{BackendEntry, KindCompiler, KindContext, Resolved, checked_host_header, tls_trust_if_needed, upstream_version};
 use crate::compile::{Rejection, tls};
 use crate::snapshot::{BackendKind, DialGrant, Endpoint, VpcGrant, VpcGrantTarget};
 use crate::{Resources, reason};
@@ -30,6 +30,7 @@ impl KindCompiler for VpcBackend {
         entry.authorization_host = grant.host_name.clone();
         let resolved = vpc_kind(self, grant, ns, cx.resources, &mut entry.dial_grant)?;
         entry.tls = tls_trust_if_needed(&resolved, self.tls.as_ref(), "vpc.tls")?;
+        entry.upstream_version = upstream_version(self.protocol, &resolved, "vpc.protocol")?;
         Ok(resolved)
     }
 }

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -19,6 +19,12 @@ bench:
 	bash bench/access-log.sh
 	bash bench/tracing.sh
 	bash bench/data-service.sh
+	bash bench/grpc.sh
+
+# gRPC unary calls per second through an H2C backend against the server directly, in one
+# run (bench/grpc.sh, docs/benchmarks.md).
+bench-grpc:
+	bash bench/grpc.sh
 
 # Events per second into NATS JetStream through an eventBus backend against publishing
 # directly with async-nats, in one run (bench/event-bus.sh, docs/benchmarks.md).

@@ -118,6 +118,7 @@ fn compile_one(
         .and_then(|kind| common_policy(spec).map(|policy| (kind, policy)))
         .and_then(|(kind, policy)| compile_kind(kind, spec, &ctx, &mut entry).map(|k| (k, policy)));
     let id = format!("{ns}/{}", name(&backend.metadata));
+    let compiled = compiled.and_then(|(resolved, policy)| probes_fit(&policy, entry.upstream_version).map(|()| (resolved, policy)));
     let (resolved, policy) = match compiled {
         Ok(compiled) => compiled,
         Err(why) => {
@@ -150,6 +151,18 @@ fn compile_one(
     let (dial_grant, tls, upstream_version) = (entry.dial_grant.clone(), entry.tls.clone(), entry.upstream_version);
     list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health, tls, upstream_version });
     entry
+}
+
+/// Active checks with a `path` send an HTTP/1.1 `GET`, which an HTTP/2-only backend (a
+/// gRPC server) cannot answer: they would take every endpoint out of rotation.
+fn probes_fit(policy: &CommonPolicy, version: UpstreamVersion) -> Result<(), Rejection> {
+    if version == UpstreamVersion::Http2 && policy.active_health.as_ref().is_some_and(|h| h.path.is_some()) {
+        return Err(Rejection::new(
+            reason::INVALID_SPEC,
+            "healthCheck.active.path: path probes speak HTTP/1.1; a backend with protocol H2C or H2 takes TCP checks (no path)",
+        ));
+    }
+    Ok(())
 }
 
 /// A kind's time for one attempt when `timeout` is not set, if it differs from the

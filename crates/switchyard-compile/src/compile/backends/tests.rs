@@ -155,3 +155,21 @@ fn the_protocol_sets_the_upstream_version_and_must_agree_with_the_endpoints_sche
         assert!(compiled.snapshot.backends.is_empty(), "{contradiction}: not served");
     }
 }
+
+#[test]
+fn an_http2_backend_takes_tcp_health_checks_but_not_http1_path_probes() {
+    let with_check = |check: &str| {
+        let mut resources = Resources::default();
+        let yaml = format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {{name: b, namespace: shop}}\nspec: {{http: {{urls: ['http://a:1'], protocol: H2C}}, healthCheck: {{active: {{{check}}}}}}}\n"
+        );
+        crate::manifest::add_yaml(&mut resources, "t", &yaml);
+        crate::compile(&resources)
+    };
+    let tcp = with_check("interval: 5s");
+    assert!(tcp.statuses[0].condition("Accepted").unwrap().status, "a TCP check is fine");
+    let path = with_check("interval: 5s, path: /healthz");
+    let accepted = path.statuses[0].condition("Accepted").unwrap();
+    assert_eq!(accepted.reason, reason::INVALID_SPEC);
+    assert!(accepted.message.contains("healthCheck.active.path"), "{}", accepted.message);
+}

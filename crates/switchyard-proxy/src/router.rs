@@ -11,6 +11,13 @@
 //! 5. A route naming methods beats one that takes any method.
 //! 6. The older route (snapshot order) first.
 //!
+//! Lookup cost does not grow with the number of routes: hosts are hash lookups (one per
+//! label of the request's host for wildcards), and each host's table indexes its routes by
+//! path (exact paths by text, templates in a segment trie (`router/templates.rs`), prefixes
+//! by text at each segment boundary), so a request costs its host's labels and its path's
+//! segments. `router/equivalence_tests.rs` checks the index against the linear matcher it
+//! replaced on generated route sets.
+//!
 //! A path that matches only with another method answers 405 with the methods that would
 //! have matched (the `Allow` header); anything else 404.
 //!
@@ -24,6 +31,10 @@ use std::collections::HashMap;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use switchyard_compile::path_template::{PathTemplate, Segment};
 use switchyard_compile::snapshot::{HostOwner, PathKind, Route};
+
+use self::templates::TemplateTrie;
+
+mod templates;
 
 /// A matched route and the byte ranges of its template parameters in the path.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,7 +59,8 @@ pub enum NoMatch {
 pub struct AllowedMethods {
     /// Bits per [`method_bit`].
     bits: u16,
-    /// Methods outside the known set, in the order first seen.
+    /// Methods outside the known set, sorted (so the header does not depend on the order
+    /// the index visits routes in).
     other: Vec<Method>,
 }
 
@@ -56,14 +68,14 @@ impl AllowedMethods {
     fn add(&mut self, candidate: &Candidate) {
         self.bits |= candidate.methods;
         for method in &candidate.other_methods {
-            if !self.other.contains(method) {
-                self.other.push(method.clone());
+            if let Err(at) = self.other.binary_search_by(|m| m.as_str().cmp(method.as_str())) {
+                self.other.insert(at, method.clone());
             }
         }
     }
 
     /// The methods, the known ones in a fixed order (GET, HEAD, POST, PUT, DELETE, PATCH,
-    /// OPTIONS) and then any others.
+    /// OPTIONS) and then any others by name.
     pub fn methods(&self) -> impl Iterator<Item = &Method> {
         KNOWN_METHODS.iter().filter(|m| method_bit(m).is_some_and(|bit| self.bits & bit != 0)).chain(&self.other)
     }
@@ -90,8 +102,9 @@ pub struct RequestView<'a> {
 #[derive(Default)]
 pub struct Router {
     exact_hosts: HashMap<Box<str>, HostTable>,
-    /// `(".example.com", table)`, longest suffix first.
-    wildcard_hosts: Vec<(Box<str>, HostTable)>,
+    /// `".example.com" -> table`: looked up per `.` of the request's host, leftmost
+    /// (longest suffix) first, so the cost is the host's labels, not the number of patterns.
+    wildcard_hosts: HashMap<Box<str>, HostTable>,
     any_host: Table,
     /// True when hosts belong to namespaces (the snapshot lists owners).
     owned: bool,
@@ -104,11 +117,17 @@ struct HostTable {
     table: Table,
 }
 
+/// The routes of one host bucket, indexed by path so that a lookup costs the path's
+/// length, not the number of routes: exact paths by text, templates in a segment trie,
+/// prefixes by text (one lookup per `/` or `;` boundary of the path, longest first).
 #[derive(Default)]
 struct Table {
     exact: HashMap<Box<str>, Vec<Candidate>>,
-    templates: Vec<Candidate>,
-    prefixes: Vec<Candidate>,
+    templates: TemplateTrie,
+    /// Keyed without the trailing slash (empty for `/`).
+    prefixes: HashMap<Box<str>, Vec<Candidate>>,
+    /// The longest key of `prefixes`: boundaries past it need no lookup.
+    longest_prefix: usize,
 }
 
 struct Candidate {
@@ -165,7 +184,6 @@ impl Router {
                 entry.table.insert(candidate(index, route)?, &route.path, route.path_type);
             }
         }
-        router.wildcard_hosts.sort_by_key(|(suffix, _)| Reverse(suffix.len()));
         for table in router.tables_mut() {
             table.sort();
         }
@@ -174,23 +192,16 @@ impl Router {
 
     /// The table of an exact host or a `*.suffix` pattern, created empty when new.
     fn host_table(&mut self, host: &str) -> &mut HostTable {
-        let Some(suffix) = host.strip_prefix('*') else {
-            return self.exact_hosts.entry(host.into()).or_default();
-        };
-        let at = match self.wildcard_hosts.iter().position(|(s, _)| &**s == suffix) {
-            Some(at) => at,
-            None => {
-                self.wildcard_hosts.push((suffix.into(), HostTable::default()));
-                self.wildcard_hosts.len() - 1
-            }
-        };
-        &mut self.wildcard_hosts[at].1
+        match host.strip_prefix('*') {
+            Some(suffix) => self.wildcard_hosts.entry(suffix.into()).or_default(),
+            None => self.exact_hosts.entry(host.into()).or_default(),
+        }
     }
 
     fn tables_mut(&mut self) -> impl Iterator<Item = &mut Table> {
         self.exact_hosts
             .values_mut()
-            .chain(self.wildcard_hosts.iter_mut().map(|(_, t)| t))
+            .chain(self.wildcard_hosts.values_mut())
             .map(|t| &mut t.table)
             .chain(std::iter::once(&mut self.any_host))
     }
@@ -209,8 +220,11 @@ impl Router {
             request.host
         };
         let exact = self.exact_hosts.get(host);
-        let wildcards =
-            || self.wildcard_hosts.iter().filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix)).map(|(_, t)| t);
+        // A wildcard needs a label before its suffix: no lookup at offset 0.
+        let wildcards = || {
+            let dots = if self.wildcard_hosts.is_empty() { "" } else { host };
+            dots.char_indices().filter(|&(at, c)| at > 0 && c == '.').filter_map(|(at, _)| self.wildcard_hosts.get(&host[at..]))
+        };
         // Shared hosts: every owner is None, so every table is consulted.
         let owner = if self.owned { exact.and_then(|t| t.owner).or_else(|| wildcards().find_map(|t| t.owner)) } else { None };
         let named = exact.into_iter().chain(wildcards()).filter(|t| t.owner == owner).map(|t| &t.table);
@@ -228,40 +242,68 @@ impl Table {
     fn insert(&mut self, candidate: Candidate, path: &str, kind: PathKind) {
         match (kind, &candidate.path) {
             (PathKind::Exact, _) | (PathKind::Template, PathMatcher::Exact) => self.exact.entry(path.into()).or_default().push(candidate),
-            (PathKind::Template, _) => self.templates.push(candidate),
-            (PathKind::Prefix, _) => self.prefixes.push(candidate),
+            (PathKind::Template, _) => self.templates.insert(candidate),
+            (PathKind::Prefix, PathMatcher::Prefix(prefix)) => {
+                self.longest_prefix = self.longest_prefix.max(prefix.len());
+                self.prefixes.entry(prefix.clone()).or_default().push(candidate);
+            }
+            (PathKind::Prefix, _) => {}
         }
     }
 
     fn sort(&mut self) {
-        for list in self.exact.values_mut() {
+        for list in self.exact.values_mut().chain(self.prefixes.values_mut()) {
             list.sort_by(|a, b| a.precedence.cmp(&b.precedence));
         }
-        self.templates.sort_by(|a, b| a.precedence.cmp(&b.precedence));
-        self.prefixes.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+        self.templates.finish();
     }
 
+    /// The first route in precedence order (exact, template, prefix) matching the request.
     fn find(&self, request: &RequestView<'_>, method_mismatch: &mut bool, allowed: &mut AllowedMethods) -> Option<RouteMatch> {
-        let exact = self.exact.get(request.path).map(Vec::as_slice).unwrap_or_default();
-        for candidate in exact.iter().chain(&self.templates).chain(&self.prefixes) {
-            let Some(params) = candidate.path_matches(request.path) else { continue };
-            if !candidate.headers_match(request.headers) || !candidate.query_matches(request.query) {
+        if let Some(list) = self.exact.get(request.path)
+            && let Some(found) = first_match(list, request, method_mismatch, allowed)
+        {
+            return Some(RouteMatch { route: found.route, params: Vec::new() });
+        }
+        if let Some(found) = self.templates.find(request, method_mismatch, allowed) {
+            // The trie matched the path already; this only collects the parameters.
+            let params = match &found.path {
+                PathMatcher::Template(segments) => match_template(segments, request.path).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            return Some(RouteMatch { route: found.route, params });
+        }
+        self.find_prefix(request, method_mismatch, allowed).map(|found| RouteMatch { route: found.route, params: Vec::new() })
+    }
+
+    /// Tries the path's prefixes that end at a segment boundary (the end, a `/`, or a `;`:
+    /// `/admin;x/...` is `/admin/...` to servlet containers, so it must meet the `/admin`
+    /// route, not fall through to a broader one), longest first.
+    fn find_prefix(&self, request: &RequestView<'_>, method_mismatch: &mut bool, allowed: &mut AllowedMethods) -> Option<&Candidate> {
+        if self.prefixes.is_empty() {
+            return None;
+        }
+        let path = request.path;
+        let bytes = path.as_bytes();
+        let start = path.len().min(self.longest_prefix);
+        for end in (0..=start).rev() {
+            if end < bytes.len() && bytes[end] != b'/' && bytes[end] != b';' {
                 continue;
             }
-            if !candidate.method_matches(request.method) {
-                // Only a candidate naming methods can miss one, so `allowed` is never empty
-                // when this is set.
-                *method_mismatch = true;
-                allowed.add(candidate);
-                continue;
+            // `end` is at an ASCII byte or the end, so a char boundary.
+            if let Some(list) = self.prefixes.get(&path[..end])
+                && let Some(found) = first_match(list, request, method_mismatch, allowed)
+            {
+                return Some(found);
             }
-            return Some(RouteMatch { route: candidate.route, params });
         }
         None
     }
 }
 
 impl Candidate {
+    /// The linear matcher's path test, kept as the reference the index is tested against.
+    #[cfg(test)]
     fn path_matches(&self, path: &str) -> Option<Vec<(usize, usize)>> {
         match &self.path {
             PathMatcher::Exact => Some(Vec::new()),
@@ -307,6 +349,29 @@ impl Candidate {
             }
         })
     }
+}
+
+/// The first candidate of a sorted list matching headers, query and method.
+fn first_match<'t>(
+    candidates: &'t [Candidate],
+    request: &RequestView<'_>,
+    method_mismatch: &mut bool,
+    allowed: &mut AllowedMethods,
+) -> Option<&'t Candidate> {
+    for candidate in candidates {
+        if !candidate.headers_match(request.headers) || !candidate.query_matches(request.query) {
+            continue;
+        }
+        if !candidate.method_matches(request.method) {
+            // Only a candidate naming methods can miss one, so `allowed` is never empty
+            // when this is set.
+            *method_mismatch = true;
+            allowed.add(candidate);
+            continue;
+        }
+        return Some(candidate);
+    }
+    None
 }
 
 fn intern<'a>(namespaces: &mut Vec<&'a str>, namespace: &'a str) -> u32 {
@@ -400,5 +465,7 @@ fn method_bit(method: &Method) -> Option<u16> {
     })
 }
 
+#[cfg(test)]
+mod equivalence_tests;
 #[cfg(test)]
 mod tests;

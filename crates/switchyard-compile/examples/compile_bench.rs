@@ -1,13 +1,17 @@
 //! Compile benchmark: N routes over N/10 backends, compiled several times.
 //! Prints the fastest and median compile time and the process's peak memory.
 //!
-//! `cargo run --release -p switchyard-compile --example compile_bench -- 10000`
+//! `cargo run --release -p switchyard-compile --example compile_bench -- 10000 [namespace]`
+//! (`namespace`: hosts belong to namespaces, as in Kubernetes mode; default shared, as
+//! standalone).
 
 use std::time::{Duration, Instant};
 
-use switchyard_compile::{Resources, compile, manifest};
+use switchyard_compile::{HostOwnership, Resources, compile, manifest};
 
-fn manifests(routes: usize) -> String {
+/// With hosts per namespace, each namespace has hosts of its own (half of them wildcards),
+/// so that every route is accepted.
+fn manifests(routes: usize, per_namespace: bool) -> String {
     let backends = (routes / 10).max(1);
     let mut text = String::with_capacity(routes * 200);
     for b in 0..backends {
@@ -20,10 +24,14 @@ fn manifests(routes: usize) -> String {
     }
     for r in 0..routes {
         let b = r % backends;
+        let host = match (per_namespace, r % 2) {
+            (false, _) => format!("api{}.example.com", r % 50),
+            (true, 0) => format!("api{}.ns{}.example.com", r % 50, b % 20),
+            (true, _) => format!("'*.w{}.ns{}.example.com'", r % 50, b % 20),
+        };
         text.push_str(&format!(
-            "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: r{r}, namespace: ns{}}}\nspec:\n  hosts: [api{}.example.com]\n  match: {{path: '/svc{r}/items/{{id}}', methods: [GET, POST]}}\n  backendRefs: [{{name: b{b}}}]\n  rewrite: {{path: '/v1/items/{{id}}'}}\n---\n",
-            b % 20,
-            r % 50
+            "apiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: r{r}, namespace: ns{}}}\nspec:\n  hosts: [{host}]\n  match: {{path: '/svc{r}/items/{{id}}', methods: [GET, POST]}}\n  backendRefs: [{{name: b{b}}}]\n  rewrite: {{path: '/v1/items/{{id}}'}}\n---\n",
+            b % 20
         ));
     }
     text
@@ -37,11 +45,15 @@ fn peak_memory_kib() -> Option<u64> {
 
 fn main() {
     let routes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let text = manifests(routes);
+    let per_namespace = std::env::args().nth(2).as_deref() == Some("namespace");
+    let text = manifests(routes, per_namespace);
     let parse_started = Instant::now();
     let mut resources = Resources::default();
     manifest::add_yaml(&mut resources, "bench", &text);
     let parse = parse_started.elapsed();
+    if per_namespace {
+        resources.options.host_ownership = HostOwnership::PerNamespace;
+    }
     let mut times: Vec<Duration> = Vec::new();
     let mut programmed = 0;
     for _ in 0..5 {
@@ -53,7 +65,8 @@ fn main() {
     }
     times.sort();
     let json = serde_json::to_vec(&compile(&resources).snapshot).unwrap();
-    println!("compile bench: {routes} routes, {} backends, {programmed} programmed", resources.backend_services.len());
+    let mode = if per_namespace { "hosts per namespace" } else { "shared hosts" };
+    println!("compile bench: {routes} routes, {} backends, {programmed} programmed, {mode}", resources.backend_services.len());
     println!("  parse YAML:      {:>8.1} ms", parse.as_secs_f64() * 1e3);
     println!("  compile (min):   {:>8.1} ms", times[0].as_secs_f64() * 1e3);
     println!("  compile (median):{:>8.1} ms", times[times.len() / 2].as_secs_f64() * 1e3);

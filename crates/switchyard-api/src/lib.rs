@@ -35,5 +35,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "switchyard.dev/v1alpha1";
 /// Label that marks a Secret as an app (credentials for AppCode / Signature auth).
 pub const APP_LABEL: &str = "switchyard.dev/app";
+/// Label that marks a `kubernetes.io/tls` Secret as a server certificate the proxies
+/// serve on `--https-listen` (picked by SNI from its SAN names).
+pub const CERTIFICATE_LABEL: &str = "switchyard.dev/certificate";
 /// Annotation whose change asks the controller for a connectivity test now.
 pub const TEST_CONNECTIVITY_ANNOTATION: &str = "switchyard.dev/test-connectivity";

@@ -21,9 +21,11 @@ pub mod validate;
 /// Entry points for `fuzz/` into code that is otherwise private to this crate.
 #[cfg(feature = "fuzzing")]
 pub use compile::fuzz_compile_query;
-pub use compile::{Compiled, compile, describe_registry, registry_source};
+pub use compile::{Compiled, TLS_SECRET_TYPE, compile, describe_registry, registry_source};
 pub use discovered::{
     Credentials, Discovered, Instance, InstanceScheme, NacosWatch, RegistrySource, SecretData, Skipped, SyncState, ZooKeeperWatch,
 };
-pub use resources::{AppSecret, CompileOptions, Connectivity, HostOwnership, InvalidObject, Resources, ServiceEndpoint, ServicePortTarget};
+pub use resources::{
+    AppSecret, CertificateSecret, CompileOptions, Connectivity, HostOwnership, InvalidObject, Resources, ServiceEndpoint, ServicePortTarget,
+};
 pub use status::{ConditionSpec, ObjectRef, ResourceKind, ResourceStatus, reason};

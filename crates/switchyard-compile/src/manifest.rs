@@ -9,9 +9,9 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
-use switchyard_api::{API_VERSION, APP_LABEL};
+use switchyard_api::{API_VERSION, APP_LABEL, CERTIFICATE_LABEL};
 
-use crate::{AppSecret, InvalidObject, ObjectRef, ResourceKind, Resources, reason, strict};
+use crate::{AppSecret, CertificateSecret, InvalidObject, ObjectRef, ResourceKind, Resources, reason, strict};
 
 /// Adds every document of one YAML text to `resources`. `source` names the text in
 /// messages (a file path).
@@ -83,7 +83,17 @@ fn add_value(resources: &mut Resources, at: &str, value: Value) {
         ResourceKind::DnsRecord => decode(value).map(|r| resources.dns_records.push(r)),
         ResourceKind::Secret => {
             let ns = namespace.as_deref().unwrap_or("default");
-            resources.secrets.insert((ns.to_owned(), name.clone()), secret_data(&value));
+            let data = secret_data(&value);
+            if labelled(&value, CERTIFICATE_LABEL) {
+                resources.certificates.push(CertificateSecret {
+                    namespace: ns.to_owned(),
+                    name: name.clone(),
+                    secret_type: text("type"),
+                    certificate_chain: data.0.get("tls.crt").cloned(),
+                    private_key: data.0.get("tls.key").cloned(),
+                });
+            }
+            resources.secrets.insert((ns.to_owned(), name.clone()), data);
             app_secret(&value, ns, &name).map(|app| resources.apps.extend(app))
         }
         ResourceKind::Unknown => unreachable!("handled above"),
@@ -124,13 +134,7 @@ fn secret_data(value: &Value) -> crate::SecretData {
 /// An app Secret: labelled `switchyard.dev/app`, with appKey, appSecret, appCode in
 /// `stringData` or base64 `data`. Secrets without the label are not apps and are skipped.
 fn app_secret(value: &Value, namespace: &str, name: &str) -> Result<Option<AppSecret>, String> {
-    let labelled = value
-        .get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(|l| l.get(APP_LABEL))
-        .and_then(Value::as_str)
-        .is_some_and(|v| v == "true");
-    if !labelled {
+    if !labelled(value, APP_LABEL) {
         return Ok(None);
     }
     let field = |key: &str| -> Result<String, String> {
@@ -151,6 +155,11 @@ fn app_secret(value: &Value, namespace: &str, name: &str) -> Result<Option<AppSe
         app_secret: field("appSecret")?,
         app_code: field("appCode")?,
     }))
+}
+
+/// Whether the object carries `label: "true"`.
+fn labelled(value: &Value, label: &str) -> bool {
+    value.get("metadata").and_then(|m| m.get("labels")).and_then(|l| l.get(label)).and_then(Value::as_str).is_some_and(|v| v == "true")
 }
 
 /// Standard base64 (with padding) as Kubernetes writes Secret data.

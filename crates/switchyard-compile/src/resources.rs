@@ -38,6 +38,12 @@ pub struct Resources {
     /// credentials travel in the snapshot to the proxies that use them (behind the snapshot
     /// channel's token and TLS; redacted in `/config_dump`).
     pub secrets: BTreeMap<(String, String), SecretData>,
+    /// Secrets labelled `switchyard.dev/certificate: "true"`: server certificates for the
+    /// HTTPS listener, checked by compile (parse, key match, validity period).
+    pub certificates: Vec<CertificateSecret>,
+    /// The wall clock a certificate's validity is judged against. Compile reads no clock
+    /// itself: the source sets it when it gathers the input (None: validity unchecked).
+    pub clock: Option<std::time::SystemTime>,
     /// Gateway-wide choices that change what compile accepts (command-line flags).
     pub options: CompileOptions,
     /// The folder a standalone configuration is read from: a `dataService`'s relative
@@ -100,6 +106,32 @@ impl std::fmt::Debug for AppSecret {
             .field("app_key", &self.app_key)
             .field("app_secret", &"<redacted>")
             .field("app_code", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A Secret labelled as a server certificate, as the source found it: its type and the
+/// PEM text of `tls.crt` and `tls.key` (None when the key is missing or not UTF-8).
+/// Debug never shows the private key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificateSecret {
+    pub namespace: String,
+    pub name: String,
+    /// `type:` of the Secret (`kubernetes.io/tls` is required; standalone manifests may
+    /// leave it out).
+    pub secret_type: Option<String>,
+    pub certificate_chain: Option<String>,
+    pub private_key: Option<String>,
+}
+
+impl std::fmt::Debug for CertificateSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateSecret")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("secret_type", &self.secret_type)
+            .field("certificate_chain", &self.certificate_chain.as_ref().map(String::len))
+            .field("private_key", &"<redacted>")
             .finish()
     }
 }

@@ -25,6 +25,27 @@ pub struct Snapshot {
     /// hosts are shared. A request for an owned host matches only its owner's routes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_owners: Vec<HostOwner>,
+    /// Accepted server certificates for the HTTPS listener, by namespace and name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<ServerCertificate>,
+}
+
+/// A server certificate the HTTPS listener serves for the names it covers. The private
+/// key travels in the snapshot (behind the snapshot channel's token and TLS); Debug
+/// never shows it and `/config_dump` redacts it by its field name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCertificate {
+    /// `namespace/name` of the Secret.
+    pub id: String,
+    /// The DNS names of the leaf's subjectAltName it is served for, lowercase: exact names
+    /// and `*.suffix` wildcards (one label).
+    pub names: Vec<String>,
+    /// The chain as PEM, leaf first.
+    pub certificate_chain: String,
+    /// PEM: PKCS#1 RSA, SEC1 EC or PKCS#8.
+    pub private_key: SecretText,
+    /// The leaf's notAfter, seconds since the epoch (for `/config_dump` and rotation checks).
+    pub not_after: i64,
 }
 
 /// A host (exact, or `*.suffix`) and the namespace it belongs to.
@@ -43,6 +64,7 @@ impl Snapshot {
             && self.dns_records == other.dns_records
             && self.vpc_authorizations == other.vpc_authorizations
             && self.host_owners == other.host_owners
+            && self.certificates == other.certificates
     }
 }
 

@@ -127,6 +127,10 @@ pub mod reason {
     pub const INVALID_WEIGHTS: &str = "InvalidWeights";
     pub const INVALID_AUTH: &str = "InvalidAuth";
     pub const INVALID_TLS: &str = "InvalidTls";
+    pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
+    pub const CERTIFICATE_EXPIRED: &str = "CertificateExpired";
+    pub const CERTIFICATE_NOT_YET_VALID: &str = "CertificateNotYetValid";
+    pub const CERTIFICATE_KEY_MISMATCH: &str = "CertificateKeyMismatch";
     pub const CONFLICTED: &str = "Conflicted";
     pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
     pub const BACKEND_NOT_ACCEPTED: &str = "BackendNotAccepted";

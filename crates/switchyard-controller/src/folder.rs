@@ -102,6 +102,7 @@ fn add_part(resources: &mut Resources, part: &Resources) {
     resources.vpc_authorizations.extend_from_slice(&part.vpc_authorizations);
     resources.dns_records.extend_from_slice(&part.dns_records);
     resources.apps.extend_from_slice(&part.apps);
+    resources.certificates.extend_from_slice(&part.certificates);
     resources.invalid.extend_from_slice(&part.invalid);
     resources.secrets.extend(part.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
 }

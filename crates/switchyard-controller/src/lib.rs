@@ -82,7 +82,8 @@ pub async fn watch_folder(
             }
         }
         prober.start_due(&latest);
-        if scanned || prober.collect() || discovered {
+        latest.clock = Some(std::time::SystemTime::now());
+        if scanned || prober.collect() || discovered || certificate_expired(&publisher) {
             latest.connectivity = prober.results();
             latest.registry = discovery.results();
             latest.buses = discovery.bus_results();
@@ -102,6 +103,13 @@ pub async fn watch_folder(
             () = registry_changed.notified() => true,
         };
     }
+}
+
+/// Whether a certificate the live snapshot serves has expired since it was compiled: the
+/// folder may not change, so this recompiles to take it out (`Accepted=False`).
+fn certificate_expired(publisher: &Publisher) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    publisher.current().is_some_and(|p| p.snapshot.certificates.iter().any(|c| c.not_after < now))
 }
 
 pub fn now_rfc3339() -> String {

@@ -1,7 +1,9 @@
 //! The HTTP server loop shared by every Switchyard listener: HTTP/1.1 and h2c on one
-//! port, one task per connection, graceful drain on shutdown.
+//! port (h2 and HTTP/1.1 by ALPN over TLS, see [`https`]), one task per connection,
+//! graceful drain on shutdown.
 #![forbid(unsafe_code)]
 
+pub mod https;
 mod parse_errors;
 pub mod resolver;
 pub mod tls;
@@ -17,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
 /// HTTP/2 limits per client connection. Header lists past 64 KiB are refused (the
@@ -85,6 +87,34 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_peers(listener, limits, None, move |request, peer: Peer| handler(request, peer.addr), shutdown).await;
+}
+
+/// Who sent a request, and over what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`); None on a plain-text listener.
+    pub tls: Option<&'static str>,
+}
+
+/// [`serve_with`], with TLS when `tls` is given: each connection's handshake runs on its
+/// own task within [`https::HANDSHAKE_TIMEOUT`] (a client that sends nothing cannot hold
+/// the socket), then HTTP/1.1 or h2 (as ALPN and the preface say) over it. `handler`
+/// learns the negotiated TLS version with the client's address.
+pub async fn serve_peers<H, F, B>(
+    listener: TcpListener,
+    limits: &ConnectionLimits,
+    tls: Option<https::Acceptor>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_buf_size(64 * 1024).keep_alive(true);
     builder
@@ -104,30 +134,51 @@ where
         };
         if limits.max_connections_per_worker > 0 && open.get() >= limits.max_connections_per_worker {
             tracing::debug!(%client, cap = limits.max_connections_per_worker, "connection refused: the worker is at its connection cap");
-            tokio::spawn(refuse(stream, limits.refusal.clone()));
+            // Over TLS a plain-text answer would be garbage to the client: just closed.
+            let refusal = if tls.is_none() { limits.refusal.clone() } else { None };
+            tokio::spawn(refuse(stream, refusal));
             continue;
         }
         let counted = open.count();
-        let handler = handler.clone();
-        let in_flight = parse_errors::InFlight::default();
-        let stream = parse_errors::CodedParseErrors::new(stream, in_flight.clone());
-        let service = service_fn(move |request| {
-            let serving = in_flight.enter();
-            let response = handler(request, client);
-            async move { Ok::<_, Infallible>(response.await.map(|body| parse_errors::Counted::new(body, serving))) }
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let (handler, builder, watcher, tls) = (handler.clone(), builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             let _counted = counted;
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %client, "connection ended with an error");
-            }
+            let Some(tls) = tls else {
+                let peer = Peer { addr: client, tls: None };
+                return serve_connection(&builder, watcher, stream, peer, handler).await;
+            };
+            let Some((stream, version)) = tls.handshake(stream, client).await else { return };
+            let peer = Peer { addr: client, tls: Some(version) };
+            serve_connection(&builder, watcher, stream, peer, handler).await;
         });
     }
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
+    }
+}
+
+/// HTTP/1.1 or h2 over one connection (plain or TLS), until it ends or a drain ends it.
+/// hyper's own bare 400/431 answers get their error codes (`parse_errors`).
+async fn serve_connection<S, H, F, B>(builder: &auto::Builder<TokioExecutor>, watcher: Watcher, stream: S, peer: Peer, handler: H)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let in_flight = parse_errors::InFlight::default();
+    let stream = parse_errors::CodedParseErrors::new(stream, in_flight.clone());
+    let service = service_fn(move |request| {
+        let serving = in_flight.enter();
+        let response = handler(request, peer);
+        async move { Ok::<_, Infallible>(response.await.map(|body| parse_errors::Counted::new(body, serving))) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, client = %peer.addr, "connection ended with an error");
     }
 }
 
@@ -241,44 +292,64 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    run_workers_with(listeners, ConnectionLimits::default(), make_handler, shutdown)
+    let make_handler = move || {
+        let handler = make_handler();
+        move |request, peer: Peer| handler(request, peer.addr)
+    };
+    run_workers_with(listeners, None, ConnectionLimits::default(), make_handler, shutdown)
 }
 
-/// [`run_workers`] with these limits for each worker.
+/// [`run_workers`] with these limits for each worker; with `https`, worker `i` also
+/// serves TLS on `https.listeners[i]` (same limits, its own connection count).
 pub fn run_workers_with<M, H, F, B>(
     listeners: Vec<std::net::TcpListener>,
+    https: Option<https::Listeners>,
     limits: ConnectionLimits,
     make_handler: M,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>>
 where
     M: Fn() -> H + Send + Sync + 'static,
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let make_handler = std::sync::Arc::new(make_handler);
+    let (mut tls_listeners, acceptor) = match https {
+        Some(https) => (https.listeners.into_iter().map(Some).collect(), Some(https.acceptor)),
+        None => (Vec::new(), None),
+    };
+    tls_listeners.resize_with(listeners.len(), || None);
     let mut threads = Vec::with_capacity(listeners.len());
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let make_handler = make_handler.clone();
-        let limits = limits.clone();
-        let mut shutdown = shutdown.clone();
+    for (index, (listener, tls_listener)) in listeners.into_iter().zip(tls_listeners).enumerate() {
+        let (make_handler, limits, shutdown, acceptor) = (make_handler.clone(), limits.clone(), shutdown.clone(), acceptor.clone());
         let thread = std::thread::Builder::new().name(format!("switchyard-worker-{index}")).spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
             runtime.block_on(async move {
-                listener.set_nonblocking(true).expect("nonblocking listener");
-                let listener = TcpListener::from_std(listener).expect("register listener");
-                let stop = async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
+                let handler = make_handler();
+                let plain = serve_peers(registered(listener), &limits, None, handler.clone(), stopped(shutdown.clone()));
+                let tls = async {
+                    if let (Some(listener), Some(acceptor)) = (tls_listener, acceptor) {
+                        serve_peers(registered(listener), &limits, Some(acceptor), handler, stopped(shutdown)).await;
+                    }
                 };
-                serve_with(listener, &limits, make_handler(), stop).await;
+                tokio::join!(plain, tls);
             });
         })?;
         threads.push(thread);
     }
     Ok(threads)
+}
+
+fn registered(listener: std::net::TcpListener) -> TcpListener {
+    listener.set_nonblocking(true).expect("nonblocking listener");
+    TcpListener::from_std(listener).expect("register listener")
+}
+
+async fn stopped(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Binds a listener, with an error that names the address.

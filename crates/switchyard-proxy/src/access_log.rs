@@ -48,6 +48,8 @@ pub struct AccessRecord {
     format: AccessLogFormat,
     started: Instant,
     client: SocketAddr,
+    /// The connection's TLS version (`TLSv1.3`), empty on plain text.
+    tls: &'static str,
     method: Method,
     uri: Uri,
     host: Option<HeaderValue>,
@@ -59,7 +61,8 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    pub fn start<B>(format: AccessLogFormat, started: Instant, request: &http::Request<B>, client: SocketAddr) -> Self {
+    /// `tls` is the connection's negotiated TLS version (`TLSv1.3`), empty on plain text.
+    pub fn start<B>(format: AccessLogFormat, started: Instant, request: &http::Request<B>, client: SocketAddr, tls: &'static str) -> Self {
         let host = match request.uri().authority() {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
             None => request.headers().get(http::header::HOST).cloned(),
@@ -70,6 +73,7 @@ impl AccessRecord {
             format,
             started,
             client,
+            tls,
             method: request.method().clone(),
             uri: request.uri().clone(),
             host,
@@ -158,7 +162,7 @@ struct Line<'a> {
     upstream_time: Option<Duration>,
     total: Duration,
     retries: u32,
-    /// No TLS listener yet: always empty.
+    /// The negotiated TLS version, empty on plain text.
     tls: &'static str,
 }
 
@@ -190,7 +194,7 @@ impl<'a> Line<'a> {
             upstream_time: x.upstream_time(),
             total,
             retries: x.retries(),
-            tls: "",
+            tls: record.tls,
         }
     }
 

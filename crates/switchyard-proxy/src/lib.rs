@@ -10,6 +10,7 @@ pub mod auth;
 mod backends;
 mod balance;
 pub mod body;
+pub mod certificates;
 mod client;
 pub mod egress;
 pub mod error;
@@ -54,23 +55,33 @@ struct Worker {
 }
 
 /// Serves proxy traffic, one worker thread per listener (see
-/// [`switchyard_http::run_workers`]), until `shutdown` is set; returns once drained.
+/// [`switchyard_http::run_workers`]), and HTTPS on `https_listeners` (one per worker,
+/// certificates from the live snapshot) when given, until `shutdown` is set; returns once
+/// drained.
 pub fn serve_workers(
     listeners: Vec<std::net::TcpListener>,
+    https_listeners: Option<Vec<std::net::TcpListener>>,
     proxy: Arc<Proxy>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let limits = proxy.connection_limits.clone();
+    let https = match https_listeners {
+        Some(listeners) => {
+            let acceptor = switchyard_http::https::Acceptor::new(proxy.certificates.clone()).map_err(std::io::Error::other)?;
+            Some(switchyard_http::https::Listeners { listeners, acceptor })
+        }
+        None => None,
+    };
     let make_handler = move || {
         // On the worker's thread and runtime: its access log buffer is flushed from here.
         if proxy.access_log != access_log::AccessLogFormat::Off {
             access_log::start_flushing();
         }
         let worker = Arc::new(Worker { proxy: proxy.clone(), client: client::upstream_client() });
-        move |request, client_addr| {
+        move |request, peer| {
             let worker = worker.clone();
-            async move { handle(&worker.proxy, &worker.client, request, client_addr).await }
+            async move { handle(&worker.proxy, &worker.client, request, peer).await }
         }
     };
-    switchyard_http::run_workers_with(listeners, limits, make_handler, shutdown)
+    switchyard_http::run_workers_with(listeners, https, limits, make_handler, shutdown)
 }

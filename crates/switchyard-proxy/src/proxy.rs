@@ -9,6 +9,7 @@ use switchyard_compile::snapshot::Snapshot;
 
 use crate::access_log::AccessLogFormat;
 use crate::auth::nonce::NonceStore;
+use crate::certificates::ServerCertificates;
 use crate::egress::EgressConfig;
 use crate::metrics::ProxyMetrics;
 use crate::runtime::Runtime;
@@ -33,6 +34,8 @@ pub struct Proxy {
     pub connection_limits: switchyard_http::ConnectionLimits,
     /// `--websocket-idle-timeout`: a WebSocket tunnel with no byte either way this long is closed.
     pub websocket_idle: std::time::Duration,
+    /// The HTTPS listener's certificates, from the live snapshot.
+    pub certificates: Arc<ServerCertificates>,
 }
 
 impl Proxy {
@@ -48,6 +51,7 @@ impl Proxy {
             tracing: Tracing::default(),
             connection_limits: switchyard_http::ConnectionLimits::default(),
             websocket_idle: crate::websocket::DEFAULT_IDLE_TIMEOUT,
+            certificates: Arc::new(ServerCertificates::new(None)),
         }
     }
 
@@ -63,6 +67,13 @@ impl Proxy {
     /// The same proxy closing WebSocket tunnels idle for `idle`.
     pub fn with_websocket_idle_timeout(mut self, idle: std::time::Duration) -> Self {
         self.websocket_idle = idle;
+        self
+    }
+
+    /// The same proxy answering TLS handshakes that no certificate's names cover with
+    /// the certificate of Secret `id` (`namespace/name`, `--default-certificate`).
+    pub fn with_default_certificate(mut self, id: Option<String>) -> Self {
+        self.certificates = Arc::new(ServerCertificates::new(id));
         self
     }
 
@@ -114,8 +125,14 @@ impl Proxy {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        let certificates_changed = previous.as_ref().is_none_or(|rt| rt.snapshot.certificates != snapshot.certificates);
         match Runtime::build(snapshot, &self.egress, &self.metrics.backends, previous.as_deref()) {
             Ok(runtime) => {
+                if certificates_changed {
+                    // Before the routes: a rotated certificate is in force for the next
+                    // handshake; open connections keep theirs.
+                    self.certificates.update(&runtime.snapshot.certificates);
+                }
                 self.live.store(Some(Arc::new(runtime)));
                 self.metrics.apply_duration.observe(started.elapsed().as_secs_f64());
                 self.set_version(version);

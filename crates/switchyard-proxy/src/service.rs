@@ -40,13 +40,15 @@ use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
 use crate::trace::Outcome;
 use crate::trace_context::TraceContext;
 use switchyard_compile::request_path;
+use switchyard_http::Peer;
 
 /// Largest request line plus headers accepted.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Serves one client request; never fails: errors become gateway responses.
-pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, client_addr: SocketAddr) -> Response<ClientBody> {
+pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, peer: Peer) -> Response<ClientBody> {
     let started = Instant::now();
+    let client_addr = peer.addr;
     let request_id = crate::request_id::of(request.headers());
     // Read before the request is consumed: a gRPC client gets its errors the gRPC way.
     let grpc = crate::grpc::is_grpc(request.headers());
@@ -58,7 +60,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
     // response's headers (then shared with the body, which writes the line).
     let shared = (proxy.access_log != AccessLogFormat::Off).then(Arc::<Exchange>::default);
     let mut record = shared.as_ref().map(|exchange| {
-        let mut record = Box::new(AccessRecord::start(proxy.access_log, started, &request, client_addr));
+        let mut record = Box::new(AccessRecord::start(proxy.access_log, started, &request, client_addr, peer.tls.unwrap_or("")));
         record.exchange = exchange.clone();
         record
     });
@@ -70,6 +72,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
                 client,
                 nonces: &proxy.nonces,
                 client_addr,
+                https: peer.tls.is_some(),
                 request_id: &request_id,
                 exchange,
                 tally: shared.as_ref(),
@@ -114,6 +117,8 @@ struct RequestContext<'a> {
     client: &'a UpstreamClient,
     nonces: &'a NonceStore,
     client_addr: SocketAddr,
+    /// Whether the request came over TLS (`X-Forwarded-Proto`, a route's `protocols`).
+    https: bool,
     request_id: &'a HeaderValue,
     /// The request's record, which the phases fill in.
     exchange: &'a Exchange,
@@ -126,7 +131,7 @@ struct RequestContext<'a> {
 }
 
 async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext<'_>) -> Result<Response<ResponseBody>, Failure> {
-    let RequestContext { client, nonces, client_addr, request_id, exchange, tally, trace, websocket_idle } = rc;
+    let RequestContext { client, nonces, client_addr, https, request_id, exchange, tally, trace, websocket_idle } = rc;
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
@@ -174,6 +179,7 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
         client_host,
         params: &matched.params,
         client_addr,
+        https,
         request_id,
         event_params,
     };

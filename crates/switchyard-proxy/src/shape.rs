@@ -43,6 +43,8 @@ pub struct ShapeInput<'a> {
     pub client_host: Option<HeaderValue>,
     pub params: &'a [(usize, usize)],
     pub client_addr: SocketAddr,
+    /// The client's scheme is https (the request came over TLS).
+    pub https: bool,
     pub request_id: &'a HeaderValue,
     /// The route's template parameter names, when the target is an event function: its
     /// event needs the client's path and named parameters. None for every other backend,
@@ -80,7 +82,8 @@ pub fn shape(mut parts: Parts, body: RequestBody, input: ShapeInput<'_>) -> Resu
         headers.insert(name.clone(), value.clone());
     }
     append_forwarded_for(headers, input.client_addr);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    // The real scheme of the client's connection; a client's own value is overwritten.
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if input.https { "https" } else { "http" }));
     // Set from the one host, or removed: never passed through as the client wrote it.
     match &client_host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),

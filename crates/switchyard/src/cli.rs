@@ -94,6 +94,26 @@ pub struct VpcTestArgs {
     pub link_local: LinkLocalArgs,
 }
 
+/// TLS termination for client traffic.
+#[derive(Args, Debug, Clone)]
+pub struct HttpsArgs {
+    /// HTTPS listener (TLS 1.3/1.2, ALPN h2 and http/1.1): certificates are the
+    /// `kubernetes.io/tls` Secrets labelled `switchyard.dev/certificate: "true"`, picked by SNI.
+    #[arg(long, env = "SWITCHYARD_HTTPS_LISTEN")]
+    pub https_listen: Option<String>,
+    /// `NAMESPACE/NAME` of the certificate Secret answering handshakes whose name no
+    /// certificate covers (or that send no SNI); without it such handshakes fail.
+    #[arg(long, env = "SWITCHYARD_DEFAULT_CERTIFICATE", value_parser = namespaced_name)]
+    pub default_certificate: Option<String>,
+}
+
+fn namespaced_name(value: &str) -> Result<String, String> {
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(value.to_owned()),
+        _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct StandaloneArgs {
     /// Folder of resource YAML files; reloaded on change.
@@ -108,6 +128,8 @@ pub struct StandaloneArgs {
     /// Proxy listener.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    #[command(flatten)]
+    pub https: HttpsArgs,
     /// Proxy worker threads (default: one per CPU).
     #[arg(long, env = "SWITCHYARD_WORKERS")]
     pub workers: Option<usize>,
@@ -164,6 +186,8 @@ pub struct ProxyArgs {
     /// Proxy listener: the address clients' traffic arrives on.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
+    #[command(flatten)]
+    pub https: HttpsArgs,
     /// Proxy worker threads (default: one per CPU).
     #[arg(long, env = "SWITCHYARD_WORKERS")]
     pub workers: Option<usize>,

@@ -189,12 +189,14 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     let publisher = Arc::new(Publisher::new());
     let book = Arc::new(StatusBook::default());
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
+    let https_listeners = listen_https(&args.https, proxy_listeners.len()).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let metrics_listener = match &args.metrics_listen {
         Some(addr) => Some(listen("metrics", addr).await?),
         None => None,
     };
     let mut own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?];
+    own.extend(https_listeners.as_ref().map(|l| l[0].local_addr()).transpose()?);
     own.extend(metrics_listener.as_ref().map(|l| l.local_addr()).transpose()?);
     if let (Some(addr), Some(token_file)) = (&args.snapshot_listen, &args.token_file) {
         let tls = &args.snapshot_tls;
@@ -213,7 +215,8 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
             .with_access_log(args.access_log.format())
             .with_connection_limits(args.client_limits.limits())
             .with_tracing(tracing)
-            .with_websocket_idle_timeout(args.websocket_idle_timeout),
+            .with_websocket_idle_timeout(args.websocket_idle_timeout)
+            .with_default_certificate(args.https.default_certificate.clone()),
     );
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let discovery = registry_discovery(&mut registry);
@@ -222,7 +225,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(apply_published(publisher.clone(), proxy.clone()));
     let view: Arc<dyn AdminView> = Arc::new(StandaloneView { proxy: proxy.clone(), publisher, book, registries });
     serve_admin(view, registry, admin_listener, metrics_listener);
-    let code = serve_until_signal(proxy_listeners, proxy).await;
+    let code = serve_until_signal(proxy_listeners, https_listeners, proxy).await;
     flush_spans(exporter).await;
     code
 }
@@ -373,9 +376,11 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!(controller = %controller.base, "--controller-insecure-http: snapshots may travel in plain text; local development only");
     }
     let proxy_listeners = listen_workers(&args.listen, args.workers).await?;
+    let https_listeners = listen_https(&args.https, proxy_listeners.len()).await?;
     let admin_listener = listen("admin", &args.admin_listen).await?;
     let metrics_listener = listen("metrics", &args.metrics_listen).await?;
-    let own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?, metrics_listener.local_addr()?];
+    let mut own = vec![proxy_listeners[0].local_addr()?, admin_listener.local_addr()?, metrics_listener.local_addr()?];
+    own.extend(https_listeners.as_ref().map(|l| l[0].local_addr()).transpose()?);
     let (tracing, exporter) = args.tracing.start(&mut registry)?;
     let proxy = Arc::new(
         Proxy::new(&mut registry, args.egress.config(own))
@@ -383,7 +388,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .with_access_log(args.access_log.format())
             .with_connection_limits(args.client_limits.limits())
             .with_tracing(tracing)
-            .with_websocket_idle_timeout(args.websocket_idle_timeout),
+            .with_websocket_idle_timeout(args.websocket_idle_timeout)
+            .with_default_certificate(args.https.default_certificate.clone()),
     );
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
@@ -397,7 +403,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let view: Arc<dyn AdminView> =
         Arc::new(ProxyView { proxy: proxy.clone(), controller: controller_url, pull_deadline: DEFAULT_HOLD + args.pull_stall_timeout });
     serve_admin_shared(view, registry, admin_listener, Some(metrics_listener));
-    let code = serve_until_signal(proxy_listeners, proxy).await;
+    let code = serve_until_signal(proxy_listeners, https_listeners, proxy).await;
     flush_spans(exporter).await;
     code
 }
@@ -421,9 +427,13 @@ fn nonce_store(args: &crate::cli::NonceArgs) -> anyhow::Result<switchyard_proxy:
 }
 
 /// Runs the proxy workers until SIGINT/SIGTERM, then lets them drain.
-async fn serve_until_signal(listeners: Vec<std::net::TcpListener>, proxy: Arc<Proxy>) -> anyhow::Result<ExitCode> {
+async fn serve_until_signal(
+    listeners: Vec<std::net::TcpListener>,
+    https_listeners: Option<Vec<std::net::TcpListener>>,
+    proxy: Arc<Proxy>,
+) -> anyhow::Result<ExitCode> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = switchyard_proxy::serve_workers(listeners, proxy, stopped).context("starting proxy workers")?;
+    let workers = switchyard_proxy::serve_workers(listeners, https_listeners, proxy, stopped).context("starting proxy workers")?;
     shutdown_signal().await;
     let _ = stop.send(true);
     tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| w.join().unwrap_or_default()))
@@ -445,6 +455,20 @@ async fn listen_workers(addr: &str, workers: Option<usize>) -> anyhow::Result<Ve
     let listeners = switchyard_http::bind_shared(addr, count).await?;
     announce("proxy", listeners[0].local_addr()?);
     Ok(listeners)
+}
+
+/// With `--https-listen`, one HTTPS listener per proxy worker, sharing the address;
+/// announced once as role `https`.
+async fn listen_https(args: &crate::cli::HttpsArgs, workers: usize) -> anyhow::Result<Option<Vec<std::net::TcpListener>>> {
+    let Some(addr) = &args.https_listen else {
+        if args.default_certificate.is_some() {
+            tracing::warn!("--default-certificate has no effect without --https-listen");
+        }
+        return Ok(None);
+    };
+    let listeners = switchyard_http::bind_shared(addr, workers).await?;
+    announce("https", listeners[0].local_addr()?);
+    Ok(Some(listeners))
 }
 
 /// `switchyard: listening role=ROLE addr=ADDR` on stderr, a fixed form that scripts and

@@ -6,6 +6,7 @@
 //! object never takes a good one down with it.
 
 mod backends;
+mod certificates;
 mod dns;
 mod ownership;
 mod routes;
@@ -22,6 +23,7 @@ use switchyard_api::condition_type::ACCEPTED;
 pub use backends::fuzz_compile_query;
 pub(crate) use backends::{bus_source, database_source};
 pub use backends::{describe_registry, registry_source};
+pub use certificates::TLS_SECRET_TYPE;
 
 use crate::snapshot::{App, Snapshot};
 use crate::{ConditionSpec, ObjectRef, ResourceKind, ResourceStatus, Resources, reason};
@@ -51,6 +53,7 @@ pub fn compile(resources: &Resources) -> Compiled {
     let apps = apps(resources);
     let (routes, host_owners) =
         routes::compile_all(&resources.api_routes, &backends, &apps, resources.options.host_ownership, &mut statuses);
+    let certificates = certificates::compile_all(resources, &host_owners, &mut statuses);
     statuses.sort_by(|a, b| a.object.cmp(&b.object));
     let snapshot = Snapshot {
         version: 0,
@@ -60,6 +63,7 @@ pub fn compile(resources: &Resources) -> Compiled {
         dns_records,
         vpc_authorizations: grants.into_values().collect(),
         host_owners,
+        certificates,
     };
     Compiled { snapshot, statuses }
 }

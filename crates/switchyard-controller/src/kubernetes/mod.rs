@@ -29,8 +29,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use switchyard_api::{APP_LABEL, ApiRoute, BackendService, DnsRecord, VpcAuthorization};
-use switchyard_compile::{AppSecret, CompileOptions, ObjectRef, ResourceKind, Resources, SecretData};
+use switchyard_api::{APP_LABEL, ApiRoute, BackendService, CERTIFICATE_LABEL, DnsRecord, VpcAuthorization};
+use switchyard_compile::{AppSecret, CertificateSecret, CompileOptions, ObjectRef, ResourceKind, Resources, SecretData};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::ControllerMetrics;
@@ -93,7 +93,8 @@ impl Stores {
         let services: Vec<Service> = copy(&self.services);
         let slices: Vec<EndpointSlice> = copy(&self.slices);
         let backend_services: Vec<BackendService> = copy(&self.backends);
-        let secrets = referenced_secrets(&backend_services, &self.secrets.state());
+        let all_secrets = self.secrets.state();
+        let secrets = referenced_secrets(&backend_services, &all_secrets);
         Resources {
             api_routes: copy(&self.routes),
             backend_services,
@@ -105,6 +106,8 @@ impl Stores {
             // Filled by the run loop from the prober (leader only).
             connectivity: Default::default(),
             secrets,
+            certificates: all_secrets.iter().filter_map(|s| certificate_secret(s)).collect(),
+            clock: Some(std::time::SystemTime::now()),
             // Filled by the run loop from the registry watches, bus and database monitors.
             registry: Default::default(),
             buses: Default::default(),
@@ -123,11 +126,17 @@ impl Stores {
             ResourceKind::BackendService => find(&self.backends, ns, &object.name).map(|o| o.metadata.clone()),
             ResourceKind::VpcAuthorization => find(&self.authorizations, ns, &object.name).map(|o| o.metadata.clone()),
             ResourceKind::DnsRecord => find(&self.dns_records, ns, &object.name).map(|o| o.metadata.clone()),
-            ResourceKind::Secret | ResourceKind::Unknown => None,
+            // Certificate Secrets get Events (their conditions are only in `/status`).
+            ResourceKind::Secret => find(&self.secrets, ns, &object.name).map(|o| o.metadata.clone()),
+            ResourceKind::Unknown => None,
         }?;
+        let (api_version, kind) = match object.kind {
+            ResourceKind::Secret => ("v1", Some("Secret")),
+            other => (switchyard_api::API_VERSION, status::kind_name(other)),
+        };
         Some(ObjectReference {
-            api_version: Some(switchyard_api::API_VERSION.into()),
-            kind: status::kind_name(object.kind).map(str::to_owned),
+            api_version: Some(api_version.into()),
+            kind: kind.map(str::to_owned),
             name: meta.name,
             namespace: meta.namespace,
             uid: meta.uid,
@@ -245,6 +254,23 @@ pub fn referenced_secrets(backends: &[BackendService], secrets: &[Arc<Secret>]) 
             Some((key, SecretData(data.collect())))
         })
         .collect()
+}
+
+/// A Secret labelled `switchyard.dev/certificate: "true"`, as compile checks it (None
+/// for any other Secret).
+pub fn certificate_secret(secret: &Secret) -> Option<CertificateSecret> {
+    let labels = secret.metadata.labels.as_ref()?;
+    if labels.get(CERTIFICATE_LABEL).map(String::as_str) != Some("true") {
+        return None;
+    }
+    let text = |key: &str| secret.data.as_ref()?.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok());
+    Some(CertificateSecret {
+        namespace: secret.metadata.namespace.clone()?,
+        name: secret.metadata.name.clone()?,
+        secret_type: secret.type_.clone(),
+        certificate_chain: text("tls.crt"),
+        private_key: text("tls.key"),
+    })
 }
 
 /// An app Secret's credentials; None when a key is missing or not UTF-8.

@@ -34,6 +34,18 @@ impl TestCa {
         (certificate.pem(), key.serialize_pem())
     }
 
+    /// A certificate this CA signed for `names`, with common name `cn`, valid from the
+    /// start of year `valid.0` to the start of year `valid.1`, and its key (both PEM).
+    pub fn leaf_pem(&self, cn: &str, names: &[&str], valid: (i32, i32)) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.not_before = rcgen::date_time_ymd(valid.0, 1, 1);
+        params.not_after = rcgen::date_time_ymd(valid.1, 1, 1);
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+
     /// A server configuration whose certificate this CA signed for `names` (DNS names or
     /// IP addresses).
     pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {

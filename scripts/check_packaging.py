@@ -292,13 +292,14 @@ def check_contract(objects, prefix, namespace):
     proxy = container(objects, f"{prefix}-proxy")
     want = ["proxy", f"--controller=https://{prefix}-controller.{namespace}.svc:18000",
             f"--controller-ca={TLS_DIR}/ca.crt", f"--token-file={TOKEN_PATH}", "--listen=0.0.0.0:8080",
-            "--admin-listen=127.0.0.1:9901", "--metrics-listen=0.0.0.0:9101",
+            "--https-listen=0.0.0.0:8443", "--https-redirect-port=443", "--admin-listen=127.0.0.1:9901", "--metrics-listen=0.0.0.0:9101",
             "--cache-dir=/var/cache/switchyard", "--egress-deny-loopback",
             "--log-format=text", "--access-log=json"]
     if proxy["args"] != want:
         problems.append(f"proxy args {proxy['args']}, want {want}")
-    if {p["name"]: p["containerPort"] for p in proxy["ports"]}.get("http") != 8080:
-        problems.append("proxy: http port must be 8080")
+    proxy_ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
+    if proxy_ports.get("http") != 8080 or proxy_ports.get("https") != 8443:
+        problems.append(f"proxy: http port must be 8080 and https 8443, got {proxy_ports}")
     problems += check_probes_and_mounts(proxy, "proxy", 9101)
     cache = {m["mountPath"]: m["name"] for m in proxy["volumeMounts"]}.get("/var/cache/switchyard")
     vols = {v["name"]: v for v in pod_specs(objects)[f"{prefix}-proxy"]["spec"]["volumes"]}
@@ -315,7 +316,7 @@ def check_contract(objects, prefix, namespace):
     services = {n: o for (k, n), o in index(objects).items() if k == "Service"}
     # Only metrics, traffic and snapshot ports: the admin port (/config_dump, /status) is in no Service.
     want_ports = {f"{prefix}-controller": {"snapshot": 18000, "metrics": 9102},
-                  f"{prefix}-proxy": {"http": 8080, "metrics": 9101}}
+                  f"{prefix}-proxy": {"http": 8080, "https": 443, "metrics": 9101}}
     for name, ports in want_ports.items():
         got = {p["name"]: p["port"] for p in services.get(name, {}).get("spec", {}).get("ports", [])}
         if got != ports:
@@ -329,8 +330,9 @@ def check_no_admin_port(objects):
         if o["kind"] != "Service":
             continue
         for p in o["spec"]["ports"]:
-            if p["name"] not in ("http", "metrics", "snapshot") or p.get("targetPort") not in ("http", "metrics", "snapshot"):
-                problems.append(f"Service/{o['metadata']['name']}: port {p['name']} -> {p.get('targetPort')} (only http, metrics, snapshot)")
+            named = ("http", "https", "metrics", "snapshot")
+            if p["name"] not in named or p.get("targetPort") not in named:
+                problems.append(f"Service/{o['metadata']['name']}: port {p['name']} -> {p.get('targetPort')} (only http, https, metrics, snapshot)")
             if p["port"] in (9901, 9902):
                 problems.append(f"Service/{o['metadata']['name']}: exposes the admin port {p['port']}")
     return problems
@@ -496,6 +498,8 @@ def scenario_options():
         "--set", "proxy.service.externalTrafficPolicy=Local",
         "--set", "proxy.service.loadBalancerSourceRanges={10.0.0.0/8}",
         "--set", "proxy.service.nodePort=30080",
+        "--set", "proxy.service.httpsNodePort=30443",
+        "--set", "proxy.https.defaultCertificate=gateways/default-tls",
         "--set", "proxy.autoscaling.enabled=false",
         "--set", "proxy.replicaCount=3",
         "--set", "proxy.workers=4",
@@ -537,10 +541,12 @@ def scenario_options():
     if by[("Deployment", f"{prefix}-proxy")]["spec"].get("replicas") != 3:
         problems.append("proxy: replicas 3 expected without the HPA")
     lb = by[("Service", f"{prefix}-proxy")]
-    if [p["name"] for p in lb["spec"]["ports"]] != ["http"] or lb["spec"].get("type") != "LoadBalancer":
-        problems.append("a LoadBalancer proxy Service must carry only the http port")
-    if lb["spec"]["ports"][0].get("nodePort") != 30080:
-        problems.append("proxy.service.nodePort not applied")
+    if [p["name"] for p in lb["spec"]["ports"]] != ["http", "https"] or lb["spec"].get("type") != "LoadBalancer":
+        problems.append("a LoadBalancer proxy Service must carry only the http and https ports")
+    if [p.get("nodePort") for p in lb["spec"]["ports"]] != [30080, 30443]:
+        problems.append("proxy.service.nodePort/httpsNodePort not applied")
+    if "--default-certificate=gateways/default-tls" not in proxy["args"]:
+        problems.append(f"proxy: --default-certificate expected from proxy.https.defaultCertificate: {proxy['args']}")
     if "switchyard.dev/scrape" in lb["metadata"]["labels"]:
         problems.append("the LoadBalancer Service must not be scraped")
     metrics = by[("Service", f"{prefix}-proxy-metrics")]
@@ -570,7 +576,8 @@ def scenario_no_rbac():
                             "--set", "rbac.create=false",
                             "--set", "controller.serviceAccount.create=false",
                             "--set", "controller.serviceAccount.name=my-controller",
-                            "--set", "proxy.serviceAccount.create=false")
+                            "--set", "proxy.serviceAccount.create=false",
+                            "--set", "proxy.https.enabled=false")
     expected = expected_defaults("switchyard")
     expected = {o for o in expected if o[0] not in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
                                                     "ServiceAccount")}
@@ -580,7 +587,11 @@ def scenario_no_rbac():
         problems.append("controller.serviceAccount.name not used")
     if pods["switchyard-proxy"]["spec"]["serviceAccountName"] != "default":
         problems.append("proxy must fall back to the default ServiceAccount")
-    record("no RBAC, existing ServiceAccounts", problems + check_schemas(objects))
+    proxy = container(objects, "switchyard-proxy")
+    service = index(objects)[("Service", "switchyard-proxy")]
+    if any(a.startswith("--https") for a in proxy["args"]) or "https" in [p["name"] for p in service["spec"]["ports"]]:
+        problems.append("proxy.https.enabled=false must drop the HTTPS flags and ports")
+    record("no RBAC, existing ServiceAccounts, no HTTPS", problems + check_schemas(objects))
 
 
 def scenario_grafana_dashboard():

@@ -63,6 +63,21 @@ pub struct ApiRouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[0-9]+(Ki|Mi|Gi)?$"))]
     pub request_body_limit: Option<String>,
+    /// Which client connections may call this API: `HTTP` (the plain listener), `HTTPS`
+    /// (the TLS listener). Empty: both. A plain HTTP request to an HTTPS-only API is
+    /// answered 308 with its https URL; an HTTPS request to an HTTP-only API 421.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub protocols: Vec<RouteProtocol>,
+}
+
+/// The protocol of a client's connection.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+#[allow(clippy::upper_case_acronyms)]
+pub enum RouteProtocol {
+    HTTP,
+    HTTPS,
 }
 
 /// Request matching.

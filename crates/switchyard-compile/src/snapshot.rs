@@ -103,6 +103,26 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryPolicy>,
     pub body_limit: u64,
+    /// Which client connections the route serves.
+    #[serde(default, skip_serializing_if = "Protocols::is_both")]
+    pub protocols: Protocols,
+}
+
+/// The client connections a route serves (`protocols` of the ApiRoute).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocols {
+    #[default]
+    Both,
+    /// Plain HTTP only: an HTTPS request is refused (421).
+    HttpOnly,
+    /// HTTPS only: a plain HTTP request is redirected to the https URL (308).
+    HttpsOnly,
+}
+
+impl Protocols {
+    pub fn is_both(&self) -> bool {
+        *self == Self::Both
+    }
 }
 
 /// How a route's path is compared.

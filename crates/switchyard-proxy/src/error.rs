@@ -20,6 +20,11 @@ pub const X_CA_ERROR_MESSAGE: &str = "x-ca-error-message";
 /// shows (see [`GatewayError::detail`]).
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// Plain HTTP to an HTTPS-only route: answered 308 with `location` (its https URL).
+    #[error("this API is served over HTTPS only: {location}")]
+    HttpsRequired { location: String },
+    #[error("this API is served over plain HTTP only")]
+    HttpOnly,
     #[error("no route matches {method} {host}{path}")]
     RouteNotFound { method: String, host: String, path: String },
     /// `allow` is the `Allow` header's value: the methods the routes matching the path
@@ -183,6 +188,8 @@ impl GatewayError {
     /// backend's side, then the status, then two letters naming the cause.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::HttpsRequired { .. } => "A308HS",
+            Self::HttpOnly => "A421HO",
             Self::RouteNotFound { .. } => "A404NF",
             Self::MethodNotAllowed { .. } => "A405MN",
             Self::HeadersTooLarge { .. } => "A431HL",
@@ -249,6 +256,8 @@ impl GatewayError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::HttpsRequired { .. } => StatusCode::PERMANENT_REDIRECT,
+            Self::HttpOnly => StatusCode::MISDIRECTED_REQUEST,
             Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -393,6 +402,10 @@ impl GatewayError {
         headers.insert(X_CA_ERROR_CODE, HeaderValue::from_static(self.code()));
         headers.insert(X_CA_ERROR_MESSAGE, header_safe(&message));
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Self::HttpsRequired { location } = &self {
+            // Built from the checked Host and the request target: visible ASCII.
+            headers.insert(http::header::LOCATION, header_safe(location));
+        }
         if let Self::MethodNotAllowed { allow, .. } = &self {
             // Method names are tokens, so this is always a valid value.
             headers.insert(http::header::ALLOW, header_safe(allow));

@@ -36,6 +36,8 @@ pub struct Proxy {
     pub websocket_idle: std::time::Duration,
     /// The HTTPS listener's certificates, from the live snapshot.
     pub certificates: Arc<ServerCertificates>,
+    /// The port the 308 of an HTTPS-only route names (443: none in the URL).
+    pub https_redirect_port: u16,
 }
 
 impl Proxy {
@@ -52,6 +54,7 @@ impl Proxy {
             connection_limits: switchyard_http::ConnectionLimits::default(),
             websocket_idle: crate::websocket::DEFAULT_IDLE_TIMEOUT,
             certificates: Arc::new(ServerCertificates::new(None)),
+            https_redirect_port: 443,
         }
     }
 
@@ -74,6 +77,12 @@ impl Proxy {
     /// the certificate of Secret `id` (`namespace/name`, `--default-certificate`).
     pub fn with_default_certificate(mut self, id: Option<String>) -> Self {
         self.certificates = Arc::new(ServerCertificates::new(id));
+        self
+    }
+
+    /// The same proxy sending plain HTTP requests for HTTPS-only routes to `port`.
+    pub fn with_https_redirect_port(mut self, port: u16) -> Self {
+        self.https_redirect_port = port;
         self
     }
 

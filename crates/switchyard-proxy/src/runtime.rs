@@ -52,6 +52,8 @@ pub struct RouteRuntime {
     pub timeout: Duration,
     pub retries: Option<RetryPolicy>,
     pub body_limit: u64,
+    /// Which client connections the route serves (plain HTTP, HTTPS or both).
+    pub protocols: switchyard_compile::snapshot::Protocols,
     /// The path template's parameter names in order (empty unless a Template route),
     /// parsed once here for event functions' `pathParameters`.
     pub param_names: Box<[Arc<str>]>,
@@ -174,6 +176,7 @@ impl RouteRuntime {
             timeout: route.timeout_ms.map_or_else(|| default_route_timeout(route, snapshot), Duration::from_millis),
             retries: route.retries.clone(),
             body_limit: route.body_limit,
+            protocols: route.protocols,
             param_names: param_names(route).map_err(|e| bad(&e))?,
             targets,
         })
@@ -283,6 +286,7 @@ mod tests {
             timeout_ms: None,
             retries: None,
             body_limit: 10,
+            protocols: Default::default(),
         }
     }
 

@@ -40,6 +40,7 @@ use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
 use crate::trace::Outcome;
 use crate::trace_context::TraceContext;
 use switchyard_compile::request_path;
+use switchyard_compile::snapshot::Protocols;
 use switchyard_http::Peer;
 
 /// Largest request line plus headers accepted.
@@ -73,6 +74,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
                 nonces: &proxy.nonces,
                 client_addr,
                 https: peer.tls.is_some(),
+                https_port: proxy.https_redirect_port,
                 request_id: &request_id,
                 exchange,
                 tally: shared.as_ref(),
@@ -119,6 +121,8 @@ struct RequestContext<'a> {
     client_addr: SocketAddr,
     /// Whether the request came over TLS (`X-Forwarded-Proto`, a route's `protocols`).
     https: bool,
+    /// The port the https URL of a 308 names (443 is left out).
+    https_port: u16,
     request_id: &'a HeaderValue,
     /// The request's record, which the phases fill in.
     exchange: &'a Exchange,
@@ -131,7 +135,7 @@ struct RequestContext<'a> {
 }
 
 async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext<'_>) -> Result<Response<ResponseBody>, Failure> {
-    let RequestContext { client, nonces, client_addr, https, request_id, exchange, tally, trace, websocket_idle } = rc;
+    let RequestContext { client, nonces, client_addr, https, https_port, request_id, exchange, tally, trace, websocket_idle } = rc;
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
@@ -161,6 +165,9 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
     let route = &runtime.routes[matched.route];
     // From here on a failure names its route in the log (an Arc clone, on errors only).
     let failed = |error: GatewayError| Failure { error, route: Some(route.id.clone()) };
+    if let Some(refusal) = wrong_protocol(route.protocols, https, &parts, client_host.as_ref(), https_port) {
+        return Err(failed(refusal));
+    }
     // The deadline starts before auth: a body read for a signature counts against it.
     let deadline = Instant::now() + route.timeout;
     let limits = BodyLimits { size: route.body_limit, deadline, budget: route.timeout };
@@ -290,6 +297,38 @@ fn same_authority(authority: &str, host: &[u8], scheme: Option<&str>) -> bool {
     trim(authority.as_bytes()) == trim(host)
 }
 
+/// A request on a connection its route does not serve: plain HTTP to an HTTPS-only route
+/// is sent to the https URL (308 keeps the method and body), HTTPS to an HTTP-only route is
+/// refused (421). Nothing is read or sent upstream first.
+fn wrong_protocol(
+    protocols: Protocols,
+    https: bool,
+    parts: &http::request::Parts,
+    host: Option<&HeaderValue>,
+    https_port: u16,
+) -> Option<GatewayError> {
+    match (protocols, https) {
+        (Protocols::HttpsOnly, false) => Some(https_location(parts, host, https_port)),
+        (Protocols::HttpOnly, true) => Some(GatewayError::HttpOnly),
+        _ => None,
+    }
+}
+
+/// The https URL of the request: its host (already checked well-formed) without the port,
+/// then `https_port` unless 443, then the target as the client sent it.
+fn https_location(parts: &http::request::Parts, host: Option<&HeaderValue>, https_port: u16) -> GatewayError {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+        return GatewayError::BadRequest("this API is served over HTTPS only, and the request names no host to redirect to".into());
+    };
+    let host = match host.strip_prefix('[') {
+        Some(rest) => &host[..rest.find(']').map_or(host.len(), |end| end + 2)],
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = if https_port == 443 { format!("https://{host}{target}") } else { format!("https://{host}:{https_port}{target}") };
+    GatewayError::HttpsRequired { location }
+}
+
 fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
@@ -310,6 +349,24 @@ fn no_match(why: NoMatch, view: &RequestView<'_>) -> GatewayError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_https_redirect_keeps_the_host_and_target_and_names_a_port_other_than_443() {
+        use super::{GatewayError, HeaderValue, https_location};
+        let location = |host: &str, target: &str, port: u16| {
+            let (parts, ()) = http::Request::get(target).body(()).unwrap().into_parts();
+            match https_location(&parts, Some(&HeaderValue::from_str(host).unwrap()), port) {
+                GatewayError::HttpsRequired { location } => location,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(location("api.example.com:8080", "/a?b=1", 443), "https://api.example.com/a?b=1");
+        assert_eq!(location("api.example.com", "/a", 8443), "https://api.example.com:8443/a");
+        assert_eq!(location("[::1]:8080", "/", 8443), "https://[::1]:8443/");
+        assert_eq!(location("[::1]", "/", 443), "https://[::1]/");
+        let (parts, ()) = http::Request::get("/a").body(()).unwrap().into_parts();
+        assert!(matches!(https_location(&parts, None, 443), GatewayError::BadRequest(_)), "no host, no redirect");
+    }
+
     #[test]
     fn ports_are_stripped_from_hosts_including_ipv6_literals() {
         assert_eq!(super::strip_port("api.example.com:8080"), "api.example.com");

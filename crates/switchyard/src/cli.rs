@@ -105,6 +105,11 @@ pub struct HttpsArgs {
     /// certificate covers (or that send no SNI); without it such handshakes fail.
     #[arg(long, env = "SWITCHYARD_DEFAULT_CERTIFICATE", value_parser = namespaced_name)]
     pub default_certificate: Option<String>,
+    /// The port the 308 redirects of HTTPS-only routes name, when clients reach the HTTPS
+    /// listener on another port than it listens on (a Service 443 -> 8443). Default: the
+    /// --https-listen port, else 443 (left out of the URL).
+    #[arg(long, env = "SWITCHYARD_HTTPS_REDIRECT_PORT")]
+    pub https_redirect_port: Option<u16>,
 }
 
 fn namespaced_name(value: &str) -> Result<String, String> {

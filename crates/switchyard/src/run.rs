@@ -216,7 +216,8 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
             .with_connection_limits(args.client_limits.limits())
             .with_tracing(tracing)
             .with_websocket_idle_timeout(args.websocket_idle_timeout)
-            .with_default_certificate(args.https.default_certificate.clone()),
+            .with_default_certificate(args.https.default_certificate.clone())
+            .with_https_redirect_port(redirect_port(&args.https, https_listeners.as_deref())?),
     );
     let options = crate::cli::compile_options(args.host_ownership, &args.link_local);
     let discovery = registry_discovery(&mut registry);
@@ -389,7 +390,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .with_connection_limits(args.client_limits.limits())
             .with_tracing(tracing)
             .with_websocket_idle_timeout(args.websocket_idle_timeout)
-            .with_default_certificate(args.https.default_certificate.clone()),
+            .with_default_certificate(args.https.default_certificate.clone())
+            .with_https_redirect_port(redirect_port(&args.https, https_listeners.as_deref())?),
     );
     if let Some(dir) = &args.cache_dir {
         switchyard_proxy::pull::load_cache(&proxy, dir).await;
@@ -469,6 +471,17 @@ async fn listen_https(args: &crate::cli::HttpsArgs, workers: usize) -> anyhow::R
     let listeners = switchyard_http::bind_shared(addr, workers).await?;
     announce("https", listeners[0].local_addr()?);
     Ok(Some(listeners))
+}
+
+/// The port plain HTTP requests for HTTPS-only routes are redirected to.
+fn redirect_port(args: &crate::cli::HttpsArgs, listeners: Option<&[std::net::TcpListener]>) -> anyhow::Result<u16> {
+    if let Some(port) = args.https_redirect_port {
+        return Ok(port);
+    }
+    Ok(match listeners.and_then(|l| l.first()) {
+        Some(listener) => listener.local_addr()?.port(),
+        None => 443,
+    })
 }
 
 /// `switchyard: listening role=ROLE addr=ADDR` on stderr, a fixed form that scripts and

@@ -267,3 +267,46 @@ async fn expired_and_mismatched_certificates_are_refused_with_reasons_while_a_go
         assert!(!text.contains(key_line) && !text.contains("PRIVATE KEY"), "a private key in {place}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_an_https_only_route_is_redirected_and_https_to_an_http_only_one_refused() {
+    let ca = TestCa::new("https test ca");
+    let upstream = Upstream::start("echo").await;
+    let exact = ca.leaf_pem("exact", &["api.shop.test"], VALID);
+    let routes = format!(
+        "{API}\nkind: BackendService\nmetadata: {{name: echo}}\nspec: {{http: {{urls: ['http://{}']}}}}\n---\n\
+         {API}\nkind: ApiRoute\nmetadata: {{name: secure}}\nspec: {{match: {{path: /secure, pathType: Prefix}}, protocols: [HTTPS], backendRefs: [{{name: echo}}]}}\n---\n\
+         {API}\nkind: ApiRoute\nmetadata: {{name: legacy}}\nspec: {{match: {{path: /legacy, pathType: Prefix}}, protocols: [HTTP], backendRefs: [{{name: echo}}]}}\n---\n\
+         {API}\nkind: ApiRoute\nmetadata: {{name: both}}\nspec: {{match: {{path: /both, pathType: Prefix}}, protocols: [HTTP, HTTPS], backendRefs: [{{name: echo}}]}}\n",
+        upstream.addr
+    );
+    let config = ConfigDir::with(&[("routes.yaml", &routes), ("exact.yaml", &secret("exact", &exact))]);
+    let gw = https_gateway(&config, &[]);
+    gw.wait_ready().await;
+    let port = https_port(&gw);
+    let plain = |path: &str| {
+        let url = gw.proxy_url(path);
+        async move { support::send(http::Method::POST, &url, &[("host", "api.shop.test:8080")], "body").await }
+    };
+    let redirected = plain("/secure/orders?id=7&x=%20").await.unwrap();
+    assert_eq!(redirected.status, 308, "{}", redirected.text());
+    assert_eq!(redirected.header("location"), Some(format!("https://api.shop.test:{port}/secure/orders?id=7&x=%20").as_str()));
+    assert_eq!(redirected.error_code(), Some("A308HS"));
+    assert_eq!(plain("/legacy").await.unwrap().status, 200);
+    assert_eq!(plain("/both").await.unwrap().status, 200);
+    let ca_file = config.file("ca.pem.txt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (code, _, body) = curl(port, "api.shop.test", "/secure/orders", &ca_file, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["headers"]["x-forwarded-proto"], "https");
+    let (_, _, body) = curl(port, "api.shop.test", "/legacy", &ca_file, &["-i", "--http1.1"]);
+    assert!(body.starts_with("HTTP/1.1 421") && body.to_ascii_lowercase().contains("x-ca-error-code: a421ho"), "{body}");
+    let (_, _, body) = curl(port, "api.shop.test", "/both", &ca_file, &[]);
+    assert!(body.contains("\"x-forwarded-proto\":\"https\""), "{body}");
+    // Behind a Service that maps 443 to the listener, the redirect names 443: no port in the URL.
+    let gw443 = https_gateway(&config, &["--https-redirect-port", "443"]);
+    gw443.wait_ready().await;
+    let url = gw443.proxy_url("/secure");
+    let redirected = support::send(http::Method::GET, &url, &[("host", "api.shop.test")], "").await.unwrap();
+    assert_eq!(redirected.header("location"), Some("https://api.shop.test/secure"));
+}

@@ -1,14 +1,14 @@
 use std::collections::BTreeMap;
 
 use switchyard_api::condition_type::{ACCEPTED, PROGRAMMED, RESOLVED_REFS};
-use switchyard_api::{ApiRoute, ApiRouteSpec, AuthType, ParameterLocation, PathType};
+use switchyard_api::{ApiRoute, ApiRouteSpec, AuthType, ParameterLocation, PathType, RouteProtocol};
 
 use super::backends::{BackendTable, retry_policy};
 use super::ownership::HostOwners;
 use super::{Rejection, age_key, duration_ms, name, namespace, status_for};
 use crate::path_template::{PathTemplate, parse_rewrite};
 use crate::resources::HostOwnership;
-use crate::snapshot::{App, Auth, HostOwner, HostRule, KeyMatch, PathKind, Route, RouteBackend};
+use crate::snapshot::{App, Auth, HostOwner, HostRule, KeyMatch, PathKind, Protocols, Route, RouteBackend};
 use crate::{ConditionSpec, ResourceKind, ResourceStatus, reason, request_path, units, validate};
 
 /// Default request body limit (the spec's 32 MiB).
@@ -152,8 +152,18 @@ fn validate_route(source: &ApiRoute) -> Result<Candidate<'_>, Rejection> {
         timeout_ms: duration_ms("timeout", spec.timeout.as_ref())?,
         retries: spec.retries.as_ref().map(retry_policy).transpose()?,
         body_limit,
+        protocols: protocols(&spec.protocols),
     };
     Ok(Candidate { source, route, host_parameter })
+}
+
+/// `protocols: [HTTP, HTTPS]`, empty or both listed: both.
+fn protocols(listed: &[RouteProtocol]) -> Protocols {
+    match (listed.contains(&RouteProtocol::HTTP), listed.contains(&RouteProtocol::HTTPS)) {
+        (true, false) => Protocols::HttpOnly,
+        (false, true) => Protocols::HttpsOnly,
+        _ => Protocols::Both,
+    }
 }
 
 fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>), Rejection> {

@@ -120,6 +120,7 @@ fn generated_route(rng: &mut Rng, index: usize) -> Route {
         timeout_ms: None,
         retries: None,
         body_limit: 1024,
+        protocols: Default::default(),
     }
 }
 

@@ -18,6 +18,7 @@ fn route(id: &str, hosts: &[&str], path: &str, kind: PathKind) -> Route {
         timeout_ms: None,
         retries: None,
         body_limit: 1024,
+        protocols: Default::default(),
     }
 }
 

@@ -68,6 +68,9 @@ pub struct BackendServiceSpec {
     /// Active and passive health checking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Load shedding: how many requests one proxy keeps in flight to this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// Namespaces whose ApiRoutes may use this backend (`*` for all). The backend's own
     /// namespace is always allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -626,6 +629,18 @@ pub struct PassiveHealthCheck {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^([0-9]+(ms|s|m|h))+$"))]
     pub ejection_time: Option<String>,
+}
+
+/// Load shedding thresholds, per proxy process (Envoy's circuit breaker `max_requests`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreaker {
+    /// Requests in flight to this backend from one proxy (waiting for its response
+    /// headers) above which new ones are refused at once with 503 `D503OL` instead of
+    /// queueing (default 1024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_requests: Option<u32>,
 }
 
 /// Status of a BackendService.

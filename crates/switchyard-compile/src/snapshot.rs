@@ -226,6 +226,21 @@ pub struct Backend {
     /// The HTTP version spoken to the endpoints (`http`, `vpc` and `registry` kinds).
     #[serde(default, skip_serializing_if = "UpstreamVersion::is_http1")]
     pub upstream_version: UpstreamVersion,
+    /// Requests one proxy keeps in flight to this backend (until response headers)
+    /// before it sheds new ones with 503 `D503OL` (`circuitBreaker.maxRequests`).
+    #[serde(default = "default_max_requests", skip_serializing_if = "is_default_max_requests")]
+    pub max_requests: u32,
+}
+
+/// `circuitBreaker.maxRequests` when not set (Envoy's default too).
+pub const DEFAULT_MAX_REQUESTS: u32 = 1024;
+
+fn default_max_requests() -> u32 {
+    DEFAULT_MAX_REQUESTS
+}
+
+fn is_default_max_requests(n: &u32) -> bool {
+    *n == DEFAULT_MAX_REQUESTS
 }
 
 /// HTTP version towards a backend's endpoints. HTTP/2 is spoken with prior knowledge to
@@ -303,6 +318,7 @@ impl Backend {
             active_health: None,
             tls: None,
             upstream_version: UpstreamVersion::Http1,
+            max_requests: DEFAULT_MAX_REQUESTS,
         }
     }
 }

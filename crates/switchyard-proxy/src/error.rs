@@ -113,6 +113,9 @@ pub enum GatewayError {
     /// A gRPC request to a backend spoken to in HTTP/1.1, which cannot carry trailers.
     #[error("backend {backend} speaks HTTP/1.1, and gRPC needs HTTP/2: set its protocol to H2C or H2")]
     GrpcNeedsHttp2 { backend: String },
+    /// Shed: the backend already has its `circuitBreaker.maxRequests` in flight.
+    #[error("backend {backend} is at its limit of {limit} requests in flight (circuitBreaker.maxRequests); retry later")]
+    BackendOverloaded { backend: String, limit: u32 },
     #[error("backend kind {kind} is not implemented yet (backend {backend})")]
     NotImplemented { kind: String, backend: String },
     /// `X-Ca-Hops` is not one decimal number.
@@ -222,6 +225,7 @@ impl GatewayError {
             Self::BackendTls { .. } => "D502TL",
             Self::NoEndpoints { .. } => "D503NE",
             Self::GrpcNeedsHttp2 { .. } => "D502GP",
+            Self::BackendOverloaded { .. } => "D503OL",
             Self::BackendUnavailable { .. } => "D503BU",
             Self::EgressDenied { .. } => "D502ED",
             Self::NotImplemented { .. } => "D501NI",
@@ -283,6 +287,7 @@ impl GatewayError {
             Self::NotReady
             | Self::TooManyConnections { .. }
             | Self::NoEndpoints { .. }
+            | Self::BackendOverloaded { .. }
             | Self::BackendUnavailable { .. }
             | Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BackendTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -331,6 +336,7 @@ impl GatewayError {
             | Self::NoEndpoints { backend }
             | Self::GrpcNeedsHttp2 { backend }
             | Self::UpgradeRefused { backend }
+            | Self::BackendOverloaded { backend, .. }
             | Self::NotImplemented { backend, .. }
             | Self::LoopDetected { backend, .. }
             | Self::FunctionResponseNotJson { backend, .. }
@@ -495,6 +501,7 @@ mod tests {
             GatewayError::BackendTls { backend: "b".into(), kind: "certificate not trusted".into(), detail: "UnknownIssuer".into() },
             GatewayError::NoEndpoints { backend: "b".into() },
             GatewayError::GrpcNeedsHttp2 { backend: "b".into() },
+            GatewayError::BackendOverloaded { backend: "b".into(), limit: 1 },
             GatewayError::BackendUnavailable { backend: "b".into(), why: "AuthorizationNotFound: x".into() },
             GatewayError::EgressDenied { backend: "b".into(), why: "link-local".into(), detail: "egress to 169.254.169.254:80".into() },
             GatewayError::NotImplemented { kind: "model".into(), backend: "b".into() },

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+mod admission;
 pub mod admin;
 pub mod auth;
 mod backends;

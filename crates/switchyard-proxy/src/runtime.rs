@@ -11,6 +11,7 @@ use switchyard_compile::path_template::{PathTemplate, RewritePart, parse_rewrite
 use switchyard_compile::request_path;
 use switchyard_compile::snapshot::{BackendKind, FunctionInvocation, HostRule, PathKind, RetryPolicy, Route, Snapshot};
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::egress::{DialPolicy, EgressConfig};
 use crate::error::GatewayError;
@@ -19,6 +20,21 @@ use crate::backends::{BackendRuntime, BuildContext};
 use crate::metrics::{BackendMetrics, RuntimeCounters};
 use crate::router::Router;
 use crate::weighted::WeightedCycle;
+
+/// One [`Admission`] per backend: the previous runtime's for a backend id it had (with
+/// the new limit), a new one otherwise.
+fn admissions(snapshot: &Snapshot, previous: Option<&Runtime>) -> Vec<Arc<Admission>> {
+    let before: HashMap<&str, &Arc<Admission>> =
+        previous.map(|p| p.snapshot.backends.iter().map(|b| b.id.as_str()).zip(&p.admissions).collect()).unwrap_or_default();
+    let admission = |b: &switchyard_compile::snapshot::Backend| match before.get(b.id.as_str()) {
+        Some(&kept) => {
+            kept.set_limit(b.max_requests);
+            kept.clone()
+        }
+        None => Arc::new(Admission::new(b.max_requests)),
+    };
+    snapshot.backends.iter().map(admission).collect()
+}
 
 /// Total budget of a request when neither the route nor the backend sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +48,9 @@ pub struct Runtime {
     pub routes: Vec<RouteRuntime>,
     /// Shared with the previous runtime when a backend's definition did not change.
     pub backends: Vec<Arc<BackendRuntime>>,
+    /// Each backend's in-flight count and limit (by index, as `backends`), shared with
+    /// the previous runtime by backend id whatever else changed.
+    pub admissions: Vec<Arc<Admission>>,
     /// The metric series of these routes and backends, resolved once here.
     pub counters: RuntimeCounters,
     /// Which names the access log can copy without escaping, judged once here.
@@ -116,10 +135,11 @@ impl Runtime {
                 _ => Arc::new(BackendRuntime::build(b, &ctx)),
             })
             .collect();
+        let admissions = admissions(&snapshot, previous);
         let counters = metrics.traffic.resolve(&snapshot);
         let log_names =
             crate::access_log::PlainNames::of(routes.iter().map(|r| &*r.id), snapshot.backends.iter().map(|b| b.id.as_str()), &backends);
-        Ok(Self { snapshot, dial, router, routes, backends, counters, log_names })
+        Ok(Self { snapshot, dial, router, routes, backends, admissions, counters, log_names })
     }
 
     /// Endpoint health of every backend that checks it (for `/config_dump`).

@@ -207,6 +207,13 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
         trace,
         websocket_idle,
     };
+    // Shed before calling a backend that already has its limit in flight; the place is
+    // held until the backend answers (response headers) or fails.
+    let admission = &runtime.admissions[target.backend];
+    let Some(_admitted) = admission.admit() else {
+        let backend = runtime.snapshot.backends[target.backend].id.clone();
+        return Err(failed(GatewayError::BackendOverloaded { backend, limit: admission.limit() }));
+    };
     backend.serve(shaped, &ctx).await.map_err(failed)
 }
 

@@ -3,7 +3,7 @@
 use switchyard_api::{BackendServiceSpec, LoadBalancing, LoadBalancingPolicy, PassiveHealthCheck, Retries, RetryOn};
 
 use crate::compile::{Rejection, duration_ms};
-use crate::snapshot::{ActiveHealthPolicy, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy};
+use crate::snapshot::{ActiveHealthPolicy, DEFAULT_MAX_REQUESTS, HashKey, LoadBalancer, OutlierPolicy, RetryPolicy};
 use crate::{reason, validate};
 
 /// Timeout, retries and load balancing: the policy every kind shares.
@@ -13,6 +13,7 @@ pub(super) struct CommonPolicy {
     pub load_balancer: LoadBalancer,
     pub outlier: Option<OutlierPolicy>,
     pub active_health: Option<ActiveHealthPolicy>,
+    pub max_requests: u32,
 }
 
 pub(super) fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, Rejection> {
@@ -22,7 +23,18 @@ pub(super) fn common_policy(spec: &BackendServiceSpec) -> Result<CommonPolicy, R
         load_balancer: spec.load_balancing.as_ref().map(load_balancer).transpose()?.unwrap_or_default(),
         outlier: spec.health_check.as_ref().and_then(|h| h.passive.as_ref()).map(outlier_policy).transpose()?,
         active_health: spec.health_check.as_ref().and_then(|h| h.active.as_ref()).map(active_health_policy).transpose()?,
+        max_requests: max_requests(spec.circuit_breaker.as_ref())?,
     })
+}
+
+/// `circuitBreaker.maxRequests`: 1 to 1,000,000 (the CRD says so too; a standalone
+/// folder has no schema check), 1024 when not set.
+fn max_requests(breaker: Option<&switchyard_api::CircuitBreaker>) -> Result<u32, Rejection> {
+    match breaker.and_then(|b| b.max_requests) {
+        None => Ok(DEFAULT_MAX_REQUESTS),
+        Some(n @ 1..=1_000_000) => Ok(n),
+        Some(n) => Err(Rejection::new(reason::INVALID_SPEC, format!("circuitBreaker.maxRequests {n} is not between 1 and 1000000"))),
+    }
 }
 
 /// Defaults: every 5 s, 2 passes to return, 3 failures to leave.

@@ -275,3 +275,26 @@ fn only_secrets_a_backend_references_reach_compile() {
     let keys: Vec<(String, String)> = found.into_keys().collect();
     assert_eq!(keys, [("other".to_owned(), "bus".to_owned()), ("shop".to_owned(), "eas".to_owned())]);
 }
+
+#[test]
+fn labelled_tls_secrets_become_certificates_for_compile_and_others_do_not() {
+    use k8s_openapi::ByteString;
+    let secret = |name: &str, label: Option<&str>| Secret {
+        metadata: kube::api::ObjectMeta {
+            namespace: Some("shop".into()),
+            name: Some(name.into()),
+            labels: label.map(|v| [(CERTIFICATE_LABEL.to_owned(), v.to_owned())].into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some([("tls.crt".to_owned(), ByteString(b"CERT".to_vec())), ("tls.key".to_owned(), ByteString(vec![0xff]))].into()),
+        ..Default::default()
+    };
+    let found = super::certificate_secret(&secret("shop-tls", Some("true"))).unwrap();
+    assert_eq!((found.namespace.as_str(), found.name.as_str()), ("shop", "shop-tls"));
+    assert_eq!(found.secret_type.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(found.certificate_chain.as_deref(), Some("CERT"));
+    assert_eq!(found.private_key, None, "a key that is not text is missing (compile says SecretKeyNotFound)");
+    assert!(super::certificate_secret(&secret("plain", None)).is_none());
+    assert!(super::certificate_secret(&secret("off", Some("false"))).is_none());
+}

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -20,6 +20,13 @@ bench:
 	bash bench/tracing.sh
 	bash bench/data-service.sh
 	bash bench/grpc.sh
+	bash bench/routes.sh
+
+# req/s, p99 and RSS with 100, 10,000 and 100,000 routes (hosts and templates mixed) and the
+# time from a changed file to the proxy serving it, standalone and through the snapshot
+# server, in one run (bench/routes.sh: ROUTES_COUNTS, ROUTES_CHANGES; docs/benchmarks.md).
+bench-routes:
+	bash bench/routes.sh
 
 # gRPC unary calls per second through an H2C backend against the server directly, in one
 # run (bench/grpc.sh, docs/benchmarks.md).

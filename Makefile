@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes crds packaging check-packaging fmt fmt-check lint
+.PHONY: build run test bench bench-https bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -14,6 +14,7 @@ test:
 
 bench:
 	bash bench/run.sh
+	bash bench/https.sh
 	bash bench/streaming.sh
 	bash bench/event-bus.sh
 	bash bench/access-log.sh
@@ -32,6 +33,12 @@ bench-routes:
 # run (bench/grpc.sh, docs/benchmarks.md).
 bench-grpc:
 	bash bench/grpc.sh
+
+# HTTPS requests per second through switchyard against nginx terminating TLS with the same
+# certificate, keep-alive and new connections with resumption, in one run (bench/https.sh,
+# docs/benchmarks.md).
+bench-https:
+	bash bench/https.sh
 
 # Events per second into NATS JetStream through an eventBus backend against publishing
 # directly with async-nats, in one run (bench/event-bus.sh, docs/benchmarks.md).

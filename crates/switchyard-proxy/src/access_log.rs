@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderValue, Method, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Version};
 
 use crate::exchange::Exchange;
 use crate::runtime::Runtime;
@@ -39,10 +40,11 @@ pub const FLUSH_AT: usize = 32 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// The request's access log line while the request runs: what only the log needs, taken
-/// from the request before the phases consume it (cheap clones: the URI and Host share the
-/// request's buffers), and the [`Exchange`] the phases fill in. Written when dropped.
+/// from the request before the phases consume it (cheap clones: the path shares the
+/// request's buffer), and the request's [`Exchange`], which the phases fill in through a
+/// shared reference. One allocation per request. Written when dropped.
 pub struct AccessRecord {
-    pub(crate) exchange: Arc<Exchange>,
+    pub(crate) exchange: Exchange,
     /// The runtime the request ran on (names of its route, backend and endpoint).
     pub(crate) runtime: Option<Arc<Runtime>>,
     format: AccessLogFormat,
@@ -51,8 +53,10 @@ pub struct AccessRecord {
     /// The connection's TLS version (`TLSv1.3`), empty on plain text.
     tls: &'static str,
     method: Method,
-    uri: Uri,
-    host: Option<HeaderValue>,
+    path: Option<PathAndQuery>,
+    /// The request's one host as routing saw it (set by the request path once it is
+    /// checked; empty for a request refused before that: oversized, two Host headers).
+    pub(crate) host: Option<HeaderValue>,
     version: Version,
     pub(crate) request_id: HeaderValue,
     pub(crate) status: u16,
@@ -63,20 +67,16 @@ pub struct AccessRecord {
 impl AccessRecord {
     /// `tls` is the connection's negotiated TLS version (`TLSv1.3`), empty on plain text.
     pub fn start<B>(format: AccessLogFormat, started: Instant, request: &http::Request<B>, client: SocketAddr, tls: &'static str) -> Self {
-        let host = match request.uri().authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-            None => request.headers().get(http::header::HOST).cloned(),
-        };
         Self {
-            exchange: Arc::default(),
+            exchange: Exchange::default(),
             runtime: None,
             format,
             started,
             client,
             tls,
             method: request.method().clone(),
-            uri: request.uri().clone(),
-            host,
+            path: request.uri().path_and_query().cloned(),
+            host: None,
             version: request.version(),
             request_id: HeaderValue::from_static(""),
             status: 0,
@@ -168,7 +168,7 @@ struct Line<'a> {
 
 impl<'a> Line<'a> {
     fn of(record: &'a AccessRecord, total: Duration) -> Self {
-        let x = &*record.exchange;
+        let x = &record.exchange;
         let runtime = record.runtime.as_deref();
         let route = runtime.zip(x.route()).and_then(|(rt, i)| Some(Name { text: &rt.routes.get(i)?.id, plain: rt.log_names.routes[i] }));
         let backend = runtime.zip(x.backend()).and_then(|(rt, i)| Some((rt, i, rt.snapshot.backends.get(i)?, rt.backends.get(i)?)));
@@ -182,7 +182,7 @@ impl<'a> Line<'a> {
             client: record.client,
             method: record.method.as_str(),
             host: record.host.as_ref().map_or(&[][..], HeaderValue::as_bytes),
-            path: record.uri.path(),
+            path: record.path.as_ref().map_or("", PathAndQuery::path),
             protocol: protocol(record.version),
             route: route.unwrap_or(Name::EMPTY),
             backend: backend.unwrap_or(Name::EMPTY),

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -291,7 +291,7 @@ pin_project! {
         /// Streamed from the client with a byte limit enforced on the way; `watch`, when
         /// someone asked (see [`RequestBody::watch`]), records whether it waits on the client;
         /// `tally`, with the access log on, counts the bytes read (see [`RequestBody::tallied`]).
-        Streaming { #[pin] inner: Incoming, seen: u64, limit: u64, watch: Option<Arc<BodyWatch>>, tally: Option<Arc<Exchange>> },
+        Streaming { #[pin] inner: Incoming, seen: u64, limit: u64, watch: Option<Arc<BodyWatch>>, tally: Option<Arc<AtomicU64>> },
         /// Buffered (so it can be sent again on a retry).
         Full { #[pin] inner: Full<Bytes> },
     }
@@ -303,12 +303,15 @@ impl RequestBody {
     }
 
     /// The same body, its client bytes counted in `exchange` (a buffered one's at once, a
-    /// streamed one's as they are read, by whichever task reads them).
-    pub fn tallied(mut self, exchange: &Arc<Exchange>) -> Self {
+    /// streamed one's as they are read, by whichever task reads them; a request without a
+    /// body shares no counter).
+    pub fn tallied(mut self, exchange: &Exchange) -> Self {
         match &mut self {
-            Self::Streaming { tally, seen, .. } => {
+            Self::Streaming { inner, tally, seen, .. } => {
                 exchange.read(*seen);
-                *tally = Some(exchange.clone());
+                if !inner.is_end_stream() {
+                    *tally = Some(exchange.body_counter());
+                }
             }
             Self::Full { inner } => exchange.read(inner.size_hint().exact().unwrap_or(0)),
         }
@@ -349,7 +352,7 @@ impl Body for RequestBody {
                     let n = data.map_or(0, |d| d.len() as u64);
                     *seen += n;
                     if let Some(tally) = tally {
-                        tally.read(n);
+                        tally.fetch_add(n, Ordering::Relaxed);
                     }
                     if *seen > *limit {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: *limit }))));

@@ -4,11 +4,16 @@
 //! disagree about a request.
 //!
 //! Every field is an atomic with relaxed ordering (a plain load or store on x86): phases
-//! write through a shared reference (the backend call has only `&CallContext`), and the
-//! client body's byte count is kept by the upstream connection's task. No lock, no
-//! allocation: a request without an access log keeps its record on the stack.
+//! write through a shared reference (the backend call has only `&CallContext`). No lock, no
+//! allocation: the record lives on the stack, or inside the access log's record.
+//!
+//! The one count that can change after the response's headers is the client body's bytes,
+//! which the upstream connection's task may still be reading; when asked for (the access
+//! log is on and the body streams), that count is a small shared counter of its own
+//! ([`Exchange::body_counter`]), so a request without a body allocates nothing for it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// "None" for the index fields.
@@ -24,6 +29,8 @@ pub struct Exchange {
     attempts: AtomicU32,
     upstream_nanos: AtomicU64,
     bytes_in: AtomicU64,
+    /// Bytes of a streamed client body, counted by whichever task reads it.
+    streamed_in: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Default for Exchange {
@@ -35,6 +42,7 @@ impl Default for Exchange {
             attempts: AtomicU32::new(0),
             upstream_nanos: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            streamed_in: OnceLock::new(),
         }
     }
 }
@@ -76,6 +84,12 @@ impl Exchange {
         self.bytes_in.fetch_add(n, Relaxed);
     }
 
+    /// The counter a streamed client body adds its bytes to, shared with the task that
+    /// reads it (that task may outlive the request's handler).
+    pub fn body_counter(&self) -> Arc<AtomicU64> {
+        self.streamed_in.get_or_init(Arc::default).clone()
+    }
+
     pub fn route(&self) -> Option<usize> {
         index(self.route.load(Relaxed))
     }
@@ -105,7 +119,7 @@ impl Exchange {
 
     /// Body bytes read from the client so far.
     pub fn bytes_in(&self) -> u64 {
-        self.bytes_in.load(Relaxed)
+        self.bytes_in.load(Relaxed) + self.streamed_in.get().map_or(0, |n| n.load(Relaxed))
     }
 }
 
@@ -124,6 +138,8 @@ impl Drop for UpstreamTimer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::Exchange;
 
     #[test]
@@ -148,5 +164,10 @@ mod tests {
         assert_eq!((x.route(), x.backend(), x.endpoint(), x.attempts(), x.retries()), (Some(3), Some(1), Some(2), 2, 1));
         assert!(x.upstream_time().is_some());
         assert_eq!(x.bytes_in(), 15);
+        // A streamed body's reader counts into the shared counter, after the fact too.
+        let counter = x.body_counter();
+        counter.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
+        assert!(Arc::ptr_eq(&counter, &x.body_counter()), "one counter per request");
+        assert_eq!(x.bytes_in(), 22);
     }
 }

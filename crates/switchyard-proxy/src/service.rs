@@ -16,7 +16,6 @@
 //! started with even if a new one is swapped in meanwhile.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use std::borrow::Cow;
@@ -57,16 +56,15 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
     // Always propagated; a span is recorded only when sampled and exported.
     let trace = proxy.tracing.begin(request.headers());
     let span = proxy.tracing.start(&trace, request.method(), request.uri().path());
-    // The request's record: on the stack, unless the access log reads it after the
-    // response's headers (then shared with the body, which writes the line).
-    let shared = (proxy.access_log != AccessLogFormat::Off).then(Arc::<Exchange>::default);
-    let mut record = shared.as_ref().map(|exchange| {
-        let mut record = Box::new(AccessRecord::start(proxy.access_log, started, &request, client_addr, peer.tls.unwrap_or("")));
-        record.exchange = exchange.clone();
-        record
-    });
+    // The request's record: on the stack, or inside the access log's record when the log
+    // is on (the response body writes the line once it is done).
+    let mut record = (proxy.access_log != AccessLogFormat::Off)
+        .then(|| Box::new(AccessRecord::start(proxy.access_log, started, &request, client_addr, peer.tls.unwrap_or(""))));
     let local = Exchange::default();
-    let exchange = shared.as_deref().unwrap_or(&local);
+    let (exchange, log) = match record.as_deref_mut() {
+        Some(record) => (&record.exchange, Some(&mut record.host)),
+        None => (&local, None),
+    };
     let outcome = match &runtime {
         Some(runtime) => {
             let request_ctx = RequestContext {
@@ -77,7 +75,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
                 https_port: proxy.https_redirect_port,
                 request_id: &request_id,
                 exchange,
-                tally: shared.as_ref(),
+                log,
                 trace: &trace,
                 websocket_idle: proxy.websocket_idle,
             };
@@ -85,6 +83,7 @@ pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Inc
         }
         None => Err(GatewayError::NotReady.into()),
     };
+    let exchange = record.as_deref().map_or(&local, |record| &record.exchange);
     let (mut response, code) = match outcome {
         Ok(response) => (response, None),
         Err(Failure { error, route }) => {
@@ -126,19 +125,27 @@ struct RequestContext<'a> {
     request_id: &'a HeaderValue,
     /// The request's record, which the phases fill in.
     exchange: &'a Exchange,
-    /// The same record when shared (the access log is on): the client body's bytes are
-    /// counted into it.
-    tally: Option<&'a Arc<Exchange>>,
+    /// With the access log on, where its line's host goes (the client body's bytes are
+    /// then counted into `exchange` too).
+    log: Option<&'a mut Option<HeaderValue>>,
     /// Sent upstream as `traceparent`/`tracestate`.
     trace: &'a TraceContext,
     websocket_idle: std::time::Duration,
 }
 
 async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext<'_>) -> Result<Response<ResponseBody>, Failure> {
-    let RequestContext { client, nonces, client_addr, https, https_port, request_id, exchange, tally, trace, websocket_idle } = rc;
+    let RequestContext { client, nonces, client_addr, https, https_port, request_id, exchange, log, trace, websocket_idle } = rc;
     check_limits(&request)?;
     let (parts, body) = request.into_parts();
     let client_host = one_host(&parts)?;
+    // With the access log on, its line names this host and counts the body's bytes.
+    let tally = match log {
+        Some(host) => {
+            host.clone_from(&client_host);
+            true
+        }
+        None => false,
+    };
     // Routing, auth and the backend all see the normalized path (`request_path`).
     let normalized_path = match request_path::normalize(parts.uri.path()) {
         Ok(Cow::Borrowed(_)) => None,
@@ -172,10 +179,7 @@ async fn serve(runtime: &Runtime, request: Request<Incoming>, rc: RequestContext
     let deadline = Instant::now() + route.timeout;
     let limits = BodyLimits { size: route.body_limit, deadline, budget: route.timeout };
     let body = route.auth.authenticate(&parts, body, limits, nonces).await.map_err(failed)?;
-    let body = match tally {
-        Some(exchange) => body.tallied(exchange),
-        None => body,
-    };
+    let body = if tally { body.tallied(exchange) } else { body };
     let target = route.pick();
     exchange.chose(target.backend);
     let event_params = target.event.then_some(&*route.param_names);

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: build run test bench bench-https bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes crds packaging check-packaging fmt fmt-check lint
+.PHONY: fuzz build run test bench bench-https bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -11,6 +11,11 @@ run: build
 
 test:
 	bash scripts/test.sh
+
+# Every fuzz target in fuzz/ for FUZZ_SECONDS (default 60) each; FUZZ_TARGETS picks some,
+# FUZZ_JOBS runs several at once (scripts/fuzz.sh, docs/reliability.md). Not part of CI.
+fuzz:
+	bash scripts/fuzz.sh
 
 bench:
 	bash bench/run.sh

@@ -66,8 +66,12 @@ pub fn parse_entry(layout: ZooKeeperLayout, child: &str, data: &[u8]) -> Entry {
 /// user info and query: readable, and those may carry a password or a `token` that must
 /// not reach a status.
 fn label(layout: ZooKeeperLayout, child: &str) -> String {
-    let decoded = (layout == ZooKeeperLayout::Dubbo).then(|| decode_dubbo_name(child).ok()).flatten();
-    let Some(url) = decoded else { return entry_name(child) };
+    if layout != ZooKeeperLayout::Dubbo {
+        return entry_name(child);
+    }
+    // Lossy: a name that is not UTF-8 once decoded is still stripped of its user info and
+    // query (shown raw, it would repeat them percent-encoded).
+    let url = percent_encoding::percent_decode_str(&child.replace('+', " ")).decode_utf8_lossy().into_owned();
     let url = url.split(['?', '#']).next().unwrap_or_default();
     let Some((scheme, rest)) = url.split_once("://") else { return entry_name(url) };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));

@@ -199,6 +199,19 @@ fn a_skipped_provider_is_named_without_its_user_info_or_query() {
     assert_eq!(skipped.entry, "dubbo://10.0.0.1:20880/com.example.OrderService");
 }
 
+/// Found by fuzz/fuzz_targets/dubbo_url.rs: a name that is not UTF-8 once decoded was
+/// shown raw, user info and query included (percent-encoded, but readable).
+#[test]
+fn a_provider_name_that_is_not_utf8_decoded_is_still_named_without_its_user_info_or_query() {
+    let crashing = ".exampddubbo%1A%2F%2F10.0.0.1%3A20tri%3A%2F%2Fuser%3As3cr3tZ%4010.0.0.1%880%23A50051Fcom.exam%2plF";
+    let Entry::Skipped(skipped) = parse_entry(Dubbo, crashing, b"") else { panic!("not a provider URL") };
+    assert!(!skipped.entry.contains("s3cr3tZ"), "{:?}", skipped.entry);
+    let token = "tri%3A%2F%2Fadmin%3Apa55%4010.0.0.1%3A50051%2Fsvc%FF%3Ftoken%3Dt0ken";
+    let Entry::Skipped(skipped) = parse_entry(Dubbo, token, b"") else { panic!("not UTF-8") };
+    assert!(!skipped.entry.contains("pa55") && !skipped.entry.contains("t0ken"), "{:?}", skipped.entry);
+    assert!(skipped.entry.starts_with("tri://10.0.0.1:50051/svc"), "{:?}", skipped.entry);
+}
+
 #[test]
 fn dubbo_disabled_or_weightless_providers_are_idle() {
     assert_eq!(provider("tri://10.0.0.1:50051/svc?enabled=false"), Entry::Idle);

@@ -5,8 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
-mod admission;
 pub mod admin;
+mod admission;
 pub mod auth;
 mod backends;
 mod balance;

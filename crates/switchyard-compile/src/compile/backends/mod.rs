@@ -149,7 +149,19 @@ fn compile_one(
     let CommonPolicy { timeout_ms, retries, load_balancer, outlier, active_health, max_requests } = policy;
     let timeout_ms = timeout_ms.or_else(|| default_timeout_ms(&kind));
     let (dial_grant, tls, upstream_version) = (entry.dial_grant.clone(), entry.tls.clone(), entry.upstream_version);
-    list.push(Backend { id, kind, timeout_ms, retries, load_balancer, dial_grant, outlier, active_health, tls, upstream_version, max_requests });
+    list.push(Backend {
+        id,
+        kind,
+        timeout_ms,
+        retries,
+        load_balancer,
+        dial_grant,
+        outlier,
+        active_health,
+        tls,
+        upstream_version,
+        max_requests,
+    });
     entry
 }
 

@@ -182,6 +182,13 @@ fn with_code(buf: &[u8]) -> Option<Bytes> {
     if !text.ends_with("\r\n\r\n") {
         return None;
     }
+    // Every answer the service makes carries X-Ca-Request-Id, hyper's own never does. The
+    // in-flight count alone cannot tell them apart: hyper drops an empty response body
+    // before it writes the head, so an upstream's bare `400` (passed through untouched, as
+    // every backend answer is) would otherwise be taken for hyper's.
+    if text.to_ascii_lowercase().contains("\r\nx-ca-request-id:") {
+        return None;
+    }
     const NO_BODY: &str = "\r\ncontent-length: 0\r\n";
     let at = text.find(NO_BODY)?;
     let body = format!(r#"{{"code":"{code}","message":"{message}"}}"#);
@@ -234,6 +241,18 @@ mod tests {
         ] {
             assert!(with_code(other).is_none(), "{:?}", String::from_utf8_lossy(other));
         }
+    }
+
+    #[test]
+    fn an_answer_the_service_made_is_never_taken_for_hypers() {
+        // An upstream's empty 400 passed through: hyper may write it after the body is
+        // dropped, so only the request id tells it from hyper's own answer.
+        let passed_through =
+            b"HTTP/1.1 400 Bad Request\r\nx-ca-request-id: abc-1\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 13:08:22 GMT\r\n\r\n";
+        assert!(with_code(passed_through).is_none());
+        let title_case = b"HTTP/1.1 431 Request Header Fields Too Large\r\nX-Ca-Request-Id: abc-1\r\ncontent-length: 0\r\n\r\n";
+        assert!(with_code(title_case).is_none());
+        assert!(with_code(HYPERS_400).is_some());
     }
 
     #[tokio::test]

@@ -303,3 +303,43 @@ async fn content_length_beside_chunked_is_reframed_so_the_upstream_sees_one_requ
     assert!(gw.access_log().iter().all(|l| !l.contains("/up/smuggled")), "nor was it served by the gateway");
     still_served(&gw, &up).await;
 }
+
+/// An upstream's own bare `400` (no body) is a backend answer and passes through untouched:
+/// the layer that codes hyper's parse-error answers must not take it for one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstreams_empty_400_passes_through_without_a_gateway_error_code() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let upstream = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+            });
+        }
+    });
+    let manifests = format!(
+        "{API}\nkind: BackendService\nmetadata: {{name: bare}}\nspec:\n  http: {{urls: [\"http://{addr}\"]}}\n---\n\
+         {API}\nkind: ApiRoute\nmetadata: {{name: bare}}\nspec:\n  match: {{path: /bare}}\n  backendRefs: [{{name: bare}}]\n"
+    );
+    let config = ConfigDir::with(&[("bare.yaml", &manifests)]);
+    let gw = Switchyard::standalone(config.path(), &[]);
+    gw.wait_ready().await;
+    for _ in 0..3 {
+        let reply = get(&gw.proxy_url("/bare")).await.unwrap();
+        assert_eq!(reply.status, 400);
+        assert_eq!(reply.error_code(), None, "the upstream's answer was coded as the gateway's: {:?}", reply.headers);
+        assert!(reply.body.is_empty(), "{:?}", reply.text());
+        assert!(reply.header("x-ca-request-id").is_some());
+    }
+    upstream.abort();
+    drop(config);
+}

@@ -73,28 +73,6 @@ read -r UP_PORT SY_PORT SY_HTTPS SY_ADMIN NG_PORT < <(free_ports 5)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
   -addext subjectAltName=DNS:bench.test -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>/dev/null
 
-nginx_conf() {
-  local dir=$RUN/$1
-  mkdir -p "$dir/logs"
-  cat >"$dir/nginx.conf" <<EOF
-daemon off;
-worker_processes $2;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $dir/client_body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-$3
-}
-EOF
-}
-
 nginx_conf upstream 1 "  server { listen 127.0.0.1:$UP_PORT; default_type text/plain; location / { return 200 \"ok\\n\"; } }"
 start upstream nginx -p "$RUN/upstream" -c "$RUN/upstream/nginx.conf"
 wait_http "$RUN/upstream.log" "$LAST_PID" "http://127.0.0.1:$UP_PORT/" 15

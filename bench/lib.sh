@@ -1,4 +1,5 @@
-# Helpers shared by bench/run.sh and bench/cost.sh (sourced; callers set LOG_PREFIX).
+# Helpers shared by the bench scripts (sourced; callers set LOG_PREFIX, and RUN before
+# nginx_conf).
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "${LOG_PREFIX:-bench}" "$*" >&2; exit 1; }
@@ -23,4 +24,27 @@ wait_http() {
   done
   tail -n 30 "$logf" >&2 || true
   die "$url did not answer 200 within ${secs}s (log: $logf)"
+}
+
+# nginx_conf NAME WORKERS SERVER_BLOCK: write $RUN/NAME/nginx.conf, prefix-local.
+nginx_conf() {
+  local dir=$RUN/$1
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes $2;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $dir/client_body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+$3
+}
+EOF
 }

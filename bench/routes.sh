@@ -58,21 +58,7 @@ RUN=$(mktemp -d "$ROOT/.bench/routes-$(date +%Y%m%d-%H%M%S)-XXXX")
 chmod 755 "$RUN"
 log "run dir: $RUN"
 read -r UP_PORT < <(free_ports 1)
-mkdir -p "$RUN/upstream/logs"
-cat >"$RUN/upstream/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $RUN/upstream/nginx.pid;
-error_log $RUN/upstream/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $RUN/upstream/cb; proxy_temp_path $RUN/upstream/p;
-  fastcgi_temp_path $RUN/upstream/f; uwsgi_temp_path $RUN/upstream/u; scgi_temp_path $RUN/upstream/s;
-  server { listen 127.0.0.1:$UP_PORT; default_type text/plain; location / { return 200 "ok\n"; } }
-}
-EOF
+nginx_conf upstream 1 "  server { listen 127.0.0.1:$UP_PORT; default_type text/plain; location / { return 200 \"ok\\n\"; } }"
 start upstream nginx -p "$RUN/upstream" -c "$RUN/upstream/nginx.conf"
 wait_http "$RUN/upstream.log" "$LAST_PID" "http://127.0.0.1:$UP_PORT/" 15
 

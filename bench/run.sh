@@ -52,29 +52,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# nginx_conf NAME WORKERS SERVER_BLOCK: write $RUN/NAME/nginx.conf, prefix-local.
-nginx_conf() {
-  local dir=$RUN/$1
-  mkdir -p "$dir/logs"
-  cat >"$dir/nginx.conf" <<EOF
-daemon off;
-worker_processes $2;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $dir/client_body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-$3
-}
-EOF
-}
-
 # start NAME CMD...: start a server in the background, record its PID.
 start() {
   local name=$1; shift

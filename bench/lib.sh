@@ -26,19 +26,22 @@ wait_http() {
   die "$url did not answer 200 within ${secs}s (log: $logf)"
 }
 
-# nginx_conf NAME WORKERS SERVER_BLOCK: write $RUN/NAME/nginx.conf, prefix-local.
+# nginx_conf NAME WORKERS HTTP_LINES [MAIN_LINES]: write $RUN/NAME/nginx.conf,
+# prefix-local; MAIN_LINES go to the main context (e.g. `master_process off;`).
 nginx_conf() {
   local dir=$RUN/$1
   mkdir -p "$dir/logs"
   cat >"$dir/nginx.conf" <<EOF
 daemon off;
 worker_processes $2;
+${4:-}
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
+  keepalive_timeout 600s;
   client_body_temp_path $dir/client_body;
   proxy_temp_path $dir/proxy;
   fastcgi_temp_path $dir/fastcgi;
@@ -47,4 +50,44 @@ http {
 $3
 }
 EOF
+}
+
+# haproxy_conf NAME THREADS LISTEN_PORT UPSTREAM_PORT: write $RUN/NAME/haproxy.cfg, a
+# reverse proxy like the nginx peer's: HTTP/1.1 keep-alive on both sides, idle upstream
+# connections shared by all client connections (`http-reuse always`), no log lines (no
+# `log` directive anywhere). Run it with `haproxy -db -f FILE` (foreground, one process).
+haproxy_conf() {
+  local dir=$RUN/$1
+  mkdir -p "$dir"
+  cat >"$dir/haproxy.cfg" <<EOF
+global
+  nbthread $2
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout http-keep-alive 600s
+frontend bench
+  bind 127.0.0.1:$3
+  default_backend up
+backend up
+  server up 127.0.0.1:$4
+EOF
+}
+
+# install_peers: nginx, wrk and haproxy from the Debian packages when missing.
+install_peers() {
+  local missing=() sudo=
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  ((${#missing[@]})) || return 0
+  ((EUID == 0)) || sudo=sudo
+  log "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }

@@ -1,9 +1,11 @@
 //! Slow and hostile clients against the real binary on loopback (issue 18 item 2): a
 //! slowloris client and an idle kept-alive connection are cut off at the header read
-//! timeout, a worker refuses connections over its cap with a 503 and a code, and every
+//! timeout, a body trickling in gets 408 at the route's timeout, a worker refuses
+//! connections over its cap with a 503 and a code, and every
 //! request-smuggling shape is refused with a 4xx and its code (or, for Content-Length beside
 //! Transfer-Encoding, re-framed so nothing is smuggled) without reaching the upstream or
-//! counting against it. The observed behaviour of each case is in docs/reliability.md.
+//! counting against it. The observed behaviour of each case is in docs/reliability.md; the
+//! HTTP/2 limits are in hostile_h2_clients.rs.
 
 mod support;
 
@@ -20,9 +22,14 @@ const API: &str = "apiVersion: switchyard.dev/v1alpha1";
 /// gateway blamed on it would take it out of rotation, and the next good request would
 /// get 503 instead of its answer.
 async fn gateway(up: &Upstream, flags: &[&str]) -> (ConfigDir, Switchyard) {
+    gateway_with(up, "", flags).await
+}
+
+/// [`gateway`] with more of the route's spec (`route_spec`, indented lines).
+async fn gateway_with(up: &Upstream, route_spec: &str, flags: &[&str]) -> (ConfigDir, Switchyard) {
     let manifests = format!(
         "{API}\nkind: BackendService\nmetadata: {{name: up}}\nspec:\n  http: {{urls: [\"{}\"]}}\n  healthCheck: {{passive: {{consecutiveFailures: 1, ejectionTime: 60s}}}}\n---\n\
-         {API}\nkind: ApiRoute\nmetadata: {{name: up}}\nspec:\n  match: {{path: /up, pathType: Prefix}}\n  backendRefs: [{{name: up}}]\n",
+         {API}\nkind: ApiRoute\nmetadata: {{name: up}}\nspec:\n  match: {{path: /up, pathType: Prefix}}\n  backendRefs: [{{name: up}}]\n{route_spec}",
         up.url()
     );
     let config = ConfigDir::with(&[("all.yaml", &manifests)]);
@@ -137,6 +144,44 @@ async fn connections_over_the_per_worker_cap_are_refused_with_503_a503cl_and_a_f
     let served = exchange(&gw, b"GET /up/freed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status_of(&served), 200, "{served}");
     assert_eq!(up.hits(), 1);
+}
+
+/// A body that keeps arriving, one byte every 200 ms (1000 declared): no idle timer would
+/// fire, but the route's timeout (2 s) bounds the whole request, body included, so the
+/// client gets 408 `A408BT` when it runs out, whatever the pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickling_in_a_byte_at_a_time_gets_408_a408bt_at_the_route_timeout_and_others_are_served() {
+    let up = Upstream::start("up").await;
+    let (_config, gw) = gateway_with(&up, "  timeout: 2s\n", &[]).await;
+    for path in ["/up/trickle", "/up/trickle-again"] {
+        let stream = TcpStream::connect(gw.addrs["proxy"]).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let started = Instant::now();
+        writer.write_all(format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").as_bytes()).await.unwrap();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..1000 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if writer.write_all(b"x").await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut chunk)).await.expect("an answer within 10 s").unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let answered = started.elapsed();
+        trickle.abort();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert_eq!((status_of(&answer), header_of(&answer, "x-ca-error-code")), (408, Some("A408BT")), "{answer}");
+        assert!(answered >= Duration::from_millis(1900) && answered < Duration::from_secs(4), "answered after {answered:?}");
+        let served = get(&gw.proxy_url("/up/meanwhile")).await.unwrap();
+        assert_eq!(served.status, 200, "another client is served");
+    }
+    still_served(&gw, &up).await;
 }
 
 /// A request the gateway must refuse: its status and code. The upstream must not see it, except a body that goes bad after its first chunk

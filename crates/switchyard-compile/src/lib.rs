@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod calendar;
 mod compile;
 pub mod database;
 pub mod discovered;

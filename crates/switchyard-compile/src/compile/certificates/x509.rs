@@ -3,6 +3,8 @@
 //! certificate before this runs (so the structure is sound); this walks the DER just far
 //! enough, and refuses anything it does not expect instead of guessing.
 
+use crate::calendar::days_from_civil;
+
 /// What a leaf says about itself.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Leaf {
@@ -92,17 +94,6 @@ fn time(reader: &mut Reader<'_>) -> Result<i64, String> {
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// DER elements one after another.
 struct Reader<'a>(&'a [u8]);
 
@@ -145,13 +136,6 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates_count_days_from_the_epoch() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2038, 1, 19), 24_855);
-    }
 
     #[test]
     fn both_time_forms_are_read_and_others_refused() {

@@ -55,7 +55,7 @@ impl Rfc3339 {
     /// The UTC time `secs` after the Unix epoch (years up to 9999).
     fn at(secs: u64) -> Self {
         let (days, rest) = (secs / 86_400, secs % 86_400);
-        let (year, month, day) = civil_from_days(days);
+        let (year, month, day) = switchyard_compile::calendar::civil_from_epoch_days(days);
         let mut text = *b"0000-00-00T00:00:00Z";
         let mut put = |at: usize, value: u64, digits: usize| {
             let mut value = value;
@@ -76,21 +76,6 @@ impl Rfc3339 {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("digits and separators are ASCII")
     }
-}
-
-/// (year, month, day) of the `days`-th day after 1970-01-01 in the proleptic Gregorian
-/// calendar (H. Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// What the resource says of every event.

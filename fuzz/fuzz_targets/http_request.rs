@@ -8,27 +8,38 @@
 //!   head it cannot parse too: switchyard-http adds the code under hyper);
 //! - the upstream received as many requests as the client got answers from it, or one
 //!   more (the last one, cut by the client's half-close): no request smuggled through.
+//!
+//! Each input connects from its own loopback address (127.1.x.y), and the upstream counts
+//! requests by the last X-Forwarded-For entry (the gateway appends the peer it saw): a
+//! request cut off by the half-close can reach the upstream after the gateway closed the
+//! client's connection, and it must not be counted against the next input
+//! (crates/switchyard-proxy/tests/fuzz_replays.rs).
 #![no_main]
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 
 struct Harness {
     gateway: SocketAddr,
-    upstream_hits: Arc<AtomicUsize>,
+    /// Requests the upstream received, by the client address the gateway forwarded.
+    upstream_hits: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
+
+/// Inputs run so far: input `n` connects from the `n`th address of 127.1.0.0/16.
+static INPUTS: AtomicU32 = AtomicU32::new(0);
 
 static HARNESS: OnceLock<Harness> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let harness = HARNESS.get_or_init(start);
-    let before = harness.upstream_hits.load(Ordering::SeqCst);
-    let answer = exchange(harness.gateway, data);
+    let client = IpAddr::V4(Ipv4Addr::from(0x7f01_0000 + INPUTS.fetch_add(1, Ordering::Relaxed) % 0xfffe + 1));
+    let answer = exchange(client, harness.gateway, data);
     // The HTTP/2 preface (h2c with prior knowledge, served on the same port): the answer is
     // HTTP/2 frames, not status lines.
     if data.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") {
@@ -61,21 +72,25 @@ fuzz_target!(|data: &[u8]| {
             cut_bodies += 1;
         }
     }
-    // The upstream counts a request before it answers, and the client read until the
-    // gateway closed, so every request the upstream saw is counted by now. The harness
-    // half-closes after writing, and hyper closes a connection that reads EOF while a
-    // request is in flight (no half-close support), so the last request may have reached
-    // the upstream without its answer coming back: one more, plus one per body cut off.
-    let hits = harness.upstream_hits.load(Ordering::SeqCst) - before;
+    // The upstream counts a request before it answers, so every request answered is
+    // counted by now. The harness half-closes after writing, and hyper closes a connection
+    // that reads EOF while a request is in flight (no half-close support), so the last
+    // request may reach the upstream without its answer coming back (possibly after the
+    // close, then counted under this input's address, never the next one's): one more,
+    // plus one per body cut off.
+    let hits = harness.upstream_hits.lock().unwrap().remove(&client).unwrap_or(0);
     assert!(
         (from_upstream..=from_upstream + 1 + cut_bodies).contains(&hits),
         "the upstream saw {hits} requests, the client got {from_upstream} of its answers:\n{text}"
     );
 });
 
-/// Writes the bytes, half-closes, reads until the gateway closes (or 3 s pass).
-fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect to the gateway");
+/// From `client`, writes the bytes, half-closes, reads until the gateway closes (or 3 s pass).
+fn exchange(client: IpAddr, addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(client, 0).into()).expect("bind a loopback address");
+    socket.connect(&addr.into()).expect("connect to the gateway");
+    let mut stream = TcpStream::from(socket);
     stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let _ = stream.write_all(data);
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -116,7 +131,7 @@ fn responses(text: &str) -> Vec<&str> {
 }
 
 fn start() -> Harness {
-    let upstream_hits = Arc::new(AtomicUsize::new(0));
+    let upstream_hits = Arc::new(Mutex::new(HashMap::new()));
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let upstream_addr = upstream.local_addr().unwrap();
     let counter = upstream_hits.clone();
@@ -146,12 +161,12 @@ fn start() -> Harness {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     // Both live as long as the process: the workers stop when `stop` is dropped.
     std::mem::forget(stop);
-    let workers = switchyard_proxy::serve_workers(listeners, proxy, shutdown).unwrap();
+    let workers = switchyard_proxy::serve_workers(listeners, None, proxy, shutdown).unwrap();
     std::mem::forget(workers);
     Harness { gateway, upstream_hits }
 }
 
-async fn serve_upstream(listener: std::net::TcpListener, hits: Arc<AtomicUsize>) {
+async fn serve_upstream(listener: std::net::TcpListener, hits: Arc<Mutex<HashMap<IpAddr, usize>>>) {
     use http_body_util::BodyExt;
     listener.set_nonblocking(true).unwrap();
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -160,7 +175,7 @@ async fn serve_upstream(listener: std::net::TcpListener, hits: Arc<AtomicUsize>)
         let hits = hits.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                hits.fetch_add(1, Ordering::SeqCst);
+                *hits.lock().unwrap().entry(forwarded_client(&request)).or_default() += 1;
                 async move {
                     let _ = request.into_body().collect().await;
                     let response = http::Response::builder()
@@ -172,4 +187,12 @@ async fn serve_upstream(listener: std::net::TcpListener, hits: Arc<AtomicUsize>)
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
     }
+}
+
+/// The client the gateway saw: the last X-Forwarded-For entry (it appends its peer to what
+/// the client sent).
+fn forwarded_client(request: &http::Request<hyper::body::Incoming>) -> IpAddr {
+    let forwarded = request.headers().get_all("x-forwarded-for").iter().next_back().expect("the gateway sets X-Forwarded-For");
+    let last = forwarded.as_bytes().rsplit(|&b| b == b',').next().and_then(|ip| std::str::from_utf8(ip).ok());
+    last.and_then(|ip| ip.trim().parse().ok()).unwrap_or_else(|| panic!("the last X-Forwarded-For entry is the peer: {forwarded:?}"))
 }

@@ -133,10 +133,22 @@ where
 }
 
 /// Loads the disk cache (if any) into the proxy. Returns whether one was loaded.
+///
+/// A file whose digest does not match its snapshot (truncated, a flipped byte, an edit)
+/// or that does not decode is refused with a warning and never served: the proxy then
+/// starts without a snapshot (503 `A503NR`, not ready) until the controller answers.
 pub async fn load_cache(proxy: &Proxy, cache_dir: &Path) -> bool {
     let path = cache_dir.join(CACHE_FILE);
-    let Ok(bytes) = tokio::fs::read(&path).await else { return false };
-    match serde_json::from_slice::<Snapshot>(&bytes) {
+    let file = match tokio::fs::read(&path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the cached snapshot; starting without it");
+            return false;
+        }
+    };
+    let decoded = unseal(&file).and_then(|raw| serde_json::from_slice::<Snapshot>(raw).map_err(|e| format!("undecodable: {e}")));
+    match decoded {
         Ok(snapshot) => {
             let version = snapshot.version;
             let loaded = proxy.apply(Arc::new(snapshot)).is_ok();
@@ -146,10 +158,51 @@ pub async fn load_cache(proxy: &Proxy, cache_dir: &Path) -> bool {
             loaded
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable cached snapshot");
+            tracing::warn!(path = %path.display(), error = %e, "refusing a corrupt cached snapshot; starting without it");
             false
         }
     }
+}
+
+/// The cache file is `{"sha256":"<hex>","snapshot":<the snapshot JSON as pulled>}`, the
+/// digest taken over the snapshot's bytes. A change that still decodes (a flipped byte in a
+/// path, a URL, a secret) would otherwise be served after a restart; with the digest it is
+/// refused. It guards against corruption, not an attacker: whoever can write the file can
+/// recompute the digest (the file is 0600 in a 0700 directory).
+const SEAL_HEAD: &[u8] = br#"{"sha256":""#;
+const SEAL_MIDDLE: &[u8] = br#"","snapshot":"#;
+const SEAL_TAIL: &[u8] = b"}\n";
+const DIGEST_HEX: usize = 64;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cache file's bytes for the snapshot JSON `raw`.
+fn seal(raw: &[u8]) -> Vec<u8> {
+    let mut file = Vec::with_capacity(SEAL_HEAD.len() + DIGEST_HEX + SEAL_MIDDLE.len() + raw.len() + SEAL_TAIL.len());
+    file.extend_from_slice(SEAL_HEAD);
+    file.extend_from_slice(sha256_hex(raw).as_bytes());
+    file.extend_from_slice(SEAL_MIDDLE);
+    file.extend_from_slice(raw);
+    file.extend_from_slice(SEAL_TAIL);
+    file
+}
+
+/// The snapshot JSON inside a cache file, if the file is whole and its digest matches.
+fn unseal(file: &[u8]) -> Result<&[u8], String> {
+    let rest = file.strip_prefix(SEAL_HEAD).ok_or("not a sealed snapshot cache (no digest)")?;
+    let (digest, rest) = rest.split_at_checked(DIGEST_HEX).ok_or("truncated in its digest")?;
+    let raw = rest
+        .strip_prefix(SEAL_MIDDLE)
+        .and_then(|rest| rest.strip_suffix(SEAL_TAIL))
+        .ok_or("truncated (the file does not end where it should)")?;
+    let actual = sha256_hex(raw);
+    if actual.as_bytes() != digest {
+        return Err(format!("its {} bytes do not match their digest", raw.len()));
+    }
+    Ok(raw)
 }
 
 /// Pulls forever.
@@ -253,10 +306,11 @@ async fn poll_once(
     }
 }
 
-/// Writes atomically (temporary file, then rename) so a crash never leaves half a file.
-/// The temporary file is created 0600 (owner only) before a byte is written: the snapshot
-/// holds app secrets.
+/// Writes atomically (temporary file, then rename) so a crash never leaves half a file,
+/// sealed with the snapshot's digest ([`seal`]). The temporary file is created 0600 (owner
+/// only) before a byte is written: the snapshot holds app secrets.
 pub async fn write_cache(dir: &Path, raw: &Bytes) {
+    let sealed = seal(raw);
     let tmp = dir.join(format!("{CACHE_FILE}.tmp"));
     let result = async {
         tokio::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).await?;
@@ -266,7 +320,7 @@ pub async fn write_cache(dir: &Path, raw: &Bytes) {
             _ => {}
         }
         let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).await?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, raw).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &sealed).await?;
         file.sync_all().await?;
         drop(file);
         tokio::fs::rename(&tmp, dir.join(CACHE_FILE)).await
@@ -297,6 +351,35 @@ mod tests {
         let fresh = dir.path().join("fresh/dir");
         write_cache(&fresh, &Bytes::from_static(b"{}")).await;
         assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_sealed_cache_opens_to_the_exact_snapshot_bytes_and_is_json() {
+        let raw = br#"{"version":7,"routes":[{"path":"/hello"}]}"#;
+        let sealed = seal(raw);
+        assert_eq!(unseal(&sealed).unwrap(), raw);
+        // Still JSON, so `jq .snapshot.version` reads it.
+        let value: serde_json::Value = serde_json::from_slice(&sealed).unwrap();
+        assert_eq!(value["snapshot"]["version"], 7);
+        assert_eq!(value["sha256"].as_str().unwrap().len(), DIGEST_HEX);
+    }
+
+    #[test]
+    fn every_truncation_and_every_flipped_byte_of_a_sealed_cache_is_refused() {
+        let raw = br#"{"version":7,"routes":[{"path":"/hello"}]}"#;
+        let sealed = seal(raw);
+        for len in 0..sealed.len() {
+            assert!(unseal(&sealed[..len]).is_err(), "truncated to {len} bytes was accepted");
+        }
+        for at in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut corrupt = sealed.clone();
+                corrupt[at] ^= 1 << bit;
+                assert!(unseal(&corrupt).is_err(), "bit {bit} of byte {at} flipped was accepted");
+            }
+        }
+        // A bare snapshot (a file from before the seal, or written by hand) is refused too.
+        assert!(unseal(raw).is_err());
     }
 
     #[test]

@@ -164,7 +164,7 @@ async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cac
         let version = version.clone();
         async move {
             let Ok(bytes) = std::fs::read(&cache_file) else { return false };
-            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|cached| cached["version"] == version)
+            serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|cached| cached["snapshot"]["version"] == version)
         }
     })
     .await;

@@ -1,7 +1,7 @@
 # Switchyard developer targets. `make test` is what CI runs (via .ci/run).
 CARGO ?= cargo
 
-.PHONY: fuzz build run test bench bench-https bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes bench-peers crds packaging check-packaging fmt fmt-check lint
+.PHONY: fuzz build run test bench bench-memory bench-https bench-streaming bench-event-bus bench-data-service bench-cost bench-discovery bench-signature bench-access-log bench-tracing bench-grpc bench-routes bench-peers crds packaging check-packaging fmt fmt-check lint
 
 build:
 	$(CARGO) build --release -p switchyard
@@ -28,12 +28,19 @@ bench:
 	bash bench/data-service.sh
 	bash bench/grpc.sh
 	bash bench/routes.sh
+	bash bench/memory.sh
 
 # Instructions per proxied request (callgrind) of Switchyard, nginx and HAProxy, one worker
 # each in front of the same upstream, in one run; prints Switchyard/nginx and
 # Switchyard/HAProxy (bench/peers-callgrind.sh, docs/benchmarks.md).
 bench-peers:
 	bash bench/peers-callgrind.sh
+
+# RSS of a proxy over MEMORY_REQUESTS (default 1,000,000) requests and of it and its
+# controller over MEMORY_SWAPS (default 1,000) snapshot swaps; exits 1 when RSS grows more
+# than MEMORY_MAX_GROWTH_MIB (bench/memory.sh, docs/reliability.md).
+bench-memory:
+	bash bench/memory.sh
 
 # req/s, p99 and RSS with 100, 10,000 and 100,000 routes (hosts and templates mixed) and the
 # time from a changed file to the proxy serving it, standalone and through the snapshot

@@ -594,8 +594,9 @@ pub struct DataService {
     /// `SELECT COUNT(*) FROM (<the SELECT>) AS switchyard_count`.
     pub count_sql: String,
     /// `page_sql` returns the count of all rows too, as its last column
-    /// `switchyard_total` (`COUNT(*) OVER ()`): `count_sql` runs only for a page past the
-    /// end, which has no row to carry it.
+    /// `switchyard_total` (PostgreSQL: `(<count_sql>)`, a scalar subquery; MySQL and
+    /// SQLite: `COUNT(*) OVER ()`): `count_sql` runs only for a page past the end, which
+    /// has no row to carry it.
     #[serde(default)]
     pub page_counts: bool,
     /// For each bind marker of the SELECT, in order, the index of its parameter.

@@ -77,7 +77,7 @@ pub struct Statements {
     pub page_counts: bool,
 }
 
-/// The column of a counting page query (compile's `COUNT(*) OVER () AS switchyard_total`).
+/// The column of a counting page query (compile's `switchyard_total`).
 pub const TOTAL_COLUMN: &str = "switchyard_total";
 
 /// The rows of a page without [`TOTAL_COLUMN`], and the count it carried (from the first

@@ -19,11 +19,17 @@ fn statements(select: &str, driver: Driver, binds: usize) -> Statements {
     }
 }
 
-/// As compile makes them for a plain SELECT: the page query carries the count of all rows.
+/// As compile makes them for a plain SELECT: the page query carries the count of all rows
+/// (PostgreSQL: the count query as a scalar subquery; the `?` drivers: a window).
 fn counting(select: &str, driver: Driver, binds: usize) -> Statements {
     let (projection, from) = select.split_once(" FROM ").expect("a SELECT ... FROM");
-    let page = statements(&format!("{projection}, COUNT(*) OVER () AS {} FROM {from}", switchyard_sql::TOTAL_COLUMN), driver, binds).page;
-    Statements { page, page_counts: true, ..statements(select, driver, binds) }
+    let plain = statements(select, driver, binds);
+    let total = match driver {
+        Driver::Postgres => format!("({})", plain.count),
+        Driver::Mysql | Driver::Sqlite => "COUNT(*) OVER ()".to_owned(),
+    };
+    let page = statements(&format!("{projection}, {total} AS {} FROM {from}", switchyard_sql::TOTAL_COLUMN), driver, binds).page;
+    Statements { page, page_counts: true, ..plain }
 }
 
 /// Pages of `items` (24 rows named `item…`) with the count carried by the page query: the

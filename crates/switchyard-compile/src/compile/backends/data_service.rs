@@ -193,10 +193,9 @@ pub fn fuzz_compile_query(query: &str, driver: DataDriver, names: &[&str]) -> Re
     compile_query(query, driver, &parameters).map(|q| (q.page_sql, q.count_sql)).map_err(|r| r.message)
 }
 
-/// The column a counting page query adds: `COUNT(*) OVER () AS switchyard_total`, the
-/// number of rows of the whole result (a window over every row is computed before LIMIT),
-/// so a page is one statement instead of a page and a count. A query may not name a column
-/// so itself.
+/// The column a counting page query adds, the number of rows of the whole result, so a
+/// page is one statement instead of a page and a count (see [`counting_select`]). A query
+/// may not name a column so itself.
 pub const TOTAL_COLUMN: &str = "switchyard_total";
 
 /// Checks the query and turns its `${name}` placeholders into bind markers.
@@ -233,10 +232,11 @@ pub(crate) fn compile_query(query: &str, driver: DataDriver, parameters: &[DataP
         DataDriver::Mysql | DataDriver::Sqlite => ("?".to_owned(), "?".to_owned()),
     };
     let sql = sql.trim();
-    let counting = counting_select(sql, dialect.as_ref());
+    let count_sql = format!("SELECT COUNT(*) FROM ({sql}) AS switchyard_count");
+    let counting = counting_select(sql, &count_sql, dialect.as_ref(), driver);
     Ok(CompiledQuery {
         page_sql: format!("{} LIMIT {limit} OFFSET {offset}", counting.as_deref().unwrap_or(sql)),
-        count_sql: format!("SELECT COUNT(*) FROM ({sql}) AS switchyard_count"),
+        count_sql,
         page_counts: counting.is_some(),
         binds,
     })
@@ -244,19 +244,31 @@ pub(crate) fn compile_query(query: &str, driver: DataDriver, parameters: &[DataP
 
 /// The query with [`TOTAL_COLUMN`] added to its projection, when that counts its result
 /// rows: a plain SELECT (with joins, WHERE, GROUP BY, HAVING, ORDER BY, a WITH), not a
-/// SELECT DISTINCT (the window counts the rows before DISTINCT) nor a UNION (each side
-/// has its own projection). None otherwise, and when the rewritten text does not parse
-/// back to exactly the rewritten tree: the page query then stays the checked text as it
-/// was written, with a count query beside it.
-fn counting_select(sql: &str, dialect: &dyn Dialect) -> Option<String> {
+/// UNION (each side has its own projection). None otherwise, and when the rewritten text
+/// does not parse back to exactly the rewritten tree: the page query then stays the
+/// checked text as it was written, with a count query beside it.
+///
+/// PostgreSQL: the count query itself as an uncorrelated scalar subquery, `(SELECT
+/// COUNT(*) FROM (<query>) AS switchyard_count)`, which the planner runs once per page (an
+/// InitPlan) and can answer from an index, while the page reads only its own rows through
+/// the query's plan with LIMIT. Its `$n` markers are the query's own, bound once. The
+/// value is a constant of every row, so DISTINCT may count this way too.
+///
+/// MySQL and SQLite: `COUNT(*) OVER ()`, a window over every row of the result (computed
+/// before LIMIT, so the database reads them all): their `?` markers are positional, and a
+/// subquery would need the query's values bound a second time at its place in the text.
+/// DISTINCT keeps the count query there (the window counts the rows before DISTINCT).
+fn counting_select(sql: &str, count_sql: &str, dialect: &dyn Dialect, driver: DataDriver) -> Option<String> {
     let [Statement::Query(mut query)] = <[Statement; 1]>::try_from(Parser::parse_sql(dialect, sql).ok()?).ok()? else {
         return None;
     };
     let SetExpr::Select(select) = query.body.as_mut() else { return None };
-    if select.distinct.is_some() {
-        return None;
-    }
-    let template = format!("SELECT COUNT(*) OVER () AS {TOTAL_COLUMN}");
+    let total = match driver {
+        DataDriver::Postgres => format!("({count_sql})"),
+        DataDriver::Mysql | DataDriver::Sqlite if select.distinct.is_some() => return None,
+        DataDriver::Mysql | DataDriver::Sqlite => "COUNT(*) OVER ()".to_owned(),
+    };
+    let template = format!("SELECT {total} AS {TOTAL_COLUMN}");
     let [Statement::Query(total)] = <[Statement; 1]>::try_from(Parser::parse_sql(dialect, &template).ok()?).ok()? else {
         return None;
     };

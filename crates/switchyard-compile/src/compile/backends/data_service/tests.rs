@@ -48,7 +48,7 @@ fn the_reference_manifest_compiles_to_bind_markers_and_pages_in_sql() {
     assert_eq!(ds.driver, DataDriver::Postgres);
     assert_eq!(
         ds.page_sql,
-        "SELECT id, name, price, COUNT(*) OVER () AS switchyard_total FROM products WHERE category = $1 AND price <= $2 LIMIT $3 OFFSET $4"
+        "SELECT id, name, price, (SELECT COUNT(*) FROM (SELECT id, name, price FROM products WHERE category = $1 AND price <= $2) AS switchyard_count) AS switchyard_total FROM products WHERE category = $1 AND price <= $2 LIMIT $3 OFFSET $4"
     );
     assert!(ds.page_counts, "one statement reads the page and the count");
     assert_eq!(
@@ -66,7 +66,11 @@ fn question_mark_drivers_bind_once_per_use_and_postgres_once_per_parameter() {
     let params = [param("a"), param("b")];
     let q = "SELECT x FROM t WHERE a = ${a} OR b = ${b} OR c = ${a}";
     let pg = compile_query(q, DataDriver::Postgres, &params).unwrap();
-    assert_eq!(pg.page_sql, "SELECT x, COUNT(*) OVER () AS switchyard_total FROM t WHERE a = $1 OR b = $2 OR c = $1 LIMIT $3 OFFSET $4");
+    assert_eq!(
+        pg.page_sql,
+        "SELECT x, (SELECT COUNT(*) FROM (SELECT x FROM t WHERE a = $1 OR b = $2 OR c = $1) AS switchyard_count) AS switchyard_total \
+         FROM t WHERE a = $1 OR b = $2 OR c = $1 LIMIT $3 OFFSET $4"
+    );
     assert_eq!(pg.binds, [0, 1]);
     for driver in [DataDriver::Mysql, DataDriver::Sqlite] {
         let q = compile_query(q, driver, &params).unwrap();
@@ -76,11 +80,17 @@ fn question_mark_drivers_bind_once_per_use_and_postgres_once_per_parameter() {
 }
 
 #[test]
-fn a_plain_select_counts_its_rows_in_the_page_query_and_distinct_or_union_keep_a_count_query() {
+fn a_plain_select_counts_its_rows_in_the_page_query_and_a_union_keeps_a_count_query() {
     let params = [param("a")];
     let counted = |q: &str, driver| {
         let compiled = compile_query(q, driver, &params).unwrap();
         (compiled.page_counts, compiled.page_sql)
+    };
+    // PostgreSQL: the count query as a scalar subquery (one InitPlan per page); the `?`
+    // drivers: a window.
+    let total = |driver| match driver {
+        DataDriver::Postgres => ") AS switchyard_count) AS switchyard_total FROM",
+        DataDriver::Mysql | DataDriver::Sqlite => "COUNT(*) OVER () AS switchyard_total FROM",
     };
     for driver in [DataDriver::Postgres, DataDriver::Mysql, DataDriver::Sqlite] {
         // Grouping, ordering (also by position: the count is added last), joins and a WITH.
@@ -91,12 +101,26 @@ fn a_plain_select_counts_its_rows_in_the_page_query_and_distinct_or_union_keep_a
         ] {
             let (counts, sql) = counted(q, driver);
             assert!(counts, "{q}");
-            assert!(sql.contains("COUNT(*) OVER () AS switchyard_total FROM"), "{sql}");
+            assert!(sql.contains(total(driver)), "{sql}");
         }
-        for q in ["SELECT DISTINCT x FROM t WHERE a = ${a}", "SELECT x FROM t WHERE a = ${a} UNION SELECT y FROM u"] {
-            let (counts, sql) = counted(q, driver);
-            assert!(!counts && !sql.contains("switchyard_total"), "{q}: the window would count the rows before DISTINCT / one side: {sql}");
-        }
+        let (counts, sql) = counted("SELECT x FROM t WHERE a = ${a} UNION SELECT y FROM u", driver);
+        assert!(!counts && !sql.contains("switchyard_total"), "each side of a UNION has its own projection: {sql}");
+    }
+    // DISTINCT: the scalar subquery is a constant of every row (PostgreSQL counts in the
+    // page); a window would count the rows before DISTINCT (the others keep the count query).
+    let distinct = "SELECT DISTINCT x FROM t WHERE a = ${a}";
+    assert_eq!(
+        counted(distinct, DataDriver::Postgres),
+        (
+            true,
+            "SELECT DISTINCT x, (SELECT COUNT(*) FROM (SELECT DISTINCT x FROM t WHERE a = $1) AS switchyard_count) AS switchyard_total \
+             FROM t WHERE a = $1 LIMIT $2 OFFSET $3"
+                .to_owned()
+        )
+    );
+    for driver in [DataDriver::Mysql, DataDriver::Sqlite] {
+        let (counts, sql) = counted(distinct, driver);
+        assert!(!counts && !sql.contains("switchyard_total"), "{sql}");
     }
     let refused = compile_query("SELECT x AS switchyard_total FROM t WHERE a = ${a}", DataDriver::Postgres, &params).unwrap_err();
     assert!(format!("{refused:?}").contains("switchyard_total is the gateway's own column"), "{refused:?}");

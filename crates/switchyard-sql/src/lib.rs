@@ -77,24 +77,9 @@ pub struct Statements {
     pub page_counts: bool,
 }
 
-/// The column of a counting page query (compile's `switchyard_total`).
+/// The column of a counting page query (compile's `switchyard_total`: on PostgreSQL the
+/// count query as a scalar subquery, elsewhere `COUNT(*) OVER ()`).
 pub const TOTAL_COLUMN: &str = "switchyard_total";
-
-/// The rows of a page without [`TOTAL_COLUMN`], and the count it carried (from the first
-/// row: every row holds the same).
-fn split_total(mut rows: Vec<serde_json::Value>) -> Result<(Vec<serde_json::Value>, Option<i64>), SqlError> {
-    let mut total = None;
-    for row in &mut rows {
-        let count = row.as_object_mut().and_then(|columns| columns.remove(TOTAL_COLUMN));
-        if total.is_none() {
-            total = count.as_ref().and_then(serde_json::Value::as_i64);
-        }
-    }
-    match (rows.is_empty(), total) {
-        (false, None) => Err(SqlError::Failed { message: format!("the page query's {TOTAL_COLUMN} column is missing") }),
-        _ => Ok((rows, total)),
-    }
-}
 
 /// Whether the count query must run after a page: the page does not count, or it came
 /// back empty past the first page (an empty first page counts 0).
@@ -102,11 +87,27 @@ fn needs_count(statements: &Statements, rows: usize, offset: i64) -> bool {
     !statements.page_counts || (rows == 0 && offset > 0)
 }
 
-/// One page of rows, each an object keyed by column name, and the count of all rows.
+/// What [`Database::page_into`] wrote: how many rows, and the count of all rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageInfo {
+    pub rows: usize,
+    pub total: i64,
+}
+
+/// One page: its rows as JSON text (an array of objects keyed by column name, without
+/// [`TOTAL_COLUMN`]) and the count of all rows.
 #[derive(Debug)]
 pub struct Page {
-    pub rows: Vec<serde_json::Value>,
+    pub json: Vec<u8>,
+    pub rows: usize,
     pub total: i64,
+}
+
+impl Page {
+    /// The rows parsed back (tests and tools; the proxy sends [`Page::json`] as it is).
+    pub fn values(&self) -> Vec<serde_json::Value> {
+        serde_json::from_slice(&self.json).expect("the page's JSON is valid")
+    }
 }
 
 /// Why a page could not be read. Messages never hold the URL, addresses or credentials.
@@ -199,9 +200,7 @@ impl Database {
         }
     }
 
-    /// Reads one page: `binds` are the query's values (in marker order), then `limit` and
-    /// `offset` are bound for the page; the count query gets `binds` alone. Both run in one
-    /// read-only transaction that must finish by `deadline`.
+    /// [`Database::page_into`] into a buffer of its own.
     pub async fn page(
         &self,
         statements: &Statements,
@@ -210,14 +209,32 @@ impl Database {
         offset: i64,
         deadline: Instant,
     ) -> Result<Page, SqlError> {
+        let mut json = Vec::new();
+        let PageInfo { rows, total } = self.page_into(statements, binds, limit, offset, deadline, &mut json).await?;
+        Ok(Page { json, rows, total })
+    }
+
+    /// Reads one page and appends its rows to `out` as a JSON array: `binds` are the
+    /// query's values (in marker order), then `limit` and `offset` are bound for the page;
+    /// the count query gets `binds` alone. Both run in one read-only transaction that must
+    /// finish by `deadline`. On an error `out` may hold part of a page.
+    pub async fn page_into(
+        &self,
+        statements: &Statements,
+        binds: &[Value],
+        limit: i64,
+        offset: i64,
+        deadline: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<PageInfo, SqlError> {
         let budget_ms = |now: Instant| deadline.saturating_duration_since(now).as_millis() as u64;
         let timeout_ms = budget_ms(Instant::now());
         // Boxed as `Send` here, where the lifetimes are concrete: sqlx's executor futures
         // are otherwise not provably `Send` to callers that spawn them (rust#102211).
-        let work: BoxFuture<'_, Result<Page, SqlError>> = match &self.pool {
-            Pool::Postgres(pool) => Box::pin(self.page_postgres(pool, statements, binds, limit, offset, deadline)),
-            Pool::Mysql(pool) => Box::pin(self.page_mysql(pool, statements, binds, limit, offset, deadline)),
-            Pool::Sqlite(pool) => Box::pin(self.page_sqlite(pool, statements, binds, limit, offset, deadline)),
+        let work: BoxFuture<'_, Result<PageInfo, SqlError>> = match &self.pool {
+            Pool::Postgres(pool) => Box::pin(self.page_postgres(pool, statements, binds, limit, offset, deadline, out)),
+            Pool::Mysql(pool) => Box::pin(self.page_mysql(pool, statements, binds, limit, offset, deadline, out)),
+            Pool::Sqlite(pool) => Box::pin(self.page_sqlite(pool, statements, binds, limit, offset, deadline, out)),
         };
         // The server's timeout fires first; this bound is for a server that does not answer.
         match tokio::time::timeout_at((deadline + Duration::from_millis(250)).into(), work).await {
@@ -275,7 +292,8 @@ impl Database {
         limit: i64,
         offset: i64,
         deadline: Instant,
-    ) -> Result<Page, SqlError> {
+        out: &mut Vec<u8>,
+    ) -> Result<PageInfo, SqlError> {
         let mut conn = self.acquire(pool, deadline).await?;
         let timeout_ms = statement_ms(deadline);
         let fail = |e| classify(e, Driver::Postgres, timeout_ms);
@@ -295,8 +313,8 @@ impl Database {
         // No COMMIT round trip: the transaction only read. Dropping it queues a ROLLBACK,
         // which the pool's test of the returned connection sends (off the request's path).
         drop(tx);
-        let rows = rows.iter().map(decode::postgres_row).collect::<Result<_, _>>()?;
-        page(statements, rows, count)
+        let carried = decode::postgres_rows(&rows, statements.page_counts, out)?;
+        Ok(page_info(statements, rows.len(), carried, count))
     }
 
     async fn page_mysql(
@@ -307,7 +325,8 @@ impl Database {
         limit: i64,
         offset: i64,
         deadline: Instant,
-    ) -> Result<Page, SqlError> {
+        out: &mut Vec<u8>,
+    ) -> Result<PageInfo, SqlError> {
         let mut conn = self.acquire(pool, deadline).await?;
         let fail_at = |ms| move |e| classify(e, Driver::Mysql, ms);
         let mariadb = match self.mariadb.get() {
@@ -341,8 +360,8 @@ impl Database {
         // As for PostgreSQL: the ROLLBACK of the read-only transaction goes with the pool's
         // test of the returned connection.
         drop(tx);
-        let rows = rows.iter().map(decode::mysql_row).collect::<Result<_, _>>()?;
-        page(statements, rows, count)
+        let carried = decode::mysql_rows(&rows, statements.page_counts, out)?;
+        Ok(page_info(statements, rows.len(), carried, count))
     }
 
     async fn page_sqlite(
@@ -353,7 +372,8 @@ impl Database {
         limit: i64,
         offset: i64,
         deadline: Instant,
-    ) -> Result<Page, SqlError> {
+        out: &mut Vec<u8>,
+    ) -> Result<PageInfo, SqlError> {
         let mut conn = self.acquire(pool, deadline).await?;
         let timeout_ms = statement_ms(deadline);
         let fail = |e| classify(e, Driver::Sqlite, timeout_ms);
@@ -383,18 +403,15 @@ impl Database {
             Err(e) => return Err(fail(e)),
         };
         tx.commit().await.map_err(fail)?;
-        let rows = rows.iter().map(decode::sqlite_row).collect::<Result<_, _>>()?;
-        page(statements, rows, count)
+        let carried = decode::sqlite_rows(&rows, statements.page_counts, out)?;
+        Ok(page_info(statements, rows.len(), carried, count))
     }
 }
 
-/// The page from its decoded rows and, when the count query ran, its count.
-fn page(statements: &Statements, rows: Vec<serde_json::Value>, count: Option<i64>) -> Result<Page, SqlError> {
-    if !statements.page_counts {
-        return Ok(Page { rows, total: count.unwrap_or(0) });
-    }
-    let (rows, carried) = split_total(rows)?;
-    Ok(Page { rows, total: count.or(carried).unwrap_or(0) })
+/// The count of all rows: the count query's when it ran, else the one the page carried.
+fn page_info(statements: &Statements, rows: usize, carried: Option<i64>, count: Option<i64>) -> PageInfo {
+    let total = if statements.page_counts { count.or(carried) } else { count };
+    PageInfo { rows, total: total.unwrap_or(0) }
 }
 
 fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {

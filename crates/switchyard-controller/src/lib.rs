@@ -43,7 +43,7 @@ pub struct Pass {
 /// `now` stamps the conditions that change in this pass.
 pub fn compile_and_publish(resources: &switchyard_compile::Resources, publisher: &Publisher, book: &StatusBook, now: &str) -> Pass {
     let compiled = compile(resources);
-    let changes = book.update(compiled.statuses.clone(), now);
+    let changes = book.update(&compiled.statuses, now);
     let version = publisher.publish(compiled.snapshot);
     Pass { changes, version, statuses: compiled.statuses }
 }
@@ -67,19 +67,17 @@ pub async fn watch_folder(
     let mut published_once = false;
     loop {
         let mut scanning = source.take().expect("source is put back after every scan");
-        let (scanning, resources) = tokio::task::spawn_blocking(move || {
-            let resources = scanning.scan();
-            (scanning, resources)
+        // The scan takes the last resources back: unchanged files' objects move, not copy.
+        let (scanning, resources, scanned) = tokio::task::spawn_blocking(move || {
+            let scanned = scanning.scan(&mut latest);
+            (scanning, latest, scanned)
         })
         .await
         .expect("folder scan does not panic");
         source = Some(scanning);
-        let scanned = resources.is_some();
-        if let Some(resources) = resources {
-            latest = resources;
-            if discovery.reconcile(&latest) && !published_once {
-                discovery.first_reads(discovery::FIRST_READ_WAIT).await;
-            }
+        latest = resources;
+        if scanned && discovery.reconcile(&latest) && !published_once {
+            discovery.first_reads(discovery::FIRST_READ_WAIT).await;
         }
         prober.start_due(&latest);
         latest.clock = Some(std::time::SystemTime::now());

@@ -49,7 +49,10 @@ impl Publisher {
             return None;
         }
         snapshot.version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let json = Bytes::from(serde_json::to_vec(&snapshot).expect("snapshots always serialize"));
+        let mut json = serde_json::to_vec(&snapshot).expect("snapshots always serialize");
+        // The buffer grew by doubling; it lives as long as the snapshot does.
+        json.shrink_to_fit();
+        let json = Bytes::from(json);
         let version = snapshot.version;
         self.tx.send_replace(Some(Arc::new(Published { snapshot: Arc::new(snapshot), json })));
         Some(version)

@@ -1,10 +1,12 @@
 //! Proxy metrics. Label values come from configuration only (route and backend ids of
-//! the snapshot, never request data) and are resolved to counters when a runtime is built
-//! ([`RuntimeCounters`]), so the request path only increments atomics. Requests no route
-//! matched count under `route=""`. The one exception is a gateway error's code: a family
-//! lookup, on error responses only.
+//! the snapshot, never request data) and are resolved to counters once per runtime
+//! ([`RuntimeCounters`]): a backend's when the runtime is built, a route's at its first
+//! answer (a series set is ~2 KB, and most routes of a 100,000-route table may see no
+//! traffic), so the request path only increments atomics. Requests no route matched count
+//! under `route=""`. The one exception is a gateway error's code: a family lookup, on
+//! error responses only.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
 
@@ -80,9 +82,14 @@ impl Default for TrafficFamilies {
     }
 }
 
-/// One route's series, resolved when its runtime is built.
+/// One route's label and, from its first answer in this runtime on, its series.
 struct RouteCounters {
     id: Arc<str>,
+    series: OnceLock<Box<RouteSeries>>,
+}
+
+/// One route's series.
+struct RouteSeries {
     /// Per backend the route may choose (index into the runtime's backends), by class.
     by_backend: Vec<(usize, [Counter; 5])>,
     /// Matched, but no backend chosen (refused by auth, shaping).
@@ -101,6 +108,8 @@ struct BackendCounters {
 pub struct RuntimeCounters {
     routes: Vec<RouteCounters>,
     backends: Vec<BackendCounters>,
+    /// The `backend` label of each of the runtime's backends (by index).
+    backend_ids: Vec<Arc<str>>,
 }
 
 impl TrafficFamilies {
@@ -108,29 +117,12 @@ impl TrafficFamilies {
         CLASSES.map(|class| self.requests.get_or_create(&RequestLabels { class, route: route.clone(), backend: backend.clone() }).clone())
     }
 
-    /// The series of `snapshot`'s routes (each with the backends it may choose) and backends.
+    /// The series of `snapshot`'s backends, and its routes' labels (their series come at
+    /// their first answer, [`Self::route_series`]).
     pub fn resolve(&self, snapshot: &switchyard_compile::snapshot::Snapshot) -> RuntimeCounters {
         let backend_ids: Vec<Arc<str>> = snapshot.backends.iter().map(|b| Arc::from(b.id.as_str())).collect();
-        let none: Arc<str> = Arc::from("");
-        let routes = snapshot
-            .routes
-            .iter()
-            .map(|route| {
-                let id: Arc<str> = Arc::from(route.id.as_str());
-                let mut by_backend: Vec<(usize, [Counter; 5])> = Vec::with_capacity(route.backends.len());
-                for b in &route.backends {
-                    if let Some(backend) = backend_ids.get(b.backend).filter(|_| by_backend.iter().all(|(i, _)| *i != b.backend)) {
-                        by_backend.push((b.backend, self.classes(&id, backend)));
-                    }
-                }
-                RouteCounters {
-                    no_backend: self.classes(&id, &none),
-                    duration: self.duration.get_or_create(&RouteLabels { route: id.clone() }).clone(),
-                    by_backend,
-                    id,
-                }
-            })
-            .collect();
+        let routes =
+            snapshot.routes.iter().map(|route| RouteCounters { id: Arc::from(route.id.as_str()), series: OnceLock::new() }).collect();
         let backends = backend_ids
             .iter()
             .map(|backend| {
@@ -141,7 +133,22 @@ impl TrafficFamilies {
                 }
             })
             .collect();
-        RuntimeCounters { routes, backends }
+        RuntimeCounters { routes, backends, backend_ids }
+    }
+
+    /// A route's series (each backend it may choose, by class; none chosen; its duration).
+    fn route_series(&self, route: &switchyard_compile::snapshot::Route, id: &Arc<str>, backend_ids: &[Arc<str>]) -> RouteSeries {
+        let mut by_backend: Vec<(usize, [Counter; 5])> = Vec::with_capacity(route.backends.len());
+        for b in &route.backends {
+            if let Some(backend) = backend_ids.get(b.backend).filter(|_| by_backend.iter().all(|(i, _)| *i != b.backend)) {
+                by_backend.push((b.backend, self.classes(id, backend)));
+            }
+        }
+        RouteSeries {
+            no_backend: self.classes(id, &Arc::from("")),
+            duration: self.duration.get_or_create(&RouteLabels { route: id.clone() }).clone(),
+            by_backend,
+        }
     }
 }
 
@@ -368,12 +375,14 @@ impl ProxyMetrics {
     ) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         let counters = runtime.map(|rt| &rt.counters);
-        let route = counters.zip(exchange.route()).and_then(|(c, i)| c.routes.get(i));
+        let route = runtime.zip(exchange.route()).and_then(|(rt, i)| Some((rt.counters.routes.get(i)?, rt.snapshot.routes.get(i)?, rt)));
         match route {
-            Some(route) => {
-                let backend = exchange.backend().and_then(|b| route.by_backend.iter().find(|(i, _)| *i == b));
-                backend.map_or(&route.no_backend, |(_, by_class)| by_class)[class].inc();
-                route.duration.observe(elapsed.as_secs_f64());
+            Some((route, spec, rt)) => {
+                let series =
+                    route.series.get_or_init(|| Box::new(self.backends.traffic.route_series(spec, &route.id, &rt.counters.backend_ids)));
+                let backend = exchange.backend().and_then(|b| series.by_backend.iter().find(|(i, _)| *i == b));
+                backend.map_or(&series.no_backend, |(_, by_class)| by_class)[class].inc();
+                series.duration.observe(elapsed.as_secs_f64());
             }
             None => {
                 self.unmatched[class].inc();
@@ -381,7 +390,7 @@ impl ProxyMetrics {
             }
         }
         if let Some(code) = error_code {
-            let route = route.map_or(&self.no_route, |r| &r.id).clone();
+            let route = route.map_or(&self.no_route, |(r, ..)| &r.id).clone();
             self.backends.traffic.errors.get_or_create(&ErrorLabels { code, route }).inc();
         }
         if let Some(backend) = counters.zip(exchange.backend()).and_then(|(c, i)| c.backends.get(i)) {

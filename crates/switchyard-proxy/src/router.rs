@@ -254,6 +254,8 @@ impl Table {
     fn sort(&mut self) {
         for list in self.exact.values_mut().chain(self.prefixes.values_mut()) {
             list.sort_by(|a, b| a.precedence.cmp(&b.precedence));
+            // Most lists hold one route; a push left room for four.
+            list.shrink_to_fit();
         }
         self.templates.finish();
     }

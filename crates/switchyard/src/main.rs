@@ -8,7 +8,8 @@ use clap::Parser;
 
 /// mimalloc instead of the system allocator: the proxy allocates small, short-lived
 /// objects per request on several threads, where it measurably beats glibc's malloc
-/// (see docs/benchmarks.md).
+/// (see docs/benchmarks.md). Built without transparent huge pages (`no_thp`): with them,
+/// 10,000 routes cost ~30 MiB more RSS for the same heap.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

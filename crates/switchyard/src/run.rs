@@ -110,7 +110,8 @@ async fn vpc_test_in_folder(
     name: &str,
 ) -> anyhow::Result<switchyard_compile::Connectivity> {
     use switchyard_controller::connectivity;
-    let resources = switchyard_controller::folder::FolderSource::new(dir).with_options(options).scan().unwrap_or_default();
+    let mut resources = switchyard_compile::Resources::default();
+    switchyard_controller::folder::FolderSource::new(dir).with_options(options).scan(&mut resources);
     let wanted = |a: &&switchyard_api::VpcAuthorization| {
         a.metadata.name.as_deref() == Some(name) && a.metadata.namespace.as_deref().unwrap_or("default") == namespace
     };

@@ -8,7 +8,6 @@ mod parse_errors;
 pub mod resolver;
 pub mod tls;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -171,11 +170,7 @@ where
 {
     let in_flight = parse_errors::InFlight::default();
     let stream = parse_errors::CodedParseErrors::new(stream, in_flight.clone());
-    let service = service_fn(move |request| {
-        let serving = in_flight.enter();
-        let response = handler(request, peer);
-        async move { Ok::<_, Infallible>(response.await.map(|body| parse_errors::Counted::new(body, serving))) }
-    });
+    let service = service_fn(move |request| parse_errors::CountedResponse::new(in_flight.enter(), handler(request, peer)));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(error = %e, client = %peer.addr, "connection ended with an error");

@@ -56,6 +56,39 @@ pin_project_lite::pin_project! {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// The service's answer to one request, counted in [`InFlight`] from the call until its
+    /// body is dropped. A named future rather than an `async` block around `response`: the
+    /// proxy's response future is large (kilobytes), and an `async` block would copy it into
+    /// its own state before hyper moves the whole into its slot, a second copy per request.
+    pub(crate) struct CountedResponse<F> {
+        serving: Option<Serving>,
+        #[pin]
+        response: F,
+    }
+}
+
+impl<F> CountedResponse<F> {
+    pub(crate) fn new(serving: Serving, response: F) -> Self {
+        Self { serving: Some(serving), response }
+    }
+}
+
+impl<F, B> std::future::Future for CountedResponse<F>
+where
+    F: std::future::Future<Output = http::Response<B>>,
+{
+    type Output = Result<http::Response<Counted<B>>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.response.poll(cx));
+        // `serving` is taken exactly once: hyper does not poll a finished future.
+        let serving = this.serving.take().expect("a response future is not polled after it finished");
+        Poll::Ready(Ok(response.map(|body| Counted::new(body, serving))))
+    }
+}
+
 impl<B> Counted<B> {
     pub(crate) fn new(inner: B, serving: Serving) -> Self {
         Self { inner, serving }

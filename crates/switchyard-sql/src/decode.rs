@@ -367,12 +367,16 @@ pub(crate) fn pg_numeric_into(b: &[u8], out: &mut Vec<u8>) -> Option<()> {
         return None;
     }
     let group = |i: i32| if i < 0 || i as usize >= ndigits { 0 } else { word(8 + 2 * i as usize).unwrap_or(0) };
-    match sign {
-        0xC000 => return Some(out.extend_from_slice(b"NaN")),
-        0xD000 => return Some(out.extend_from_slice(b"Infinity")),
-        0xF000 => return Some(out.extend_from_slice(b"-Infinity")),
-        0x0000 | 0x4000 => {}
+    let special: &[u8] = match sign {
+        0xC000 => b"NaN",
+        0xD000 => b"Infinity",
+        0xF000 => b"-Infinity",
+        0x0000 | 0x4000 => b"",
         _ => return None,
+    };
+    if !special.is_empty() {
+        out.extend_from_slice(special);
+        return Some(());
     }
     let four = |out: &mut Vec<u8>, g: u16| {
         out.extend_from_slice(&[

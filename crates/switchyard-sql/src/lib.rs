@@ -232,9 +232,9 @@ impl Database {
         // Boxed as `Send` here, where the lifetimes are concrete: sqlx's executor futures
         // are otherwise not provably `Send` to callers that spawn them (rust#102211).
         let work: BoxFuture<'_, Result<PageInfo, SqlError>> = match &self.pool {
-            Pool::Postgres(pool) => Box::pin(self.page_postgres(pool, statements, binds, limit, offset, deadline, out)),
-            Pool::Mysql(pool) => Box::pin(self.page_mysql(pool, statements, binds, limit, offset, deadline, out)),
-            Pool::Sqlite(pool) => Box::pin(self.page_sqlite(pool, statements, binds, limit, offset, deadline, out)),
+            Pool::Postgres(pool) => Box::pin(self.page_postgres(pool, statements, binds, (limit, offset), deadline, out)),
+            Pool::Mysql(pool) => Box::pin(self.page_mysql(pool, statements, binds, (limit, offset), deadline, out)),
+            Pool::Sqlite(pool) => Box::pin(self.page_sqlite(pool, statements, binds, (limit, offset), deadline, out)),
         };
         // The server's timeout fires first; this bound is for a server that does not answer.
         match tokio::time::timeout_at((deadline + Duration::from_millis(250)).into(), work).await {
@@ -289,8 +289,7 @@ impl Database {
         pool: &PgPool,
         statements: &Statements,
         binds: &[Value],
-        limit: i64,
-        offset: i64,
+        (limit, offset): (i64, i64),
         deadline: Instant,
         out: &mut Vec<u8>,
     ) -> Result<PageInfo, SqlError> {
@@ -322,8 +321,7 @@ impl Database {
         pool: &MySqlPool,
         statements: &Statements,
         binds: &[Value],
-        limit: i64,
-        offset: i64,
+        (limit, offset): (i64, i64),
         deadline: Instant,
         out: &mut Vec<u8>,
     ) -> Result<PageInfo, SqlError> {
@@ -369,8 +367,7 @@ impl Database {
         pool: &SqlitePool,
         statements: &Statements,
         binds: &[Value],
-        limit: i64,
-        offset: i64,
+        (limit, offset): (i64, i64),
         deadline: Instant,
         out: &mut Vec<u8>,
     ) -> Result<PageInfo, SqlError> {

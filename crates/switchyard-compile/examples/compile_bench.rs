@@ -4,6 +4,11 @@
 //! `cargo run --release -p switchyard-compile --example compile_bench -- 10000 [namespace]`
 //! (`namespace`: hosts belong to namespaces, as in Kubernetes mode; default shared, as
 //! standalone).
+//!
+//! `COMPILE_BENCH_ROUNDS=1` compiles once (for callgrind: count the parse with
+//! `--toggle-collect='switchyard_compile::manifest::add_yaml'` and the compile with
+//! `--toggle-collect='switchyard_compile::compile::compile'`). `COMPILE_BENCH_OUT=FILE`
+//! writes the snapshot and the statuses as JSON, to compare two builds byte for byte.
 
 use std::time::{Duration, Instant};
 
@@ -54,22 +59,42 @@ fn main() {
     if per_namespace {
         resources.options.host_ownership = HostOwnership::PerNamespace;
     }
+    let rounds: usize = std::env::var("COMPILE_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5).max(1);
     let mut times: Vec<Duration> = Vec::new();
-    let mut programmed = 0;
-    for _ in 0..5 {
+    let mut drops: Vec<Duration> = Vec::new();
+    let mut last = None;
+    for _ in 0..rounds {
         let started = Instant::now();
         let compiled = compile(&resources);
         times.push(started.elapsed());
-        programmed = compiled.snapshot.routes.len();
         assert!(compiled.statuses.iter().all(|s| !s.has_false()), "the generated resources are all valid");
+        // What the controller does on every change: the previous result is dropped.
+        if let Some(previous) = last.replace(compiled) {
+            let started = Instant::now();
+            drop(previous);
+            drops.push(started.elapsed());
+        }
     }
     times.sort();
-    let json = serde_json::to_vec(&compile(&resources).snapshot).unwrap();
+    drops.sort();
+    let compiled = last.expect("at least one round");
+    let programmed = compiled.snapshot.routes.len();
+    let json = serde_json::to_vec(&compiled.snapshot).unwrap();
+    if let Ok(path) = std::env::var("COMPILE_BENCH_OUT") {
+        let mut out = json.clone();
+        out.push(b'\n');
+        out.extend(serde_json::to_vec(&compiled.statuses).unwrap());
+        out.push(b'\n');
+        std::fs::write(&path, out).expect("COMPILE_BENCH_OUT is writable");
+    }
     let mode = if per_namespace { "hosts per namespace" } else { "shared hosts" };
     println!("compile bench: {routes} routes, {} backends, {programmed} programmed, {mode}", resources.backend_services.len());
     println!("  parse YAML:      {:>8.1} ms", parse.as_secs_f64() * 1e3);
     println!("  compile (min):   {:>8.1} ms", times[0].as_secs_f64() * 1e3);
     println!("  compile (median):{:>8.1} ms", times[times.len() / 2].as_secs_f64() * 1e3);
+    if let Some(fastest) = drops.first() {
+        println!("  drop (min):      {:>8.1} ms (the previous result)", fastest.as_secs_f64() * 1e3);
+    }
     println!("  snapshot JSON:   {:>8.1} KiB", json.len() as f64 / 1024.0);
     match peak_memory_kib() {
         Some(kib) => println!("  peak memory:     {:>8.1} MiB (whole process, VmHWM)", kib as f64 / 1024.0),

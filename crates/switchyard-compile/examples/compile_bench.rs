@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use switchyard_compile::{HostOwnership, Resources, compile, manifest};
 
+/// The allocator of the `switchyard` binary, where compile runs in production (the
+/// controller, standalone mode): glibc's malloc would overstate the allocation costs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// With hosts per namespace, each namespace has hosts of its own (half of them wildcards),
 /// so that every route is accepted.
 fn manifests(routes: usize, per_namespace: bool) -> String {

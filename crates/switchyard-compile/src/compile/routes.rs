@@ -1,4 +1,6 @@
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use switchyard_api::condition_type::{ACCEPTED, PROGRAMMED, RESOLVED_REFS};
 use switchyard_api::{ApiRoute, ApiRouteSpec, AuthType, ParameterLocation, PathType, RouteProtocol};
@@ -22,6 +24,8 @@ struct Candidate<'a> {
     route: Route,
     /// The `host` header parameter (Host priority 5).
     host_parameter: Option<String>,
+    /// The path as conflicts compare it (see [`normalized_path`]).
+    conflict_path: String,
 }
 
 pub(super) fn compile_all(
@@ -33,22 +37,24 @@ pub(super) fn compile_all(
 ) -> (Vec<Route>, Vec<HostOwner>) {
     let mut sorted: Vec<&ApiRoute> = routes.iter().collect();
     sorted.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
-    let mut claimed = Claims { paths: BTreeMap::new(), hosts: HostOwners::new(ownership) };
-    let mut programmed = Vec::new();
+    let mut claimed = Claims { paths: PathClaims::default(), hosts: HostOwners::new(ownership), programmed: Vec::new() };
+    statuses.reserve(sorted.len());
     for source in sorted {
         let mut status = status_for(ResourceKind::ApiRoute, &source.metadata, true);
         if let Some(route) = compile_one(source, backends, apps, &mut claimed, &mut status) {
-            programmed.push(route);
+            claimed.programmed.push(route);
         }
         statuses.push(status);
     }
-    (programmed, claimed.hosts.into_snapshot())
+    (claimed.programmed, claimed.hosts.into_snapshot())
 }
 
 /// What older routes have taken: their (host, method, path, matchers) and their hosts.
 struct Claims {
-    paths: BTreeMap<ConflictKey, String>,
+    paths: PathClaims,
     hosts: HostOwners,
+    /// The programmed routes, in age order; [`PathClaims`] points into them.
+    programmed: Vec<Route>,
 }
 
 /// Runs the checks in order and records each outcome; returns the route when programmed.
@@ -75,23 +81,23 @@ fn compile_one(
         not_accepted(status, why, "the route names a host of another namespace");
         return None;
     }
-    let (id, hosts) = (candidate.route.id.clone(), candidate.route.hosts.clone());
-    let (route, auth_problem) = match resolve_refs(candidate, backends, apps) {
-        Ok(resolved) => resolved,
+    let Candidate { source, mut route, host_parameter, conflict_path } = candidate;
+    let auth_problem = match resolve_refs(source, &mut route, host_parameter.as_ref(), backends, apps) {
+        Ok(problem) => problem,
         Err(why) => {
             // Accepted, so it owns its hosts even while it cannot be programmed.
-            claimed.hosts.claim(route_ns, &id, &hosts);
+            claimed.hosts.claim(route_ns, &route.id, &route.hosts);
             status.set(ConditionSpec::new(ACCEPTED, true, reason::ACCEPTED, "the route is valid"));
             status.set(ConditionSpec::new(RESOLVED_REFS, false, why.reason, why.message));
             status.set(ConditionSpec::new(PROGRAMMED, false, reason::REFS_NOT_RESOLVED, "references are not resolved"));
             return None;
         }
     };
-    if let Err(why) = claim(&route, &mut claimed.paths) {
+    if let Err(why) = claimed.paths.claim(&route, conflict_path, &claimed.programmed) {
         not_accepted(status, why, "the route conflicts with an older route");
         return None;
     }
-    claimed.hosts.claim(route_ns, &id, &hosts);
+    claimed.hosts.claim(route_ns, &route.id, &route.hosts);
     status.set(ConditionSpec::new(ACCEPTED, true, reason::ACCEPTED, "the route is valid"));
     match auth_problem {
         // Fail closed: programmed, answering 503, so no broader route takes its paths.
@@ -120,7 +126,7 @@ fn validate_route(source: &ApiRoute) -> Result<Candidate<'_>, Rejection> {
         .map(|h| validate::route_host(h))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Rejection::new(reason::INVALID_HOST, format!("hosts: {e}")))?;
-    let (path_type, rewrite_path) = validate_path(spec)?;
+    let (path_type, rewrite_path, conflict_path) = validate_path(spec)?;
     let (headers, query_params) = validate_matchers(spec)?;
     let (add_headers, add_query, host_parameter) = validate_parameters(spec)?;
     if let Some(host) = &spec.host_override {
@@ -154,7 +160,7 @@ fn validate_route(source: &ApiRoute) -> Result<Candidate<'_>, Rejection> {
         body_limit,
         protocols: protocols(&spec.protocols),
     };
-    Ok(Candidate { source, route, host_parameter })
+    Ok(Candidate { source, route, host_parameter, conflict_path })
 }
 
 /// `protocols: [HTTP, HTTPS]`, empty or both listed: both.
@@ -166,7 +172,8 @@ fn protocols(listed: &[RouteProtocol]) -> Protocols {
     }
 }
 
-fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>), Rejection> {
+/// The path kind, the rewrite target and the path as conflicts compare it.
+fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>, String), Rejection> {
     let path = &spec.match_.path;
     if !path.starts_with('/') {
         return Err(Rejection::new(reason::INVALID_PATH, format!("match.path {path:?} must start with /")));
@@ -190,17 +197,15 @@ fn validate_path(spec: &ApiRouteSpec) -> Result<(PathKind, Option<String>), Reje
         PathType::Prefix => PathKind::Prefix,
         PathType::Template => PathKind::Template,
     };
-    let params: Vec<String> = if kind == PathKind::Template {
-        let template = PathTemplate::parse(path).map_err(|e| Rejection::new(reason::INVALID_PATH_TEMPLATE, e))?;
-        template.param_names().map(str::to_owned).collect()
-    } else {
-        Vec::new()
+    let template = match kind {
+        PathKind::Template => Some(PathTemplate::parse(path).map_err(|e| Rejection::new(reason::INVALID_PATH_TEMPLATE, e))?),
+        PathKind::Exact | PathKind::Prefix => None,
     };
     if let Some(target) = &rewrite {
-        let names: Vec<&str> = params.iter().map(String::as_str).collect();
+        let names: Vec<&str> = template.iter().flat_map(|t| t.param_names()).collect();
         parse_rewrite(target, &names).map_err(|e| Rejection::new(reason::INVALID_REWRITE, e))?;
     }
-    Ok((kind, rewrite))
+    Ok((kind, rewrite, normalized_path(kind, path, template.as_ref())))
 }
 
 /// Requests are matched and forwarded in normalized form (see [`request_path`]), so a
@@ -261,8 +266,13 @@ fn validate_parameters(spec: &ApiRouteSpec) -> Result<Parameters, Rejection> {
 /// Resolves backendRefs (existence, namespace grants, weights) and auth apps. An app
 /// that does not resolve is not an error here: the route is programmed failing closed
 /// and the problem is returned for its `ResolvedRefs` condition.
-fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App]) -> Result<(Route, Option<Rejection>), Rejection> {
-    let Candidate { source, mut route, host_parameter } = candidate;
+fn resolve_refs(
+    source: &ApiRoute,
+    route: &mut Route,
+    host_parameter: Option<&String>,
+    backends: &BackendTable,
+    apps: &[App],
+) -> Result<Option<Rejection>, Rejection> {
     let spec = &source.spec;
     let route_ns = namespace(&source.metadata);
     for r in &spec.backend_refs {
@@ -282,7 +292,7 @@ fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App])
         })?;
         let weight = r.weight.unwrap_or(1);
         if weight > 0 {
-            let host = host_rule(spec, entry.host_header.as_ref(), entry.authorization_host.as_ref(), host_parameter.as_ref());
+            let host = host_rule(spec, entry.host_header.as_ref(), entry.authorization_host.as_ref(), host_parameter);
             route.backends.push(RouteBackend { backend: index, weight, host });
         }
     }
@@ -291,7 +301,7 @@ fn resolve_refs(candidate: Candidate<'_>, backends: &BackendTable, apps: &[App])
     }
     let (auth, problem) = resolve_auth(spec, route_ns, apps)?;
     route.auth = auth;
-    Ok((route, problem))
+    Ok(problem)
 }
 
 /// The spec's Host header priority, highest first, for one route and backend.
@@ -350,68 +360,225 @@ fn unresolved(reason: &'static str, why: String) -> (Auth, Option<Rejection>) {
 }
 
 /// Two routes collide when a request could match both with equal precedence: same host,
-/// method, path (parameter names aside) and matchers.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct ConflictKey {
-    host: String,
-    method: String,
-    path: String,
-    headers: Vec<KeyMatch>,
-    query: Vec<KeyMatch>,
+/// method, path (parameter names aside) and matchers. Each programmed route claims one
+/// key per (host, method) pair; an empty list of hosts or methods counts as one empty
+/// entry ("any host", "any method").
+///
+/// Keys are not copied: the table holds each key's hash and where its parts live (the
+/// route's index among the programmed routes, and which of its hosts and methods), and
+/// compares the parts themselves when hashes meet. The hash is seeded per compile
+/// ([`RandomState`]), so crafted routes cannot make the chains long; what is decided
+/// never depends on it.
+#[derive(Default)]
+struct PathClaims {
+    /// Key hash -> the first slot of its chain.
+    heads: HashMap<u64, u32, BuildHasherDefault<KeyHashIsHash>>,
+    slots: Vec<Slot>,
+    /// The conflict path of each programmed route, by index.
+    paths: Vec<String>,
+    seed: RandomState,
 }
 
-fn claim(route: &Route, claimed: &mut BTreeMap<ConflictKey, String>) -> Result<(), Rejection> {
-    let keys = conflict_keys(route);
-    if let Some((key, owner)) = keys.iter().find_map(|k| claimed.get(k).map(|o| (k, o))) {
-        let host = if key.host.is_empty() { "any host" } else { &key.host };
-        let method = if key.method.is_empty() { "any method" } else { &key.method };
-        return Err(Rejection::new(
-            reason::CONFLICTED,
-            format!("{host} {method} {} is already served by the older ApiRoute {owner}", route.path),
-        ));
-    }
-    for key in keys {
-        claimed.insert(key, route.id.clone());
-    }
-    Ok(())
+/// One claimed key: route `route`'s host `host` and method `method`.
+struct Slot {
+    route: u32,
+    host: u32,
+    method: u32,
+    /// The next slot with the same hash, or [`Slot::END`].
+    next: u32,
 }
 
-fn conflict_keys(route: &Route) -> Vec<ConflictKey> {
-    let path = normalized_path(route);
-    let hosts: Vec<&str> = if route.hosts.is_empty() { vec![""] } else { route.hosts.iter().map(String::as_str).collect() };
-    let methods: Vec<&str> = if route.methods.is_empty() { vec![""] } else { route.methods.iter().map(String::as_str).collect() };
-    let mut keys = Vec::with_capacity(hosts.len() * methods.len());
-    for host in &hosts {
-        for method in &methods {
-            keys.push(ConflictKey {
-                host: (*host).to_owned(),
-                method: (*method).to_owned(),
-                path: path.clone(),
-                headers: route.headers.clone(),
-                query: route.query_params.clone(),
-            });
+impl Slot {
+    const END: u32 = u32::MAX;
+}
+
+/// A route's key parts: its hosts and methods, or one empty entry for none.
+fn parts(list: &[String]) -> impl Iterator<Item = (u32, &str)> {
+    let none = list.is_empty().then_some((0, ""));
+    none.into_iter().chain(list.iter().enumerate().map(|(i, s)| (i as u32, s.as_str())))
+}
+
+fn part(list: &[String], index: u32) -> &str {
+    list.get(index as usize).map_or("", String::as_str)
+}
+
+impl PathClaims {
+    /// Claims every key of `route`, the next programmed route (it becomes
+    /// `programmed[programmed.len()]`), unless an older route holds one of them: then the
+    /// first such key, in order of hosts and then methods, names the older route.
+    fn claim(&mut self, route: &Route, path: String, programmed: &[Route]) -> Result<(), Rejection> {
+        debug_assert_eq!(self.paths.len(), programmed.len());
+        for (_, host) in parts(&route.hosts) {
+            for (_, method) in parts(&route.methods) {
+                let hash = self.hash(host, method, &path, route);
+                if let Some(owner) = self.find(hash, host, method, &path, route, programmed) {
+                    let host = if host.is_empty() { "any host" } else { host };
+                    let method = if method.is_empty() { "any method" } else { method };
+                    return Err(Rejection::new(
+                        reason::CONFLICTED,
+                        format!("{host} {method} {} is already served by the older ApiRoute {}", route.path, owner.id),
+                    ));
+                }
+            }
+        }
+        let index = programmed.len() as u32;
+        for (h, host) in parts(&route.hosts) {
+            for (m, method) in parts(&route.methods) {
+                let hash = self.hash(host, method, &path, route);
+                let next = self.heads.insert(hash, self.slots.len() as u32).unwrap_or(Slot::END);
+                self.slots.push(Slot { route: index, host: h, method: m, next });
+            }
+        }
+        self.paths.push(path);
+        Ok(())
+    }
+
+    fn hash(&self, host: &str, method: &str, path: &str, route: &Route) -> u64 {
+        let mut hasher = self.seed.build_hasher();
+        (host, method, path).hash(&mut hasher);
+        for matchers in [&route.headers, &route.query_params] {
+            matchers.len().hash(&mut hasher);
+            for matcher in matchers {
+                (&matcher.name, &matcher.value).hash(&mut hasher);
+            }
+        }
+        hasher.finish()
+    }
+
+    /// The programmed route holding exactly this key, if any.
+    fn find<'p>(&self, hash: u64, host: &str, method: &str, path: &str, route: &Route, programmed: &'p [Route]) -> Option<&'p Route> {
+        let mut at = self.heads.get(&hash).copied().unwrap_or(Slot::END);
+        while at != Slot::END {
+            let slot = &self.slots[at as usize];
+            let owner = &programmed[slot.route as usize];
+            if part(&owner.hosts, slot.host) == host
+                && part(&owner.methods, slot.method) == method
+                && self.paths[slot.route as usize] == path
+                && owner.headers == route.headers
+                && owner.query_params == route.query_params
+            {
+                return Some(owner);
+            }
+            at = slot.next;
+        }
+        None
+    }
+}
+
+/// The keys of [`PathClaims::heads`] are hashes already.
+#[derive(Default)]
+struct KeyHashIsHash(u64);
+
+impl Hasher for KeyHashIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
-    keys
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// `/users/{id}` and `/users/{userId}` are the same path; Exact `/a` and Template `/a`
-/// match the same requests too.
-fn normalized_path(route: &Route) -> String {
-    match route.path_type {
-        PathKind::Prefix => format!("prefix:{}", route.path),
-        PathKind::Exact => format!("path:{}", route.path),
-        PathKind::Template => {
-            let template = PathTemplate::parse(&route.path).expect("validated before");
-            let segments: Vec<&str> = template
-                .segments
-                .iter()
-                .map(|s| match s {
-                    crate::path_template::Segment::Literal(l) => l.as_str(),
+/// match the same requests too. `template` is the parsed path of a Template route.
+fn normalized_path(kind: PathKind, path: &str, template: Option<&PathTemplate>) -> String {
+    match (kind, template) {
+        (PathKind::Prefix, _) => format!("prefix:{path}"),
+        (PathKind::Template, Some(template)) => {
+            let mut normal = String::with_capacity(path.len() + 5);
+            normal.push_str("path:");
+            for segment in &template.segments {
+                normal.push('/');
+                normal.push_str(match segment {
+                    crate::path_template::Segment::Literal(l) => l,
                     crate::path_template::Segment::Param(_) => "{}",
-                })
-                .collect();
-            format!("path:/{}", segments.join("/"))
+                });
+            }
+            normal
         }
+        (PathKind::Exact | PathKind::Template, _) => format!("path:{path}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ResourceKind, Resources, compile, manifest};
+
+    /// Compiles one backend and the given routes (`name: spec` pairs, created in order);
+    /// returns each route's `Accepted` reason and message.
+    fn accepted(routes: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut yaml = String::from(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: BackendService\nmetadata: {name: b, namespace: shop}\n\
+             spec: {http: {urls: [\"http://10.0.0.1:8080\"]}}\n",
+        );
+        for (i, (name, spec)) in routes.iter().enumerate() {
+            yaml.push_str(&format!(
+                "---\napiVersion: switchyard.dev/v1alpha1\nkind: ApiRoute\n\
+                 metadata: {{name: {name}, namespace: shop, creationTimestamp: '2026-01-01T00:00:{i:02}Z'}}\n\
+                 spec: {{backendRefs: [{{name: b}}], {spec}}}\n"
+            ));
+        }
+        let mut resources = Resources::default();
+        manifest::add_yaml(&mut resources, "t", &yaml);
+        assert!(resources.invalid.is_empty(), "{:?}", resources.invalid);
+        let compiled = compile(&resources);
+        routes
+            .iter()
+            .map(|(name, _)| {
+                let status = compiled.status(ResourceKind::ApiRoute, Some("shop"), name).expect("a status per route");
+                let c = status.condition("Accepted").expect("Accepted is set");
+                (c.reason.clone(), c.message.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_older_route_keeps_a_path_and_the_newer_one_is_conflicted() {
+        let out = accepted(&[
+            ("a", "hosts: [shop.example.com], match: {path: '/users/{id}', methods: [GET, POST]}"),
+            ("b", "hosts: [other.example.com, Shop.example.com], match: {path: '/users/{userId}', methods: [PUT, POST]}"),
+        ]);
+        assert_eq!(out[0].0, "Accepted");
+        assert_eq!(out[1].0, "Conflicted");
+        assert_eq!(out[1].1, "shop.example.com POST /users/{userId} is already served by the older ApiRoute shop/a");
+    }
+
+    #[test]
+    fn routes_differing_in_host_method_kind_or_matchers_do_not_conflict() {
+        let out = accepted(&[
+            ("base", "hosts: [a.example.com], match: {path: /x, methods: [GET]}"),
+            ("host", "hosts: [b.example.com], match: {path: /x, methods: [GET]}"),
+            ("method", "hosts: [a.example.com], match: {path: /x, methods: [POST]}"),
+            ("prefix", "hosts: [a.example.com], match: {path: /x, pathType: Prefix, methods: [GET]}"),
+            ("header", "hosts: [a.example.com], match: {path: /x, methods: [GET], headers: [{name: X-V, value: '2'}]}"),
+            ("query", "hosts: [a.example.com], match: {path: /x, methods: [GET], queryParams: [{name: v}]}"),
+            ("dup", "hosts: [c.example.com, c.example.com], match: {path: /x, methods: [GET, GET]}"),
+        ]);
+        assert!(out.iter().all(|(reason, _)| reason == "Accepted"), "{out:?}");
+    }
+
+    #[test]
+    fn exact_and_template_of_the_same_path_and_empty_lists_conflict() {
+        let out = accepted(&[
+            ("exact", "match: {path: /a, pathType: Exact}"),
+            ("template", "match: {path: /a, pathType: Template, methods: [GET]}"),
+            ("any", "match: {path: /a}"),
+            ("header", "match: {path: /h, headers: [{name: X-A}, {name: x-b, value: '1'}]}"),
+            ("header-again", "match: {path: /h, headers: [{name: X-B, value: '1'}, {name: x-a}]}"),
+            ("query-not-header", "match: {path: /h, queryParams: [{name: x-a}, {name: x-b, value: '1'}]}"),
+        ]);
+        assert_eq!(out[0].0, "Accepted");
+        assert_eq!(out[1].0, "Accepted", "GET is not any method: a different key");
+        assert_eq!(out[2], ("Conflicted".into(), "any host any method /a is already served by the older ApiRoute shop/exact".into()));
+        assert_eq!(out[3].0, "Accepted");
+        assert_eq!(out[4].0, "Conflicted", "header names are case-insensitive and their order does not matter");
+        assert_eq!(out[5].0, "Accepted", "query parameters are not headers");
     }
 }

@@ -15,6 +15,8 @@ mod vpc;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
 use switchyard_api::condition_type::{READY, RESOLVED_REFS};
 use switchyard_api::{BackendService, BackendServiceSpec};
 
@@ -31,7 +33,8 @@ pub use registry::{describe as describe_registry, registry_source};
 
 /// What routes need to know about each BackendService, accepted or not.
 pub(super) struct BackendTable {
-    entries: ByName<BackendEntry>,
+    /// Namespace -> name -> entry, so that a lookup by borrowed names allocates nothing.
+    entries: BTreeMap<String, BTreeMap<String, BackendEntry>>,
     list: Vec<Backend>,
 }
 
@@ -55,7 +58,7 @@ pub(super) struct BackendEntry {
 
 impl BackendTable {
     pub fn get(&self, namespace: &str, name: &str) -> Option<&BackendEntry> {
-        self.entries.get(&(namespace.to_owned(), name.to_owned()))
+        self.entries.get(namespace)?.get(name)
     }
 
     pub fn into_snapshot_backends(self) -> Vec<Backend> {
@@ -82,12 +85,17 @@ fn kinds_set(spec: &BackendServiceSpec) -> Vec<&'static str> {
 pub(super) fn compile_all(resources: &Resources, grants: &ByName<VpcGrant>, statuses: &mut Vec<ResourceStatus>) -> BackendTable {
     let mut sorted: Vec<&BackendService> = resources.backend_services.iter().collect();
     sorted.sort_by_key(|b| (namespace(&b.metadata), name(&b.metadata)));
-    let mut table = BackendTable { entries: ByName::new(), list: Vec::new() };
+    let mut table = BackendTable { entries: BTreeMap::new(), list: Vec::new() };
     for backend in sorted {
         let mut status = status_for(ResourceKind::BackendService, &backend.metadata, true);
         let entry = compile_one(backend, resources, grants, &mut status, &mut table.list);
-        let key = (namespace(&backend.metadata).to_owned(), name(&backend.metadata).to_owned());
-        table.entries.insert(key, entry);
+        let ns = namespace(&backend.metadata);
+        if !table.entries.contains_key(ns) {
+            table.entries.insert(ns.to_owned(), BTreeMap::new());
+        }
+        let names = table.entries.get_mut(ns).expect("inserted above");
+        // A name given twice: the later one wins, as it always has.
+        names.insert(name(&backend.metadata).to_owned(), entry);
         statuses.push(status);
     }
     table

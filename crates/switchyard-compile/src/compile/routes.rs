@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use switchyard_api::condition_type::{ACCEPTED, PROGRAMMED, RESOLVED_REFS};
@@ -38,6 +38,8 @@ pub(super) fn compile_all(
     let mut sorted: Vec<&ApiRoute> = routes.iter().collect();
     sorted.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
     let mut claimed = Claims { paths: PathClaims::default(), hosts: HostOwners::new(ownership), programmed: Vec::new() };
+    claimed.programmed.reserve(sorted.len());
+    claimed.paths.reserve(sorted.len());
     statuses.reserve(sorted.len());
     for source in sorted {
         let mut status = status_for(ResourceKind::ApiRoute, &source.metadata, true);
@@ -408,9 +410,12 @@ impl PathClaims {
     /// first such key, in order of hosts and then methods, names the older route.
     fn claim(&mut self, route: &Route, path: String, programmed: &[Route]) -> Result<(), Rejection> {
         debug_assert_eq!(self.paths.len(), programmed.len());
+        let base = self.hasher(&path, route);
+        let mut hashes = Vec::with_capacity(route.hosts.len().max(1) * route.methods.len().max(1));
         for (_, host) in parts(&route.hosts) {
             for (_, method) in parts(&route.methods) {
-                let hash = self.hash(host, method, &path, route);
+                let hash = key_hash(&base, host, method);
+                hashes.push(hash);
                 if let Some(owner) = self.find(hash, host, method, &path, route, programmed) {
                     let host = if host.is_empty() { "any host" } else { host };
                     let method = if method.is_empty() { "any method" } else { method };
@@ -422,9 +427,10 @@ impl PathClaims {
             }
         }
         let index = programmed.len() as u32;
-        for (h, host) in parts(&route.hosts) {
-            for (m, method) in parts(&route.methods) {
-                let hash = self.hash(host, method, &path, route);
+        let mut hashes = hashes.into_iter();
+        for (h, _) in parts(&route.hosts) {
+            for (m, _) in parts(&route.methods) {
+                let hash = hashes.next().expect("one hash per key");
                 let next = self.heads.insert(hash, self.slots.len() as u32).unwrap_or(Slot::END);
                 self.slots.push(Slot { route: index, host: h, method: m, next });
             }
@@ -433,16 +439,24 @@ impl PathClaims {
         Ok(())
     }
 
-    fn hash(&self, host: &str, method: &str, path: &str, route: &Route) -> u64 {
+    fn reserve(&mut self, routes: usize) {
+        self.heads.reserve(routes);
+        self.slots.reserve(routes);
+        self.paths.reserve(routes);
+    }
+
+    /// The hash state after the parts all of a route's keys share: its conflict path and
+    /// matchers ([`key_hash`] adds a host and a method).
+    fn hasher(&self, path: &str, route: &Route) -> DefaultHasher {
         let mut hasher = self.seed.build_hasher();
-        (host, method, path).hash(&mut hasher);
+        path.hash(&mut hasher);
         for matchers in [&route.headers, &route.query_params] {
             matchers.len().hash(&mut hasher);
             for matcher in matchers {
                 (&matcher.name, &matcher.value).hash(&mut hasher);
             }
         }
-        hasher.finish()
+        hasher
     }
 
     /// The programmed route holding exactly this key, if any.
@@ -463,6 +477,12 @@ impl PathClaims {
         }
         None
     }
+}
+
+fn key_hash(base: &DefaultHasher, host: &str, method: &str) -> u64 {
+    let mut hasher = base.clone();
+    (host, method).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The keys of [`PathClaims::heads`] are hashes already.

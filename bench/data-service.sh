@@ -8,6 +8,7 @@
 # method and numbers: docs/benchmarks.md.
 #
 # Env (defaults): DATA_BENCH_PAGES=2000 DATA_BENCH_CONCURRENCY=8 DATA_BENCH_ROUNDS=3
+# DATA_BENCH_VACUUM=1 (0: the table as loaded, without the VACUUM autovacuum would do)
 # The report is also written to .bench/data-service-last.txt.
 set -euo pipefail
 

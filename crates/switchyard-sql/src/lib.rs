@@ -20,6 +20,7 @@ pub mod testing;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
@@ -140,6 +141,34 @@ pub struct Database {
     /// MariaDB (`max_statement_time`) or MySQL (`max_execution_time`), learned on first use.
     mariadb: OnceLock<bool>,
     max_connections: u32,
+    /// Connections held by pages now ([`Held`]): below `max_connections`, a request that
+    /// waits is waiting for the pool to open a connection, not for a busy one.
+    held: AtomicU32,
+}
+
+/// A pooled connection held for one page; counted in [`Database::held`].
+struct Held<'a, DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    held: &'a AtomicU32,
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for Held<'_, DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for Held<'_, DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl<DB: sqlx::Database> Drop for Held<'_, DB> {
+    fn drop(&mut self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 enum Pool {
@@ -152,6 +181,9 @@ enum Pool {
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The pool's own bound on a wait; each request waits only until its own deadline.
 const POOL_ACQUIRE_LIMIT: Duration = Duration::from_secs(600);
+/// How long a request waits for the pool to open a connection before it tries one itself
+/// ([`Database::acquire`]); a connect on a healthy network takes far less.
+const CONNECT_PROBE_AFTER: Duration = Duration::from_millis(100);
 /// The least statement timeout set: a deadline already passed still gets a clean answer.
 const MIN_STATEMENT_MS: u64 = 1;
 
@@ -180,7 +212,7 @@ impl Database {
             }
             (driver, _) => return Err(SqlError::BadUrl(format!("{driver:?} needs a matching connection"))),
         };
-        Ok(Self { pool, mariadb: OnceLock::new(), max_connections })
+        Ok(Self { pool, mariadb: OnceLock::new(), max_connections, held: AtomicU32::new(0) })
     }
 
     pub fn driver(&self) -> Driver {
@@ -269,18 +301,54 @@ impl Database {
         }
     }
 
-    async fn acquire<DB: sqlx::Database>(
-        &self,
-        pool: &sqlx::Pool<DB>,
-        deadline: Instant,
-    ) -> Result<sqlx::pool::PoolConnection<DB>, SqlError> {
-        match tokio::time::timeout_at(deadline.into(), pool.acquire()).await {
-            Ok(Ok(conn)) => Ok(conn),
+    /// A connection for one page, held until the returned guard drops. Waits for the pool
+    /// until `deadline`, except that a database which refuses connections is reported at
+    /// once: the pool retries a refused connect until the deadline (it takes it for a
+    /// server starting up), which would hold every request of a database that is down for
+    /// its whole timeout. So once a request has waited [`CONNECT_PROBE_AFTER`] while not
+    /// every connection is held by a page (the pool is opening one, not exhausted), it
+    /// connects once itself; a refusal there is the answer.
+    async fn acquire<DB: sqlx::Database>(&self, pool: &sqlx::Pool<DB>, deadline: Instant) -> Result<Held<'_, DB>, SqlError> {
+        let acquiring = tokio::time::timeout_at(deadline.into(), pool.acquire());
+        tokio::pin!(acquiring);
+        let probe_at = (Instant::now() + CONNECT_PROBE_AFTER).min(deadline);
+        let waited = tokio::select! {
+            biased;
+            waited = &mut acquiring => waited,
+            () = tokio::time::sleep_until(probe_at.into()) => {
+                if self.held.load(Ordering::Relaxed) < self.max_connections && self.driver() != Driver::Sqlite {
+                    if let Some(refused) = self.probe_connect(pool, deadline).await {
+                        return Err(refused);
+                    }
+                }
+                acquiring.await
+            }
+        };
+        match waited {
+            Ok(Ok(conn)) => {
+                self.held.fetch_add(1, Ordering::Relaxed);
+                Ok(Held { conn, held: &self.held })
+            }
             Ok(Err(e)) => Err(classify(e, self.driver(), 0)),
             // Every connection busy: exhausted. Otherwise the pool was still trying to open
             // one (the database does not answer).
             Err(_) if pool.size() >= self.max_connections && pool.num_idle() == 0 => Err(SqlError::PoolExhausted),
             Err(_) => Err(SqlError::Unavailable { detail: "no connection could be opened before the deadline".into() }),
+        }
+    }
+
+    /// One connect attempt outside the pool (closed again at once): the error if it fails.
+    async fn probe_connect<DB: sqlx::Database>(&self, pool: &sqlx::Pool<DB>, deadline: Instant) -> Option<SqlError> {
+        use sqlx::ConnectOptions;
+        let options = pool.connect_options();
+        match tokio::time::timeout_at(deadline.into(), options.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                None
+            }
+            Ok(Err(e)) => Some(classify(e, self.driver(), 0)),
+            // No answer to the probe either: the pool's own wait ends at the same deadline.
+            Err(_) => None,
         }
     }
 
@@ -337,14 +405,14 @@ impl Database {
         };
         let timeout_ms = statement_ms(deadline);
         let fail = fail_at(timeout_ms);
-        // Session-wide, set before every page (a connection is used by one request at a time).
-        let set_timeout = if mariadb {
-            format!("SET SESSION max_statement_time = {}.{:03}", timeout_ms / 1000, timeout_ms % 1000)
+        // Session-wide, set before every page (a connection is used by one request at a time),
+        // in the same round trip as the transaction's start (a multi-statement text query).
+        let begin = if mariadb {
+            format!("SET SESSION max_statement_time = {}.{:03}; START TRANSACTION READ ONLY", timeout_ms / 1000, timeout_ms % 1000)
         } else {
-            format!("SET SESSION max_execution_time = {timeout_ms}")
+            format!("SET SESSION max_execution_time = {timeout_ms}; START TRANSACTION READ ONLY")
         };
-        sqlx::query(&set_timeout).persistent(false).execute(&mut *conn).await.map_err(fail)?;
-        let mut tx = conn.begin_with("START TRANSACTION READ ONLY").await.map_err(fail)?;
+        let mut tx = conn.begin_with(begin).await.map_err(fail)?;
         let mut arguments = mysql_arguments(binds).map_err(fail)?;
         arguments.add(limit).map_err(|e| fail(sqlx::Error::Encode(e)))?;
         arguments.add(offset).map_err(|e| fail(sqlx::Error::Encode(e)))?;

@@ -154,12 +154,16 @@ async fn postgres_paging_binds_refusals_timeout_pool_and_restart() {
     assert_eq!(holder.await.unwrap().unwrap().rows, 1);
     assert_eq!(db.page(&by_name, &item, 1, 0, soon(5000)).await.unwrap().total, 24, "the pool serves again");
 
-    // Down and back.
+    // Down and back. A database that refuses connections is reported at once, not at the
+    // deadline: the first page may still find the pool's idle connection (broken), the
+    // later ones make the pool open one, which it would retry until the deadline.
     pg.stop();
-    let started = Instant::now();
-    let down = db.page(&by_name, &item, 10, 0, soon(2000)).await.unwrap_err();
-    assert!(matches!(down, SqlError::Unavailable { .. }), "{down:?}");
-    assert!(started.elapsed() < Duration::from_millis(2500));
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let down = db.page(&by_name, &item, 10, 0, soon(5000)).await.unwrap_err();
+        assert!(matches!(down, SqlError::Unavailable { .. }), "{down:?}");
+        assert!(started.elapsed() < Duration::from_millis(1000), "attempt {attempt}: {:?}", started.elapsed());
+    }
     pg.restart();
     let mut back = None;
     for _ in 0..40 {

@@ -211,6 +211,17 @@ impl Tally {
         assert!(failed.is_empty(), "{}: failures: {failed:?}", self.name);
     }
 
+    /// Asserts that every failure answered with `code` came within `bound`.
+    fn assert_refused_within(&self, code: &str, bound: Duration) {
+        let slow: Vec<_> = self
+            .counts
+            .iter()
+            .filter(|((_, o), seen)| o.code.as_deref() == Some(code) && seen.slowest >= bound)
+            .map(|((span, _), seen)| (*span, seen.slowest))
+            .collect();
+        assert!(slow.is_empty(), "{}: {code} answers slower than {bound:?}: {slow:?}", self.name);
+    }
+
     /// Asserts that requests failed only when in flight during `outage`, each an answer
     /// `status` with one of `codes`, and that some did.
     fn assert_failures_only_during(&self, outage: std::ops::RangeInclusive<usize>, status: u16, codes: &[&str]) {
@@ -549,6 +560,8 @@ async fn a_database_bus_or_registry_down_under_load_fails_only_its_own_route_wit
     // A lost registry leaves its last view serving (docs/registries.md).
     registry_tally.assert_none_failed(&all);
     database_tally.assert_failures_only_during(1..=2, 503, &["D503DU", "D503DP", "D504DT"]);
+    // A database that refuses connections is refused at once, not at the route's 3 s timeout.
+    database_tally.assert_refused_within("D503DU", Duration::from_secs(1));
     // A publish in flight when the bus goes waits for its ack until the route's timeout.
     bus_tally.assert_failures_only_during(3..=4, 503, &["D503EB", "D503ET"]);
     drop(app);

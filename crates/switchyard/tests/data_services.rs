@@ -296,10 +296,14 @@ async fn database_down_is_a_503_and_not_ready_and_back_is_served_and_ready() {
     wait_ready(&gw, "lite", ("True", "Ready")).await;
     assert_eq!(call(&gw, "/pg/products?category=fruit").await.status, 200);
     pg.stop();
-    let started = std::time::Instant::now();
-    let down = call(&gw, "/pg/products?category=fruit").await;
-    assert_eq!((down.status.as_u16(), down.error_code()), (503, Some("D503DU")), "{}", down.text());
-    assert!(started.elapsed() < Duration::from_secs(4));
+    // Refused at once, well inside the route's 3 s: the first call may meet the pool's
+    // broken idle connection, the next ones a connect the database refuses.
+    for attempt in 0..3 {
+        let started = std::time::Instant::now();
+        let down = call(&gw, "/pg/products?category=fruit").await;
+        assert_eq!((down.status.as_u16(), down.error_code()), (503, Some("D503DU")), "{}", down.text());
+        assert!(started.elapsed() < Duration::from_secs(1), "attempt {attempt}: {:?}", started.elapsed());
+    }
     wait_ready(&gw, "products", ("False", "DatabaseUnreachable")).await;
     let status = gw.status().await.to_string();
     assert!(status.contains("127.0.0.1:") && !status.contains("hunter2-pw") && !status.contains("reader:"), "{status}");
@@ -342,7 +346,7 @@ async fn the_sqlite_quickstart_example_serves() {
 /// through a PostgreSQL `dataService` (HTTP GET -> JSON) against the same page query run
 /// directly with the same driver (sqlx: fetch the page, decode every column), same server,
 /// same concurrency and pool size, one run; also directly with everything the gateway runs
-/// per page (read-only transaction, statement timeout, page, count), to tell the database's
+/// per page (read-only transaction, statement timeout, the page with its count), to tell the database's
 /// share from the gateway's. A warm-up, then alternating rounds; the best round of each counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: bench/data-service.sh runs it"]
@@ -371,6 +375,12 @@ async fn data_service_bench() {
         ],
     )
     .await;
+    // What autovacuum does to a freshly loaded table soon after (10,000 inserted rows pass
+    // its insert threshold): the visibility map lets the count read the index only.
+    // DATA_BENCH_VACUUM=0 measures the table as loaded.
+    if env("DATA_BENCH_VACUUM", 1) == 1 {
+        testing::execute(Driver::Postgres, &pg.url(), &["VACUUM ANALYZE products"]).await;
+    }
     let select = "SELECT id, name, price, added FROM products WHERE category = ${category} ORDER BY id";
     let manifest = format!(
         r#"apiVersion: switchyard.dev/v1alpha1
@@ -408,8 +418,9 @@ spec:
 
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(concurrency as u32).connect(&pg.url()).await.unwrap();
     let page_sql = "SELECT id, name, price, added FROM products WHERE category = $1 ORDER BY id LIMIT $2 OFFSET $3";
-    let count_sql =
-        "SELECT COUNT(*) FROM (SELECT id, name, price, added FROM products WHERE category = $1 ORDER BY id) AS switchyard_count";
+    // The gateway's page query as compile writes it: the count of all rows as a scalar
+    // subquery in the projection (docs/data-services.md).
+    let counting_page_sql = "SELECT id, name, price, added, (SELECT COUNT(*) FROM (SELECT id, name, price, added FROM products WHERE category = $1 ORDER BY id) AS switchyard_count) AS switchyard_total FROM products WHERE category = $1 ORDER BY id LIMIT $2 OFFSET $3";
     let per_worker = pages / concurrency;
     let rows_per_round = (per_worker * concurrency * PAGE) as f64;
 
@@ -460,16 +471,21 @@ spec:
                         for i in 0..per_worker {
                             let (category, number) = page_of(w * per_worker + i);
                             let offset = ((number - 1) * PAGE) as i64;
-                            let page = sqlx::query(page_sql).bind(&category).bind(PAGE as i64).bind(offset);
                             if like_the_gateway {
+                                // What switchyard-sql runs per page: the read-only transaction
+                                // with its statement timeout, the counting page, and a dropped
+                                // transaction (its ROLLBACK goes with the pool's test of the
+                                // returned connection).
+                                let page = sqlx::query(counting_page_sql).bind(&category).bind(PAGE as i64).bind(offset);
                                 let mut conn = pool.acquire().await.unwrap();
                                 let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = 10000";
                                 let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await.unwrap();
-                                decode(&page.fetch_all(&mut *tx).await.unwrap());
-                                let total: i64 = sqlx::query(count_sql).bind(&category).fetch_one(&mut *tx).await.unwrap().get(0);
-                                assert_eq!(total, 1000);
-                                tx.commit().await.unwrap();
+                                let rows = page.fetch_all(&mut *tx).await.unwrap();
+                                decode(&rows);
+                                assert_eq!(rows[0].get::<i64, _>(4), 1000);
+                                drop(tx);
                             } else {
+                                let page = sqlx::query(page_sql).bind(&category).bind(PAGE as i64).bind(offset);
                                 decode(&page.fetch_all(&pool).await.unwrap());
                             }
                         }
@@ -504,7 +520,7 @@ spec:
         PAGE * PAGES_PER_CATEGORY
     );
     println!("direct (sqlx: page query, every column decoded): {best_direct:.0} rows/s");
-    println!("direct like the gateway (sqlx: read-only transaction, statement timeout, page, count): {best_like:.0} rows/s");
+    println!("direct like the gateway (sqlx: read-only transaction, statement timeout, counting page): {best_like:.0} rows/s");
     println!("switchyard (HTTP GET -> JSON page): {best_gateway:.0} rows/s");
     println!("data service ratio (switchyard / direct): {:.3} (target >= 0.7)", best_gateway / best_direct);
     println!("data service ratio (switchyard / direct like the gateway): {:.3}", best_gateway / best_like);

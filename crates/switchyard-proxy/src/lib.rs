@@ -17,6 +17,8 @@ pub mod egress;
 pub mod error;
 pub mod exchange;
 mod fast_hash;
+#[cfg(test)]
+mod future_size;
 mod grpc;
 mod health;
 mod metrics;
@@ -46,13 +48,12 @@ pub mod fuzzing {
 use std::sync::Arc;
 
 pub use proxy::Proxy;
-pub use service::handle;
 
 /// What one worker thread serves with: the shared live state and its own upstream
 /// connection pool (connections are used by the thread that opened them).
-struct Worker {
-    proxy: Arc<Proxy>,
-    client: client::UpstreamClient,
+pub(crate) struct Worker {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) client: client::UpstreamClient,
 }
 
 /// Serves proxy traffic, one worker thread per listener (see
@@ -79,10 +80,9 @@ pub fn serve_workers(
             access_log::start_flushing();
         }
         let worker = Arc::new(Worker { proxy: proxy.clone(), client: client::upstream_client() });
-        move |request, peer| {
-            let worker = worker.clone();
-            async move { handle(&worker.proxy, &worker.client, request, peer).await }
-        }
+        // `handle`'s future itself, not an `async` block around it: the block would copy
+        // the whole request future (kilobytes) into its own state once more per request.
+        move |request, peer| service::handle(worker.clone(), request, peer)
     };
     switchyard_http::run_workers_with(listeners, https, limits, make_handler, shutdown)
 }

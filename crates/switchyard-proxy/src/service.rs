@@ -16,6 +16,7 @@
 //! started with even if a new one is swapped in meanwhile.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use http::header::HOST;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
+use crate::Worker;
 use crate::access_log::{AccessLogFormat, AccessRecord};
 use crate::auth::BodyLimits;
 use crate::auth::nonce::NonceStore;
@@ -32,7 +34,6 @@ use crate::body::{ClientBody, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
-use crate::proxy::Proxy;
 use crate::router::{NoMatch, RequestView};
 use crate::runtime::Runtime;
 use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
@@ -45,8 +46,9 @@ use switchyard_http::Peer;
 /// Largest request line plus headers accepted.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
 
-/// Serves one client request; never fails: errors become gateway responses.
-pub async fn handle(proxy: &Proxy, client: &UpstreamClient, request: Request<Incoming>, peer: Peer) -> Response<ClientBody> {
+/// Serves one client request on `worker`; never fails: errors become gateway responses.
+pub(crate) async fn handle(worker: Arc<Worker>, request: Request<Incoming>, peer: Peer) -> Response<ClientBody> {
+    let (proxy, client) = (&*worker.proxy, &worker.client);
     let started = Instant::now();
     let client_addr = peer.addr;
     let request_id = crate::request_id::of(request.headers());
@@ -360,6 +362,38 @@ fn no_match(why: NoMatch, view: &RequestView<'_>) -> GatewayError {
 
 #[cfg(test)]
 mod tests {
+    use std::marker::PhantomData;
+
+    use http::Request;
+    use hyper::body::Incoming;
+
+    use super::{Arc, CallContext, Peer, RequestContext, Runtime, Worker};
+    use crate::backends::{self, Backend, BackendRuntime, ShapedRequest};
+    use crate::future_size::of;
+
+    /// The futures of one proxied request, outermost first, in bytes.
+    fn request_path_futures<'a>(_: PhantomData<&'a ()>) -> Vec<(&'static str, usize)> {
+        vec![
+            ("handle", of(|(w, r, peer): (Arc<Worker>, Request<Incoming>, Peer)| super::handle(w, r, peer))),
+            ("serve", of(|(rt, r, rc): (&'a Runtime, Request<Incoming>, RequestContext<'a>)| super::serve(rt, r, rc))),
+            ("BackendRuntime::serve", of(|(b, r, ctx): (&'a BackendRuntime, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("http", of(|(b, r, ctx): (&'a backends::HttpBackend, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("gateway", of(|(b, r, ctx): (&'a backends::GatewayBackend, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("event function", of(|(b, r, ctx): (&'a backends::EventFunction, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("model", of(|(b, r, ctx): (&'a backends::ModelBackend, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("event bus", of(|(b, r, ctx): (&'a backends::EventBusBackend, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("data service", of(|(b, r, ctx): (&'a backends::DataServiceBackend, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+            ("mock", of(|(b, r, ctx): (&'a backends::MockBackend, ShapedRequest, &'a CallContext<'a>)| b.serve(r, ctx))),
+        ]
+    }
+
+    #[test]
+    fn request_path_future_sizes() {
+        for (name, size) in request_path_futures(PhantomData) {
+            eprintln!("{name}: {size} bytes");
+        }
+    }
+
     #[test]
     fn an_https_redirect_keeps_the_host_and_target_and_names_a_port_other_than_443() {
         use super::{GatewayError, HeaderValue, https_location};

@@ -25,12 +25,19 @@ impl MockBackend {
     }
 }
 
-impl Backend for MockBackend {
-    async fn serve(&self, _request: ShapedRequest, _ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+impl MockBackend {
+    /// The configured response, at once.
+    pub fn answer(&self) -> Result<Response<ResponseBody>, GatewayError> {
         // The body is a refcounted Bytes: cloning it copies nothing.
         let mut response = Response::new(ResponseBody::full(self.body.clone()));
         *response.status_mut() = self.status;
         *response.headers_mut() = self.headers.clone();
         Ok(response)
+    }
+}
+
+impl Backend for MockBackend {
+    async fn serve(&self, _request: ShapedRequest, _ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+        self.answer()
     }
 }

@@ -145,18 +145,49 @@ impl BackendRuntime {
         })
     }
 
-    /// Dispatches to the kind; a match, not a virtual call, so nothing is boxed.
-    pub async fn serve(&self, request: ShapedRequest, ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
+    /// Dispatches to the kind; a match, not a virtual call. A request's future is as large
+    /// as the largest kind it could hold and is copied whole when it is moved, so only
+    /// `http`'s future is held inline (as it is, not inside an `async fn` that would copy it
+    /// once more); the other kinds' futures (kilobytes for a model or a data service) are
+    /// boxed, one allocation on their own requests; mock and error answers are ready at once.
+    pub fn serve<'a>(&'a self, request: ShapedRequest, ctx: &'a CallContext<'_>) -> Serving<'a, impl Future<Output = Served> + Send> {
         match self {
-            Self::Http(b) => b.serve(request, ctx).await,
-            Self::Gateway(b) => b.serve(request, ctx).await,
-            Self::EventFunction(b) => b.serve(request, ctx).await,
-            Self::Model(b) => b.serve(request, ctx).await,
-            Self::EventBus(b) => b.serve(request, ctx).await,
-            Self::DataService(b) => b.serve(request, ctx).await,
-            Self::Mock(b) => b.serve(request, ctx).await,
-            Self::Unimplemented(b) => b.serve(request, ctx).await,
-            Self::Unavailable(b) => b.serve(request, ctx).await,
+            Self::Http(b) => Serving::Http { future: b.serve(request, ctx) },
+            Self::Gateway(b) => Serving::Boxed { future: Box::pin(b.serve(request, ctx)) },
+            Self::EventFunction(b) => Serving::Boxed { future: Box::pin(b.serve(request, ctx)) },
+            Self::Model(b) => Serving::Boxed { future: Box::pin(b.serve(request, ctx)) },
+            Self::EventBus(b) => Serving::Boxed { future: Box::pin(b.serve(request, ctx)) },
+            Self::DataService(b) => Serving::Boxed { future: Box::pin(b.serve(request, ctx)) },
+            Self::Mock(b) => Serving::Ready { answer: Some(b.answer()) },
+            Self::Unimplemented(b) => Serving::Ready { answer: Some(b.answer()) },
+            Self::Unavailable(b) => Serving::Ready { answer: Some(b.answer()) },
+        }
+    }
+}
+
+/// What a backend answers.
+pub type Served = Result<Response<ResponseBody>, GatewayError>;
+
+pin_project_lite::pin_project! {
+    /// [`BackendRuntime::serve`]'s future.
+    #[project = ServingProj]
+    pub enum Serving<'a, H> {
+        Http { #[pin] future: H },
+        Boxed { future: std::pin::Pin<Box<dyn Future<Output = Served> + Send + 'a>> },
+        Ready { answer: Option<Served> },
+    }
+}
+
+impl<H: Future<Output = Served>> Future for Serving<'_, H> {
+    type Output = Served;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Served> {
+        match self.project() {
+            ServingProj::Http { future } => future.poll(cx),
+            ServingProj::Boxed { future } => future.as_mut().poll(cx),
+            ServingProj::Ready { answer } => {
+                std::task::Poll::Ready(answer.take().expect("a backend's future is not polled after it answered"))
+            }
         }
     }
 }

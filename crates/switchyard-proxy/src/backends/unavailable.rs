@@ -18,8 +18,15 @@ impl Unavailable {
     }
 }
 
+impl Unavailable {
+    /// The refusal, at once.
+    pub fn answer(&self) -> Result<Response<ResponseBody>, GatewayError> {
+        Err(GatewayError::BackendUnavailable { backend: self.backend.clone(), why: self.why.clone() })
+    }
+}
+
 impl Backend for Unavailable {
     async fn serve(&self, _request: ShapedRequest, _ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
-        Err(GatewayError::BackendUnavailable { backend: self.backend.clone(), why: self.why.clone() })
+        self.answer()
     }
 }

@@ -18,8 +18,15 @@ impl Unimplemented {
     }
 }
 
+impl Unimplemented {
+    /// The refusal, at once.
+    pub fn answer(&self) -> Result<Response<ResponseBody>, GatewayError> {
+        Err(GatewayError::NotImplemented { kind: self.kind.clone(), backend: self.backend.clone() })
+    }
+}
+
 impl Backend for Unimplemented {
     async fn serve(&self, _request: ShapedRequest, _ctx: &CallContext<'_>) -> Result<Response<ResponseBody>, GatewayError> {
-        Err(GatewayError::NotImplemented { kind: self.kind.clone(), backend: self.backend.clone() })
+        self.answer()
     }
 }

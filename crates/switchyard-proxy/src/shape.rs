@@ -114,12 +114,14 @@ fn without_params(query: &str, names: &[String]) -> Option<String> {
     })
 }
 
+/// The backend's path and query, allocated at its exact length: the `http` kind turns it
+/// into the request's URI without copying it again (a `Bytes` made from a full `String`).
 fn join_query(path: &str, query: Option<&str>, constant: Option<&str>) -> String {
-    let extra = query.map_or(0, str::len) + constant.map_or(0, str::len) + 2;
-    let mut out = String::with_capacity(path.len() + extra);
+    let parts = || [query, constant].into_iter().flatten().filter(|q| !q.is_empty());
+    let mut out = String::with_capacity(path.len() + parts().map(|q| q.len() + 1).sum::<usize>());
     out.push_str(path);
     let mut separator = '?';
-    for part in [query, constant].into_iter().flatten().filter(|q| !q.is_empty()) {
+    for part in parts() {
         out.push(separator);
         out.push_str(part);
         separator = '&';
@@ -154,28 +156,54 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: SocketAddr) {
 
 /// One of the fixed hop-by-hop headers (not those a `Connection` header names).
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    hop_by_hop_index(name).is_some()
+}
+
+/// Where `name` is in [`HOP_BY_HOP`]. Most names are told apart by their length alone
+/// (a table lookup for a standard name), before any of the eight is compared.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    // te, trailer and upgrade, connection and keep-alive, proxy-connection,
+    // proxy-authenticate, proxy-authorization.
+    if !matches!(name.as_str().len(), 2 | 7 | 10 | 16 | 18 | 19) {
+        return None;
+    }
+    HOP_BY_HOP.iter().position(|hop| hop == name)
 }
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names first: most messages carry none of them, and each removal
-    // hashes its name. (`Connection` is itself hop-by-hop, so named ones need it present.)
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // hashes its name, so only the ones present are removed (an upstream's `Connection:
+    // keep-alive` costs two removals, not nine).
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // `Connection` (`HOP_BY_HOP[0]`) may name others. A name already in the fixed list
+    // goes with the list below: nothing parsed or allocated for `keep-alive`.
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|token| !HOP_BY_HOP.iter().any(|hop| token.eq_ignore_ascii_case(hop.as_str())))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -190,6 +218,9 @@ mod tests {
         assert_eq!(join_query("/a", None, Some("s=g")), "/a?s=g");
         assert_eq!(join_query("/a", Some("x=1"), Some("s=g")), "/a?x=1&s=g");
         assert_eq!(join_query("/a", Some(""), Some("s=g")), "/a?s=g");
+        for joined in [join_query("/a", Some("x=1"), Some("s=g")), join_query("/a", None, None), join_query("/a", Some(""), None)] {
+            assert_eq!(joined.capacity(), joined.len(), "{joined}: allocated at its length");
+        }
     }
 
     #[test]
@@ -210,6 +241,41 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_names_are_matched_ignoring_case_and_each_hop_by_hop_header_goes_whichever_are_present() {
+        let mut headers = HeaderMap::new();
+        headers.append(CONNECTION, HeaderValue::from_static("Keep-Alive , X-Secret-Hop,,TE"));
+        headers.append(CONNECTION, HeaderValue::from_static("x-other-hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("x-other-hop", HeaderValue::from_static("1"));
+        headers.append(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.append(http::header::UPGRADE, HeaderValue::from_static("h2c"));
+        headers.insert(http::header::TRAILER, HeaderValue::from_static("x-checksum"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.keys().collect::<Vec<_>>(), ["x-kept"]);
+
+        // No `Connection`: the fixed list alone, every value of each.
+        let mut headers = HeaderMap::new();
+        headers.append("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.append("keep-alive", HeaderValue::from_static("max=100"));
+        headers.insert(http::header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.keys().collect::<Vec<_>>(), ["x-secret-hop"], "only what Connection names is removed besides the list");
+    }
+
+    #[test]
+    fn each_hop_by_hop_name_is_found_and_no_other() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+            assert_eq!(hop_by_hop_index(&HeaderName::from_bytes(name.as_str().to_uppercase().as_bytes()).unwrap()), Some(i));
+        }
+        for other in ["host", "x-forwarded-host", "content-length", "tes", "x-connection", "proxy-authorizatio"] {
+            assert_eq!(hop_by_hop_index(&HeaderName::from_bytes(other.as_bytes()).unwrap()), None, "{other}");
+        }
     }
 
     #[test]

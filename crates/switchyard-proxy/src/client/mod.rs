@@ -155,6 +155,8 @@ pub struct Upstream {
     pub literal: Option<std::net::SocketAddr>,
     /// Spoken to in HTTP/2 (prior knowledge, or ALPN `h2` over TLS).
     pub http2: bool,
+    /// The pool's name for `scheme`, `authority` and `tls`, made once here.
+    destination: Arc<pool::Destination>,
 }
 
 impl Upstream {
@@ -163,7 +165,8 @@ impl Upstream {
         let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let literal =
             host.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(default_port)));
-        Self { scheme, authority, tls, literal, http2: false }
+        let destination = Arc::new(pool::Destination::new(&scheme, &authority, tls.clone()));
+        Self { scheme, authority, tls, literal, http2: false, destination }
     }
 
     /// The same upstream spoken to in HTTP/2 (`tls`, if any, must offer ALPN `h2`).
@@ -221,17 +224,21 @@ impl UpstreamClient {
         if upstream.http2 {
             return self.request_h2(upstream, key, pinned, request, policy, grant, deadline).await;
         }
-        if let Some(mut lease) = self.pool.checkout(&key) {
-            match lease.send(request).await {
+        let key = match self.pool.checkout(key) {
+            Ok(mut lease) => match lease.send(request).await {
                 Ok(response) => return Ok((response, Lease(Held::Http1(lease)))),
                 // The pooled connection closed before the request was written (the
                 // backend dropped it while idle): a fresh connection may take it.
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) => request = unsent,
+                    Some(unsent) => {
+                        request = unsent;
+                        lease.key().clone()
+                    }
                     None => return Err(ClientError::Request(e.into_error())),
                 },
-            }
-        }
+            },
+            Err(key) => key,
+        };
         // Boxed: dialling (DNS, TLS) is rare next to reusing a pooled connection, and its
         // large state would otherwise be moved around with every request's future.
         let sender = Box::pin(connect::connect(upstream, pinned, policy, grant, deadline)).await?;
@@ -277,6 +284,42 @@ mod tests {
     use std::io::{Error, ErrorKind};
 
     use super::*;
+
+    /// The client's futures of one request, in bytes.
+    fn client_futures<'a>(_: std::marker::PhantomData<&'a ()>) -> Vec<(&'static str, usize)> {
+        use crate::future_size::of;
+        type Args<'b> = (&'b UpstreamClient, &'b Upstream, Request<RequestBody>, &'b DialPolicy, Option<&'b Granted>);
+        vec![
+            ("request", of(|(c, u, r, p, g): Args<'a>| c.request(u, r, p, g, tokio::time::Instant::now()))),
+            ("Http1Lease::send", of(|(l, r): (&'a mut pool::Http1Lease, Request<RequestBody>)| l.send(r))),
+            (
+                "connect",
+                of(|(u, p, g): (&'a Upstream, &'a DialPolicy, Option<&'a Granted>)| {
+                    connect::connect(u, None, p, g, tokio::time::Instant::now())
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn client_future_sizes() {
+        for (name, size) in client_futures(std::marker::PhantomData) {
+            eprintln!("{name}: {size} bytes");
+        }
+    }
+
+    #[test]
+    fn upstreams_share_a_pool_key_when_scheme_authority_and_tls_agree_ignoring_case() {
+        let upstream = |scheme: &str, authority: &str| Upstream::new(scheme.parse().unwrap(), authority.parse().unwrap(), None);
+        let key = |u: &Upstream| Key::new(u, None, None);
+        let orders = upstream("http", "orders.internal:8080");
+        assert!(key(&orders) == key(&upstream("http", "Orders.Internal:8080")), "rebuilt, another spelling: the same pool");
+        assert!(key(&orders) != key(&upstream("https", "orders.internal:8080")));
+        assert!(key(&orders) != key(&upstream("http", "orders.internal:8081")));
+        assert!(key(&orders) != key(&upstream("http", "orders.internal")));
+        assert!(key(&orders) != Key::new(&orders, Some("10.0.0.1:8080".parse().unwrap()), None));
+        assert!(key(&orders) != Key::new(&orders, None, Some(7)));
+    }
 
     #[test]
     fn dial_failures_are_named_by_kind_without_os_error_text() {

@@ -27,8 +27,8 @@ type Sender = SendRequest<RequestBody>;
 /// Which upstream a connection goes to.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(super) struct Key {
-    scheme: Scheme,
-    authority: Authority,
+    /// Shared from the [`Upstream`]: the same `Arc` compares equal at a pointer compare.
+    destination: Arc<Destination>,
     /// The address chosen before dialling (an IP literal or a DnsRecord pick), so each
     /// weighted address keeps its own connections; None when the system resolver picks.
     pinned: Option<SocketAddr>,
@@ -36,13 +36,30 @@ pub(super) struct Key {
     /// to dials under the same grant: never to a backend without it, nor to one whose
     /// authorization grants other addresses.
     grant: Option<u64>,
-    /// TLS connections are shared only under the same server name and configuration.
-    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl Key {
     pub(super) fn new(upstream: &Upstream, pinned: Option<SocketAddr>, grant: Option<u64>) -> Self {
-        Self { scheme: upstream.scheme.clone(), authority: upstream.authority.clone(), pinned, grant, tls: upstream.tls.clone() }
+        Self { destination: upstream.destination.clone(), pinned, grant }
+    }
+}
+
+/// Where an upstream's connections go, made once per [`Upstream`] so that a pool lookup
+/// per request hashes and compares one short string (scheme and authority compare
+/// ignoring case, byte by byte, as `http`'s types do).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct Destination {
+    /// `scheme://authority`, lowercase.
+    name: Box<str>,
+    /// TLS connections are shared only under the same server name and configuration.
+    tls: Option<Arc<UpstreamTls>>,
+}
+
+impl Destination {
+    pub(super) fn new(scheme: &Scheme, authority: &Authority, tls: Option<Arc<UpstreamTls>>) -> Self {
+        // A scheme has no `:`, so the name splits back into the same pair.
+        let name = format!("{}://{}", scheme.as_str(), authority.as_str()).to_ascii_lowercase().into_boxed_str();
+        Self { name, tls }
     }
 }
 
@@ -64,16 +81,17 @@ impl Pool {
     }
 
     /// The most recently used idle connection that is still open and fresh: reusing
-    /// the warmest one lets the others age out.
-    pub(super) fn checkout(self: &Arc<Self>, key: &Key) -> Option<Http1Lease> {
+    /// the warmest one lets the others age out. The key goes into the lease, or comes back
+    /// when there is none (no clone per request).
+    pub(super) fn checkout(self: &Arc<Self>, key: Key) -> Result<Http1Lease, Key> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let stack = idle.get_mut(key)?;
+        let Some(stack) = idle.get_mut(&key) else { return Err(key) };
         while let Some(entry) = stack.pop() {
             if entry.sender.is_ready() && entry.since.elapsed() < self.idle_timeout {
-                return Some(Http1Lease { sender: Some(entry.sender), key: key.clone(), pool: self.clone(), reused: true });
+                return Ok(Http1Lease { sender: Some(entry.sender), key, pool: self.clone(), reused: true });
             }
         }
-        None
+        Err(key)
     }
 
     /// Leases a new connection; the first one starts the idle reaper.
@@ -84,11 +102,19 @@ impl Pool {
         Http1Lease { sender: Some(sender), key, pool: self.clone(), reused: false }
     }
 
-    fn checkin(&self, key: Key, sender: Sender) {
+    /// Keeps `sender` idle under `key`; the key is cloned only for an upstream that has no
+    /// idle list yet.
+    fn checkin(&self, key: &Key, sender: Sender) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let stack = idle.entry(key).or_default();
-        if stack.len() < self.max_idle {
-            stack.push(Idle { sender, since: Instant::now() });
+        let entry = Idle { sender, since: Instant::now() };
+        if let Some(stack) = idle.get_mut(key) {
+            if stack.len() < self.max_idle {
+                stack.push(entry);
+            }
+            return;
+        }
+        if self.max_idle > 0 {
+            idle.insert(key.clone(), vec![entry]);
         }
     }
 
@@ -129,6 +155,11 @@ impl Http1Lease {
         self.reused
     }
 
+    /// The upstream this connection goes to.
+    pub(super) fn key(&self) -> &Key {
+        &self.key
+    }
+
     /// Sends on this connection; an unsent request comes back in the error.
     pub(super) async fn send(&mut self, request: Request<RequestBody>) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         let sender = self.sender.as_mut().expect("a lease holds its connection until dropped");
@@ -140,7 +171,7 @@ impl Drop for Http1Lease {
     fn drop(&mut self) {
         let Some(mut sender) = self.sender.take() else { return };
         if sender.is_ready() {
-            self.pool.checkin(self.key.clone(), sender);
+            self.pool.checkin(&self.key, sender);
         } else if !sender.is_closed() {
             // Still finishing the response (or being closed by hyper after a
             // cancelled request): wait for the verdict off the request path.
@@ -148,7 +179,7 @@ impl Drop for Http1Lease {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     if sender.ready().await.is_ok() {
-                        pool.checkin(key, sender);
+                        pool.checkin(&key, sender);
                     }
                 });
             }

@@ -234,12 +234,27 @@ pub(crate) fn compile_query(query: &str, driver: DataDriver, parameters: &[DataP
     let sql = sql.trim();
     let count_sql = format!("SELECT COUNT(*) FROM ({sql}) AS switchyard_count");
     let counting = counting_select(sql, &count_sql, dialect.as_ref(), driver);
-    Ok(CompiledQuery {
-        page_sql: format!("{} LIMIT {limit} OFFSET {offset}", counting.as_deref().unwrap_or(sql)),
-        count_sql,
-        page_counts: counting.is_some(),
-        binds,
-    })
+    let page_sql = format!("{} LIMIT {limit} OFFSET {offset}", counting.as_deref().unwrap_or(sql));
+    check_runs_as_one_query(&page_sql, dialect.as_ref(), true)?;
+    check_runs_as_one_query(&count_sql, dialect.as_ref(), false)?;
+    Ok(CompiledQuery { page_sql, count_sql, page_counts: counting.is_some(), binds })
+}
+
+/// What runs must be one query, the page with the gateway's own LIMIT: the checks above
+/// read the query as written, and text at its end can read differently once the gateway's
+/// words follow it (in the MySQL dialect a dangling `@` at the end parses, but not before
+/// `LIMIT`; found by the `sql_query` fuzz target).
+fn check_runs_as_one_query(sql: &str, dialect: &dyn Dialect, paged: bool) -> Result<(), Rejection> {
+    let statements = Parser::parse_sql(dialect, sql).ok();
+    let runs_as_checked = match statements.as_deref() {
+        Some([Statement::Query(query)]) => query.limit_clause.is_some() == paged,
+        _ => false,
+    };
+    if runs_as_checked {
+        Ok(())
+    } else {
+        Err(invalid_query("does not stay one SELECT once the gateway adds its LIMIT and OFFSET: end it with a complete expression"))
+    }
 }
 
 /// The query with [`TOTAL_COLUMN`] added to its projection, when that counts its result

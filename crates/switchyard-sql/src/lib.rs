@@ -317,11 +317,20 @@ impl Database {
             waited = &mut acquiring => waited,
             () = tokio::time::sleep_until(probe_at.into()) => {
                 if self.held.load(Ordering::Relaxed) < self.max_connections && self.driver() != Driver::Sqlite {
-                    if let Some(refused) = self.probe_connect(pool, deadline).await {
-                        return Err(refused);
+                    // The pool goes on trying meanwhile: whichever answers first.
+                    let probe = self.probe_connect(pool, deadline);
+                    tokio::pin!(probe);
+                    tokio::select! {
+                        biased;
+                        waited = &mut acquiring => waited,
+                        refused = &mut probe => match refused {
+                            Some(refused) => return Err(refused),
+                            None => acquiring.await,
+                        },
                     }
+                } else {
+                    acquiring.await
                 }
-                acquiring.await
             }
         };
         match waited {

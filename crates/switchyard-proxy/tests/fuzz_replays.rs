@@ -88,8 +88,10 @@ fn exchange(addr: SocketAddr, data: &[u8]) -> String {
 /// chunked `POST /files/up` with a bare-LF header line and no Host, pipelined, then the
 /// client's half-close. The fuzz run counted 3 upstream requests for 1 upstream answer.
 /// Replayed, the upstream sees each of the two requests exactly once; the POST, cut off by
-/// the half-close (hyper closes a connection that reads EOF mid-request), reaches the
-/// upstream unanswered, and in about a third of the runs it does so only after the gateway
+/// the half-close (hyper closes a connection that reads EOF mid-request), usually reaches
+/// the upstream unanswered (answered when the upstream is quicker than the gateway's read
+/// of the EOF: seen once in 30 runs after the request path got faster), and in about a
+/// third of the runs it does so only after the gateway
 /// has closed the client's connection. The fuzz target read the upstream's count at that
 /// moment, so the late request was counted against the next input: a harness miscount,
 /// not a request sent twice (the target now tells inputs apart by their source address).
@@ -104,7 +106,10 @@ fn pipelined_requests_cut_by_a_half_close_reach_the_upstream_once_each() {
         let at_close = harness.upstream_saw.lock().unwrap().len() - before;
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
         assert!(answer.contains("\"code\":\"A400BR\""), "{answer}");
-        assert_eq!(answer.matches("x-fuzz-upstream: 1").count(), 1, "the HEAE is answered by the upstream: {answer}");
+        // The HEAE is answered by the upstream; the POST is too when its answer comes back
+        // before the gateway reads the half-close (which ends the connection): a race.
+        let answered = answer.matches("x-fuzz-upstream: 1").count();
+        assert!(matches!(answered, 1 | 2), "the HEAE is answered by the upstream, the POST at most once: {answer}");
         // Everything the upstream will get from this exchange, late arrivals included.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         while harness.upstream_saw.lock().unwrap().len() - before < 2 && std::time::Instant::now() < deadline {

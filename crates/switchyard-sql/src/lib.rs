@@ -346,7 +346,10 @@ impl Database {
         }
     }
 
-    /// One connect attempt outside the pool (closed again at once): the error if it fails.
+    /// One connect attempt outside the pool (closed again at once): the error if the
+    /// database cannot be reached at all (refused, reset, unreachable). Other refusals are
+    /// the pool's to judge: it waits out the transient ones (too many connections, starting
+    /// up) and reports the rest (a bad password) at once itself.
     async fn probe_connect<DB: sqlx::Database>(&self, pool: &sqlx::Pool<DB>, deadline: Instant) -> Option<SqlError> {
         use sqlx::ConnectOptions;
         let options = pool.connect_options();
@@ -355,7 +358,8 @@ impl Database {
                 let _ = conn.close().await;
                 None
             }
-            Ok(Err(e)) => Some(classify(e, self.driver(), 0)),
+            Ok(Err(e @ sqlx::Error::Io(_))) => Some(classify(e, self.driver(), 0)),
+            Ok(Err(_)) => None,
             // No answer to the probe either: the pool's own wait ends at the same deadline.
             Err(_) => None,
         }

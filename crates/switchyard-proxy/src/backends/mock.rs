@@ -23,9 +23,7 @@ impl MockBackend {
         }
         Ok(Self { status, headers: map, body: Bytes::copy_from_slice(body.as_bytes()) })
     }
-}
 
-impl MockBackend {
     /// The configured response, at once.
     pub fn answer(&self) -> Result<Response<ResponseBody>, GatewayError> {
         // The body is a refcounted Bytes: cloning it copies nothing.

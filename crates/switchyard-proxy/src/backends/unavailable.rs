@@ -16,9 +16,7 @@ impl Unavailable {
     pub fn new(backend: &str, reason: &str, message: &str) -> Self {
         Self { backend: backend.to_owned(), why: format!("{reason}: {message}") }
     }
-}
 
-impl Unavailable {
     /// The refusal, at once.
     pub fn answer(&self) -> Result<Response<ResponseBody>, GatewayError> {
         Err(GatewayError::BackendUnavailable { backend: self.backend.clone(), why: self.why.clone() })

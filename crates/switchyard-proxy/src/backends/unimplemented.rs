@@ -16,9 +16,7 @@ impl Unimplemented {
     pub fn new(kind: &str, backend: &str) -> Self {
         Self { kind: kind.to_owned(), backend: backend.to_owned() }
     }
-}
 
-impl Unimplemented {
     /// The refusal, at once.
     pub fn answer(&self) -> Result<Response<ResponseBody>, GatewayError> {
         Err(GatewayError::NotImplemented { kind: self.kind.clone(), backend: self.backend.clone() })

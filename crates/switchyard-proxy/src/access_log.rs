@@ -24,7 +24,6 @@ use http::{HeaderValue, Method, Version};
 use switchyard_compile::calendar::civil_from_epoch_days;
 
 use crate::exchange::Exchange;
-use crate::runtime::Runtime;
 
 /// `--access-log`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,7 +46,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub struct AccessRecord {
     pub(crate) exchange: Exchange,
     /// The runtime the request ran on (names of its route, backend and endpoint).
-    pub(crate) runtime: Option<Arc<Runtime>>,
+    pub(crate) names: Option<Arc<dyn LineNames>>,
     format: AccessLogFormat,
     started: Instant,
     client: SocketAddr,
@@ -70,7 +69,7 @@ impl AccessRecord {
     pub fn start<B>(format: AccessLogFormat, started: Instant, request: &http::Request<B>, client: SocketAddr, tls: &'static str) -> Self {
         Self {
             exchange: Exchange::default(),
-            runtime: None,
+            names: None,
             format,
             started,
             client,
@@ -118,26 +117,51 @@ pub struct PlainNames {
 }
 
 impl PlainNames {
-    pub fn of<'a>(
+    /// `endpoint_names`: each backend's endpoint names, by backend index.
+    pub fn of<'a, E: Iterator<Item = &'a str>>(
         route_ids: impl Iterator<Item = &'a str>,
         backend_ids: impl Iterator<Item = &'a str>,
-        backends: &[Arc<crate::backends::BackendRuntime>],
+        endpoint_names: impl Iterator<Item = E>,
     ) -> Self {
         let is_plain = |name: &str| name.bytes().all(plain);
-        let endpoints_plain = |backend: &crate::backends::BackendRuntime| (0..).map_while(|i| backend.endpoint_name(i)).all(is_plain);
         Self {
             routes: route_ids.map(is_plain).collect(),
             backends: backend_ids.map(is_plain).collect(),
-            endpoints: backends.iter().map(|b| endpoints_plain(b)).collect(),
+            endpoints: endpoint_names.map(|mut names| names.all(is_plain)).collect(),
         }
+    }
+
+    /// `text`, the name of route `i`, as a line shows it.
+    pub fn route<'a>(&self, i: usize, text: &'a str) -> Name<'a> {
+        Name { text, plain: self.routes.get(i).copied().unwrap_or(false) }
+    }
+
+    pub fn backend<'a>(&self, i: usize, text: &'a str) -> Name<'a> {
+        Name { text, plain: self.backends.get(i).copied().unwrap_or(false) }
+    }
+
+    /// `text`, one of backend `i`'s endpoint names.
+    pub fn endpoint<'a>(&self, i: usize, text: &'a str) -> Name<'a> {
+        Name { text, plain: self.endpoints.get(i).copied().unwrap_or(false) }
     }
 }
 
 /// A string for a line, and whether it is known plain (copied as it is).
 #[derive(Clone, Copy)]
-struct Name<'a> {
-    text: &'a str,
-    plain: bool,
+pub struct Name<'a> {
+    pub text: &'a str,
+    /// Needs no escaping (see [`PlainNames`]).
+    pub plain: bool,
+}
+
+/// Where a line's route, backend and upstream names come from when it is written: the
+/// runtime the request ran on implements it (runtime.rs), so this module needs neither
+/// the runtime's type nor its layout, and the runtime can hold this module's
+/// [`PlainNames`] without a circle. By index, as the request's [`Exchange`] records them.
+pub trait LineNames: Send + Sync {
+    fn route(&self, route: usize) -> Option<Name<'_>>;
+    fn backend(&self, backend: usize) -> Option<Name<'_>>;
+    fn upstream(&self, backend: usize, endpoint: usize) -> Option<Name<'_>>;
 }
 
 impl Name<'_> {
@@ -170,13 +194,10 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     fn of(record: &'a AccessRecord, total: Duration) -> Self {
         let x = &record.exchange;
-        let runtime = record.runtime.as_deref();
-        let route = runtime.zip(x.route()).and_then(|(rt, i)| Some(Name { text: &rt.routes.get(i)?.id, plain: rt.log_names.routes[i] }));
-        let backend = runtime.zip(x.backend()).and_then(|(rt, i)| Some((rt, i, rt.snapshot.backends.get(i)?, rt.backends.get(i)?)));
-        let upstream = backend
-            .zip(x.endpoint())
-            .and_then(|((rt, i, _, b), e)| Some(Name { text: b.endpoint_name(e)?, plain: rt.log_names.endpoints[i] }));
-        let backend = backend.map(|(rt, i, spec, _)| Name { text: spec.id.as_str(), plain: rt.log_names.backends[i] });
+        let names = record.names.as_deref();
+        let route = names.zip(x.route()).and_then(|(n, i)| n.route(i));
+        let backend = names.zip(x.backend()).and_then(|(n, i)| n.backend(i));
+        let upstream = names.zip(x.backend().zip(x.endpoint())).and_then(|(n, (b, e))| n.upstream(b, e));
         Line {
             time: SystemTime::now().checked_sub(total).unwrap_or(SystemTime::UNIX_EPOCH),
             request_id: record.request_id.as_bytes(),
@@ -689,7 +710,11 @@ mod tests {
     #[test]
     fn names_are_judged_plain_once_and_a_name_that_is_not_is_escaped_on_every_line() {
         let hostile = "shop/a\"b c\n";
-        let names = PlainNames::of(["shop/orders", hostile].into_iter(), ["shop/api", "shop/b\\"].into_iter(), &[]);
+        let names = PlainNames::of(
+            ["shop/orders", hostile].into_iter(),
+            ["shop/api", "shop/b\\"].into_iter(),
+            std::iter::empty::<std::iter::Empty<&str>>(),
+        );
         assert_eq!((&names.routes[..], &names.backends[..]), (&[true, false][..], &[true, false][..]));
         let route = Name { text: hostile, plain: names.routes[1] };
         let mut out = Vec::new();

@@ -24,7 +24,6 @@ use switchyard_compile::snapshot::{DialGrant, Snapshot};
 // link-local grants) and the controller's connectivity tests.
 use switchyard_compile::validate::is_link_local;
 
-use crate::client::Upstream;
 use crate::fast_hash::FastHash;
 use crate::weighted::WeightedCycle;
 
@@ -109,21 +108,11 @@ impl DialPolicy {
 
     /// The address a DnsRecord gives `host` for this request (weighted), if it has one.
     pub fn record_address(&self, host: &str) -> Option<IpAddr> {
-        self.records.get(host).map(|addresses| *addresses.pick())
-    }
-
-    /// The address chosen before any DNS: an IP literal is its own address; a name with
-    /// a DnsRecord gets a weighted pick (per call, so weights hold per request).
-    pub fn pinned(&self, upstream: &Upstream) -> Option<SocketAddr> {
-        if let Some(literal) = upstream.literal {
-            return Some(literal);
-        }
+        // Most configurations have no DnsRecord: skip hashing the host.
         if self.records.is_empty() {
             return None;
         }
-        // Compile lowercases host names, so the lookup needs no copy.
-        let ip = self.record_address(upstream.authority.host())?;
-        Some(SocketAddr::new(ip, upstream.authority.port_u16().unwrap_or(80)))
+        self.records.get(host).map(|addresses| *addresses.pick())
     }
 
     /// Whether `addr` may be dialled, by a backend holding `grant` if any.

@@ -391,12 +391,6 @@ impl GatewayError {
         }
     }
 
-    /// The response a client sees: for a gRPC request, a trailers-only gRPC error
-    /// ([`crate::grpc::error_response`]); otherwise [`GatewayError::into_response`].
-    pub fn into_response_for(self, grpc: bool) -> Response<ResponseBody> {
-        if grpc { crate::grpc::error_response(&self) } else { self.into_response() }
-    }
-
     /// The response the client sees: status, code and message headers, and a small
     /// JSON body with the same facts for clients that only log bodies.
     pub fn into_response(self) -> Response<ResponseBody> {

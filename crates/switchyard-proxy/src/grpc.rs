@@ -91,6 +91,14 @@ fn percent_encoded(message: &str) -> HeaderValue {
     HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("gateway error"))
 }
 
+impl GatewayError {
+    /// The response a client sees: for a gRPC request, a trailers-only gRPC error
+    /// ([`error_response`]); otherwise [`GatewayError::into_response`].
+    pub fn into_response_for(self, grpc: bool) -> Response<ResponseBody> {
+        if grpc { error_response(&self) } else { self.into_response() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,7 @@ async fn probe_one(upstream: &Upstream, host_header: &str, policy: &ActiveHealth
     // The address a request would use: IP literal, DnsRecord pick, or DNS; through the
     // egress policy like traffic, and through the TLS handshake for `https` (so an expired
     // or untrusted certificate takes the endpoint out of rotation too).
-    let pinned = targets.dial.pinned(upstream);
+    let pinned = upstream.pinned(&targets.dial);
     let Ok(candidates) = crate::resolver::addresses(&upstream.authority, pinned).await else { return false };
     // The first address a request could use, as the connector picks among them.
     let grant = targets.grant.as_ref().map(Granted::grant);

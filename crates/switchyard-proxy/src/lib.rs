@@ -20,6 +20,7 @@ mod fast_hash;
 #[cfg(test)]
 mod future_size;
 mod grpc;
+mod headers;
 mod health;
 mod metrics;
 mod outlier;
@@ -27,6 +28,7 @@ mod proxy;
 pub mod pull;
 mod query;
 mod random_id;
+mod request_body;
 mod request_id;
 mod resolver;
 mod retry_budget;

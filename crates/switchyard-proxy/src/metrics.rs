@@ -18,7 +18,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::exchange::Exchange;
-use crate::runtime::Runtime;
 
 /// `switchyard_proxy_requests_total`: status class first, so the series read as before
 /// with the route and backend added.
@@ -365,21 +364,24 @@ impl ProxyMetrics {
 
     /// Counts one response (at its headers): by route, backend and class, the route's
     /// duration, the gateway error, and the backend's upstream time and retries.
+    /// `runtime`: the series of the runtime the request ran on and its routes (None when
+    /// none was live).
     pub fn observe(
         &self,
-        runtime: Option<&Runtime>,
+        runtime: Option<(&RuntimeCounters, &[switchyard_compile::snapshot::Route])>,
         exchange: &Exchange,
         status: u16,
         error_code: Option<&'static str>,
         elapsed: Duration,
     ) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        let counters = runtime.map(|rt| &rt.counters);
-        let route = runtime.zip(exchange.route()).and_then(|(rt, i)| Some((rt.counters.routes.get(i)?, rt.snapshot.routes.get(i)?, rt)));
+        let counters = runtime.map(|(counters, _)| counters);
+        let route =
+            runtime.zip(exchange.route()).and_then(|((counters, routes), i)| Some((counters.routes.get(i)?, routes.get(i)?, counters)));
         match route {
-            Some((route, spec, rt)) => {
+            Some((route, spec, counters)) => {
                 let series =
-                    route.series.get_or_init(|| Box::new(self.backends.traffic.route_series(spec, &route.id, &rt.counters.backend_ids)));
+                    route.series.get_or_init(|| Box::new(self.backends.traffic.route_series(spec, &route.id, &counters.backend_ids)));
                 let backend = exchange.backend().and_then(|b| series.by_backend.iter().find(|(i, _)| *i == b));
                 backend.map_or(&series.no_backend, |(_, by_class)| by_class)[class].inc();
                 series.duration.observe(elapsed.as_secs_f64());

@@ -23,7 +23,7 @@ fn prefix() -> u64 {
 /// `A-Z a-z 0-9 . _ -`) is kept, so one id follows a request through chained gateways;
 /// anything else is replaced by a new one.
 pub fn of(headers: &http::HeaderMap) -> HeaderValue {
-    match headers.get(crate::shape::X_CA_REQUEST_ID) {
+    match headers.get(crate::headers::X_CA_REQUEST_ID) {
         Some(incoming) if is_well_formed(incoming.as_bytes()) => incoming.clone(),
         _ => next(),
     }

@@ -16,7 +16,8 @@ use crate::auth::Authenticator;
 use crate::egress::{DialPolicy, EgressConfig};
 use crate::error::GatewayError;
 
-use crate::backends::{BackendRuntime, BuildContext};
+use crate::access_log::Name;
+use crate::backends::{BackendRuntime, BuildContext, DEFAULT_TIMEOUT};
 use crate::metrics::{BackendMetrics, RuntimeCounters};
 use crate::router::Router;
 use crate::weighted::WeightedCycle;
@@ -35,9 +36,6 @@ fn admissions(snapshot: &Snapshot, previous: Option<&Runtime>) -> Vec<Arc<Admiss
     };
     snapshot.backends.iter().map(admission).collect()
 }
-
-/// Total budget of a request when neither the route nor the backend sets one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One snapshot, ready to serve.
 pub struct Runtime {
@@ -137,8 +135,11 @@ impl Runtime {
             .collect();
         let admissions = admissions(&snapshot, previous);
         let counters = metrics.traffic.resolve(&snapshot);
-        let log_names =
-            crate::access_log::PlainNames::of(routes.iter().map(|r| &*r.id), snapshot.backends.iter().map(|b| b.id.as_str()), &backends);
+        let log_names = crate::access_log::PlainNames::of(
+            routes.iter().map(|r| &*r.id),
+            snapshot.backends.iter().map(|b| b.id.as_str()),
+            backends.iter().map(|b| (0..).map_while(move |i| b.endpoint_name(i))),
+        );
         Ok(Self { snapshot, dial, router, routes, backends, admissions, counters, log_names })
     }
 
@@ -275,6 +276,22 @@ fn rewrite(route: &Route) -> Result<Option<Rewrite>, String> {
             Rewrite::Template(parse_rewrite(target, &names)?)
         }
     }))
+}
+
+/// The names an access log line shows, looked up in this runtime when the line is written.
+impl crate::access_log::LineNames for Runtime {
+    fn route(&self, route: usize) -> Option<Name<'_>> {
+        Some(self.log_names.route(route, &self.routes.get(route)?.id))
+    }
+
+    fn backend(&self, backend: usize) -> Option<Name<'_>> {
+        Some(self.log_names.backend(backend, self.snapshot.backends.get(backend)?.id.as_str()))
+    }
+
+    fn upstream(&self, backend: usize, endpoint: usize) -> Option<Name<'_>> {
+        self.snapshot.backends.get(backend)?;
+        Some(self.log_names.endpoint(backend, self.backends.get(backend)?.endpoint_name(endpoint)?))
+    }
 }
 
 #[cfg(test)]

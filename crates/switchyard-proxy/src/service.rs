@@ -7,7 +7,7 @@
 //! 5. `shape`         — rewrite, constant parameters, Host, forwarding headers, body limit.
 //! 6. `call_backend`  — the backend kind serves it (timeouts, retries, 5xx codes).
 //! 7. `finish`        — request id on every response, metrics; the access log line
-//!    when the response body is done (`body::ClientBody`).
+//!    when the response body is done (`ClientBody`).
 //!
 //! One [`Exchange`] per request records what the phases decided (route, backend,
 //! endpoint, attempts, upstream time, bytes in) for the metrics and the access log.
@@ -16,28 +16,34 @@
 //! started with even if a new one is swapped in meanwhile.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
 
 use crate::Worker;
 use crate::access_log::{AccessLogFormat, AccessRecord};
 use crate::auth::BodyLimits;
 use crate::auth::nonce::NonceStore;
 use crate::backends::CallContext;
-use crate::body::{ClientBody, ResponseBody};
+use crate::body::{BoxError, ResponseBody};
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
+use crate::headers::X_CA_REQUEST_ID;
 use crate::router::{NoMatch, RequestView};
 use crate::runtime::Runtime;
-use crate::shape::{ShapeInput, X_CA_REQUEST_ID, shape};
-use crate::trace::Outcome;
+use crate::shape::{ShapeInput, shape};
+use crate::trace::{OpenSpan, Outcome};
 use crate::trace_context::TraceContext;
 use switchyard_compile::request_path;
 use switchyard_compile::snapshot::Protocols;
@@ -102,14 +108,14 @@ pub(crate) async fn handle(worker: Arc<Worker>, request: Request<Incoming>, peer
         }
     };
     let status = response.status().as_u16();
-    proxy.metrics.observe(runtime.as_deref(), exchange, status, code, started.elapsed());
+    proxy.metrics.observe(runtime.as_deref().map(|rt| (&rt.counters, &rt.snapshot.routes[..])), exchange, status, code, started.elapsed());
     let span =
         span.map(|s| s.answered(Outcome { runtime: runtime.as_deref(), exchange, status, error_code: code, request_id: &request_id }));
     if let Some(record) = &mut record {
         record.request_id = request_id.clone();
         record.status = status;
         record.error_code = code;
-        record.runtime = runtime;
+        record.names = runtime.map(|rt| rt as Arc<dyn crate::access_log::LineNames>);
     }
     response.headers_mut().insert(X_CA_REQUEST_ID, request_id);
     response.map(|body| ClientBody::new(body, record).with_span(span))
@@ -357,6 +363,53 @@ fn no_match(why: NoMatch, view: &RequestView<'_>) -> GatewayError {
         NoMatch::MethodNotAllowed(allowed) => {
             GatewayError::MethodNotAllowed { method: view.method.to_string(), path: view.path.to_owned(), allow: allowed.header_value() }
         }
+    }
+}
+
+pin_project! {
+    /// What the client receives: the response body and, when the access log is on, the
+    /// request's record, counting the bytes that pass; its line is written when this is
+    /// dropped (hyper drops a body once it has sent its end, or when the client left).
+    pub struct ClientBody {
+        #[pin]
+        inner: ResponseBody,
+        log: Option<Box<AccessRecord>>,
+        // The request's recorded span, which ends (is exported) when this is dropped.
+        span: Option<Box<OpenSpan>>,
+    }
+}
+
+impl ClientBody {
+    pub fn new(inner: ResponseBody, log: Option<Box<AccessRecord>>) -> Self {
+        Self { inner, log, span: None }
+    }
+
+    /// The same body ending `span` when done.
+    pub fn with_span(mut self, span: Option<Box<OpenSpan>>) -> Self {
+        self.span = span;
+        self
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (this.log, &polled) {
+            log.bytes_out += frame.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -8,7 +8,7 @@
 //! The span's attributes come from the request's [`Exchange`] (route, backend, endpoint)
 //! and its outcome (status, error code), the same fields the access log and metrics
 //! read. It ends when the response body is done, as the access log line does
-//! (`body::ClientBody`).
+//! (`service::ClientBody`).
 
 use std::sync::Arc;
 use std::time::SystemTime;

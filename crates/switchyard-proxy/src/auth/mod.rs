@@ -17,8 +17,8 @@ use switchyard_compile::snapshot::{Auth, Snapshot};
 
 use switchyard_http::constant_time_eq;
 
-use crate::body::RequestBody;
 use crate::error::GatewayError;
+use crate::request_body::RequestBody;
 
 pub mod nonce;
 pub mod signature;
@@ -97,7 +97,7 @@ impl Authenticator {
         let (body, (app_key, nonce, ttl_ms)) = match verified {
             Some(verified) => (RequestBody::streaming(body, limits.size), verified),
             None => {
-                let bytes = crate::body::read_bounded(body, &parts.headers, limits.size, limits.deadline, limits.budget).await?;
+                let bytes = read_bounded(body, &parts.headers, limits.size, limits.deadline, limits.budget).await?;
                 // The same checks as above (same headers, same clock), so the same answer.
                 let presented = verifier.presented(&parts.headers, now_ms)?;
                 verifier.verify(&presented, &request, Some(&bytes))?;
@@ -175,6 +175,44 @@ pub fn strip_app_code(headers: &mut HeaderMap, query: Option<&str>) -> Option<St
     crate::query::without_pairs(query, |pair| {
         pair.strip_prefix(APP_CODE_PARAM).is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
     })
+}
+
+/// The whole client body, for a phase that must see it before the backend does (a
+/// signature covering it): at most `limit` bytes (a larger declared length is refused
+/// before a byte is read), by `deadline` (the route's timeout, `budget`). Client faults
+/// are the client's: 413, 408, or 400 for a malformed body.
+async fn read_bounded(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: u64,
+    deadline: std::time::Instant,
+    budget: std::time::Duration,
+) -> Result<bytes::Bytes, crate::error::GatewayError> {
+    use crate::error::GatewayError;
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let body = RequestBody::streaming(body, limit);
+    if body.is_end_stream() {
+        return Ok(bytes::Bytes::new());
+    }
+    match tokio::time::timeout_at(deadline.into(), body.collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout { timeout_ms: budget.as_millis() as u64 }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if crate::request_body::is_body_too_large(&*e) => Err(GatewayError::BodyTooLarge { limit }),
+        Ok(Err(e)) => {
+            let mut detail = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                detail = format!("{detail}: {cause}");
+                source = cause.source();
+            }
+            Err(GatewayError::MalformedBody { detail })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -220,7 +220,7 @@ fn path_value(source: Option<&super::EventSource>, name: &str) -> Result<Option<
 /// their text; null as absent).
 async fn read_fields(
     content_type: Option<&str>,
-    body: crate::body::RequestBody,
+    body: crate::request_body::RequestBody,
     ctx: &CallContext<'_>,
 ) -> Result<Vec<(String, String)>, GatewayError> {
     let bytes = collect(body, ctx).await?;

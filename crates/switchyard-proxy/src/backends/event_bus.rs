@@ -22,9 +22,10 @@ use switchyard_nats::{PublishError, Publisher};
 use self::cloudevent::{Attributes, RequestData};
 use super::http::{HttpBackend, collect};
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::ResponseBody;
 use crate::error::GatewayError;
 use crate::metrics::EventBusCounters;
+use crate::request_body::RequestBody;
 
 pub struct EventBusBackend {
     id: String,

@@ -28,9 +28,10 @@ use self::event::EventInput;
 pub use self::event::EventSource;
 use super::http::{HttpBackend, collect};
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::shape::X_CA_REQUEST_ID;
+use crate::headers::X_CA_REQUEST_ID;
+use crate::request_body::RequestBody;
 
 pub struct EventFunction {
     id: String,

@@ -20,9 +20,10 @@ use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, GatewaySign
 use self::signer::Signer;
 use super::http::{HttpBackend, Outbound, collect};
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::ResponseBody;
 use crate::error::{GatewayError, X_CA_ERROR_CODE};
-use crate::shape::X_CA_REQUEST_ID;
+use crate::headers::X_CA_REQUEST_ID;
+use crate::request_body::RequestBody;
 
 /// Gateway hops a request has made.
 pub const X_CA_HOPS: HeaderName = HeaderName::from_static("x-ca-hops");

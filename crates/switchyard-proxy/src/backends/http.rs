@@ -12,17 +12,18 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use switchyard_compile::snapshot::{Backend as BackendSpec, BackendKind, Endpoint, RetryPolicy, UpstreamVersion};
 
+use super::DEFAULT_TIMEOUT;
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
-use crate::body::{BodyWatch, RequestBody, ResponseBody, is_body_too_large, is_client_body_error};
+use crate::body::ResponseBody;
 use crate::client::{Lease, Upstream};
 use crate::egress::Granted;
 use crate::error::GatewayError;
+use crate::headers::strip_hop_by_hop;
 use crate::health::{self, ActiveHealth, ProbeTargets};
 use crate::outlier::Outlier;
+use crate::request_body::{BodyWatch, RequestBody, is_body_too_large, is_client_body_error};
 use crate::retry_budget::RetryBudget;
-use crate::runtime::DEFAULT_TIMEOUT;
-use crate::shape::strip_hop_by_hop;
 use crate::websocket::{ClientUpgrade, TunnelMetrics};
 use switchyard_http::tls::{Alpn, UpstreamTls};
 
@@ -524,11 +525,11 @@ fn passthrough(response: Response<hyper::body::Incoming>, lease: Lease) -> Respo
     Response::from_parts(parts, ResponseBody::upstream(body, lease))
 }
 
-/// The limit recorded in a [`crate::body::BodyTooLarge`] somewhere in the chain.
+/// The limit recorded in a [`crate::request_body::BodyTooLarge`] somewhere in the chain.
 fn source_limit(error: &(dyn std::error::Error + 'static)) -> u64 {
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(too_large) = e.downcast_ref::<crate::body::BodyTooLarge>() {
+        if let Some(too_large) = e.downcast_ref::<crate::request_body::BodyTooLarge>() {
             return too_large.limit;
         }
         current = e.source();
@@ -637,8 +638,8 @@ mod tests {
         // as the source of its own.
         #[derive(Debug, thiserror::Error)]
         #[error("request error")]
-        struct Outer(#[source] crate::body::BoxError);
-        let too_large = Outer(Box::new(crate::body::BodyTooLarge { limit: 7 }));
+        struct Outer(#[source] crate::request_body::BoxError);
+        let too_large = Outer(Box::new(crate::request_body::BodyTooLarge { limit: 7 }));
         assert!(is_body_too_large(&too_large) && !is_client_body_error(&too_large));
         assert_eq!(source_limit(&too_large), 7);
         let other = Outer("connection reset by peer".into());

@@ -18,14 +18,15 @@ mod unimplemented;
 pub use self::function::parse_response as parse_function_response;
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ::http::{HeaderMap, HeaderValue, Method, Response};
 use switchyard_compile::snapshot::{Backend as BackendSpec, BackendKind, FunctionInvocation, RetryPolicy};
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::ResponseBody;
 use crate::client::UpstreamClient;
 use crate::error::GatewayError;
+use crate::request_body::RequestBody;
 
 pub use self::data_service::DataServiceBackend;
 pub use self::event_bus::EventBusBackend;
@@ -36,6 +37,9 @@ pub use self::mock::MockBackend;
 pub use self::model::ModelBackend;
 pub use self::unavailable::Unavailable;
 pub use self::unimplemented::Unimplemented;
+
+/// Total budget of a request when neither the route nor the backend sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request ready for its backend.
 pub struct ShapedRequest {

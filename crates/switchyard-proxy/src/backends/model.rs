@@ -24,13 +24,14 @@ use prometheus_client::metrics::family::Family;
 use switchyard_compile::snapshot::{Backend as BackendSpec, Endpoint, ModelProtocol, SecretText};
 
 use self::protocol::Call;
+use super::DEFAULT_TIMEOUT;
 use super::http::{HttpBackend, Outbound, collect};
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
-use crate::body::{RequestBody, ResponseBody, StreamWatch};
+use crate::body::{ResponseBody, StreamWatch};
 use crate::error::GatewayError;
+use crate::headers::X_CA_REQUEST_ID;
 use crate::metrics::TokenLabels;
-use crate::runtime::DEFAULT_TIMEOUT;
-use crate::shape::X_CA_REQUEST_ID;
+use crate::request_body::RequestBody;
 
 pub struct ModelBackend {
     id: Arc<str>,

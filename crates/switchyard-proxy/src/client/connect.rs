@@ -11,8 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{CONNECT_TIMEOUT, ClientError, Upstream};
-use crate::body::RequestBody;
 use crate::egress::{DialPolicy, Granted};
+use crate::request_body::RequestBody;
 
 /// How much earlier than the attempt's deadline a dial gives up.
 const CONNECT_MARGIN: std::time::Duration = std::time::Duration::from_millis(10);

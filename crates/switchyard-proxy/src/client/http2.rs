@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::http2::SendRequest;
 
 use super::pool::Key;
-use crate::body::RequestBody;
 use crate::fast_hash::FastHash;
+use crate::request_body::RequestBody;
 
 pub(super) type Sender = SendRequest<RequestBody>;
 

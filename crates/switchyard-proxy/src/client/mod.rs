@@ -19,8 +19,8 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::body::{BoxError, RequestBody};
 use crate::egress::{DialPolicy, Granted};
+use crate::request_body::{BoxError, RequestBody};
 use switchyard_http::tls::UpstreamTls;
 
 use self::http2::Http2Pool;
@@ -98,7 +98,7 @@ pub(crate) fn io_failure(error: &std::io::Error) -> &'static str {
 
 /// Why a request on an open connection got no response.
 fn request_failure(error: &hyper::Error) -> &'static str {
-    if let Some(io) = crate::body::find_in_chain::<std::io::Error>(error) {
+    if let Some(io) = crate::request_body::find_in_chain::<std::io::Error>(error) {
         return io_failure(io);
     }
     if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
@@ -162,11 +162,23 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(scheme: Scheme, authority: Authority, tls: Option<Arc<UpstreamTls>>) -> Self {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
-        let literal =
-            host.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(default_port)));
+        let literal = host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, authority.port_u16().unwrap_or(default_port(&scheme))));
         let destination = Arc::new(pool::Destination::new(&scheme, &authority, tls.clone()));
         Self { scheme, authority, tls, literal, http2: false, destination }
+    }
+
+    /// The address chosen before any DNS: an IP literal is its own address; a name with
+    /// a DnsRecord in `policy` gets a weighted pick (per call, so weights hold per request).
+    pub fn pinned(&self, policy: &DialPolicy) -> Option<std::net::SocketAddr> {
+        if self.literal.is_some() {
+            return self.literal;
+        }
+        // Compile lowercases host names, so the lookup needs no copy.
+        let ip = policy.record_address(self.authority.host())?;
+        Some(std::net::SocketAddr::new(ip, self.authority.port_u16().unwrap_or(default_port(&self.scheme))))
     }
 
     /// The same upstream spoken to in HTTP/2 (`tls`, if any, must offer ALPN `h2`).
@@ -174,6 +186,10 @@ impl Upstream {
         self.http2 = http2;
         self
     }
+}
+
+fn default_port(scheme: &Scheme) -> u16 {
+    if *scheme == Scheme::HTTPS { 443 } else { 80 }
 }
 
 /// The upstream connection a response came on; the response body keeps it until done.
@@ -219,7 +235,7 @@ impl UpstreamClient {
         grant: Option<&Granted>,
         deadline: tokio::time::Instant,
     ) -> Result<(Response<Incoming>, Lease), ClientError> {
-        let pinned = policy.pinned(upstream);
+        let pinned = upstream.pinned(policy);
         let key = Key::new(upstream, pinned, grant.map(Granted::fingerprint));
         if upstream.http2 {
             return self.request_h2(upstream, key, pinned, request, policy, grant, deadline).await;
@@ -322,6 +338,23 @@ mod tests {
         assert!(key(&orders) != key(&upstream("http", "orders.internal")));
         assert!(key(&orders) != Key::new(&orders, Some("10.0.0.1:8080".parse().unwrap()), None));
         assert!(key(&orders) != Key::new(&orders, None, Some(7)));
+    }
+
+    #[test]
+    fn an_upstream_is_pinned_to_its_ip_literal_or_its_dns_record_on_its_schemes_default_port() {
+        use switchyard_compile::snapshot::{DnsEntry, Snapshot};
+        let entry = DnsEntry { domain: "orders.internal".into(), records: vec![("10.0.3.15".parse().unwrap(), 1)] };
+        let snapshot = Snapshot { dns_records: vec![entry], ..Snapshot::default() };
+        let policy = DialPolicy::build(&Default::default(), &snapshot);
+        let pinned =
+            |scheme: &str, authority: &str| Upstream::new(scheme.parse().unwrap(), authority.parse().unwrap(), None).pinned(&policy);
+        assert_eq!(pinned("http", "orders.internal"), Some("10.0.3.15:80".parse().unwrap()));
+        assert_eq!(pinned("https", "orders.internal"), Some("10.0.3.15:443".parse().unwrap()), "not 80 for TLS");
+        assert_eq!(pinned("http", "orders.internal:8080"), Some("10.0.3.15:8080".parse().unwrap()));
+        assert_eq!(pinned("https", "[fd00::7]"), Some("[fd00::7]:443".parse().unwrap()), "a literal is its own address");
+        assert_eq!(pinned("http", "other.internal"), None, "no record: the resolver picks");
+        let empty = DialPolicy::build(&Default::default(), &Snapshot::default());
+        assert_eq!(Upstream::new("http".parse().unwrap(), "orders.internal".parse().unwrap(), None).pinned(&empty), None);
     }
 
     #[test]

@@ -18,8 +18,8 @@ use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::SendRequest;
 
 use super::Upstream;
-use crate::body::RequestBody;
 use crate::fast_hash::FastHash;
+use crate::request_body::RequestBody;
 use switchyard_http::tls::UpstreamTls;
 
 type Sender = SendRequest<RequestBody>;

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::body::ResponseBody;
 use crate::error::GatewayError;
-use crate::shape::is_hop_by_hop;
+use crate::headers::is_hop_by_hop;
 
 /// Standard alphabet; padding optional (some runtimes drop it).
 const BASE64: GeneralPurpose =

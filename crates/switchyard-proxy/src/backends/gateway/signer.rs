@@ -14,8 +14,8 @@ use crate::auth::signature::{
     self, SignatureMethod, SigningParts, X_CA_KEY, X_CA_NONCE, X_CA_SIGNATURE, X_CA_SIGNATURE_HEADERS, X_CA_SIGNATURE_METHOD,
     X_CA_TIMESTAMP,
 };
-use crate::body::RequestBody;
 use crate::error::GatewayError;
+use crate::request_body::RequestBody;
 
 /// The headers every outbound signature covers: the timestamp and nonce must be signed
 /// (a verifier refuses them unsigned: they are what stops a replay).

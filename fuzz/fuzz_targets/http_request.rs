@@ -36,6 +36,9 @@ static INPUTS: AtomicU32 = AtomicU32::new(0);
 
 static HARNESS: OnceLock<Harness> = OnceLock::new();
 
+/// Header fields the upstream reads (see `serve_upstream`).
+const UPSTREAM_MAX_HEADERS: usize = 1024;
+
 fuzz_target!(|data: &[u8]| {
     let harness = HARNESS.get_or_init(start);
     let client = IpAddr::V4(Ipv4Addr::from(0x7f01_0000 + INPUTS.fetch_add(1, Ordering::Relaxed) % 0xfffe + 1));
@@ -200,7 +203,13 @@ async fn serve_upstream(listener: std::net::TcpListener, hits: Arc<Mutex<HashMap
                     Ok::<_, std::convert::Infallible>(response.unwrap())
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            // More headers than the gateway takes from a client (hyper's 100) plus those it
+            // adds: a request the gateway forwards always reaches this service, so every
+            // answer here carries `x-fuzz-upstream` (hyper's own 431 to a head over its
+            // default 100 fields did not, and was taken for the gateway's).
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.max_headers(UPSTREAM_MAX_HEADERS);
+            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
         });
     }
 }

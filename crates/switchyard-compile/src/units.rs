@@ -38,12 +38,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses a byte size: plain bytes or a binary suffix Ki, Mi, Gi.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("invalid size {text:?}: use bytes or a Ki/Mi/Gi suffix, e.g. 512Ki, 10Mi");
-    let (digits, multiplier) = match text.len().checked_sub(2).map(|at| text.split_at(at)) {
-        Some((d, "Ki")) => (d, 1u64 << 10),
-        Some((d, "Mi")) => (d, 1 << 20),
-        Some((d, "Gi")) => (d, 1 << 30),
-        _ => (text, 1),
-    };
+    // By suffix, not by splitting two bytes off the end: the text is a tenant's, and its
+    // last two bytes may be inside a multi-byte character (a panic when sliced).
+    let suffixed = |suffix: &str, multiplier: u64| text.strip_suffix(suffix).map(|d| (d, multiplier));
+    let (digits, multiplier) =
+        suffixed("Ki", 1u64 << 10).or_else(|| suffixed("Mi", 1 << 20)).or_else(|| suffixed("Gi", 1 << 30)).unwrap_or((text, 1));
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -68,6 +67,17 @@ mod tests {
         for bad in ["", "5", "s", "5x", "-5s", "5 s", "1.5s", "99999999999999999999s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    /// The fuzz target `manifest_compile` (3 December 2026): `requestBodyLimit: ղi` (a
+    /// two-byte character, then `i`) panicked, slicing the text two bytes from its end:
+    /// a tenant's ApiRoute could stop the controller's compile.
+    #[test]
+    fn a_size_ending_inside_a_multibyte_character_is_refused_not_a_panic() {
+        for bad in ["ղi", "ϰi", "ղ", "1ղ", "ղKi", "5Kղ", "€", "10€Mi"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(parse_size("2Ki"), Ok(2048));
     }
 
     #[test]

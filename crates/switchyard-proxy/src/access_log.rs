@@ -133,16 +133,16 @@ impl PlainNames {
 
     /// `text`, the name of route `i`, as a line shows it.
     pub fn route<'a>(&self, i: usize, text: &'a str) -> Name<'a> {
-        Name { text, plain: self.routes.get(i).copied().unwrap_or(false) }
+        Name::judged(&self.routes, i, text)
     }
 
     pub fn backend<'a>(&self, i: usize, text: &'a str) -> Name<'a> {
-        Name { text, plain: self.backends.get(i).copied().unwrap_or(false) }
+        Name::judged(&self.backends, i, text)
     }
 
     /// `text`, one of backend `i`'s endpoint names.
     pub fn endpoint<'a>(&self, i: usize, text: &'a str) -> Name<'a> {
-        Name { text, plain: self.endpoints.get(i).copied().unwrap_or(false) }
+        Name::judged(&self.endpoints, i, text)
     }
 }
 
@@ -164,8 +164,13 @@ pub trait LineNames: Send + Sync {
     fn upstream(&self, backend: usize, endpoint: usize) -> Option<Name<'_>>;
 }
 
-impl Name<'_> {
+impl<'a> Name<'a> {
     const EMPTY: Name<'static> = Name { text: "", plain: true };
+
+    /// `text` as judged at index `i` of `plain` (unknown: escaped, to be safe).
+    fn judged(plain: &[bool], i: usize, text: &'a str) -> Self {
+        Name { text, plain: plain.get(i).copied().unwrap_or(false) }
+    }
 }
 
 /// One line's fields, resolved.

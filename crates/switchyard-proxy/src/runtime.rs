@@ -289,7 +289,7 @@ impl crate::access_log::LineNames for Runtime {
     }
 
     fn upstream(&self, backend: usize, endpoint: usize) -> Option<Name<'_>> {
-        self.snapshot.backends.get(backend)?;
+        // `backends` is built one for one from the snapshot's: no second bounds check.
         Some(self.log_names.endpoint(backend, self.backends.get(backend)?.endpoint_name(endpoint)?))
     }
 }

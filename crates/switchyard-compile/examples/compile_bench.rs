@@ -21,7 +21,7 @@ use manifests::manifests;
 /// The allocator of the `switchyard` binary, where compile runs in production (the
 /// controller, standalone mode): glibc's malloc would overstate the allocation costs.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: switchyard_alloc::Allocator = switchyard_alloc::Allocator;
 
 fn peak_memory_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

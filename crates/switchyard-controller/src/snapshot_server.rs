@@ -152,7 +152,7 @@ impl SnapshotServer {
                 text(StatusCode::UNAUTHORIZED, "the token was rotated; send the current one")
             }
             Ok(Some(published)) => {
-                let mut response = Response::new(Full::new(published.json.clone()));
+                let mut response = Response::new(Full::new(published.json().clone()));
                 let headers = response.headers_mut();
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 headers.insert("x-switchyard-version", HeaderValue::from(published.snapshot.version));

@@ -416,7 +416,8 @@ fn candidate(index: usize, route: &Route) -> Result<Candidate, String> {
                 (PathMatcher::Exact, 0, Vec::new())
             } else {
                 let shape = template.segments.iter().map(|s| u8::from(matches!(s, Segment::Param(_)))).collect();
-                (PathMatcher::Template(template.segments.clone()), template.literal_count(), shape)
+                let literals = template.literal_count();
+                (PathMatcher::Template(template.segments), literals, shape)
             }
         }
     };

@@ -26,7 +26,7 @@ mod manifests;
 
 /// The `switchyard` binary's allocator, where all of this runs.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: switchyard_alloc::Allocator = switchyard_alloc::Allocator;
 
 #[derive(Default)]
 struct Steps {
@@ -72,7 +72,7 @@ fn main() {
     }
     let serving = gateway.standalone.runtime().map_or(0, |rt| rt.routes.len());
     assert_eq!(serving, routes + rounds, "every added route is served");
-    let json = gateway.publisher.current().map_or(0, |p| p.json.len());
+    let json = gateway.publisher.current().map_or(0, |p| p.json().len());
     println!("change bench: {routes} routes, {rounds} changes of one added route; snapshot JSON {:.1} MiB", json as f64 / 1048576.0);
     println!("{:<34} {:>10} {:>14}", "step", "first (ms)", "change min (ms)");
     let rows: [(&str, &Vec<Duration>, &Vec<Duration>); 6] = [
@@ -110,7 +110,7 @@ fn change(gateway: &Gateway, resources: &Resources, steps: &mut Steps) {
     gateway.standalone.apply(published.snapshot.clone()).expect("the snapshot builds");
     timed(&mut steps.apply, started);
     let started = Instant::now();
-    let decoded: Snapshot = serde_json::from_slice(&published.json).expect("the JSON decodes");
+    let decoded: Snapshot = serde_json::from_slice(published.json()).expect("the JSON decodes");
     timed(&mut steps.decode, started);
     let started = Instant::now();
     gateway.pulling.apply(Arc::new(decoded)).expect("the pulled snapshot builds");

@@ -92,7 +92,7 @@ async fn main() {
     publisher.publish(compiled.snapshot);
     step.done("publish: snapshot moved in + its JSON");
     let published = publisher.current().expect("published");
-    println!("  (JSON {:.1} MiB)", mib(published.json.len()));
+    println!("  (JSON {:.1} MiB)", mib(published.json().len()));
     let step = Step::start();
     let router =
         switchyard_proxy::router::Router::build(&published.snapshot.routes, &published.snapshot.host_owners).expect("routes build");

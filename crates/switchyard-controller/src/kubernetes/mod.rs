@@ -398,7 +398,7 @@ pub async fn run(
         if leads {
             events.publish(&pass.events, &pass.now, |o| stores.reference(o)).await;
         }
-        metrics.observe_compile(started.elapsed(), pass.version, publisher.current().map(|p| p.json.len()));
+        metrics.observe_compile(started.elapsed(), pass.version, publisher.current().map(|p| p.json().len()));
         // Wake on a change (debounced), on gaining leadership, or on the resync tick.
         tokio::select! {
             () = changed.notified() => tokio::time::sleep(DEBOUNCE).await,

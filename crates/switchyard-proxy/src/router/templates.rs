@@ -52,16 +52,20 @@ impl TemplateTrie {
 
     /// Sorts each node's candidates and ranks the nodes against each other.
     pub(super) fn finish(&mut self) {
-        let mut keys = Vec::new();
+        let mut keys: Vec<(Reverse<usize>, Vec<u8>)> = Vec::new();
         self.root.visit_mut(&mut |node| {
             node.ends.sort_by(|a, b| a.precedence.cmp(&b.precedence));
             // Most nodes end one template; a push left room for four.
             node.ends.shrink_to_fit();
-            keys.push(node.key());
+            let (specificity, shape) = node.key();
+            keys.push((specificity, shape.to_vec()));
         });
-        keys.sort();
+        keys.sort_unstable();
+        // Nodes of one shape share a rank (they never match the same path).
+        keys.dedup();
         self.root.visit_mut(&mut |node| {
-            let rank = keys.binary_search(&node.key()).unwrap_or(keys.len());
+            let key = node.key();
+            let rank = keys.binary_search_by(|(specificity, shape)| (*specificity, shape.as_slice()).cmp(&key)).unwrap_or(keys.len());
             node.rank = u32::try_from(rank).unwrap_or(u32::MAX);
         });
     }
@@ -97,9 +101,9 @@ impl Node {
 
     /// The node's place in template precedence: every candidate ending here has the
     /// node's literal count and shape, so the first one's precedence speaks for the node.
-    fn key(&self) -> (Reverse<usize>, Vec<u8>) {
+    fn key(&self) -> (Reverse<usize>, &[u8]) {
         let precedence = &self.ends[0].precedence;
-        (precedence.specificity, precedence.shape.clone())
+        (precedence.specificity, &precedence.shape)
     }
 
     /// `rest` is the path after the segments consumed so far (`None` once all are).

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
-use crate::client::Lease;
+use crate::client::{Lease, UpstreamBody};
 pub use crate::request_body::BoxError;
 
 pin_project! {
@@ -21,13 +21,13 @@ pin_project! {
     pub enum ResponseBody {
         /// Streamed from the backend, unbuffered. The lease returns the upstream
         /// connection to its pool when the body is done (dropped).
-        Upstream { #[pin] inner: Incoming, lease: Lease },
+        Upstream { #[pin] inner: UpstreamBody, lease: Lease },
         /// Made by the gateway (mock responses, errors).
         Full { #[pin] inner: Full<Bytes> },
         /// Streamed from the backend as `Upstream` is, under a [`StreamWatch`]: cut when
         /// no frame comes within its idle time, and shown to its observer as it passes
         /// (a model's response). Boxed, so plain responses carry none of it.
-        Watched { #[pin] inner: Incoming, watch: Pin<Box<StreamWatch>> },
+        Watched { #[pin] inner: UpstreamBody, watch: Pin<Box<StreamWatch>> },
     }
 }
 
@@ -36,7 +36,7 @@ impl ResponseBody {
         Self::Full { inner: Full::new(bytes) }
     }
 
-    pub fn upstream(inner: Incoming, lease: Lease) -> Self {
+    pub fn upstream(inner: UpstreamBody, lease: Lease) -> Self {
         Self::Upstream { inner, lease }
     }
 
@@ -58,7 +58,7 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ResponseBodyProj::Upstream { inner, .. } => inner.poll_frame(cx).map_err(Into::into),
+            ResponseBodyProj::Upstream { inner, .. } => inner.poll_frame(cx),
             ResponseBodyProj::Full { inner } => inner.poll_frame(cx).map_err(|never| match never {}),
             ResponseBodyProj::Watched { inner, watch } => watch.as_mut().poll_frame(inner, cx),
         }

@@ -16,7 +16,7 @@ use super::DEFAULT_TIMEOUT;
 use super::{Backend, BuildContext, CallContext, ShapedRequest};
 use crate::balance::{Balancer, PickInput};
 use crate::body::ResponseBody;
-use crate::client::{Lease, Upstream};
+use crate::client::{Lease, Upstream, UpstreamBody};
 use crate::egress::Granted;
 use crate::error::GatewayError;
 use crate::headers::strip_hop_by_hop;
@@ -73,7 +73,7 @@ enum AttemptError {
 enum Failure {
     Error(GatewayError),
     /// Boxed: rare, and large next to the common outcome.
-    Response(Box<(Response<hyper::body::Incoming>, Lease)>),
+    Response(Box<(Response<UpstreamBody>, Lease)>),
 }
 
 /// What a kind built on `http` does to each attempt's request just before it is sent
@@ -189,7 +189,7 @@ impl HttpBackend {
     /// the client's connection would be left in a protocol it did not choose.
     fn switch_protocols(
         &self,
-        mut response: Response<hyper::body::Incoming>,
+        mut response: Response<UpstreamBody>,
         upgrade: Option<ClientUpgrade>,
         ctx: &CallContext<'_>,
     ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -283,7 +283,7 @@ impl HttpBackend {
         retry: Retry<'_>,
         watch: Option<&BodyWatch>,
         budget: Duration,
-    ) -> Result<(Response<hyper::body::Incoming>, Lease), AttemptError> {
+    ) -> Result<(Response<UpstreamBody>, Lease), AttemptError> {
         let Retry { policy, resend } = retry;
         let timeout_ms = budget.as_millis() as u64;
         // The dial shares the attempt's deadline: a blackholed endpoint is a connect
@@ -426,6 +426,8 @@ impl HttpBackend {
             let mut upstream = self.build_request(endpoint, &request, attempt_target, attempt_headers, attempt_body)?;
             if upgrade.is_some() {
                 crate::websocket::set_upgrade_headers(upstream.headers_mut());
+                // Through hyper's client, which hands the connection over on a `101`.
+                upstream.extensions_mut().insert(crate::client::Upgrade);
             }
             // Every upstream request (any kind served through here) continues the trace.
             ctx.trace.propagate(upstream.headers_mut());
@@ -491,7 +493,7 @@ pub(super) async fn collect(body: RequestBody, ctx: &CallContext<'_>) -> Result<
 /// What an attempt says about the endpoint's health; None when it says nothing (the
 /// client was at fault: its body was too large, malformed or too slow; or the policy
 /// refused the dial).
-fn endpoint_health(outcome: &Result<(Response<hyper::body::Incoming>, Lease), AttemptError>) -> Option<bool> {
+fn endpoint_health(outcome: &Result<(Response<UpstreamBody>, Lease), AttemptError>) -> Option<bool> {
     match outcome {
         Ok((response, _)) => Some(!response.status().is_server_error()),
         Err(AttemptError::Retryable(_)) => Some(false),
@@ -516,7 +518,7 @@ fn is_gateway_error(status: StatusCode) -> bool {
     matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
 }
 
-fn passthrough(response: Response<hyper::body::Incoming>, lease: Lease) -> Response<ResponseBody> {
+fn passthrough(response: Response<UpstreamBody>, lease: Lease) -> Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     // The client's connection has its own version: an HTTP/1.0 upstream must not turn

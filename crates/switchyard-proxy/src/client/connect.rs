@@ -1,13 +1,18 @@
 //! Opening an upstream connection: resolve, check the egress policy on every resolved
-//! address, dial with a timeout, TCP_NODELAY, the TLS handshake for `https`, the HTTP/1
-//! or HTTP/2 handshake, and the task that drives the connection.
+//! address, dial with a timeout, TCP_NODELAY, the TLS handshake for `https`; for HTTP/2
+//! (and a WebSocket handshake, which hyper's HTTP/1 client makes) the handshake and the
+//! task that drives the connection.
 
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use switchyard_http::tls::TlsStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{CONNECT_TIMEOUT, ClientError, Upstream};
@@ -23,20 +28,24 @@ const CONNECT_MARGIN: std::time::Duration = std::time::Duration::from_millis(10)
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A new HTTP/1 connection to `upstream` (at `pinned` when the address is already
-/// chosen), driven by a task of its own; every error here means the backend was never
-/// reached.
+/// An open upstream connection: TCP, or TLS over TCP (boxed: rustls's state is large).
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// A new connection to `upstream` for HTTP/1 (at `pinned` when the address is already
+/// chosen); every error here means the backend was never reached.
 pub(super) async fn connect(
     upstream: &Upstream,
     pinned: Option<SocketAddr>,
     policy: &DialPolicy,
     grant: Option<&Granted>,
     deadline: tokio::time::Instant,
-) -> Result<http1::SendRequest<RequestBody>, ClientError> {
+) -> Result<Stream, ClientError> {
     let stream = dial(upstream, pinned, policy, grant, deadline).await?;
-    let Some(tls) = &upstream.tls else { return http1_over(stream).await };
-    let stream = handshake(tls, stream, &upstream.authority, deadline).await?;
-    http1_over(stream).await
+    let Some(tls) = &upstream.tls else { return Ok(Stream::Tcp(stream)) };
+    Ok(Stream::Tls(Box::new(handshake(tls, stream, &upstream.authority, deadline).await?)))
 }
 
 /// A new HTTP/2 connection: prior knowledge over plain TCP (`H2C`), or TLS whose ALPN
@@ -120,12 +129,9 @@ async fn dial(
     Ok(stream)
 }
 
-/// The HTTP/1 handshake on an open stream, and the task that drives the connection
+/// hyper's HTTP/1 handshake on an open stream, and the task that drives the connection
 /// (with upgrades, so a WebSocket's `101` hands the connection over to the tunnel).
-async fn http1_over<T>(stream: T) -> Result<http1::SendRequest<RequestBody>, ClientError>
-where
-    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
+pub(super) async fn http1_over(stream: Stream) -> Result<http1::SendRequest<RequestBody>, ClientError> {
     let (sender, connection) =
         http1::handshake(TokioIo::new(stream)).await.map_err(|e| ClientError::Connect("connection failed".into(), e.into()))?;
     tokio::spawn(async move {
@@ -154,4 +160,50 @@ where
         }
     });
     Ok(sender)
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
 }

@@ -1,13 +1,19 @@
 //! The upstream HTTP client. One per worker thread, living across snapshots, so
 //! pooled keep-alive connections survive configuration changes.
 //!
-//! Built on hyper's connection-level API rather than hyper-util's legacy client: the
-//! worker is single-threaded and its upstreams are known, so a per-key stack of idle
-//! senders replaces the general pool, and a connection goes back to it when the
-//! response body is done, without a task spawned per request. HTTP/2 upstreams get one
-//! shared, multiplexed connection per upstream instead (`http2`).
+//! Three ways a request goes, told apart in [`UpstreamClient::request`]:
+//! - plain HTTP/1.1 (nearly every request): the codec of `http1`, driven inline by the
+//!   request's own task over a connection from the worker's pool (`pool`); the response
+//!   body reads the rest and returns the connection when done. No task per connection,
+//!   no channel per request.
+//! - a WebSocket handshake ([`Upgrade`] in the request's extensions): hyper's HTTP/1
+//!   client with upgrades, so a `101` hands the connection to the tunnel; such a
+//!   connection never returns to the pool.
+//! - HTTP/2 upstreams: hyper's HTTP/2 client, one shared, multiplexed connection per
+//!   upstream (`http2`).
 
 mod connect;
+mod http1;
 mod http2;
 mod pool;
 
@@ -15,16 +21,22 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::egress::{DialPolicy, Granted};
 use crate::request_body::{BoxError, RequestBody};
 use switchyard_http::tls::UpstreamTls;
 
+pub use self::http1::Http1Body;
 use self::http2::Http2Pool;
-use self::pool::{Http1Lease, Key, Pool};
+use self::pool::{Key, Pool};
 
 /// Dial timeout: a backend that does not accept within this (or within the attempt's
 /// deadline, when that comes first) is a connect failure.
@@ -51,8 +63,12 @@ pub enum ClientError {
     /// The TLS handshake failed (untrusted certificate, name mismatch, protocol).
     #[error("TLS handshake failed")]
     Tls(Cow<'static, str>, #[source] BoxError),
+    /// hyper's client failed (a WebSocket handshake, HTTP/2).
     #[error("request error")]
     Request(#[source] hyper::Error),
+    /// The HTTP/1 codec failed on an open connection.
+    #[error("request error")]
+    Exchange(#[source] http1::Error),
 }
 
 impl ClientError {
@@ -79,6 +95,7 @@ impl ClientError {
             Self::Connect(kind, _) | Self::Tls(kind, _) => kind.clone(),
             Self::Denied(denied) => denied.why.clone(),
             Self::Request(e) => request_failure(e).into(),
+            Self::Exchange(e) => e.kind().into(),
         }
     }
 }
@@ -192,12 +209,53 @@ fn default_port(scheme: &Scheme) -> u16 {
     if *scheme == Scheme::HTTPS { 443 } else { 80 }
 }
 
-/// The upstream connection a response came on; the response body keeps it until done.
+/// Marks a request as a WebSocket handshake (in its extensions): it goes through
+/// hyper's client, which can hand the connection over on a `101`.
+#[derive(Clone, Copy, Debug)]
+pub struct Upgrade;
+
+/// A response body from an upstream: read by the HTTP/1 codec, or by hyper (WebSocket
+/// handshakes, HTTP/2).
+pub enum UpstreamBody {
+    Http1(Http1Body),
+    Hyper(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Http1(body) => body.is_end_stream(),
+            Self::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Http1(body) => body.size_hint(),
+            Self::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
+/// What the response body keeps of the connection it came on until it is done.
 pub struct Lease(Held);
 
 enum Held {
-    /// Back to the pool when dropped.
-    Http1(Http1Lease),
+    /// The HTTP/1 codec's connection rides in the body itself, which pools it.
+    Http1 { reused: bool },
+    /// hyper's sender for a WebSocket handshake's connection: the connection lives while
+    /// the response does, and is never pooled.
+    Upgrade { _connection: hyper::client::conn::http1::SendRequest<RequestBody>, reused: bool },
     /// A handle on the shared connection, so it outlives the pool's own (an idle
     /// eviction) while this stream is open.
     Http2 { _connection: http2::Sender, reused: bool },
@@ -207,8 +265,7 @@ impl Lease {
     /// Whether the connection came from the pool rather than a new dial.
     pub fn reused(&self) -> bool {
         match &self.0 {
-            Held::Http1(lease) => lease.reused(),
-            Held::Http2 { reused, .. } => *reused,
+            Held::Http1 { reused } | Held::Upgrade { reused, .. } | Held::Http2 { reused, .. } => *reused,
         }
     }
 }
@@ -223,63 +280,90 @@ pub fn upstream_client() -> UpstreamClient {
     UpstreamClient { pool: Arc::new(Pool::new(IDLE_TIMEOUT, MAX_IDLE_PER_UPSTREAM)), http2: Arc::new(Http2Pool::new(IDLE_TIMEOUT)) }
 }
 
+type Answer = Result<(Response<UpstreamBody>, Lease), ClientError>;
+
 impl UpstreamClient {
-    /// Sends `request` (origin-form URI, Host set) to `upstream`. The returned lease
-    /// must live as long as the response body: dropping it hands the connection back to
-    /// the pool.
+    /// Sends `request` (origin-form URI, Host set; absolute for HTTP/2) to `upstream`.
+    /// The returned lease must live as long as the response body.
     pub async fn request(
         &self,
         upstream: &Upstream,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
         policy: &DialPolicy,
         grant: Option<&Granted>,
         deadline: tokio::time::Instant,
-    ) -> Result<(Response<Incoming>, Lease), ClientError> {
+    ) -> Answer {
         let pinned = upstream.pinned(policy);
         let key = Key::new(upstream, pinned, grant.map(Granted::fingerprint));
+        let dial = Dial { upstream, pinned, policy, grant, deadline };
+        // Boxed: both are rare next to plain HTTP/1, and their futures are large.
         if upstream.http2 {
-            return self.request_h2(upstream, key, pinned, request, policy, grant, deadline).await;
+            return Box::pin(self.request_h2(dial, key, request)).await;
         }
-        let key = match self.pool.checkout(key) {
-            Ok(mut lease) => match lease.send(request).await {
-                Ok(response) => return Ok((response, Lease(Held::Http1(lease)))),
-                // The pooled connection closed before the request was written (the
-                // backend dropped it while idle): a fresh connection may take it.
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
-                        request = unsent;
-                        lease.key().clone()
-                    }
-                    None => return Err(ClientError::Request(e.into_error())),
-                },
-            },
-            Err(key) => key,
-        };
+        if request.extensions().get::<Upgrade>().is_some() {
+            return Box::pin(self.request_upgrade(dial, key, request)).await;
+        }
+        self.request_http1(dial, key, request).await
+    }
+
+    /// Plain HTTP/1.1 through the codec, on a pooled connection when one is idle. A
+    /// pooled connection that fails before a byte of the request was written (the
+    /// backend closed it while idle) lets a new connection take the request as it is.
+    async fn request_http1(&self, dial: Dial<'_>, key: Key, request: Request<RequestBody>) -> Answer {
+        let (parts, body) = request.into_parts();
+        let mut upload = http1::Upload::new(body);
+        if let Some(conn) = self.pool.checkout(&key) {
+            match http1::send(conn, &parts, &mut upload).await {
+                Ok((conn, head)) => return Ok(self.respond(conn, head, upload, key, true)),
+                Err(_) if !upload.sent() => {}
+                Err(e) => return Err(ClientError::Exchange(e)),
+            }
+        }
         // Boxed: dialling (DNS, TLS) is rare next to reusing a pooled connection, and its
         // large state would otherwise be moved around with every request's future.
-        let sender = Box::pin(connect::connect(upstream, pinned, policy, grant, deadline)).await?;
-        let mut lease = self.pool.lease(key, sender);
-        let response = lease.send(request).await.map_err(|e| ClientError::Request(e.into_error()))?;
-        Ok((response, Lease(Held::Http1(lease))))
+        let stream = Box::pin(dial.connect()).await?;
+        let (conn, head) = http1::send(http1::Connection::new(stream), &parts, &mut upload).await.map_err(ClientError::Exchange)?;
+        Ok(self.respond(conn, head, upload, key, false))
+    }
+
+    fn respond(
+        &self,
+        conn: http1::Connection,
+        head: http1::Head,
+        upload: http1::Upload,
+        key: Key,
+        reused: bool,
+    ) -> (Response<UpstreamBody>, Lease) {
+        let response = http1::response(conn, head, upload, self.pool.home(key));
+        (response.map(UpstreamBody::Http1), Lease(Held::Http1 { reused }))
+    }
+
+    /// A WebSocket handshake through hyper's client (which hands the connection to the
+    /// tunnel on a `101`), over a pooled connection's stream when one is idle.
+    async fn request_upgrade(&self, dial: Dial<'_>, key: Key, mut request: Request<RequestBody>) -> Answer {
+        if let Some(conn) = self.pool.checkout(&key) {
+            let mut sender = connect::http1_over(conn.into_stream()).await?;
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(upgrade_answer(response, sender, true)),
+                // Closed before the request was written: a new connection may take it.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(ClientError::Request(e.into_error())),
+                },
+            }
+        }
+        let mut sender = connect::http1_over(dial.connect().await?).await?;
+        let response = sender.send_request(request).await.map_err(ClientError::Request)?;
+        Ok(upgrade_answer(response, sender, false))
     }
 
     /// The same over the upstream's shared HTTP/2 connection, dialled when there is none
     /// (or it died). The request's URI must be absolute: HTTP/2 sends `:scheme` and
     /// `:authority` from it.
-    #[allow(clippy::too_many_arguments)]
-    async fn request_h2(
-        &self,
-        upstream: &Upstream,
-        key: Key,
-        pinned: Option<std::net::SocketAddr>,
-        mut request: Request<RequestBody>,
-        policy: &DialPolicy,
-        grant: Option<&Granted>,
-        deadline: tokio::time::Instant,
-    ) -> Result<(Response<Incoming>, Lease), ClientError> {
+    async fn request_h2(&self, dial: Dial<'_>, key: Key, mut request: Request<RequestBody>) -> Answer {
         if let Some(mut sender) = self.http2.checkout(&key) {
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, Lease(Held::Http2 { _connection: sender, reused: true }))),
+                Ok(response) => return Ok((response.map(UpstreamBody::Hyper), Lease(Held::Http2 { _connection: sender, reused: true }))),
                 // The connection went away (GOAWAY, closed) before taking the stream: a
                 // fresh one may take it.
                 Err(mut e) => match e.take_message() {
@@ -288,10 +372,35 @@ impl UpstreamClient {
                 },
             }
         }
-        let mut sender = Box::pin(connect::connect_h2(upstream, pinned, policy, grant, deadline)).await?;
+        let mut sender = connect::connect_h2(dial.upstream, dial.pinned, dial.policy, dial.grant, dial.deadline).await?;
         self.http2.offer(key, &sender);
         let response = sender.send_request(request).await.map_err(ClientError::Request)?;
-        Ok((response, Lease(Held::Http2 { _connection: sender, reused: false })))
+        Ok((response.map(UpstreamBody::Hyper), Lease(Held::Http2 { _connection: sender, reused: false })))
+    }
+}
+
+fn upgrade_answer(
+    response: Response<Incoming>,
+    sender: hyper::client::conn::http1::SendRequest<RequestBody>,
+    reused: bool,
+) -> (Response<UpstreamBody>, Lease) {
+    (response.map(UpstreamBody::Hyper), Lease(Held::Upgrade { _connection: sender, reused }))
+}
+
+/// How to open a new connection for one request.
+#[derive(Clone, Copy)]
+struct Dial<'a> {
+    upstream: &'a Upstream,
+    /// The address when it is already chosen (an IP literal, a DnsRecord pick).
+    pinned: Option<std::net::SocketAddr>,
+    policy: &'a DialPolicy,
+    grant: Option<&'a Granted>,
+    deadline: tokio::time::Instant,
+}
+
+impl Dial<'_> {
+    async fn connect(self) -> Result<connect::Stream, ClientError> {
+        connect::connect(self.upstream, self.pinned, self.policy, self.grant, self.deadline).await
     }
 }
 
@@ -307,7 +416,7 @@ mod tests {
         type Args<'b> = (&'b UpstreamClient, &'b Upstream, Request<RequestBody>, &'b DialPolicy, Option<&'b Granted>);
         vec![
             ("request", of(|(c, u, r, p, g): Args<'a>| c.request(u, r, p, g, tokio::time::Instant::now()))),
-            ("Http1Lease::send", of(|(l, r): (&'a mut pool::Http1Lease, Request<RequestBody>)| l.send(r))),
+            ("http1::send", of(|(c, p, u): (http1::Connection, &'a http::request::Parts, &'a mut http1::Upload)| http1::send(c, p, u))),
             (
                 "connect",
                 of(|(u, p, g): (&'a Upstream, &'a DialPolicy, Option<&'a Granted>)| {

@@ -1,9 +1,9 @@
-//! Idle keep-alive connections of one worker, per upstream, and the lease that
-//! brings a connection back once its response is done.
+//! Idle keep-alive HTTP/1 connections of one worker, per upstream.
 //!
-//! An HTTP/1 connection carries one request at a time, so a connection is either
-//! leased (in flight) or idle here; it returns when the response body has been
-//! forwarded, which is when hyper makes it ready for the next request.
+//! An HTTP/1 connection carries one request at a time, so a connection is either in
+//! use (held by its request, then by the response body: `http1::Home`) or idle here; it
+//! returns when the response has been read to its end and the exchange left it
+//! reusable.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,17 +12,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
-use hyper::client::conn::http1::SendRequest;
 
 use super::Upstream;
+use super::http1::{Connection, Home};
 use crate::fast_hash::FastHash;
-use crate::request_body::RequestBody;
 use switchyard_http::tls::UpstreamTls;
-
-type Sender = SendRequest<RequestBody>;
 
 /// Which upstream a connection goes to.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -64,7 +58,7 @@ impl Destination {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Connection,
     since: Instant,
 }
 
@@ -80,33 +74,33 @@ impl Pool {
         Self { idle: Mutex::new(HashMap::with_hasher(FastHash)), idle_timeout, max_idle, reaper_started: AtomicBool::new(false) }
     }
 
-    /// The most recently used idle connection that is still open and fresh: reusing
-    /// the warmest one lets the others age out. The key goes into the lease, or comes back
-    /// when there is none (no clone per request).
-    pub(super) fn checkout(self: &Arc<Self>, key: Key) -> Result<Http1Lease, Key> {
+    /// The most recently used idle connection that is still fresh, open and silent
+    /// (checked without waiting: a backend that closed it, or sent anything, while it was
+    /// idle gets it dropped here): reusing the warmest one lets the others age out.
+    pub(super) fn checkout(&self, key: &Key) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(stack) = idle.get_mut(&key) else { return Err(key) };
-        while let Some(entry) = stack.pop() {
-            if entry.sender.is_ready() && entry.since.elapsed() < self.idle_timeout {
-                return Ok(Http1Lease { sender: Some(entry.sender), key, pool: self.clone(), reused: true });
+        let stack = idle.get_mut(key)?;
+        while let Some(mut entry) = stack.pop() {
+            if entry.since.elapsed() < self.idle_timeout && entry.conn.is_idle_and_clean() {
+                return Some(entry.conn);
             }
         }
-        Err(key)
+        None
     }
 
-    /// Leases a new connection; the first one starts the idle reaper.
-    pub(super) fn lease(self: &Arc<Self>, key: Key, sender: Sender) -> Http1Lease {
-        if !self.reaper_started.swap(true, Ordering::Relaxed) {
+    /// Where a connection to `key` returns; the first one starts the idle reaper.
+    pub(super) fn home(self: &Arc<Self>, key: Key) -> Home {
+        if !self.reaper_started.load(Ordering::Relaxed) && !self.reaper_started.swap(true, Ordering::Relaxed) {
             tokio::spawn(reap(Arc::downgrade(self)));
         }
-        Http1Lease { sender: Some(sender), key, pool: self.clone(), reused: false }
+        Home { pool: self.clone(), key }
     }
 
-    /// Keeps `sender` idle under `key`; the key is cloned only for an upstream that has no
+    /// Keeps `conn` idle under `key`; the key is cloned only for an upstream that has no
     /// idle list yet.
-    fn checkin(&self, key: &Key, sender: Sender) {
+    pub(super) fn checkin(&self, key: &Key, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = Idle { sender, since: Instant::now() };
+        let entry = Idle { conn, since: Instant::now() };
         if let Some(stack) = idle.get_mut(key) {
             if stack.len() < self.max_idle {
                 stack.push(entry);
@@ -122,7 +116,7 @@ impl Pool {
     fn evict_stale(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, stack| {
-            stack.retain(|entry| !entry.sender.is_closed() && entry.since.elapsed() < self.idle_timeout);
+            stack.retain_mut(|entry| entry.since.elapsed() < self.idle_timeout && entry.conn.is_idle_and_clean());
             !stack.is_empty()
         });
     }
@@ -136,53 +130,5 @@ async fn reap(pool: Weak<Pool>) {
         tokio::time::sleep(period).await;
         let Some(pool) = pool.upgrade() else { return };
         pool.evict_stale();
-    }
-}
-
-/// An HTTP/1 connection in use. Dropping it returns the connection to the pool once
-/// hyper says it is ready again (at once when the response was read to the end).
-pub(super) struct Http1Lease {
-    sender: Option<Sender>,
-    key: Key,
-    pool: Arc<Pool>,
-    /// Taken from the pool (not dialled for this request).
-    reused: bool,
-}
-
-impl Http1Lease {
-    /// Whether the connection came from the pool rather than a new dial.
-    pub(super) fn reused(&self) -> bool {
-        self.reused
-    }
-
-    /// The upstream this connection goes to.
-    pub(super) fn key(&self) -> &Key {
-        &self.key
-    }
-
-    /// Sends on this connection; an unsent request comes back in the error.
-    pub(super) async fn send(&mut self, request: Request<RequestBody>) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-        let sender = self.sender.as_mut().expect("a lease holds its connection until dropped");
-        sender.try_send_request(request).await
-    }
-}
-
-impl Drop for Http1Lease {
-    fn drop(&mut self) {
-        let Some(mut sender) = self.sender.take() else { return };
-        if sender.is_ready() {
-            self.pool.checkin(&self.key, sender);
-        } else if !sender.is_closed() {
-            // Still finishing the response (or being closed by hyper after a
-            // cancelled request): wait for the verdict off the request path.
-            let (pool, key) = (self.pool.clone(), self.key.clone());
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if sender.ready().await.is_ok() {
-                        pool.checkin(&key, sender);
-                    }
-                });
-            }
-        }
     }
 }

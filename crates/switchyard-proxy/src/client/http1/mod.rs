@@ -1,0 +1,299 @@
+//! The upstream HTTP/1.1 client codec: the request task itself writes the request and
+//! reads the response head on the pooled connection, and the response body reads the
+//! rest from the connection when the gateway's server polls it. No task per connection,
+//! no channel per request, one state machine instead of hyper's second dispatcher (the
+//! way pingora speaks to its upstreams).
+//!
+//! Strict like hyper's client about what a backend sends (`head`, `chunked`): every
+//! refusal is an [`Error`] the backend call turns into a 502, never a panic. WebSocket
+//! handshakes and HTTP/2 upstreams do not come here (see `client`).
+
+mod body;
+mod chunked;
+mod head;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body as _;
+use tokio::io::{AsyncReadExt, AsyncWrite};
+
+pub(super) use self::body::Home;
+pub use self::body::Http1Body;
+pub(super) use self::head::Head;
+use self::head::RequestFraming;
+use super::connect::Stream;
+use crate::body::{BoxError, RequestBody};
+
+/// A read asks for at least this much room in the buffer (hyper starts with 8 KiB).
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Why an exchange on an open connection failed. Display is for the log; [`Error::kind`]
+/// is what a client may be told.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connection closed before a response")]
+    ClosedBeforeResponse,
+    #[error("connection closed inside the response head")]
+    ClosedInHead,
+    #[error("connection closed before the end of the response body")]
+    ClosedInBody,
+    #[error("invalid HTTP response: {0}")]
+    Invalid(&'static str),
+    #[error("invalid HTTP response: head over {} bytes or {} fields", head::MAX_HEAD, head::MAX_HEADERS)]
+    HeadTooLarge,
+    #[error("the request body did not match its content-length")]
+    BodyLength,
+    #[error("connection I/O failed")]
+    Io(#[source] io::Error),
+    /// The request body (the client's, as the gateway streams it) failed.
+    #[error("the request body failed")]
+    Body(#[source] BoxError),
+}
+
+impl Error {
+    /// The kind of failure, in the words hyper's errors were given before (`client`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ClosedBeforeResponse | Self::ClosedInHead | Self::ClosedInBody => "connection closed before a response",
+            Self::Invalid(_) | Self::HeadTooLarge => "invalid HTTP response",
+            Self::Io(e) => super::io_failure(e),
+            Self::Body(e) => crate::body::find_in_chain::<io::Error>(&**e).map_or("request failed", super::io_failure),
+            Self::BodyLength => "request failed",
+        }
+    }
+}
+
+/// An upstream HTTP/1.1 connection: the stream and its two buffers, kept across requests.
+pub struct Connection {
+    stream: Stream,
+    /// What was read and not yet used: a response head, body bytes.
+    read: BytesMut,
+    /// The request head, then chunk-size lines; `written` of it have gone out.
+    write: Vec<u8>,
+    written: usize,
+}
+
+impl Connection {
+    pub(super) fn new(stream: Stream) -> Self {
+        Self { stream, read: BytesMut::new(), write: Vec::with_capacity(1024), written: 0 }
+    }
+
+    /// The stream, for a protocol that reads it itself (a WebSocket handshake through hyper).
+    pub(super) fn into_stream(self) -> Stream {
+        self.stream
+    }
+
+    /// Whether an idle connection is still open and silent: no end of stream and no
+    /// bytes from the backend since its last response. Never waits (one poll with a
+    /// no-op waker; nothing is read from the socket unless the backend sent something).
+    pub(super) fn is_idle_and_clean(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        self.poll_fill(&mut cx).is_pending()
+    }
+
+    /// Reads what is there into `read`; `Ok(0)` is the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
+            self.read.reserve(READ_CHUNK);
+        }
+        // `read_buf` keeps no state between polls: a fresh one per poll is the same read.
+        pin!(self.stream.read_buf(&mut self.read)).poll(cx)
+    }
+
+    /// Writes the rest of `write`, then `data`, in as few writes as the socket takes.
+    fn poll_write_out(&mut self, data: &mut Bytes, sent: &mut bool, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.write.len() || !data.is_empty() {
+            let head = &self.write[self.written..];
+            let stream = Pin::new(&mut self.stream);
+            let n = ready!(match (head.is_empty(), data.is_empty()) {
+                (true, _) => stream.poll_write(cx, data),
+                (false, true) => stream.poll_write(cx, head),
+                (false, false) => stream.poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(data)]),
+            })?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *sent = true;
+            let from_head = n.min(head.len());
+            self.written += from_head;
+            data.advance(n - from_head);
+        }
+        self.write.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads until a final response head is complete (1xx heads skipped).
+    fn poll_head(&mut self, method: &http::Method, cx: &mut Context<'_>) -> Poll<Result<Head, Error>> {
+        loop {
+            if let Some(head) = head::parse_response(&mut self.read, method)? {
+                return Poll::Ready(Ok(head));
+            }
+            let had_bytes = !self.read.is_empty();
+            if ready!(self.poll_fill(cx)).map_err(Error::Io)? == 0 {
+                return Poll::Ready(Err(if had_bytes { Error::ClosedInHead } else { Error::ClosedBeforeResponse }));
+            }
+        }
+    }
+}
+
+/// The request body on its way out, from the request's first write to its last (which
+/// may come while the response body is read: an upstream may answer before it has read
+/// the whole request, and some stream their answer while they read it).
+pub struct Upload {
+    framing: RequestFraming,
+    /// Body bytes to write after the connection's buffered head or chunk-size line.
+    data: Bytes,
+    /// Frames still to come from the client; None once it has ended.
+    body: Option<RequestBody>,
+    /// With a length: the bytes the body has yet to give.
+    remaining: u64,
+    first_chunk: bool,
+    /// A byte of this request reached the socket: from then on it may have been processed.
+    sent: bool,
+    /// Everything written and flushed.
+    done: bool,
+    /// A write failed after the request started: the response may still be there to read.
+    failed: Option<io::Error>,
+}
+
+impl Upload {
+    /// A buffered body is taken whole, so it goes out in the head's write.
+    pub(super) fn new(mut body: RequestBody) -> Self {
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else {
+            body.size_hint().exact().map_or(RequestFraming::Chunked, RequestFraming::Length)
+        };
+        let mut upload =
+            Self { framing, data: Bytes::new(), body: None, remaining: 0, first_chunk: true, sent: false, done: false, failed: None };
+        match framing {
+            RequestFraming::Empty => {}
+            RequestFraming::Length(n) if matches!(body, RequestBody::Full { .. }) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                if let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) {
+                    upload.data = frame.into_data().unwrap_or_default();
+                }
+                if upload.data.len() as u64 != n {
+                    // Never happens for a `Full` body; stream whatever is left if it does.
+                    upload.body = Some(body);
+                    upload.remaining = n - (upload.data.len() as u64).min(n);
+                }
+            }
+            RequestFraming::Length(n) => {
+                upload.body = Some(body);
+                upload.remaining = n;
+            }
+            RequestFraming::Chunked => upload.body = Some(body),
+        }
+        upload
+    }
+
+    /// Whether any byte of the request reached the socket (before that, the request may
+    /// go to another connection as it is).
+    pub(super) fn sent(&self) -> bool {
+        self.sent
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Writes as much as the socket and the client's body allow.
+    fn poll(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        loop {
+            ready!(conn.poll_write_out(&mut self.data, &mut self.sent, cx)).map_err(Error::Io)?;
+            let Some(body) = &mut self.body else {
+                ready!(Pin::new(&mut conn.stream).poll_flush(cx)).map_err(Error::Io)?;
+                self.done = true;
+                return Poll::Ready(Ok(()));
+            };
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Request trailers are not sent (hyper sent only those a `Trailer`
+                    // field announced, and HTTP/1 backends do not read them).
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if let RequestFraming::Length(_) = self.framing {
+                        self.remaining = self.remaining.checked_sub(data.len() as u64).ok_or(Error::BodyLength)?;
+                    } else {
+                        chunked::encode_size(&mut conn.write, self.first_chunk, data.len());
+                        self.first_chunk = false;
+                    }
+                    self.data = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(Error::Body(e))),
+                None => {
+                    match self.framing {
+                        RequestFraming::Length(_) if self.remaining != 0 => return Poll::Ready(Err(Error::BodyLength)),
+                        RequestFraming::Chunked => chunked::encode_end(&mut conn.write, self.first_chunk),
+                        _ => {}
+                    }
+                    self.body = None;
+                }
+            }
+        }
+    }
+
+    /// Moves the upload on unless it is done or has failed; a failed write is kept (the
+    /// response may already be readable), any other failure returned.
+    fn poll_progress(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Result<(), Error> {
+        if self.done || self.failed.is_some() {
+            return Ok(());
+        }
+        match self.poll(conn, cx) {
+            Poll::Ready(Err(Error::Io(e))) => {
+                self.failed = Some(e);
+                Ok(())
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Ready(Ok(())) | Poll::Pending => Ok(()),
+        }
+    }
+}
+
+/// Sends the request (`parts` and `upload`) on `conn` and reads the final response
+/// head. On an error the connection is dropped (closed); `upload.sent()` then says
+/// whether the request may be sent elsewhere as it is.
+pub(super) async fn send(mut conn: Connection, parts: &http::request::Parts, upload: &mut Upload) -> Result<(Connection, Head), Error> {
+    conn.write.clear();
+    conn.written = 0;
+    head::encode_request(parts, upload.framing, &mut conn.write);
+    let head = std::future::poll_fn(|cx| {
+        upload.poll_progress(&mut conn, cx)?;
+        match conn.poll_head(&parts.method, cx) {
+            // A write failed and nothing is there to read: the write's error says more.
+            Poll::Ready(Err(Error::ClosedBeforeResponse | Error::Io(_))) if upload.failed.is_some() => {
+                Poll::Ready(Err(Error::Io(upload.failed.take().unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))))
+            }
+            polled => polled,
+        }
+    })
+    .await?;
+    Ok((conn, head))
+}
+
+/// The response `head` read on `conn` as an `http::Response` whose body reads the rest.
+pub(super) fn response(conn: Connection, head: Head, upload: Upload, home: Home) -> http::Response<Http1Body> {
+    let Head { status, version, headers, reason, framing, keep_alive } = head;
+    let body = Http1Body::new(conn, framing, keep_alive, upload, home);
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    if let Some(reason) = reason {
+        response.extensions_mut().insert(reason);
+    }
+    response
+}

@@ -185,33 +185,58 @@ fn trailers(section: &[u8], count: usize) -> Result<HeaderMap, Error> {
     Ok(map)
 }
 
-/// Writes the line before a chunk of `len` bytes (ending the previous chunk's data
-/// first unless this is the first chunk).
-pub(super) fn encode_size(out: &mut Vec<u8>, first: bool, len: usize) {
-    if !first {
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut digits = [0u8; 16];
-    let mut at = digits.len();
-    let mut n = len;
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n % 16];
-        n /= 16;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
+/// A line the encoder writes: the one before a chunk's data (ending the previous chunk's
+/// data first unless it is the first), or the last chunk with the empty trailer section.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Line {
+    bytes: [u8; 24],
+    len: u8,
 }
 
-/// Writes the last chunk and the empty trailer section.
-pub(super) fn encode_end(out: &mut Vec<u8>, first: bool) {
-    if !first {
-        out.extend_from_slice(b"\r\n");
+impl Line {
+    pub(super) fn size(first: bool, len: usize) -> Self {
+        let mut line = Self::default();
+        if !first {
+            line.push(b"\r\n");
+        }
+        let mut digits = [0u8; 16];
+        let mut at = digits.len();
+        let mut n = len;
+        loop {
+            at -= 1;
+            digits[at] = b"0123456789abcdef"[n % 16];
+            n /= 16;
+            if n == 0 {
+                break;
+            }
+        }
+        line.push(&digits[at..]);
+        line.push(b"\r\n");
+        line
     }
-    out.extend_from_slice(b"0\r\n\r\n");
+
+    pub(super) fn end(first: bool) -> Self {
+        let mut line = Self::default();
+        if !first {
+            line.push(b"\r\n");
+        }
+        line.push(b"0\r\n\r\n");
+        line
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let at = usize::from(self.len);
+        self.bytes[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len() as u8;
+    }
+
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub(super) fn len(&self) -> usize {
+        usize::from(self.len)
+    }
 }
 
 #[cfg(test)]
@@ -311,17 +336,15 @@ mod tests {
 
     #[test]
     fn the_encoder_writes_what_the_decoder_reads() {
-        let mut out = Vec::new();
-        encode_size(&mut out, true, 5);
+        let mut out = Line::size(true, 5).as_bytes().to_vec();
         out.extend_from_slice(b"hello");
-        encode_size(&mut out, false, 300);
+        out.extend_from_slice(Line::size(false, 300).as_bytes());
         out.extend(std::iter::repeat_n(b'x', 300));
-        encode_end(&mut out, false);
+        out.extend_from_slice(Line::end(false).as_bytes());
         assert!(out.starts_with(b"5\r\nhello\r\n12c\r\n"));
         let (data, trailers) = decode(&out, 3).unwrap();
         assert_eq!((data.len(), trailers.is_none()), (305, true));
-        let mut empty = Vec::new();
-        encode_end(&mut empty, true);
-        assert_eq!(empty, b"0\r\n\r\n");
+        assert_eq!(Line::end(true).as_bytes(), b"0\r\n\r\n");
+        assert_eq!(Line::size(false, usize::MAX).len(), 2 + 16 + 2, "the longest line fits");
     }
 }

@@ -74,7 +74,7 @@ pub struct Connection {
     stream: Stream,
     /// What was read and not yet used: a response head, body bytes.
     read: BytesMut,
-    /// The request head, then chunk-size lines; `written` of it have gone out.
+    /// The request head; `written` of it have gone out.
     write: Vec<u8>,
     written: usize,
 }
@@ -109,29 +109,6 @@ impl Connection {
         pin!(self.stream.read_buf(&mut self.read)).poll(cx)
     }
 
-    /// Writes the rest of `write`, then `data`, in as few writes as the socket takes.
-    fn poll_write_out(&mut self, data: &mut Bytes, sent: &mut bool, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.write.len() || !data.is_empty() {
-            let head = &self.write[self.written..];
-            let stream = Pin::new(&mut self.stream);
-            let n = ready!(match (head.is_empty(), data.is_empty()) {
-                (true, _) => stream.poll_write(cx, data),
-                (false, true) => stream.poll_write(cx, head),
-                (false, false) => stream.poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(data)]),
-            })?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            *sent = true;
-            let from_head = n.min(head.len());
-            self.written += from_head;
-            data.advance(n - from_head);
-        }
-        self.write.clear();
-        self.written = 0;
-        Poll::Ready(Ok(()))
-    }
-
     /// Reads until a final response head is complete (1xx heads skipped).
     fn poll_head(&mut self, method: &http::Method, cx: &mut Context<'_>) -> Poll<Result<Head, Error>> {
         loop {
@@ -149,9 +126,15 @@ impl Connection {
 /// The request body on its way out, from the request's first write to its last (which
 /// may come while the response body is read: an upstream may answer before it has read
 /// the whole request, and some stream their answer while they read it).
+///
+/// What is pending (a chunk-size line, then data) is kept here, not in the connection's
+/// buffer, so a request of which nothing was written can go to another connection as it is.
 pub struct Upload {
     framing: RequestFraming,
-    /// Body bytes to write after the connection's buffered head or chunk-size line.
+    /// The chunk-size line (or the last chunk) to write before `data`; `line_at` of it written.
+    line: chunked::Line,
+    line_at: usize,
+    /// Body bytes still to write.
     data: Bytes,
     /// Frames still to come from the client; None once it has ended.
     body: Option<RequestBody>,
@@ -174,8 +157,18 @@ impl Upload {
         } else {
             body.size_hint().exact().map_or(RequestFraming::Chunked, RequestFraming::Length)
         };
-        let mut upload =
-            Self { framing, data: Bytes::new(), body: None, remaining: 0, first_chunk: true, sent: false, done: false, failed: None };
+        let mut upload = Self {
+            framing,
+            line: chunked::Line::default(),
+            line_at: 0,
+            data: Bytes::new(),
+            body: None,
+            remaining: 0,
+            first_chunk: true,
+            sent: false,
+            done: false,
+            failed: None,
+        };
         match framing {
             RequestFraming::Empty => {}
             RequestFraming::Length(n) if matches!(body, RequestBody::Full { .. }) => {
@@ -208,42 +201,97 @@ impl Upload {
         self.done
     }
 
-    /// Writes as much as the socket and the client's body allow.
+    /// Writes as much as the socket and the client's body allow. What the client's body
+    /// has ready is taken before each write, so the head goes out with the first bytes
+    /// of the body (one write), and a body that fails at once (a malformed first chunk)
+    /// fails the request before its head reached the backend, as with hyper's client.
     fn poll(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
-            ready!(conn.poll_write_out(&mut self.data, &mut self.sent, cx)).map_err(Error::Io)?;
-            let Some(body) = &mut self.body else {
+            let mut waiting = false;
+            if self.data.is_empty() && self.line_at == self.line.len() {
+                match self.body.as_mut().map(|body| Pin::new(body).poll_frame(cx)) {
+                    None => {}
+                    Some(Poll::Pending) => waiting = true,
+                    Some(Poll::Ready(Some(Ok(frame)))) => {
+                        // Request trailers are not sent (hyper sent only those a `Trailer`
+                        // field announced, and HTTP/1 backends do not read them).
+                        if let Ok(data) = frame.into_data() {
+                            self.take(data)?;
+                        }
+                        continue;
+                    }
+                    Some(Poll::Ready(Some(Err(e)))) => return Poll::Ready(Err(Error::Body(e))),
+                    Some(Poll::Ready(None)) => self.end()?,
+                }
+            }
+            ready!(self.poll_write_pending(conn, cx)).map_err(Error::Io)?;
+            if waiting {
+                return Poll::Pending;
+            }
+            if self.body.is_none() {
                 ready!(Pin::new(&mut conn.stream).poll_flush(cx)).map_err(Error::Io)?;
                 self.done = true;
                 return Poll::Ready(Ok(()));
-            };
-            match ready!(Pin::new(body).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    // Request trailers are not sent (hyper sent only those a `Trailer`
-                    // field announced, and HTTP/1 backends do not read them).
-                    let Ok(data) = frame.into_data() else { continue };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if let RequestFraming::Length(_) = self.framing {
-                        self.remaining = self.remaining.checked_sub(data.len() as u64).ok_or(Error::BodyLength)?;
-                    } else {
-                        chunked::encode_size(&mut conn.write, self.first_chunk, data.len());
-                        self.first_chunk = false;
-                    }
-                    self.data = data;
-                }
-                Some(Err(e)) => return Poll::Ready(Err(Error::Body(e))),
-                None => {
-                    match self.framing {
-                        RequestFraming::Length(_) if self.remaining != 0 => return Poll::Ready(Err(Error::BodyLength)),
-                        RequestFraming::Chunked => chunked::encode_end(&mut conn.write, self.first_chunk),
-                        _ => {}
-                    }
-                    self.body = None;
-                }
             }
         }
+    }
+
+    /// A data frame from the client: pending, behind its chunk-size line when chunked.
+    fn take(&mut self, data: Bytes) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if let RequestFraming::Length(_) = self.framing {
+            self.remaining = self.remaining.checked_sub(data.len() as u64).ok_or(Error::BodyLength)?;
+        } else {
+            self.line = chunked::Line::size(self.first_chunk, data.len());
+            self.line_at = 0;
+            self.first_chunk = false;
+        }
+        self.data = data;
+        Ok(())
+    }
+
+    /// The client's body has ended.
+    fn end(&mut self) -> Result<(), Error> {
+        match self.framing {
+            RequestFraming::Length(_) if self.remaining != 0 => return Err(Error::BodyLength),
+            RequestFraming::Chunked => {
+                self.line = chunked::Line::end(self.first_chunk);
+                self.line_at = 0;
+            }
+            _ => {}
+        }
+        self.body = None;
+        Ok(())
+    }
+
+    /// Writes the rest of the connection's head buffer, the chunk line and the data, in
+    /// as few writes as the socket takes.
+    fn poll_write_pending(&mut self, conn: &mut Connection, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let head = &conn.write[conn.written..];
+            let line = &self.line.as_bytes()[self.line_at..];
+            let (head_len, line_len) = (head.len(), line.len());
+            if head_len + line_len + self.data.len() == 0 {
+                break;
+            }
+            let slices = [IoSlice::new(head), IoSlice::new(line), IoSlice::new(&self.data)];
+            let mut n = ready!(Pin::new(&mut conn.stream).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent = true;
+            let from_head = n.min(head_len);
+            conn.written += from_head;
+            n -= from_head;
+            let from_line = n.min(line_len);
+            self.line_at += from_line;
+            self.data.advance(n - from_line);
+        }
+        conn.write.clear();
+        conn.written = 0;
+        Poll::Ready(Ok(()))
     }
 
     /// Moves the upload on unless it is done or has failed; a failed write is kept (the

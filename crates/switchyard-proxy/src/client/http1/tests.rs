@@ -34,6 +34,8 @@ struct Peer {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// `Split` replies written to their end.
+    split_done: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,15 +46,16 @@ impl Peer {
         let (accepted, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
         let replies: Arc<Vec<Reply>> = Arc::new(replies.to_vec());
         let served = Arc::new(AtomicUsize::new(0));
-        let (a, r) = (accepted.clone(), requests.clone());
+        let split_done = Arc::new(AtomicUsize::new(0));
+        let (a, r, d) = (accepted.clone(), requests.clone(), split_done.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 a.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, replies.clone(), served.clone(), r.clone()));
+                tokio::spawn(serve(stream, replies.clone(), served.clone(), r.clone(), d.clone()));
             }
         });
-        Self { addr, accepted, requests, task }
+        Self { addr, accepted, requests, split_done, task }
     }
 
     fn upstream(&self) -> Upstream {
@@ -74,7 +77,13 @@ impl Drop for Peer {
     }
 }
 
-async fn serve(mut stream: TcpStream, replies: Arc<Vec<Reply>>, served: Arc<AtomicUsize>, requests: Arc<Mutex<Vec<Vec<u8>>>>) {
+async fn serve(
+    mut stream: TcpStream,
+    replies: Arc<Vec<Reply>>,
+    served: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    split_done: Arc<AtomicUsize>,
+) {
     loop {
         let Some(request) = read_request(&mut stream).await else { return };
         requests.lock().unwrap().push(request);
@@ -93,6 +102,7 @@ async fn serve(mut stream: TcpStream, replies: Arc<Vec<Reply>>, served: Arc<Atom
                 let _ = stream.write_all(first).await;
                 tokio::time::sleep(Duration::from_millis(30)).await;
                 let _ = stream.write_all(second).await;
+                split_done.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
@@ -365,7 +375,11 @@ async fn a_pooled_connection_with_stray_bytes_from_the_backend_is_not_reused() {
     let peer = Peer::start(&[Reply::Split(OK, b"HTTP/1.1 200 OK\r\n\r\n")]).await;
     let client = upstream_client();
     exchange(&client, &peer, Method::GET).await;
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // The stray bytes come after the response, while the connection is idle in the pool.
+    while peer.split_done.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(!exchange(&client, &peer, Method::GET).await.3, "dialled afresh");
     assert_eq!(peer.accepted(), 2);
 }
@@ -396,15 +410,17 @@ async fn a_buffered_request_body_goes_with_its_length() {
     );
 }
 
-/// Streams a client's body, as hyper's server reads it from `raw`, through the codec to
-/// `peer`; returns what the peer received.
-async fn stream_through(raw: &'static [u8], peer: &Peer) -> String {
+/// Streams a client's body, as hyper's server reads it from `raw` (written in small
+/// pieces), through the codec to `peer`: how the exchange ended (Err: whether the error
+/// was the client body's).
+async fn stream_through(raw: &'static [u8], peer: &Peer) -> Result<(), bool> {
     use hyper::service::service_fn;
     let client = Arc::new(upstream_client());
     let upstream = peer.upstream();
     let (to_server, server) = tokio::io::duplex(1 << 16);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let (client, upstream) = (client.clone(), upstream.clone());
+        let (client, upstream, tx) = (client.clone(), upstream.clone(), tx.clone());
         async move {
             let (parts, incoming) = request.into_parts();
             let mut outgoing = Request::new(RequestBody::streaming(incoming, 1 << 20));
@@ -412,10 +428,12 @@ async fn stream_through(raw: &'static [u8], peer: &Peer) -> String {
             *outgoing.uri_mut() = parts.uri;
             *outgoing.headers_mut() = parts.headers;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let (response, lease) = client.request(&upstream, outgoing, &policy(), None, deadline).await.unwrap();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            drop(lease);
-            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(body)))
+            let outcome = match client.request(&upstream, outgoing, &policy(), None, deadline).await {
+                Ok((response, _lease)) => response.into_body().collect().await.map(drop).map_err(|_| false),
+                Err(e) => Err(crate::body::is_client_body_error(&e)),
+            };
+            let _ = tx.send(outcome);
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from_static(b"done"))))
         }
     });
     tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(server), service));
@@ -424,22 +442,54 @@ async fn stream_through(raw: &'static [u8], peer: &Peer) -> String {
         to_server.write_all(piece).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let mut answer = vec![0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), to_server.read(&mut answer)).await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&answer[..n]).ends_with("ok"), "{}", String::from_utf8_lossy(&answer[..n]));
-    peer.request(0)
+    let mut rx = rx;
+    tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_request_body_that_fails_at_once_is_the_clients_fault_and_its_head_never_reaches_the_backend() {
+    let peer = Peer::start(&[Reply::Keep(OK)]).await;
+    let client = upstream_client();
+    let raw = b"POST /up HTTP/1.1\r\nhost: backend.test\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+    // In one piece, as a client sends it: the bad chunk is there before the head is written.
+    let (to_server, server) = tokio::io::duplex(1 << 16);
+    let upstream = peer.upstream();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let client = Arc::new(client);
+    let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let (client, upstream, tx) = (client.clone(), upstream.clone(), tx.lock().unwrap().take());
+        async move {
+            let (parts, incoming) = request.into_parts();
+            let mut outgoing = Request::new(RequestBody::streaming(incoming, 1 << 20));
+            *outgoing.method_mut() = parts.method;
+            *outgoing.uri_mut() = parts.uri;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let error = client.request(&upstream, outgoing, &policy(), None, deadline).await.err();
+            let _ = tx.unwrap().send(error.map(|e| (crate::body::is_client_body_error(&e), e.is_connect())));
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
+        }
+    });
+    tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(server), service));
+    let mut to_server = to_server;
+    to_server.write_all(raw).await.unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(5), rx).await.unwrap().unwrap();
+    assert_eq!(error, Some((true, false)), "failed, as the client's body");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(peer.requests.lock().unwrap().is_empty(), "nothing reached the backend");
 }
 
 #[tokio::test]
 async fn a_streamed_request_body_goes_with_its_content_length_or_chunked() {
     let peer = Peer::start(&[Reply::Keep(OK)]).await;
-    let sent =
-        stream_through(b"PUT /up HTTP/1.1\r\nhost: backend.test\r\ncontent-length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz", &peer).await;
-    assert_eq!(sent, "PUT /up HTTP/1.1\r\nhost: backend.test\r\ncontent-length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz");
+    let raw = b"PUT /up HTTP/1.1\r\nhost: backend.test\r\ncontent-length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz";
+    stream_through(raw, &peer).await.unwrap();
+    assert_eq!(peer.request(0), "PUT /up HTTP/1.1\r\nhost: backend.test\r\ncontent-length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz");
     let peer = Peer::start(&[Reply::Keep(OK)]).await;
     let raw =
         b"POST /up HTTP/1.1\r\nhost: backend.test\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n14\r\ndefghijklmnopqrstuvw\r\n0\r\n\r\n";
-    let sent = stream_through(raw, &peer).await;
+    stream_through(raw, &peer).await.unwrap();
+    let sent = peer.request(0);
     let (head, body) = sent.split_once("\r\n\r\n").unwrap();
     assert_eq!(head, "POST /up HTTP/1.1\r\nhost: backend.test\r\ntransfer-encoding: chunked");
     let mut decoder = super::chunked::Decoder::new();

@@ -315,7 +315,8 @@ impl UpstreamClient {
         if let Some(conn) = self.pool.checkout(&key) {
             match http1::send(conn, &parts, &mut upload).await {
                 Ok((conn, head)) => return Ok(self.respond(conn, head, upload, key, true)),
-                Err(_) if !upload.sent() => {}
+                // Not a byte written, and the connection (not the client's body) failed.
+                Err(e) if !upload.sent() && e.is_connection_failure() => {}
                 Err(e) => return Err(ClientError::Exchange(e)),
             }
         }

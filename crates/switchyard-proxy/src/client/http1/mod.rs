@@ -57,6 +57,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// The connection failed (closed, reset), not the request's body nor the response.
+    pub(super) fn is_connection_failure(&self) -> bool {
+        matches!(self, Self::Io(_) | Self::ClosedBeforeResponse)
+    }
+
     /// The kind of failure, in the words hyper's errors were given before (`client`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -28,7 +28,7 @@ pub use self::body::Http1Body;
 pub(super) use self::head::Head;
 use self::head::RequestFraming;
 use super::connect::Stream;
-use crate::body::{BoxError, RequestBody};
+use crate::request_body::{BoxError, RequestBody};
 
 /// A read asks for at least this much room in the buffer (hyper starts with 8 KiB).
 const READ_CHUNK: usize = 8 * 1024;
@@ -68,7 +68,7 @@ impl Error {
             Self::ClosedBeforeResponse | Self::ClosedInHead | Self::ClosedInBody => "connection closed before a response",
             Self::Invalid(_) | Self::HeadTooLarge => "invalid HTTP response",
             Self::Io(e) => super::io_failure(e),
-            Self::Body(e) => crate::body::find_in_chain::<io::Error>(&**e).map_or("request failed", super::io_failure),
+            Self::Body(e) => crate::request_body::find_in_chain::<io::Error>(&**e).map_or("request failed", super::io_failure),
             Self::BodyLength => "request failed",
         }
     }

@@ -13,9 +13,9 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::body::RequestBody;
 use crate::client::{ClientError, Lease, Upstream, UpstreamBody, UpstreamClient, upstream_client};
 use crate::egress::{DialPolicy, EgressConfig};
+use crate::request_body::RequestBody;
 
 /// What the peer does after reading a request.
 #[derive(Clone, Copy)]
@@ -176,7 +176,7 @@ async fn refusal(replies: &[Reply]) -> (String, String) {
     let client = upstream_client();
     let error = send(&client, &peer, get(Method::GET, RequestBody::full(Bytes::new()))).await.err().expect("refused");
     assert!(!error.is_connect(), "the backend was reached: {error:?}");
-    (error.kind().into_owned(), crate::body::find_in_chain::<super::Error>(&error).map(|e| e.to_string()).unwrap_or_default())
+    (error.kind().into_owned(), crate::request_body::find_in_chain::<super::Error>(&error).map(|e| e.to_string()).unwrap_or_default())
 }
 
 /// The error a response body fails with.
@@ -430,7 +430,7 @@ async fn stream_through(raw: &'static [u8], peer: &Peer) -> Result<(), bool> {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             let outcome = match client.request(&upstream, outgoing, &policy(), None, deadline).await {
                 Ok((response, _lease)) => response.into_body().collect().await.map(drop).map_err(|_| false),
-                Err(e) => Err(crate::body::is_client_body_error(&e)),
+                Err(e) => Err(crate::request_body::is_client_body_error(&e)),
             };
             let _ = tx.send(outcome);
             Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::from_static(b"done"))))
@@ -466,7 +466,7 @@ async fn a_request_body_that_fails_at_once_is_the_clients_fault_and_its_head_nev
             *outgoing.uri_mut() = parts.uri;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             let error = client.request(&upstream, outgoing, &policy(), None, deadline).await.err();
-            let _ = tx.unwrap().send(error.map(|e| (crate::body::is_client_body_error(&e), e.is_connect())));
+            let _ = tx.unwrap().send(error.map(|e| (crate::request_body::is_client_body_error(&e), e.is_connect())));
             Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
         }
     });

@@ -25,8 +25,9 @@ pub(in crate::client) struct Home {
 impl Home {
     /// Pools `conn` when the exchange left it reusable (the whole response read, the
     /// whole request written, keep-alive, no stray bytes); otherwise closes it.
-    fn finish(self, conn: Connection, reusable: bool) {
+    fn finish(self, mut conn: Connection, reusable: bool) {
         if reusable && conn.read.is_empty() {
+            conn.release_large_buffers();
             self.pool.checkin(&self.key, conn);
         }
     }

@@ -131,6 +131,9 @@ impl Decoder {
                 self.push_trailer(byte)?;
                 Ok(State::EndLf)
             }
+            // Field lines end in CRLF here as in the head: a bare LF would let this
+            // decoder and the trailer parser disagree about where a field ends.
+            (State::EndCr | State::Trailer, b'\n') => invalid("trailer section with a bare LF"),
             (State::EndCr, _) => {
                 self.trailers.get_or_insert_with(|| Vec::with_capacity(64));
                 self.push_trailer(byte)?;

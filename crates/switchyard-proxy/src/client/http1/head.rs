@@ -17,9 +17,14 @@ use super::Error;
 /// Header fields a response head may carry: hyper's default (`h1_max_headers`).
 pub(super) const MAX_HEADERS: usize = 100;
 
-/// The most bytes a response head may take, informational heads before it included:
-/// hyper's default read-buffer limit (8 KiB + 100 x 4 KiB), past which it refuses a head.
+/// The most bytes one response head may take: hyper's default read-buffer limit (8 KiB +
+/// 100 x 4 KiB), past which it refuses a head.
 pub(super) const MAX_HEAD: usize = 8192 + 4096 * 100;
+
+/// The most 1xx heads a response may come after. hyper's client sets none; a backend
+/// sends one or two (`103 Early Hints`), and without a limit one that sends them forever
+/// keeps a worker parsing until the attempt's timeout.
+pub(super) const MAX_INFORMATIONAL: usize = 16;
 
 /// How the request body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,14 +101,17 @@ struct Span {
 /// Parses the final response head at the front of `buf`, skipping (consuming) any 1xx
 /// informational heads before it, as hyper's client does. `Ok(None)`: incomplete, read
 /// more. The head's bytes are split off `buf`; the body's stay.
-pub(super) fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+pub(super) fn parse_response(buf: &mut BytesMut, method: &Method, informational: &mut usize) -> Result<Option<Head>, Error> {
     loop {
         if buf.is_empty() {
             return Ok(None);
         }
         match parse_one(buf, method)? {
             Parsed::Partial => return Ok(None),
-            Parsed::Informational => continue,
+            Parsed::Informational if *informational >= MAX_INFORMATIONAL => {
+                return Err(Error::Invalid("over 16 informational responses"));
+            }
+            Parsed::Informational => *informational += 1,
             Parsed::Final(head) => return Ok(Some(head)),
         }
     }

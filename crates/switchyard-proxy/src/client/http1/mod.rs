@@ -33,6 +33,10 @@ use crate::request_body::{BoxError, RequestBody};
 /// A read asks for at least this much room in the buffer (hyper starts with 8 KiB).
 const READ_CHUNK: usize = 8 * 1024;
 
+/// An idle connection keeps buffers up to this size: one backend's 400 KiB head must not
+/// stay pinned by each of up to a thousand idle connections of its upstream.
+const IDLE_BUFFER_KEEP: usize = 16 * 1024;
+
 /// Why an exchange on an open connection failed. Display is for the log; [`Error::kind`]
 /// is what a client may be told.
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +86,23 @@ pub struct Connection {
     /// The request head; `written` of it have gone out.
     write: Vec<u8>,
     written: usize,
+    /// 1xx heads read before this exchange's final one (see [`head::MAX_INFORMATIONAL`]).
+    informational: usize,
 }
 
 impl Connection {
     pub(super) fn new(stream: Stream) -> Self {
-        Self { stream, read: BytesMut::new(), write: Vec::with_capacity(1024), written: 0 }
+        Self { stream, read: BytesMut::new(), write: Vec::with_capacity(1024), written: 0, informational: 0 }
+    }
+
+    /// Lets go of a buffer a large message grew, before the connection idles in the pool.
+    pub(super) fn release_large_buffers(&mut self) {
+        if self.read.capacity() > IDLE_BUFFER_KEEP {
+            self.read = BytesMut::new();
+        }
+        if self.write.capacity() > IDLE_BUFFER_KEEP {
+            self.write = Vec::with_capacity(1024);
+        }
     }
 
     /// The stream, for a protocol that reads it itself (a WebSocket handshake through hyper).
@@ -117,7 +133,7 @@ impl Connection {
     /// Reads until a final response head is complete (1xx heads skipped).
     fn poll_head(&mut self, method: &http::Method, cx: &mut Context<'_>) -> Poll<Result<Head, Error>> {
         loop {
-            if let Some(head) = head::parse_response(&mut self.read, method)? {
+            if let Some(head) = head::parse_response(&mut self.read, method, &mut self.informational)? {
                 return Poll::Ready(Ok(head));
             }
             let had_bytes = !self.read.is_empty();
@@ -231,6 +247,11 @@ impl Upload {
             }
             ready!(self.poll_write_pending(conn, cx)).map_err(Error::Io)?;
             if waiting {
+                // A TLS stream keeps what it accepted in its own buffer until flushed:
+                // without this, those bytes would wait for the client's next frame.
+                if let Poll::Ready(Err(e)) = Pin::new(&mut conn.stream).poll_flush(cx) {
+                    return Poll::Ready(Err(Error::Io(e)));
+                }
                 return Poll::Pending;
             }
             if self.body.is_none() {
@@ -322,6 +343,7 @@ impl Upload {
 pub(super) async fn send(mut conn: Connection, parts: &http::request::Parts, upload: &mut Upload) -> Result<(Connection, Head), Error> {
     conn.write.clear();
     conn.written = 0;
+    conn.informational = 0;
     head::encode_request(parts, upload.framing, &mut conn.write);
     let head = std::future::poll_fn(|cx| {
         upload.poll_progress(&mut conn, cx)?;

@@ -507,3 +507,39 @@ async fn a_reason_phrase_of_its_own_is_kept() {
     let (response, _) = send(&upstream_client(), &peer, get(Method::GET, RequestBody::full(Bytes::new()))).await.unwrap();
     assert_eq!(response.extensions().get::<hyper::ext::ReasonPhrase>().map(|r| r.as_bytes()), Some(&b"Fine Thanks"[..]));
 }
+
+#[tokio::test]
+async fn a_backend_sending_informational_heads_without_end_is_refused() {
+    let hints = "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n";
+    let within: &'static [u8] = format!("{}{}", hints.repeat(super::head::MAX_INFORMATIONAL), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").leak().as_bytes();
+    let peer = Peer::start(&[Reply::Keep(within)]).await;
+    assert_eq!(exchange(&upstream_client(), &peer, Method::GET).await, (200, "ok".into(), None, false), "16 hints, then the answer");
+    let endless: &'static [u8] = hints.repeat(super::head::MAX_INFORMATIONAL + 1).leak().as_bytes();
+    let (kind, error) = refusal(&[Reply::Keep(endless)]).await;
+    assert_eq!(kind, "invalid HTTP response");
+    assert!(error.contains("over 16 informational responses"), "{error}");
+}
+
+#[tokio::test]
+async fn a_trailer_section_with_a_bare_lf_fails_the_body() {
+    let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n";
+    for trailers in ["a: 1\n\r\nX\r\n\r\n", "\n"] {
+        let reply: &'static [u8] = format!("{head}{trailers}").leak().as_bytes();
+        let error = body_error(&[Reply::Close(reply)]).await;
+        assert!(error.contains("bare LF"), "{trailers:?}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_lets_go_of_the_buffers_a_large_message_grew() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let mut conn = super::Connection::new(super::super::connect::Stream::Tcp(tcp));
+    conn.read.reserve(400 * 1024);
+    conn.write.reserve(64 * 1024);
+    conn.release_large_buffers();
+    assert!(conn.read.capacity() <= super::IDLE_BUFFER_KEEP && conn.write.capacity() <= super::IDLE_BUFFER_KEEP);
+    conn.read.reserve(8 * 1024);
+    conn.release_large_buffers();
+    assert!(conn.read.capacity() >= 8 * 1024, "a buffer of the usual size is kept for the next exchange");
+}

@@ -12,7 +12,8 @@
 //! `mi_realloc`; only the rare larger alignment (a cache-line-padded counter) takes the
 //! aligned calls. Freeing is `mi_free` for both.
 //!
-//! The only unsafe code of the binary, here so `switchyard`'s own crates can forbid it.
+//! The `unsafe` of an allocator lives here, in a crate of its own, so the `switchyard`
+//! binary's crate keeps `#![forbid(unsafe_code)]`.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;

@@ -185,11 +185,18 @@ impl RouteRuntime {
             .map(|(n, v)| Ok((HeaderName::from_bytes(n.as_bytes())?, HeaderValue::from_str(v)?)))
             .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()
             .map_err(|e| bad(&e))?;
+        // One parse of a Template route's path gives both its parameter names and what
+        // its rewrite refers to.
+        let template = match route.path_type {
+            PathKind::Template => Some(PathTemplate::parse(&route.path).map_err(|e| bad(&e))?),
+            _ => None,
+        };
+        let names: Vec<&str> = template.iter().flat_map(PathTemplate::param_names).collect();
         let add_query = (!route.add_query.is_empty())
             .then(|| form_urlencoded::Serializer::new(String::new()).extend_pairs(route.add_query.iter()).finish());
         Ok(Self {
             id: route.id.as_str().into(),
-            rewrite: rewrite(route).map_err(|e| bad(&e))?,
+            rewrite: rewrite(route, &names).map_err(|e| bad(&e))?,
             add_headers,
             add_query,
             add_query_names: route.add_query.iter().map(|(name, _)| name.clone()).collect(),
@@ -198,7 +205,7 @@ impl RouteRuntime {
             retries: route.retries.clone(),
             body_limit: route.body_limit,
             protocols: route.protocols,
-            param_names: param_names(route).map_err(|e| bad(&e))?,
+            param_names: names.iter().map(|&name| Arc::from(name)).collect(),
             targets,
         })
     }
@@ -257,24 +264,13 @@ impl RouteRuntime {
     }
 }
 
-/// A Template route's parameter names, in the order the router reports their ranges.
-fn param_names(route: &Route) -> Result<Box<[Arc<str>]>, String> {
-    if route.path_type != PathKind::Template {
-        return Ok(Box::default());
-    }
-    Ok(PathTemplate::parse(&route.path)?.param_names().map(Arc::from).collect())
-}
-
-fn rewrite(route: &Route) -> Result<Option<Rewrite>, String> {
+/// The route's rewrite; `params` are a Template route's parameter names, in the order
+/// the router reports their ranges (empty for the other kinds).
+fn rewrite(route: &Route, params: &[&str]) -> Result<Option<Rewrite>, String> {
     let Some(target) = &route.rewrite_path else { return Ok(None) };
     Ok(Some(match route.path_type {
         PathKind::Prefix => Rewrite::Prefix { matched: route.path.trim_end_matches('/').into(), replacement: target.as_str().into() },
-        PathKind::Exact => Rewrite::Template(parse_rewrite(target, &[])?),
-        PathKind::Template => {
-            let template = PathTemplate::parse(&route.path)?;
-            let names: Vec<&str> = template.param_names().collect();
-            Rewrite::Template(parse_rewrite(target, &names)?)
-        }
+        PathKind::Exact | PathKind::Template => Rewrite::Template(parse_rewrite(target, params)?),
     }))
 }
 

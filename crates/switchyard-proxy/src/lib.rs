@@ -45,6 +45,7 @@ mod weighted;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing {
     pub use crate::backends::parse_function_response;
+    pub use crate::client::fuzzing::{FuzzRead, fuzz_read_response};
 }
 
 use std::sync::Arc;

@@ -31,16 +31,22 @@ async fn ready(gw: &Switchyard) -> (String, String, String) {
 }
 
 async fn wait_ready_reason(gw: &Switchyard, want: &str) -> String {
+    wait_ready_message(gw, want, |_| true).await
+}
+
+/// As [`wait_ready_reason`], until the condition's message also satisfies `until` (the
+/// registry's children are read as they come: an early pass may have seen some of them).
+async fn wait_ready_message(gw: &Switchyard, want: &str, until: impl Fn(&str) -> bool) -> String {
     let mut last = Default::default();
     let deadline = tokio::time::Instant::now() + CONVERGE;
     while tokio::time::Instant::now() < deadline {
         last = ready(gw).await;
-        if last.1 == want {
+        if last.1 == want && until(&last.2) {
             return last.2;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("Ready never became {want}; last {last:?}");
+    panic!("Ready never became {want} with the message expected; last {last:?}");
 }
 
 /// Which upstream answered each of `n` requests (or the error code).
@@ -116,7 +122,8 @@ async fn dubbo_http_providers_serve_and_binary_or_malformed_ones_are_named() {
     register_dubbo(&app, "com.example.Orders", "dubbo://127.0.0.1:20880/com.example.Orders?application=legacy").await.unwrap();
     register_plain(&app, "/dubbo/com.example.Orders/providers", "not-a-url", b"").await.unwrap();
     wait_for_answers(&gw, 4, &["a"]).await;
-    let message = wait_ready_reason(&gw, "Ready").await;
+    // All three children seen: the malformed one is the last registered.
+    let message = wait_ready_message(&gw, "Ready", |m| m.contains("not-a-url")).await;
     assert!(message.contains("1 endpoint(s)"), "{message}");
     assert!(message.contains("dubbo://127.0.0.1:20880"), "the binary provider is named: {message}");
     assert!(message.contains("not-a-url") && message.contains("1 malformed"), "the malformed entry is named and counted: {message}");

@@ -17,6 +17,12 @@ mod http1;
 mod http2;
 mod pool;
 
+/// The codec's response reading, for `fuzz/` (see `crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    pub use super::http1::{FuzzRead, fuzz_read_response};
+}
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;

@@ -372,3 +372,86 @@ pub(super) fn response(conn: Connection, head: Head, upload: Upload, home: Home)
     }
     response
 }
+
+/// What [`fuzz_read_response`] read: the final head's status, whether the connection
+/// could be reused, and the body's data and trailer field count, or why it was refused.
+#[cfg(feature = "fuzzing")]
+#[derive(Debug, PartialEq, Eq)]
+pub enum FuzzRead {
+    /// More bytes were needed (the response did not end within the input).
+    Incomplete,
+    Refused(String),
+    Response {
+        status: u16,
+        keep_alive: bool,
+        close_delimited: bool,
+        body: Vec<u8>,
+        trailers: usize,
+        rest: usize,
+    },
+}
+
+/// For `fuzz/`: a backend's `bytes` read as this codec reads a response to a `HEAD` (or
+/// any other) request, arriving in two reads split at `split`. The split must never
+/// change what is read: the head parser starts again on a partial head, and the chunked
+/// decoder keeps its state byte by byte.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_read_response(bytes: &[u8], head_request: bool, split: usize) -> FuzzRead {
+    use self::head::ResponseFraming;
+    let method = if head_request { http::Method::HEAD } else { http::Method::GET };
+    let split = split.min(bytes.len());
+    let mut buf = BytesMut::from(&bytes[..split]);
+    let mut later = &bytes[split..];
+    let mut informational = 0;
+    let head = loop {
+        match head::parse_response(&mut buf, &method, &mut informational) {
+            Err(e) => return FuzzRead::Refused(e.to_string()),
+            Ok(Some(head)) => break head,
+            Ok(None) if later.is_empty() => return FuzzRead::Incomplete,
+            Ok(None) => {
+                buf.extend_from_slice(later);
+                later = &[];
+            }
+        }
+    };
+    let mut body = Vec::new();
+    let mut trailers = 0;
+    let status = head.status.as_u16();
+    match head.framing {
+        ResponseFraming::Empty => {}
+        ResponseFraming::Length(n) => {
+            buf.extend_from_slice(later);
+            let Ok(n) = usize::try_from(n) else { return FuzzRead::Incomplete };
+            if buf.len() < n {
+                return FuzzRead::Incomplete;
+            }
+            body.extend_from_slice(&buf.split_to(n));
+        }
+        ResponseFraming::Close => {
+            buf.extend_from_slice(later);
+            body.extend_from_slice(&buf.split());
+        }
+        ResponseFraming::Chunked => {
+            let mut decoder = chunked::Decoder::new();
+            loop {
+                match decoder.decode(&mut buf) {
+                    Err(e) => return FuzzRead::Refused(e.to_string()),
+                    Ok(chunked::Decoded::Data(data)) => body.extend_from_slice(&data),
+                    Ok(chunked::Decoded::Trailers(fields)) => {
+                        trailers = fields.len();
+                        break;
+                    }
+                    Ok(chunked::Decoded::End) => break,
+                    Ok(chunked::Decoded::More) if later.is_empty() => return FuzzRead::Incomplete,
+                    Ok(chunked::Decoded::More) => {
+                        buf.extend_from_slice(later);
+                        later = &[];
+                    }
+                }
+            }
+        }
+    }
+    buf.extend_from_slice(later);
+    let close_delimited = head.framing == ResponseFraming::Close;
+    FuzzRead::Response { status, keep_alive: head.keep_alive && !close_delimited, close_delimited, body, trailers, rest: buf.len() }
+}

@@ -511,7 +511,8 @@ async fn a_reason_phrase_of_its_own_is_kept() {
 #[tokio::test]
 async fn a_backend_sending_informational_heads_without_end_is_refused() {
     let hints = "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n";
-    let within: &'static [u8] = format!("{}{}", hints.repeat(super::head::MAX_INFORMATIONAL), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").leak().as_bytes();
+    let within: &'static [u8] =
+        format!("{}{}", hints.repeat(super::head::MAX_INFORMATIONAL), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").leak().as_bytes();
     let peer = Peer::start(&[Reply::Keep(within)]).await;
     assert_eq!(exchange(&upstream_client(), &peer, Method::GET).await, (200, "ok".into(), None, false), "16 hints, then the answer");
     let endless: &'static [u8] = hints.repeat(super::head::MAX_INFORMATIONAL + 1).leak().as_bytes();

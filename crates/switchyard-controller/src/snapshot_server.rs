@@ -152,10 +152,20 @@ impl SnapshotServer {
                 text(StatusCode::UNAUTHORIZED, "the token was rotated; send the current one")
             }
             Ok(Some(published)) => {
-                let mut response = Response::new(Full::new(published.json().clone()));
+                let version = published.snapshot.version;
+                // Woken as the snapshot is handed out, the JSON may still be in the making
+                // (tens of ms at 100,000 routes): wait for it on a blocking thread, not here.
+                let json = match published.json_if_made() {
+                    Some(json) => json.clone(),
+                    None => match tokio::task::spawn_blocking(move || published.json().clone()).await {
+                        Ok(json) => json,
+                        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the snapshot could not be serialized"),
+                    },
+                };
+                let mut response = Response::new(Full::new(json));
                 let headers = response.headers_mut();
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                headers.insert("x-switchyard-version", HeaderValue::from(published.snapshot.version));
+                headers.insert("x-switchyard-version", HeaderValue::from(version));
                 response
             }
             Ok(None) => text(StatusCode::SERVICE_UNAVAILABLE, "the controller is shutting down"),

@@ -184,7 +184,7 @@ async fn body_error(replies: &[Reply]) -> String {
     let peer = Peer::start(replies).await;
     let client = upstream_client();
     let (response, _lease) = send(&client, &peer, get(Method::GET, RequestBody::full(Bytes::new()))).await.expect("a head");
-    let error = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect()).await.unwrap().err().expect("the body fails");
+    let error = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect()).await.unwrap().expect_err("the body fails");
     error.to_string()
 }
 

@@ -10,6 +10,8 @@
 #   BENCH_WARMUP=2s BENCH_ROUNDS=5 BENCH_ROUTES=10000 (compile bench size)
 #   BENCH_TARGETS="direct switchyard switchyard-log nginx haproxy"   BENCH_COMPILE=1 (0 skips it)
 #   SWITCHYARD_BIN=path (use this binary, skip cargo build)
+#   BENCH_PACE_MS=N (each connection waits N ms between its requests, bench/paced.lua: the
+#   same paced load on every target, for latency below saturation; unset: as fast as it goes)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,6 +26,8 @@ ROUNDS=${BENCH_ROUNDS:-5}
 TARGETS=${BENCH_TARGETS:-direct switchyard switchyard-log nginx haproxy}
 COMPILE=${BENCH_COMPILE:-1}
 BIN=${SWITCHYARD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/switchyard}
+PACE=()
+[[ -n ${BENCH_PACE_MS:-} ]] && PACE=(-s "$ROOT/bench/paced.lua")
 
 LOG_PREFIX=bench
 # shellcheck source=bench/lib.sh
@@ -163,8 +167,8 @@ wrk_once() {
   local t=$1 round=$2 out rps p99 errs
   out=$RUN/wrk-$t-$round.txt
   log "round $round, $t: warm-up $WARMUP, then -t$THREADS -c$CONNS -d$DURATION ${URL[$t]}"
-  wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${URL[$t]}" >"$RUN/wrk-$t-$round-warmup.txt"
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${URL[$t]}" >"$out"
+  wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${PACE[@]}" "${URL[$t]}" >"$RUN/wrk-$t-$round-warmup.txt"
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${PACE[@]}" "${URL[$t]}" >"$out"
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
   [[ -n $rps ]] || die "could not parse wrk output for $t ($out)"
   # p99 normalised to ms (wrk prints us, ms or s)
@@ -202,7 +206,7 @@ ratio() { [[ -n ${RPS[$1]:-} && -n ${RPS[$2]:-} ]] && awk -v a="${RPS[$1]}" -v b
 
 {
   echo "# Switchyard bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | awk 'NR == 1 {print "haproxy " $3}'), wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), median of $ROUNDS alternated rounds"
+  echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>/dev/null | awk 'NR == 1 {print "haproxy " $3}'), wrk -t$THREADS -c$CONNS -d$DURATION (warm-up $WARMUP), median of $ROUNDS alternated rounds${BENCH_PACE_MS:+, each connection paced $BENCH_PACE_MS ms between requests}"
   printf '%-15s %12s %10s %8s   %s\n' target 'req/s' 'p99 ms' errors 'req/s per round'
   for t in $TARGETS; do printf '%-15s %12s %10s %8s   %s\n' "$t" "${RPS[$t]}" "${P99[$t]}" "${ERRS[$t]}" "${RPS_RUNS[$t]}"; done
   if r=$(ratio switchyard nginx); then echo "throughput switchyard/nginx:    $r"; fi

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
 use super::chunked::{self, Decoded};
@@ -54,7 +54,7 @@ struct Reading {
     home: Home,
 }
 
-enum Decoder {
+pub(super) enum Decoder {
     /// Bytes still to come.
     Length(u64),
     Chunked(chunked::Decoder),
@@ -62,22 +62,76 @@ enum Decoder {
     Close,
 }
 
+/// What the decoder makes of the bytes read so far.
+pub(super) enum Step {
+    Frame(Frame<Bytes>),
+    End,
+    /// Read more from the connection.
+    More,
+}
+
+impl Decoder {
+    /// The body after a head with this framing; None when it has none.
+    pub(super) fn for_framing(framing: ResponseFraming) -> Option<Self> {
+        match framing {
+            ResponseFraming::Empty => None,
+            ResponseFraming::Length(n) => Some(Self::Length(n)),
+            ResponseFraming::Chunked => Some(Self::Chunked(chunked::Decoder::new())),
+            ResponseFraming::Close => Some(Self::Close),
+        }
+    }
+
+    /// Decodes what `read` holds, consuming what it used: at most one frame.
+    pub(super) fn step(&mut self, read: &mut BytesMut) -> Result<Step, Error> {
+        Ok(match self {
+            Self::Length(remaining) if !read.is_empty() => {
+                let n = (*remaining).min(read.len() as u64);
+                *remaining -= n;
+                Step::Frame(Frame::data(read.split_to(n as usize).freeze()))
+            }
+            Self::Close if !read.is_empty() => Step::Frame(Frame::data(read.split().freeze())),
+            Self::Chunked(decoder) => match decoder.decode(read)? {
+                Decoded::Data(data) => Step::Frame(Frame::data(data)),
+                Decoded::Trailers(trailers) => Step::Frame(Frame::trailers(trailers)),
+                Decoded::End => Step::End,
+                Decoded::More => Step::More,
+            },
+            _ => Step::More,
+        })
+    }
+
+    /// The backend closed the connection: the end of a close-delimited body, for any
+    /// other framing a body cut short.
+    pub(super) fn at_end_of_stream(&self) -> Result<(), Error> {
+        match self {
+            Self::Close => Ok(()),
+            _ => Err(Error::ClosedInBody),
+        }
+    }
+
+    /// The whole body was decoded (a close-delimited one never knows until the close).
+    pub(super) fn is_done(&self) -> bool {
+        match self {
+            Self::Length(remaining) => *remaining == 0,
+            Self::Chunked(decoder) => decoder.is_done(),
+            Self::Close => false,
+        }
+    }
+}
+
 impl Http1Body {
     pub(super) fn new(mut conn: Connection, framing: ResponseFraming, keep_alive: bool, upload: Upload, home: Home) -> Self {
         let reusable = keep_alive && upload.is_done();
-        let decoder = match framing {
-            ResponseFraming::Empty => {
-                home.finish(conn, reusable);
-                return Self(State::Empty);
-            }
-            ResponseFraming::Length(n) if conn.read.len() as u64 >= n => {
-                let data = conn.read.split_to(n as usize).freeze();
-                home.finish(conn, reusable);
-                return Self(State::Buffered(data));
-            }
-            ResponseFraming::Length(n) => Decoder::Length(n),
-            ResponseFraming::Chunked => Decoder::Chunked(chunked::Decoder::new()),
-            ResponseFraming::Close => Decoder::Close,
+        if let ResponseFraming::Length(n) = framing
+            && conn.read.len() as u64 >= n
+        {
+            let data = conn.read.split_to(n as usize).freeze();
+            home.finish(conn, reusable);
+            return Self(State::Buffered(data));
+        }
+        let Some(decoder) = Decoder::for_framing(framing) else {
+            home.finish(conn, reusable);
+            return Self(State::Empty);
         };
         Self(State::Reading(Box::new(Reading { conn, decoder, upload, keep_alive, home })))
     }
@@ -98,36 +152,14 @@ impl Reading {
         // it reads may need it to go on).
         self.upload.poll_progress(&mut self.conn, cx)?;
         loop {
-            let read = &mut self.conn.read;
-            match &mut self.decoder {
-                Decoder::Length(remaining) if !read.is_empty() => {
-                    let n = (*remaining).min(read.len() as u64);
-                    *remaining -= n;
-                    return Poll::Ready(Some(Ok(Frame::data(read.split_to(n as usize).freeze()))));
-                }
-                Decoder::Close if !read.is_empty() => return Poll::Ready(Some(Ok(Frame::data(read.split().freeze())))),
-                Decoder::Chunked(decoder) => match decoder.decode(read)? {
-                    Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Decoded::Trailers(trailers) => return Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-                    Decoded::End => return Poll::Ready(None),
-                    Decoded::More => {}
-                },
-                _ => {}
+            match self.decoder.step(&mut self.conn.read)? {
+                Step::Frame(frame) => return Poll::Ready(Some(Ok(frame))),
+                Step::End => return Poll::Ready(None),
+                Step::More => {}
             }
             if ready!(self.conn.poll_fill(cx)).map_err(Error::Io)? == 0 {
-                return Poll::Ready(match self.decoder {
-                    Decoder::Close => None,
-                    _ => Some(Err(Error::ClosedInBody)),
-                });
+                return Poll::Ready(self.decoder.at_end_of_stream().err().map(Err));
             }
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        match &self.decoder {
-            Decoder::Length(remaining) => *remaining == 0,
-            Decoder::Chunked(decoder) => decoder.is_done(),
-            Decoder::Close => false,
         }
     }
 }
@@ -150,7 +182,7 @@ impl http_body::Body for Http1Body {
                 match &polled {
                     // Given back as soon as the last byte is read, not when the body is
                     // dropped: the next request may take it at once.
-                    Some(Ok(_)) if reading.is_done() => this.finish(),
+                    Some(Ok(_)) if reading.decoder.is_done() => this.finish(),
                     Some(Ok(_)) => {}
                     None => this.finish(),
                     // Whatever the error, the connection's state is unknown: closed.

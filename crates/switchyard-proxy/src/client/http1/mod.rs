@@ -408,50 +408,29 @@ pub fn fuzz_read_response(bytes: &[u8], head_request: bool, split: usize) -> Fuz
             Err(e) => return FuzzRead::Refused(e.to_string()),
             Ok(Some(head)) => break head,
             Ok(None) if later.is_empty() => return FuzzRead::Incomplete,
-            Ok(None) => {
-                buf.extend_from_slice(later);
-                later = &[];
-            }
+            Ok(None) => buf.extend_from_slice(std::mem::take(&mut later)),
         }
     };
-    let mut body = Vec::new();
+    let mut data = Vec::new();
     let mut trailers = 0;
     let status = head.status.as_u16();
-    match head.framing {
-        ResponseFraming::Empty => {}
-        ResponseFraming::Length(n) => {
-            buf.extend_from_slice(std::mem::take(&mut later));
-            let Ok(n) = usize::try_from(n) else { return FuzzRead::Incomplete };
-            if buf.len() < n {
-                return FuzzRead::Incomplete;
-            }
-            body.extend_from_slice(&buf.split_to(n));
-        }
-        ResponseFraming::Close => {
-            buf.extend_from_slice(std::mem::take(&mut later));
-            body.extend_from_slice(&buf.split());
-        }
-        ResponseFraming::Chunked => {
-            let mut decoder = chunked::Decoder::new();
-            loop {
-                match decoder.decode(&mut buf) {
-                    Err(e) => return FuzzRead::Refused(e.to_string()),
-                    Ok(chunked::Decoded::Data(data)) => body.extend_from_slice(&data),
-                    Ok(chunked::Decoded::Trailers(fields)) => {
-                        trailers = fields.len();
-                        break;
-                    }
-                    Ok(chunked::Decoded::End) => break,
-                    Ok(chunked::Decoded::More) if later.is_empty() => return FuzzRead::Incomplete,
-                    Ok(chunked::Decoded::More) => {
-                        buf.extend_from_slice(later);
-                        later = &[];
-                    }
-                }
+    // The response body's own decoder, fed as the connection would feed it.
+    if let Some(mut decoder) = body::Decoder::for_framing(head.framing) {
+        while !decoder.is_done() {
+            match decoder.step(&mut buf) {
+                Err(e) => return FuzzRead::Refused(e.to_string()),
+                Ok(body::Step::Frame(frame)) => match frame.into_data() {
+                    Ok(chunk) => data.extend_from_slice(&chunk),
+                    Err(frame) => trailers = frame.into_trailers().map_or(0, |fields| fields.len()),
+                },
+                Ok(body::Step::End) => break,
+                Ok(body::Step::More) if !later.is_empty() => buf.extend_from_slice(std::mem::take(&mut later)),
+                Ok(body::Step::More) if decoder.at_end_of_stream().is_ok() => break,
+                Ok(body::Step::More) => return FuzzRead::Incomplete,
             }
         }
     }
     buf.extend_from_slice(later);
     let close_delimited = head.framing == ResponseFraming::Close;
-    FuzzRead::Response { status, keep_alive: head.keep_alive && !close_delimited, close_delimited, body, trailers, rest: buf.len() }
+    FuzzRead::Response { status, keep_alive: head.keep_alive && !close_delimited, close_delimited, body: data, trailers, rest: buf.len() }
 }

@@ -24,11 +24,10 @@ pub(crate) mod fuzzing {
 }
 
 use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::Duration;
-
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};

@@ -135,7 +135,7 @@ SUMMARY=$RUN/summary.txt
 {
   echo "# routes bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
   echo "# $(nproc) cores, wrk -t1 -c$CONNS -d$DURATION (warm-up $WARMUP), $CHANGES changes per count"
-  printf '%-8s %10s %8s %9s %9s %12s %12s %12s %12s %10s\n' routes 'req/s' 'p99 ms' 'RSS MiB' 'proxy MiB' 'ready s' 'local p50' 'local p99' 'remote p50' 'remote p99'
+  printf '%-8s %10s %8s %9s %9s %12s %12s %12s %12s %10s %7s\n' routes 'req/s' 'p99 ms' 'RSS MiB' 'proxy MiB' 'ready s' 'local p50' 'local p99' 'remote p50' 'remote p99' deltas
 } | tee "$SUMMARY"
 
 for n in $COUNTS; do
@@ -161,7 +161,7 @@ for n in $COUNTS; do
   non2xx=$(awk '/Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' "$RUN/wrk-$n.txt")
   ((non2xx == 0)) || die "$non2xx non-2xx answers with $n routes ($RUN/wrk-$n.txt)"
   rss=$(rss_mib "$SY_PID")
-  lp50=- lp99=- rp50=- rp99=- prss=-
+  lp50=- lp99=- rp50=- rp99=- prss=- deltas=-
   if ((CHANGES > 0)); then
     time_changes "$conf" "http://127.0.0.1:$SY_PORT" "$RUN/local-$n.txt"
     start "proxy-$n" "$BIN" proxy --controller "http://127.0.0.1:$SNAP_PORT" --controller-insecure-http \
@@ -175,12 +175,14 @@ for n in $COUNTS; do
     wrk -t1 -c"$CONNS" -d"$WARMUP" -H "Host: api$((probe % 100)).example.com" "http://127.0.0.1:$PX_PORT/svc$probe/items/42" >/dev/null
     prss=$(rss_mib "$PX_PID")
     time_changes "$conf" "http://127.0.0.1:$PX_PORT" "$RUN/remote-$n.txt"
+    # How the proxy got its changes: built from deltas, or whole snapshots.
+    deltas=$(curl -s -m 5 "http://127.0.0.1:$PX_METRICS/metrics" | awk '/^switchyard_proxy_snapshot_deltas_total / {print $2}')
     stop_pid "$PX_PID"
     lp50=$(percentile 50 "$RUN/local-$n.txt") lp99=$(percentile 99 "$RUN/local-$n.txt")
     rp50=$(percentile 50 "$RUN/remote-$n.txt") rp99=$(percentile 99 "$RUN/remote-$n.txt")
   fi
   stop_pid "$SY_PID"
-  printf '%-8s %10s %8s %9s %9s %12s %12s %12s %12s %10s\n' "$n" "$rps" "$p99" "$rss" "$prss" "$ready" "$lp50" "$lp99" "$rp50" "$rp99" | tee -a "$SUMMARY"
+  printf '%-8s %10s %8s %9s %9s %12s %12s %12s %12s %10s %7s\n' "$n" "$rps" "$p99" "$rss" "$prss" "$ready" "$lp50" "$lp99" "$rp50" "$rp99" "${deltas:--}" | tee -a "$SUMMARY"
 done
 echo "(RSS MiB: the standalone (controller and proxy in one process) after wrk; proxy MiB: a \`switchyard proxy\` pulling its snapshot from it, after ${WARMUP} of wrk through it)" | tee -a "$SUMMARY"
-echo "(change times in ms: a new route written to the folder until the proxy answers it; local = standalone, remote = a proxy pulling from its snapshot listener)" | tee -a "$SUMMARY"
+echo "(change times in ms: a new route written to the folder until the proxy answers it; local = standalone, remote = a proxy pulling from its snapshot listener; deltas: the snapshots that proxy built from pulled deltas rather than pulled whole)" | tee -a "$SUMMARY"

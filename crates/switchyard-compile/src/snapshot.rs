@@ -1,6 +1,8 @@
 //! The routing snapshot: what the controller publishes and every proxy serves from.
 //! Plain data (serde), versioned, self-contained: a proxy needs nothing else.
 
+pub mod delta;
+
 use serde::{Deserialize, Serialize};
 
 /// One complete, consistent routing configuration.

@@ -8,6 +8,11 @@
 //! returned at once. Otherwise the request is held until a new version is published or
 //! the hold time passes (304). "Differs" rather than "is newer": a restarted controller
 //! may number from elsewhere, and a proxy must still pick its snapshot up.
+//!
+//! A whole snapshot carries its publisher's stream in `x-switchyard-stream`. A proxy that
+//! names it back (`&stream=S`) with the version it holds is sent the deltas from that
+//! version instead (`x-switchyard-delta-from`, a [`DeltaChain`](switchyard_compile::snapshot::delta::DeltaChain) as JSON) while the
+//! publisher still keeps them; otherwise, and for any other stream, the whole snapshot.
 
 pub mod tls;
 
@@ -20,7 +25,12 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::publisher::Publisher;
+use switchyard_compile::snapshot::delta::{self, SnapshotDelta};
+
+use crate::publisher::{Published, Publisher};
+
+/// A delta that carries more items than this is serialized off the async threads.
+const INLINE_DELTA_ITEMS: usize = 4096;
 
 /// How long a long-poll is held before answering 304.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(30);
@@ -129,8 +139,8 @@ impl SnapshotServer {
         if !self.authorized(request.headers()) {
             return text(StatusCode::UNAUTHORIZED, "send Authorization: Bearer <token>");
         }
-        let after = match parse_after(request.uri().query()) {
-            Ok(after) => after,
+        let Poll { after, stream } = match Poll::parse(request.uri().query()) {
+            Ok(poll) => poll,
             Err(e) => return text(StatusCode::BAD_REQUEST, &e),
         };
         let mut updates = self.publisher.subscribe();
@@ -153,20 +163,14 @@ impl SnapshotServer {
             }
             Ok(Some(published)) => {
                 let version = published.snapshot.version;
-                // Woken as the snapshot is handed out, the JSON may still be in the making
-                // (tens of ms at 100,000 routes): wait for it on a blocking thread, not here.
-                let json = match published.json_if_made() {
-                    Some(json) => json.clone(),
-                    None => match tokio::task::spawn_blocking(move || published.json().clone()).await {
-                        Ok(json) => json,
-                        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the snapshot could not be serialized"),
-                    },
+                let deltas = match (after, stream) {
+                    (Some(from), Some(stream)) if stream == self.publisher.stream() => self.publisher.deltas(from, version),
+                    _ => None,
                 };
-                let mut response = Response::new(Full::new(json));
-                let headers = response.headers_mut();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                headers.insert("x-switchyard-version", HeaderValue::from(version));
-                response
+                match deltas {
+                    Some(steps) => self.delta_response(steps, version).await,
+                    None => self.full_response(published).await,
+                }
             }
             Ok(None) => text(StatusCode::SERVICE_UNAVAILABLE, "the controller is shutting down"),
             Err(_) => {
@@ -177,6 +181,46 @@ impl SnapshotServer {
         }
     }
 
+    /// The whole snapshot, with the stream a later poll names to be sent deltas.
+    async fn full_response(&self, published: Arc<Published>) -> Response<Full<Bytes>> {
+        let version = published.snapshot.version;
+        // Woken as the snapshot is handed out, the JSON may not be made yet (tens of ms
+        // at 100,000 routes): make it, or wait for it, on a blocking thread, not here.
+        let json = match published.json_if_made() {
+            Some(json) => json.clone(),
+            None => match tokio::task::spawn_blocking(move || published.json().clone()).await {
+                Ok(json) => json,
+                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the snapshot could not be serialized"),
+            },
+        };
+        let mut response = Response::new(Full::new(json));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert("x-switchyard-version", HeaderValue::from(version));
+        if let Ok(stream) = HeaderValue::from_str(self.publisher.stream()) {
+            headers.insert("x-switchyard-stream", stream);
+        }
+        response
+    }
+
+    /// The deltas `steps` (from the proxy's version to `version`) as one [`DeltaChain`](switchyard_compile::snapshot::delta::DeltaChain).
+    async fn delta_response(&self, steps: Vec<Arc<SnapshotDelta>>, version: u64) -> Response<Full<Bytes>> {
+        let from = steps.first().map_or(version, |s| s.base);
+        let stream = self.publisher.stream().to_owned();
+        let items: usize = steps.iter().filter_map(|s| s.carried()).sum();
+        let serialize = move || serde_json::to_vec(&ChainRef { stream: &stream, steps: steps.iter().map(|s| &**s).collect() });
+        let json = if items <= INLINE_DELTA_ITEMS { Ok(serialize()) } else { tokio::task::spawn_blocking(serialize).await };
+        let Ok(Ok(json)) = json else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "the snapshot delta could not be serialized");
+        };
+        let mut response = Response::new(Full::new(Bytes::from(json)));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(delta::CONTENT_TYPE));
+        headers.insert("x-switchyard-version", HeaderValue::from(version));
+        headers.insert("x-switchyard-delta-from", HeaderValue::from(from));
+        response
+    }
+
     fn authorized(&self, headers: &http::HeaderMap) -> bool {
         let presented =
             headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
@@ -185,11 +229,31 @@ impl SnapshotServer {
     }
 }
 
-fn parse_after(query: Option<&str>) -> Result<Option<u64>, String> {
-    let Some(query) = query else { return Ok(None) };
-    match form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "after") {
-        Some((_, v)) => v.parse().map(Some).map_err(|_| format!("after={v} is not a version number")),
-        None => Ok(None),
+/// A [`DeltaChain`](switchyard_compile::snapshot::delta::DeltaChain) serialized from the publisher's shared steps, without copying them.
+#[derive(serde::Serialize)]
+struct ChainRef<'a> {
+    stream: &'a str,
+    steps: Vec<&'a SnapshotDelta>,
+}
+
+/// What a poll asks for: anything but version `after`, as deltas if it names `stream`.
+#[derive(Debug, Default, PartialEq)]
+struct Poll {
+    after: Option<u64>,
+    stream: Option<String>,
+}
+
+impl Poll {
+    fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut poll = Self::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "after" => poll.after = Some(value.parse().map_err(|_| format!("after={value} is not a version number"))?),
+                "stream" => poll.stream = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(poll)
     }
 }
 
@@ -320,5 +384,48 @@ mod tests {
         let (_, server) = server(50);
         let response = server.respond(get("/v1/snapshot?after=abc", Some("t0ken"))).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> Bytes {
+        use http_body_util::BodyExt;
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_names_the_stream_and_its_version_is_sent_the_deltas_since() {
+        use switchyard_compile::snapshot::delta::DeltaChain;
+        let (publisher, server) = server(5_000);
+        publisher.publish(with_route("a"));
+        let full = server.respond(get("/v1/snapshot", Some("t0ken"))).await;
+        assert_eq!(full.headers()[header::CONTENT_TYPE], "application/json");
+        let stream = full.headers()["x-switchyard-stream"].to_str().unwrap().to_owned();
+        assert_eq!(stream, publisher.stream());
+        let held: Snapshot = serde_json::from_slice(&body(full).await).unwrap();
+        publisher.publish(with_route("b"));
+        publisher.publish(with_route("c"));
+        let response = server.respond(get(&format!("/v1/snapshot?after=1&stream={stream}"), Some("t0ken"))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], delta::CONTENT_TYPE);
+        assert_eq!(response.headers()["x-switchyard-delta-from"], "1");
+        assert_eq!(response.headers()["x-switchyard-version"], "3");
+        let chain: DeltaChain = serde_json::from_slice(&body(response).await).unwrap();
+        assert_eq!(chain.stream, stream);
+        assert_eq!(chain.apply(1, &held).unwrap(), *publisher.current().unwrap().snapshot);
+        // Another stream's version 1 (another replica, a restarted controller) is other
+        // content: it gets the whole snapshot.
+        let other = server.respond(get("/v1/snapshot?after=1&stream=0123456789abcdef", Some("t0ken"))).await;
+        assert_eq!(other.headers()[header::CONTENT_TYPE], "application/json");
+        let whole: Snapshot = serde_json::from_slice(&body(other).await).unwrap();
+        assert_eq!(whole, *publisher.current().unwrap().snapshot);
+        // So does a version whose deltas are no longer kept.
+        let unknown = server.respond(get(&format!("/v1/snapshot?after=999&stream={stream}"), Some("t0ken"))).await;
+        assert_eq!(unknown.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn a_poll_reads_its_version_and_stream_and_ignores_the_rest() {
+        assert_eq!(Poll::parse(None).unwrap(), Poll::default());
+        assert_eq!(Poll::parse(Some("after=7&stream=ab&x=1")).unwrap(), Poll { after: Some(7), stream: Some("ab".into()) });
+        assert!(Poll::parse(Some("stream=ab&after=-1")).unwrap_err().contains("after=-1"));
     }
 }

@@ -247,6 +247,9 @@ pub struct ProxyMetrics {
     last_pull: std::sync::Mutex<std::time::Instant>,
     /// Bytes of the last snapshot pulled.
     pub snapshot_bytes: Gauge,
+    /// Snapshots built from pulled deltas, and deltas that did not fit the live snapshot.
+    pub snapshot_deltas: Counter,
+    pub snapshot_delta_misfits: Counter,
     /// Runtime builds and swaps.
     pub apply_duration: Histogram,
     pub backends: BackendMetrics,
@@ -267,6 +270,8 @@ impl ProxyMetrics {
             snapshot_pull_age: Gauge::default(),
             last_pull: std::sync::Mutex::new(std::time::Instant::now()),
             snapshot_bytes: Gauge::default(),
+            snapshot_deltas: Counter::default(),
+            snapshot_delta_misfits: Counter::default(),
             apply_duration: Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             backends: backends.clone(),
         };
@@ -304,8 +309,18 @@ impl ProxyMetrics {
         );
         proxy.register(
             "snapshot_bytes",
-            "Size of the last snapshot received (proxy mode: as pulled, JSON)",
+            "Size of the last whole snapshot received (proxy mode: as pulled, JSON; deltas do not change it)",
             metrics.snapshot_bytes.clone(),
+        );
+        proxy.register(
+            "snapshot_deltas",
+            "Snapshots built from the deltas pulled since the live one instead of pulled whole (proxy mode)",
+            metrics.snapshot_deltas.clone(),
+        );
+        proxy.register(
+            "snapshot_delta_misfits",
+            "Pulled deltas that did not fit the live snapshot, after which the whole snapshot was fetched (proxy mode)",
+            metrics.snapshot_delta_misfits.clone(),
         );
         proxy.register(
             "snapshot_apply_duration_seconds",

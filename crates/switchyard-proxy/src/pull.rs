@@ -5,6 +5,11 @@
 //!   the controller is down serves at once.
 //! - `GET /v1/snapshot?after=V` returns as soon as the controller's version differs from
 //!   V (newer, or a restarted controller), or 304 after the hold time.
+//! - A proxy that holds a snapshot of the controller's stream (`x-switchyard-stream`)
+//!   names it and its version in the poll, and is sent the deltas since instead of the
+//!   whole snapshot while the controller keeps them; it builds the new snapshot from the
+//!   one it serves. A delta that does not fit what it holds is dropped and the whole
+//!   snapshot fetched.
 //! - Errors keep the current snapshot and retry with backoff; nothing is dropped.
 //! - The channel is HTTPS, verified against `--controller-ca` (or the system roots);
 //!   `http://` only when the operator opted in ([`ControllerUrl::parse`]).
@@ -23,6 +28,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use switchyard_compile::snapshot::Snapshot;
+use switchyard_compile::snapshot::delta::{self, DeltaChain};
 use switchyard_http::tls::{Trust, UpstreamTls};
 
 use crate::proxy::Proxy;
@@ -214,13 +220,17 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
     // The version last received, applied or refused: polling after a refused version
     // waits for the next one instead of fetching the same bad snapshot in a loop.
     let mut seen = proxy.version();
+    // The controller's stream of the snapshot served, once one came from it: named in a
+    // poll, it asks for deltas.
+    let mut stream: Option<String> = None;
     loop {
         let Some(token) = (config.token)() else {
             tracing::warn!("no snapshot token; retrying");
             tokio::time::sleep(MAX_BACKOFF).await;
             continue;
         };
-        let polled = poll_once(&config.controller, &mut connection, &token, seen, config.stall_timeout).await;
+        let poll = Poll { after: seen, stream: stream.as_deref() };
+        let polled = poll_once(&config.controller, &mut connection, &token, poll, config.stall_timeout).await;
         if polled.is_ok() {
             proxy.metrics.pulled_now();
         }
@@ -228,17 +238,38 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
             connection = None;
         }
         match polled {
-            Ok(Some((snapshot, raw))) => {
+            Ok(Some(pulled)) => {
                 backoff = Duration::from_millis(100);
-                proxy.metrics.snapshot_bytes.set(i64::try_from(raw.len()).unwrap_or(i64::MAX));
+                let (snapshot, raw) = match pulled {
+                    Pulled::Whole { snapshot, raw, stream: from } => {
+                        proxy.metrics.snapshot_bytes.set(i64::try_from(raw.len()).unwrap_or(i64::MAX));
+                        stream = from;
+                        (snapshot, Some(raw))
+                    }
+                    Pulled::Delta(chain) => match apply_delta(&proxy, &chain, stream.as_deref()) {
+                        Ok(snapshot) => {
+                            proxy.metrics.snapshot_deltas.inc();
+                            (snapshot, None)
+                        }
+                        Err(e) => {
+                            proxy.metrics.snapshot_delta_misfits.inc();
+                            // Not what this proxy holds: ask for the whole snapshot at once.
+                            tracing::warn!(controller = %base, error = %e, "a snapshot delta does not fit the live snapshot; fetching all of it");
+                            stream = None;
+                            continue;
+                        }
+                    },
+                };
                 let version = snapshot.version;
                 let changed = seen != Some(version);
                 seen = Some(version);
-                if changed
-                    && proxy.apply(Arc::new(snapshot)).is_ok()
-                    && let Some(dir) = &config.cache_dir
-                {
-                    write_cache(dir, &raw).await;
+                if changed {
+                    let snapshot = Arc::new(snapshot);
+                    if proxy.apply(snapshot.clone()).is_ok()
+                        && let Some(dir) = &config.cache_dir
+                    {
+                        cache(dir, snapshot, raw).await;
+                    }
                 }
             }
             Ok(None) => backoff = Duration::from_millis(100),
@@ -249,6 +280,34 @@ pub async fn run(proxy: Arc<Proxy>, config: PullConfig) {
             }
         }
     }
+}
+
+/// The snapshot `chain` leads to from the live one, if the chain is from the stream the
+/// live snapshot came from and starts at its version.
+fn apply_delta(proxy: &Proxy, chain: &DeltaChain, stream: Option<&str>) -> Result<Snapshot, String> {
+    if stream != Some(chain.stream.as_str()) {
+        return Err(format!("the delta is of stream {}, not of the live snapshot's", chain.stream));
+    }
+    let (Some(held), Some(live)) = (proxy.version(), proxy.runtime()) else {
+        return Err("no live snapshot to apply a delta to".into());
+    };
+    chain.apply(held, &live.snapshot)
+}
+
+/// Writes the disk cache for `snapshot`: the bytes pulled when it came whole, else its
+/// JSON made here, off the async threads (tens of ms at 100,000 routes).
+async fn cache(dir: &Path, snapshot: Arc<Snapshot>, raw: Option<Bytes>) {
+    let raw = match raw {
+        Some(raw) => raw,
+        None => match tokio::task::spawn_blocking(move || serde_json::to_vec(&*snapshot)).await {
+            Ok(Ok(json)) => Bytes::from(json),
+            _ => {
+                tracing::warn!(dir = %dir.display(), "could not serialize the snapshot for the disk cache");
+                return;
+            }
+        },
+    };
+    write_cache(dir, &raw).await;
 }
 
 /// Keeps `switchyard_proxy_snapshot_pull_age_seconds` current: the seconds since the last
@@ -263,21 +322,45 @@ async fn track_pull_age(proxy: std::sync::Weak<Proxy>) {
     }
 }
 
-/// One long-poll: `Some` with a new snapshot, `None` when unchanged.
+/// What a poll asks for: anything but version `after`, as deltas from it when `stream`
+/// (the stream it came from) is known.
+struct Poll<'a> {
+    after: Option<u64>,
+    stream: Option<&'a str>,
+}
+
+impl Poll<'_> {
+    fn path(&self) -> String {
+        match (self.after, self.stream) {
+            (Some(v), Some(stream)) => {
+                let stream: String = form_urlencoded::byte_serialize(stream.as_bytes()).collect();
+                format!("/v1/snapshot?after={v}&stream={stream}")
+            }
+            (Some(v), None) => format!("/v1/snapshot?after={v}"),
+            (None, _) => "/v1/snapshot".to_owned(),
+        }
+    }
+}
+
+/// A poll's answer with something new.
+enum Pulled {
+    /// The whole snapshot, its bytes as pulled, and the stream the controller named.
+    Whole { snapshot: Snapshot, raw: Bytes, stream: Option<String> },
+    /// The deltas from the version the poll named.
+    Delta(DeltaChain),
+}
+
+/// One long-poll: `Some` with a new snapshot or deltas, `None` when unchanged.
 /// The connection is kept between polls while the controller keeps it open.
 async fn poll_once(
     controller: &ControllerUrl,
     connection: &mut Option<SendRequest<Empty<Bytes>>>,
     token: &str,
-    after: Option<u64>,
+    poll: Poll<'_>,
     stall: Duration,
-) -> Result<Option<(Snapshot, Bytes)>, String> {
-    let path = match after {
-        Some(v) => format!("/v1/snapshot?after={v}"),
-        None => "/v1/snapshot".to_owned(),
-    };
+) -> Result<Option<Pulled>, String> {
     let authority = controller.base.split_once("://").map_or(controller.base.as_str(), |(_, a)| a);
-    let request = Request::get(path)
+    let request = Request::get(poll.path())
         .header(header::HOST, authority)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Empty::new())
@@ -295,12 +378,18 @@ async fn poll_once(
     match response.status() {
         StatusCode::NOT_MODIFIED => Ok(None),
         StatusCode::OK => {
+            let is_delta = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t == delta::CONTENT_TYPE);
+            let stream = response.headers().get("x-switchyard-stream").and_then(|v| v.to_str().ok()).map(str::to_owned);
             // A controller (or anything in between) that sends part of a body and stops
             // must not freeze configuration: the whole body comes within the stall bound.
             let body = tokio::time::timeout(stall, response.into_body().collect());
             let raw = body.await.map_err(|_| format!("the snapshot body stalled for {stall:?}"))?.map_err(|e| e.to_string())?.to_bytes();
+            if is_delta {
+                let chain = serde_json::from_slice(&raw).map_err(|e| format!("undecodable snapshot delta: {e}"))?;
+                return Ok(Some(Pulled::Delta(chain)));
+            }
             let snapshot = serde_json::from_slice(&raw).map_err(|e| format!("undecodable snapshot: {e}"))?;
-            Ok(Some((snapshot, raw)))
+            Ok(Some(Pulled::Whole { snapshot, raw, stream }))
         }
         status => Err(format!("controller answered {status}")),
     }
@@ -380,6 +469,33 @@ mod tests {
         }
         // A bare snapshot (a file from before the seal, or written by hand) is refused too.
         assert!(unseal(raw).is_err());
+    }
+
+    /// A delta is applied only to the live snapshot of the stream it names, at the version
+    /// it starts from; anything else is refused (and the pull loop fetches the whole).
+    #[test]
+    fn a_delta_applies_only_to_the_live_snapshot_of_its_stream_and_version() {
+        use switchyard_compile::snapshot::delta::SnapshotDelta;
+        use switchyard_compile::snapshot::{Backend, BackendKind};
+        let mock = |body: &str| Snapshot {
+            version: 1,
+            backends: vec![Backend::with_defaults("d/b", BackendKind::Mock { status: 200, headers: vec![], body: body.into() })],
+            ..Snapshot::default()
+        };
+        let proxy = Proxy::new(&mut prometheus_client::registry::Registry::default(), crate::egress::EgressConfig::default());
+        let chain = DeltaChain {
+            stream: "s1".into(),
+            steps: vec![SnapshotDelta::between(&mock("a"), &Snapshot { version: 2, ..mock("b") }).unwrap()],
+        };
+        assert!(apply_delta(&proxy, &chain, Some("s1")).unwrap_err().contains("no live snapshot"));
+        proxy.apply(Arc::new(mock("a"))).unwrap();
+        let built = apply_delta(&proxy, &chain, Some("s1")).unwrap();
+        assert_eq!(built, Snapshot { version: 2, ..mock("b") });
+        assert!(apply_delta(&proxy, &chain, Some("s2")).unwrap_err().contains("stream s1"));
+        assert!(apply_delta(&proxy, &chain, None).is_err(), "a proxy that knows no stream takes no delta");
+        // The live snapshot moved on: the delta from version 1 no longer fits.
+        proxy.apply(Arc::new(Snapshot { version: 5, ..mock("c") })).unwrap();
+        assert!(apply_delta(&proxy, &chain, Some("s1")).unwrap_err().contains("does not apply to version 5"));
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub struct Runtime {
     /// Where this snapshot lets the proxy dial (egress policy, DnsRecords).
     pub dial: Arc<DialPolicy>,
     pub router: Router,
-    pub routes: Vec<RouteRuntime>,
+    /// Shared with the previous runtime when a route, the backends it names and the
+    /// apps did not change (see [`KeptRoutes`]).
+    pub routes: Vec<Arc<RouteRuntime>>,
     /// Shared with the previous runtime when a backend's definition did not change.
     pub backends: Vec<Arc<BackendRuntime>>,
     /// Each backend's in-flight count and limit (by index, as `backends`), shared with
@@ -114,7 +116,15 @@ impl Runtime {
         let router = Router::build(&snapshot.routes, &snapshot.host_owners)?;
         // Routes before backends: a snapshot refused here must not have started any
         // backend's health probes.
-        let routes = snapshot.routes.iter().map(|r| RouteRuntime::build(r, &snapshot)).collect::<Result<Vec<_>, String>>()?;
+        let mut kept = previous.and_then(|p| KeptRoutes::of(p, &snapshot));
+        let routes = snapshot
+            .routes
+            .iter()
+            .map(|r| match kept.as_mut().and_then(|k| k.unchanged(r)) {
+                Some(route) => Ok(route),
+                None => RouteRuntime::build(r, &snapshot).map(Arc::new),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         // Backends (and their health probes) dial through this policy: they can be kept
         // only while what it is built from, the DnsRecords, stays the same.
         let reusable = previous.filter(|p| p.snapshot.dns_records == snapshot.dns_records);
@@ -146,6 +156,47 @@ impl Runtime {
     /// Endpoint health of every backend that checks it (for `/config_dump`).
     pub fn endpoint_health(&self) -> Vec<serde_json::Value> {
         self.backends.iter().filter_map(|b| b.health_report()).collect()
+    }
+}
+
+/// The previous runtime's route runtimes a new snapshot can keep: a route runtime is made
+/// from its route, the backends it names (their kind and timeout) and the apps, so one
+/// whose route is the same, at the same backend indices, with those backends the same, and
+/// the same apps, would be built the same. Kept, it also keeps its weighted cycle's place.
+/// At 100,000 routes a change of one route otherwise rebuilds 100,000 of them
+/// (docs/benchmarks.md, "Change to serving").
+struct KeptRoutes<'a> {
+    previous: &'a Runtime,
+    /// By backend index: the new snapshot's backend equals the previous one's there.
+    same_backend: Vec<bool>,
+    /// The previous route after the last one found: routes mostly come in the same order.
+    cursor: usize,
+    /// The previous routes by id, made the first time the order does not give the route.
+    by_id: Option<HashMap<&'a str, usize>>,
+}
+
+impl<'a> KeptRoutes<'a> {
+    fn of(previous: &'a Runtime, snapshot: &Snapshot) -> Option<Self> {
+        if previous.snapshot.apps != snapshot.apps {
+            return None;
+        }
+        let same_backend = snapshot.backends.iter().enumerate().map(|(i, b)| previous.snapshot.backends.get(i) == Some(b)).collect();
+        Some(Self { previous, same_backend, cursor: 0, by_id: None })
+    }
+
+    /// The previous runtime of `route`, if it would be built the same.
+    fn unchanged(&mut self, route: &Route) -> Option<Arc<RouteRuntime>> {
+        let before = &self.previous.snapshot.routes;
+        let at = match before.get(self.cursor) {
+            Some(r) if r.id == route.id => self.cursor,
+            _ => {
+                let by_id = self.by_id.get_or_insert_with(|| before.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect());
+                *by_id.get(route.id.as_str())?
+            }
+        };
+        self.cursor = at + 1;
+        let same = before[at] == *route && route.backends.iter().all(|b| self.same_backend.get(b.backend) == Some(&true));
+        same.then(|| self.previous.routes[at].clone())
     }
 }
 
@@ -325,6 +376,54 @@ mod tests {
 
     fn runtime(route: Route, backends: usize) -> Runtime {
         Runtime::build(Arc::new(snapshot_with(route, backends)), &EgressConfig::default(), &BackendMetrics::default(), None).unwrap()
+    }
+
+    /// A rebuild shares the route runtimes that would be built the same (and their
+    /// weighted cycles' places), found by id in any order, and builds the others anew.
+    #[test]
+    fn a_rebuild_keeps_the_route_runtimes_of_routes_that_did_not_change() {
+        let named = |id: &str, backend: usize| Route {
+            id: id.into(),
+            backends: vec![RouteBackend { backend, weight: 1, host: HostRule::Endpoint }],
+            ..route(&format!("/{id}"), PathKind::Exact, None)
+        };
+        let mut first = snapshot_with(named("d/a", 0), 2);
+        first.routes.extend([named("d/b", 1), named("d/c", 0)]);
+        let build = |s: &Snapshot, previous: Option<&Runtime>| {
+            Runtime::build(Arc::new(s.clone()), &EgressConfig::default(), &BackendMetrics::default(), previous).unwrap()
+        };
+        let before = build(&first, None);
+        let same = |a: &Runtime, i: usize, b: &Runtime, j: usize| Arc::ptr_eq(&a.routes[i], &b.routes[j]);
+
+        // A new route in front, "d/c" moved before "d/b", "d/b" changed.
+        let mut second = first.clone();
+        second.routes = vec![named("d/new", 0), named("d/a", 0), named("d/c", 0), Route { timeout_ms: Some(5), ..named("d/b", 1) }];
+        let after = build(&second, Some(&before));
+        assert!(same(&after, 1, &before, 0) && same(&after, 2, &before, 2), "d/a and d/c are kept");
+        assert!(!same(&after, 3, &before, 1), "the changed d/b is built anew");
+        assert_eq!(after.routes[3].timeout, Duration::from_millis(5));
+        assert_eq!(&*after.routes[0].id, "d/new");
+
+        // A changed backend rebuilds the routes that name it (its kind and timeout are in
+        // their runtimes), not the others.
+        let mut third = second.clone();
+        third.backends[1].timeout_ms = Some(90_000);
+        let again = build(&third, Some(&after));
+        assert!(same(&again, 1, &after, 1), "d/a names backend 0 only");
+        assert!(!same(&again, 3, &after, 3), "d/b names the changed backend 1");
+        assert_eq!(again.routes[3].timeout, Duration::from_millis(5));
+
+        // Changed apps rebuild every route (their authenticators are made from the apps).
+        let mut fourth = third.clone();
+        fourth.apps.push(switchyard_compile::snapshot::App {
+            namespace: "d".into(),
+            name: "app".into(),
+            app_key: String::new(),
+            app_secret: String::new(),
+            app_code: "code".into(),
+        });
+        let rebuilt = build(&fourth, Some(&again));
+        assert!((0..4).all(|i| !same(&rebuilt, i, &again, i)));
     }
 
     #[test]

@@ -57,6 +57,13 @@ async fn readyz(switchyard: &Switchyard) -> u16 {
     get(&switchyard.url("admin", "/readyz")).await.map(|r| r.status.as_u16()).unwrap_or(0)
 }
 
+/// A proxy's `switchyard_proxy_<name>_total` counter.
+async fn proxy_counter(proxy: &Switchyard, name: &str) -> Option<u64> {
+    let metrics = get(&proxy.url("metrics", "/metrics")).await.ok()?.text();
+    let series = format!("switchyard_proxy_{name}_total ");
+    metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+}
+
 async fn config_dump(switchyard: &Switchyard) -> serde_json::Value {
     get(&switchyard.url("admin", "/config_dump")).await.unwrap().json()
 }
@@ -104,6 +111,9 @@ async fn one_standalone_feeds_two_proxies_the_same_routes_and_a_folder_change_re
     let published = config_dump(&standalone).await;
     for proxy in &proxies {
         assert_eq!(config_dump(proxy).await, published);
+        // The change came as a delta from the snapshot each held, not as a whole snapshot.
+        assert_eq!(proxy_counter(proxy, "snapshot_deltas").await, Some(1), "log:\n{}", proxy.log_text());
+        assert_eq!(proxy_counter(proxy, "snapshot_delta_misfits").await, Some(0));
     }
 }
 
@@ -141,6 +151,8 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
     for proxy in &proxies {
         wait_serving("v2 from the new controller", proxy, "/hello", "v2").await;
         assert_eq!(readyz(proxy).await, 200);
+        // The new controller is another stream: it sent the whole snapshot.
+        assert_eq!(proxy_counter(proxy, "snapshot_deltas").await, Some(0));
     }
     let published = config_dump(&second).await;
     for proxy in &proxies {
@@ -150,13 +162,17 @@ async fn proxies_keep_serving_while_the_controller_is_down_and_follow_a_new_one_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restarted_while_the_controller_is_down_serves_from_its_disk_cache_at_once() {
-    let config = ConfigDir::with(&[("hello.yaml", &hello("cached"))]);
+    let config = ConfigDir::with(&[("hello.yaml", &hello("first"))]);
     let scratch = Scratch::new("distribution test CA");
     let token = scratch.token_file("token", TOKEN);
     let cache = scratch.cache_dir("cache");
     let mut standalone = scratch.standalone(&config, &token, "127.0.0.1:0");
     let mut proxy = pulling_proxy(&scratch, &snapshot_url(&standalone), &token, &cache);
-    wait_serving("the first proxy serving", &proxy, "/hello", "cached").await;
+    wait_serving("the first proxy serving", &proxy, "/hello", "first").await;
+    // The snapshot cached is one the proxy built from a delta: its JSON is made by the proxy.
+    config.write("hello.yaml", &hello("cached"));
+    wait_serving("the change served", &proxy, "/hello", "cached").await;
+    assert_eq!(proxy_counter(&proxy, "snapshot_deltas").await, Some(1));
     let version = proxy.status().await["snapshot"]["version"].clone();
     let cache_file = cache.join("snapshot.json");
     wait_until("the snapshot cached on disk", PROPAGATION, || {
